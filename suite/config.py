@@ -1,0 +1,293 @@
+"""Typed run configuration: YAML files layered left to right, then `--set key.path=value`.
+
+Every key has a default and a one-line description (`describe()` lists them). Anything a user
+can get wrong is checked here, at the edge, and raised as `UserError` naming the key.
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional, Union
+
+import yaml
+
+from suite.errors import UserError
+
+METHODS = ("daformer_s", "daformer_m", "daformer", "dytox", "replay", "finetune", "joint")
+DATASETS = ("digits", "cifar100", "imagenet_subset", "imagenet", "imagefolder", "synthetic")
+
+
+def _key(default, help, choices=None, minimum=None, maximum=None):
+    """A config field: its default, a one-line description and its allowed range."""
+    meta = {"help": help, "choices": choices, "min": minimum, "max": maximum}
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda: type(default)(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+@dataclass
+class DataConfig:
+    name: str = _key("digits", "data set", choices=DATASETS)
+    path: Optional[str] = _key(None, "directory holding the data set (not needed for digits, synthetic)")
+    num_classes: int = _key(10, "synthetic only: number of classes", minimum=2)
+    image_size: int = _key(16, "synthetic only: image side in pixels", minimum=4)
+    train_per_class: int = _key(100, "synthetic only: training images per class", minimum=1)
+    test_per_class: int = _key(20, "synthetic only: test images per class", minimum=1)
+    input_size: Optional[int] = _key(None, "resize images to this side (default: the data set's own)", minimum=4)
+    augment: bool = _key(True, "random crop + flip on training images")
+    randaugment: bool = _key(False, "RandAugment on training images")
+    num_workers: int = _key(0, "data-loader worker processes per training worker", minimum=0)
+
+
+@dataclass
+class ScenarioConfig:
+    increment: int = _key(2, "classes per task", minimum=1)
+    initial_increment: int = _key(0, "classes in the first task (0: same as increment; e.g. 50 for B50)", minimum=0)
+    class_order: Any = _key(None, "class order: a list of class ids, an order file name in configs/orders, or 'seed:N'")
+
+
+@dataclass
+class ModelConfig:
+    embed_dim: int = _key(64, "token width C", minimum=8)
+    depth: int = _key(2, "ConViT (GPSA) blocks in the shared encoder", minimum=1)
+    num_heads: int = _key(4, "attention heads", minimum=1)
+    patch_size: int = _key(2, "patch side in pixels", minimum=1)
+    mlp_ratio: float = _key(4.0, "MLP hidden width / embed_dim", minimum=0.5)
+    drop_path: float = _key(0.0, "stochastic depth, linear over all blocks", minimum=0.0, maximum=1.0)
+    num_keys: Optional[int] = _key(None, "external keys K (daformer only; default: one per task)", minimum=1)
+    out_proj: bool = _key(True, "apply the dual block's output projection (false reproduces the release)")
+    locality_strength: float = _key(1.0, "GPSA locality strength", minimum=0.0)
+
+
+@dataclass
+class MemoryConfig:
+    size: int = _key(2000, "rehearsal memory: total exemplars (fixed-total budget)", minimum=0)
+    per_class: Optional[int] = _key(None, "exemplars per class instead of a fixed total", minimum=1)
+    selection: str = _key("herding", "exemplar selection", choices=("herding", "random"))
+    per_worker: bool = _key(False, "reproduce DyTox's per-GPU memory (budget × workers); never the default")
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = _key(5, "main-phase epochs per task", minimum=1)
+    batch_size: int = _key(64, "batch size per worker", minimum=1)
+    lr: float = _key(5e-4, "base learning rate, scaled by global batch / 512", minimum=0.0)
+    min_lr: float = _key(1e-5, "cosine schedule floor", minimum=0.0)
+    weight_decay: float = _key(1e-6, "AdamW weight decay", minimum=0.0)
+    warmup_epochs: int = _key(0, "linear warm-up epochs per task", minimum=0)
+    loss: str = _key("bce", "classification loss: soft-target BCE or cross-entropy", choices=("bce", "ce"))
+    mixup: float = _key(0.0, "MixUp alpha (0: off)", minimum=0.0)
+    label_smoothing: float = _key(0.0, "label smoothing", minimum=0.0, maximum=1.0)
+    divergence_weight: float = _key(0.1, "weight of the divergence-head loss", minimum=0.0)
+    asam_rho: float = _key(0.0, "ASAM radius from task 1 on (0: off; paper 3.0)", minimum=0.0)
+    clip_grad: Optional[float] = _key(None, "gradient-norm clip", minimum=0.0)
+    precision: str = _key("auto", "autocast: auto (bf16 where fast), bf16, fp32", choices=("auto", "bf16", "fp32"))
+    eval_batch_size: int = _key(256, "evaluation and feature-extraction batch size", minimum=1)
+
+
+@dataclass
+class FinetuneConfig:
+    epochs: int = _key(2, "balanced finetuning epochs per task (0: off)", minimum=0)
+    lr: float = _key(5e-5, "balanced finetuning constant learning rate", minimum=0.0)
+    shuffle: bool = _key(True, "shuffle finetuning batches (false reproduces the release)")
+
+
+@dataclass
+class DistillConfig:
+    tau: float = _key(1.0, "temperature of the logit distillation", minimum=1e-6)
+    knn_k: int = _key(5, "neighbours per sample in KNN-invariant distillation", minimum=1)
+    knn_temperature: float = _key(0.1, "temperature of the neighbourhood softmax", minimum=1e-6)
+    knn_weight: float = _key(0.5, "weight beta of KNN-invariant distillation (0: off)", minimum=0.0)
+
+
+@dataclass
+class RayConfig:
+    num_workers: int = _key(1, "Ray Train workers (data-parallel)", minimum=1)
+    use_gpu: bool = _key(False, "train on GPUs")
+    cpus_per_worker: float = _key(1.0, "CPUs reserved per worker (fractions allowed)", minimum=0.01)
+    gpus_per_worker: float = _key(1.0, "GPUs per worker when use_gpu (fractions share a GPU)", minimum=0.0)
+    max_failures: int = _key(2, "worker failures survived per run", minimum=0)
+
+
+@dataclass
+class OutputConfig:
+    basedir: str = _key("runs", "base directory of runs (a run writes to basedir/name)")
+    name: Optional[str] = _key(None, "run name (default: config file stem + method)")
+
+
+@dataclass
+class Config:
+    method: str = _key("daformer_m", "method", choices=METHODS)
+    seed: int = _key(0, "random seed", minimum=0)
+    data: DataConfig = field(default_factory=DataConfig)
+    scenario: ScenarioConfig = field(default_factory=ScenarioConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    memory: MemoryConfig = field(default_factory=MemoryConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
+    distill: DistillConfig = field(default_factory=DistillConfig)
+    ray: RayConfig = field(default_factory=RayConfig)
+    output: OutputConfig = field(default_factory=OutputConfig)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+# ---------------------------------------------------------------- key catalogue
+
+def _is_section(tp) -> bool:
+    return isinstance(tp, type) and dataclasses.is_dataclass(tp)
+
+
+def _fields(cls) -> dict[str, dataclasses.Field]:
+    hints = typing.get_type_hints(cls)
+    out = {}
+    for f in dataclasses.fields(cls):
+        f.type = hints[f.name]
+        out[f.name] = f
+    return out
+
+
+def all_keys(cls=Config, prefix="") -> dict[str, dataclasses.Field]:
+    """Every leaf key as a dotted path, e.g. 'memory.size'."""
+    keys = {}
+    for name, f in _fields(cls).items():
+        if _is_section(f.type):
+            keys.update(all_keys(f.type, prefix + name + "."))
+        else:
+            keys[prefix + name] = f
+    return keys
+
+
+def describe() -> str:
+    """One line per key: name, default, description."""
+    lines = []
+    for key, f in all_keys().items():
+        default = f.default_factory() if f.default is dataclasses.MISSING else f.default
+        lines.append(f"{key:28s} {default!r:14s} {f.metadata['help']}")
+    return "\n".join(lines)
+
+
+def unknown_key_error(key: str, where: str) -> UserError:
+    close = difflib.get_close_matches(key, list(all_keys()) + list(_fields(Config)), n=1, cutoff=0.5)
+    hint = f"; did you mean '{close[0]}'?" if close else "; run with --help-keys for the list"
+    return UserError(f"{where}: unknown config key '{key}'{hint}")
+
+
+# ---------------------------------------------------------------- coercion
+
+def _coerce(key: str, value: Any, f: dataclasses.Field, where: str) -> Any:
+    tp = f.type
+    optional = False
+    if typing.get_origin(tp) in (Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        optional = len(args) < len(typing.get_args(tp))
+        tp = args[0]
+    if value is None:
+        if optional or tp is Any:
+            return None
+        raise UserError(f"{where}: '{key}' must not be empty; expected {tp.__name__}")
+    if tp is Any:
+        return value
+    ok = (
+        (tp is bool and isinstance(value, bool))
+        or (tp is int and isinstance(value, int) and not isinstance(value, bool))
+        or (tp is float and isinstance(value, (int, float)) and not isinstance(value, bool))
+        or (tp is str and isinstance(value, str))
+    )
+    if not ok:
+        raise UserError(f"{where}: '{key}' = {value!r} has the wrong type; expected {tp.__name__}")
+    value = tp(value)
+    meta = f.metadata
+    if meta["choices"] and value not in meta["choices"]:
+        raise UserError(f"{where}: '{key}' = {value!r} is not one of {', '.join(meta['choices'])}")
+    if meta["min"] is not None and value < meta["min"]:
+        raise UserError(f"{where}: '{key}' = {value!r} is too small; expected at least {meta['min']}")
+    if meta["max"] is not None and value > meta["max"]:
+        raise UserError(f"{where}: '{key}' = {value!r} is too large; expected at most {meta['max']}")
+    return value
+
+
+def _flatten(tree: dict, where: str, prefix: str = "") -> dict[str, Any]:
+    flat = {}
+    for k, v in tree.items():
+        if not isinstance(k, str):
+            raise UserError(f"{where}: config key {k!r} is not a name")
+        path = prefix + k
+        section = _fields(Config).get(k) if not prefix else None
+        if section is not None and _is_section(section.type):
+            if not isinstance(v, dict):
+                raise UserError(f"{where}: '{path}' is a section; expected a mapping of keys, got {v!r}")
+            flat.update(_flatten(v, where, path + "."))
+        else:
+            flat[path] = v
+    return flat
+
+
+def apply(cfg: Config, overrides: dict[str, Any], where: str) -> Config:
+    """Set dotted keys on a copy of cfg, validating each."""
+    keys = all_keys()
+    data = cfg.to_dict()
+    for key, value in overrides.items():
+        if key not in keys:
+            raise unknown_key_error(key, where)
+        node = data
+        *parents, leaf = key.split(".")
+        for p in parents:
+            node = node[p]
+        node[leaf] = _coerce(key, value, keys[key], where)
+    return from_dict(data)
+
+
+def from_dict(data: dict) -> Config:
+    sections = {
+        name: f.type(**data[name]) if _is_section(f.type) else data[name]
+        for name, f in _fields(Config).items()
+    }
+    return Config(**sections)
+
+
+def read_yaml(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"config file '{path}' does not exist; expected a YAML file")
+    try:
+        tree = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        at = f" at line {mark.line + 1}" if mark else ""
+        raise UserError(f"config file '{path}' is not valid YAML{at}: {getattr(e, 'problem', e)}") from None
+    if tree is None:
+        return {}
+    if not isinstance(tree, dict):
+        raise UserError(f"config file '{path}' must hold a mapping of keys, not {type(tree).__name__}")
+    return tree
+
+
+def parse_set(item: str) -> tuple[str, Any]:
+    """'memory.size=500' -> ('memory.size', 500); the value is read as YAML."""
+    if "=" not in item:
+        raise UserError(f"--set '{item}' is malformed; expected KEY=VALUE, e.g. memory.size=500")
+    key, raw = item.split("=", 1)
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError:
+        value = raw
+    return key.strip(), value
+
+
+def load(files: list[str | Path], sets: list[str] = (), extra: dict[str, Any] | None = None) -> Config:
+    """Layer YAML files left to right, then `extra` (CLI flags), then `--set` items."""
+    cfg = Config()
+    for path in files:
+        cfg = apply(cfg, _flatten(read_yaml(path), str(path)), str(path))
+    if extra:
+        cfg = apply(cfg, extra, "command line")
+    for item in sets:
+        key, value = parse_set(item)
+        cfg = apply(cfg, {key: value}, f"--set {item}")
+    return cfg

@@ -1,0 +1,68 @@
+"""Torch datasets over a split, addressed by indices (task data, rehearsal memory, test data)."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+from torchvision.transforms import v2
+
+from suite.config import DataConfig
+from suite.data.registry import DataSet, Split
+
+
+def build_transform(data: DataSet, cfg: DataConfig, train: bool) -> v2.Compose:
+    """Per-data-set transforms with that set's mean and std: crop + flip (+ RandAugment) to train."""
+    size = cfg.input_size or data.image_size
+    steps: list = []
+    on_disk = not data.train.in_memory
+    if on_disk:  # full-size photos: the ImageNet recipe
+        steps += [v2.RandomResizedCrop(size, antialias=True)] if train else [v2.Resize(int(size * 8 / 7), antialias=True), v2.CenterCrop(size)]
+    elif size != data.image_size:
+        steps.append(v2.Resize(size, antialias=True))
+    if train and cfg.augment:
+        if not on_disk:
+            steps.append(v2.RandomCrop(size, padding=max(1, size // 8)))
+        if data.flip:
+            steps.append(v2.RandomHorizontalFlip())
+    if train and cfg.randaugment:
+        steps.append(v2.RandAugment())
+    steps += [v2.ToDtype(torch.float32, scale=True), v2.Normalize(data.mean, data.std)]
+    return v2.Compose(steps)
+
+
+def _to_tensor(image) -> torch.Tensor:
+    if isinstance(image, np.ndarray):
+        return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))
+    return v2.functional.pil_to_tensor(image)
+
+
+class IndexedImages(Dataset):
+    """Images `split[indices]` with incremental labels, transformed on the fly.
+
+    Items are (image, label, index): the index into the split lets the learner name exemplars.
+    """
+
+    def __init__(self, split: Split, indices: np.ndarray, label_of_class: dict[int, int], transform):
+        self.split = split
+        self.indices = np.asarray(indices, dtype=np.int64)
+        lookup = np.full(max(label_of_class) + 1, -1, dtype=np.int64)
+        for cls, label in label_of_class.items():
+            lookup[cls] = label
+        self.labels = lookup[split.labels[self.indices]]
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i: int):
+        index = int(self.indices[i])
+        raw = self.split.images[index]
+        if not self.split.in_memory:
+            from suite.data.sources.imagefolder import open_image
+
+            raw = open_image(raw)
+        return self.transform(_to_tensor(raw)), int(self.labels[i]), index
+
+
+def indices_of_classes(split: Split, classes) -> np.ndarray:
+    return np.flatnonzero(np.isin(split.labels, list(classes)))

@@ -1,0 +1,125 @@
+"""What every incremental model gives the learner: grow by a task, forward, freeze per phase.
+
+A new method subclasses `IncrementalModel`, implements `embed` (tokens -> per-slot embeddings)
+and, if it has task-specific parameters, `_grow` and `_old_task_parameters`; then registers a
+`Method` in its own file under `suite/models/`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+import torch
+from torch import nn
+
+from suite.config import ModelConfig
+from suite.models.encoder import Encoder
+
+
+@dataclass
+class Output:
+    logits: torch.Tensor  # (B, classes seen so far), task heads concatenated in task order
+    embeddings: torch.Tensor  # (B, slots, C): one embedding per key / task token / pooled feature
+    div_logits: Optional[torch.Tensor] = None  # (B, new classes + 1), training only
+
+    @property
+    def features(self) -> torch.Tensor:
+        return self.embeddings.flatten(1)
+
+
+class TaskHead(nn.Sequential):
+    """LayerNorm + Linear(C, classes of one task)."""
+
+    def __init__(self, dim: int, num_classes: int):
+        super().__init__(nn.LayerNorm(dim), nn.Linear(dim, num_classes))
+
+
+class IncrementalModel(nn.Module):
+    uses_divergence = True  # a divergence head on the current task's embedding while training
+    freezes_old_heads = True
+
+    def __init__(self, cfg: ModelConfig, image_size: int, channels: int):
+        super().__init__()
+        self.embed_dim = cfg.embed_dim
+        self.encoder = Encoder(cfg, image_size, channels)
+        self.heads = nn.ModuleList()
+        self.div_head: Optional[nn.Linear] = None
+
+    @property
+    def num_tasks(self) -> int:
+        return len(self.heads)
+
+    @property
+    def task_sizes(self) -> list[int]:
+        return [head[-1].out_features if isinstance(head, nn.Sequential) else head.out_features for head in self.heads]
+
+    @property
+    def num_classes(self) -> int:
+        return sum(self.task_sizes)
+
+    def make_head(self, num_classes: int) -> nn.Module:
+        return TaskHead(self.embed_dim, num_classes)
+
+    def add_task(self, num_classes: int) -> None:
+        """Expand for the next task: its head, its divergence head, and its key / token."""
+        self._grow(self.num_tasks)
+        self.heads.append(self.make_head(num_classes))
+        has_old = self.num_tasks > 1
+        self.div_head = nn.Linear(self.embed_dim, num_classes + 1) if self.uses_divergence and has_old else None
+
+    def slot_of_task(self, task: int) -> int:
+        """Which embedding slot feeds task `task`'s head."""
+        return task
+
+    def forward(self, images: torch.Tensor) -> Output:
+        emb = self.embed(self.encoder(images))
+        logits = torch.cat([head(emb[:, self.slot_of_task(t)]) for t, head in enumerate(self.heads)], dim=1)
+        div = None
+        if self.training and self.div_head is not None:
+            div = self.div_head(emb[:, self.slot_of_task(self.num_tasks - 1)])
+        return Output(logits, emb, div)
+
+    def set_phase(self, phase: str) -> None:
+        """'main': old heads and old task parameters frozen. 'finetune': encoder (and div head) frozen."""
+        for p in self.parameters():
+            p.requires_grad_(True)
+        if phase == "main":
+            frozen = list(self._old_task_parameters())
+            if self.freezes_old_heads:
+                frozen += [p for head in self.heads[:-1] for p in head.parameters()]
+        elif phase == "finetune":
+            frozen = list(self.encoder.parameters())
+            if self.div_head is not None:
+                frozen += list(self.div_head.parameters())
+        else:
+            raise ValueError(f"unknown phase {phase!r}")
+        for p in frozen:
+            p.requires_grad_(False)
+
+    # -- hooks for subclasses
+    def embed(self, tokens: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def _grow(self, task: int) -> None:
+        """Create the task-specific parameters task `task` needs (called before its head is added)."""
+
+    def _old_task_parameters(self):
+        """Task-specific parameters of finished tasks, frozen in the main phase."""
+        return iter(())
+
+
+@dataclass(frozen=True)
+class Method:
+    name: str
+    build: Callable[..., IncrementalModel]  # (model cfg, image_size, channels, num_tasks) -> model
+    rehearsal: bool = True  # keeps a memory of old exemplars
+    distill: bool = True  # logit + KNN distillation from the previous model
+    description: str = ""
+
+
+METHODS: dict[str, Method] = {}
+
+
+def register_method(method: Method) -> Method:
+    METHODS[method.name] = method
+    return method

@@ -1,0 +1,115 @@
+"""DAFormer: the shared ConViT encoder + one dual-attention block driven by learned external keys.
+
+DAFormer-S has one key shared by all tasks; DAFormer-M one key per task; `daformer` any K in
+between, tasks split into K contiguous groups (group g owns key g).
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from timm.layers import DropPath, Mlp
+from torch import nn
+
+from suite.models.base import IncrementalModel, Method, register_method
+from suite.models.encoder import drop_path_rates, init_weights
+
+
+def key_of_task(num_tasks: int, num_keys: int) -> list[int]:
+    """Key index of every task: K contiguous groups of near-equal size (earlier groups larger)."""
+    if not 1 <= num_keys <= num_tasks:
+        raise ValueError(f"num_keys must be in 1..{num_tasks}, got {num_keys}")
+    groups = np.array_split(np.arange(num_tasks), num_keys)
+    return [g for g, tasks in enumerate(groups) for _ in tasks]
+
+
+class DualAttentionBlock(nn.Module):
+    """Internal attention (keys from the sample) + external attention (learned keys), all keys at once.
+
+    For tokens x (B, N, C) and active keys M (K, P, d) with biases b (K, P), P = N:
+        A_int V is computed once; A_ext,k V for every k in one batched matmul; then per key the
+        output projection, residual and MLP run as one (B*K)-batch. Returns embeddings (B, K, C).
+    """
+
+    def __init__(self, dim: int, num_heads: int, num_tokens: int, mlp_ratio: float, drop_path: float, out_proj: bool):
+        super().__init__()
+        self.num_heads = num_heads
+        self.head_dim = dim // num_heads
+        self.num_tokens = num_tokens
+        self.norm1 = nn.LayerNorm(dim)
+        self.qkv = nn.Linear(dim, dim * 3, bias=False)
+        self.proj = nn.Linear(dim, dim) if out_proj else nn.Identity()
+        self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
+        self.norm2 = nn.LayerNorm(dim)
+        self.mlp = Mlp(dim, int(dim * mlp_ratio))
+        self.keys = nn.ParameterList()  # M_k: (P, d), zero at birth: uniform external attention
+        self.key_biases = nn.ParameterList()  # b_k: (P,)
+
+    def add_key(self) -> None:
+        self.keys.append(nn.Parameter(torch.zeros(self.num_tokens, self.head_dim)))
+        self.key_biases.append(nn.Parameter(torch.zeros(self.num_tokens)))
+
+    def attend(self, x: torch.Tensor) -> torch.Tensor:
+        """Per-key attention output before the projection: (B, K, N, C)."""
+        B, N, C = x.shape
+        q, k, v = self.qkv(self.norm1(x)).reshape(B, N, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        internal = F.scaled_dot_product_attention(q, k, v)  # (B, h, N, d), independent of the key
+        keys = torch.stack(tuple(self.keys))  # (K, P, d)
+        biases = torch.stack(tuple(self.key_biases))  # (K, P)
+        scores = torch.matmul(q.unsqueeze(1) * self.head_dim ** -0.5, keys.transpose(1, 2)[None, :, None])
+        scores = scores + biases[None, :, None, None, :]  # (B, K, h, N, P)
+        external = torch.matmul(scores.softmax(dim=-1), v.unsqueeze(1))  # (B, K, h, N, d)
+        out = internal.unsqueeze(1) + external
+        return out.permute(0, 1, 3, 2, 4).reshape(B, -1, N, C)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        z = x.unsqueeze(1) + self.drop_path(self.proj(self.attend(x)))  # (B, K, N, C)
+        z = z + self.drop_path(self.mlp(self.norm2(z)))
+        return z.mean(dim=2)
+
+
+class DAFormer(IncrementalModel):
+    def __init__(self, cfg, image_size: int, channels: int, num_tasks: int, num_keys: int):
+        super().__init__(cfg, image_size, channels)
+        self.key_of_task = key_of_task(num_tasks, num_keys)
+        self.dual = DualAttentionBlock(
+            cfg.embed_dim, cfg.num_heads, self.encoder.num_tokens, cfg.mlp_ratio,
+            drop_path_rates(cfg)[-1], cfg.out_proj,
+        )
+        init_weights(self.dual)
+
+    def slot_of_task(self, task: int) -> int:
+        return self.key_of_task[task]
+
+    def _grow(self, task: int) -> None:
+        if self.key_of_task[task] == len(self.dual.keys):
+            self.dual.add_key()
+
+    def _old_task_parameters(self):
+        current = self.key_of_task[self.num_tasks - 1]
+        for key in range(current):
+            yield self.dual.keys[key]
+            yield self.dual.key_biases[key]
+
+    def embed(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.dual(tokens)
+
+
+def num_keys_for(method: str, model_num_keys, num_tasks: int) -> int:
+    if method == "daformer_s":
+        return 1
+    if method == "daformer_m":
+        return num_tasks
+    return model_num_keys or num_tasks
+
+
+def _builder(method: str):
+    def build(cfg, image_size, channels, num_tasks):
+        return DAFormer(cfg, image_size, channels, num_tasks, num_keys_for(method, cfg.num_keys, num_tasks))
+
+    return build
+
+
+register_method(Method("daformer_s", _builder("daformer_s"), description="DAFormer-S: one external key shared by all tasks"))
+register_method(Method("daformer_m", _builder("daformer_m"), description="DAFormer-M: one external key per task"))
+register_method(Method("daformer", _builder("daformer"), description="DAFormer with model.num_keys keys over contiguous task groups"))

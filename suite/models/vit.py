@@ -1,0 +1,41 @@
+"""Plain-ViT baselines: the same encoder + one self-attention block, mean-pooled, one growing
+linear classifier (per-task linear heads concatenated). `replay` rehearses; `finetune` has no
+memory (lower bound); `joint` learns every class in one task (upper bound)."""
+from __future__ import annotations
+
+import torch
+from timm.models.convit import Block
+from torch import nn
+
+from suite.models.base import IncrementalModel, Method, register_method
+from suite.models.encoder import drop_path_rates, init_weights
+
+
+class PlainViT(IncrementalModel):
+    uses_divergence = False
+    freezes_old_heads = False
+
+    def __init__(self, cfg, image_size: int, channels: int):
+        super().__init__(cfg, image_size, channels)
+        self.block = Block(cfg.embed_dim, cfg.num_heads, cfg.mlp_ratio, qkv_bias=False,
+                           drop_path=drop_path_rates(cfg)[-1], use_gpsa=False)
+        self.norm = nn.LayerNorm(cfg.embed_dim)
+        init_weights(self.block)
+
+    def make_head(self, num_classes: int) -> nn.Module:
+        return nn.Linear(self.embed_dim, num_classes)
+
+    def slot_of_task(self, task: int) -> int:
+        return 0
+
+    def embed(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.norm(self.block(tokens).mean(dim=1)).unsqueeze(1)
+
+
+def _build(cfg, image_size, channels, num_tasks):
+    return PlainViT(cfg, image_size, channels)
+
+
+register_method(Method("replay", _build, distill=False, description="plain ViT, rehearsal only"))
+register_method(Method("finetune", _build, rehearsal=False, distill=False, description="plain ViT, no memory (lower bound)"))
+register_method(Method("joint", _build, rehearsal=False, distill=False, description="plain ViT, every class in one task (upper bound)"))
