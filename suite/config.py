@@ -99,6 +99,8 @@ class FinetuneConfig:
 @dataclass
 class DistillConfig:
     tau: float = _key(1.0, "temperature of the logit distillation", minimum=1e-6)
+    kd_reduction: str = _key("mean", "KL averaged per logit as in the DyTox/DAFormer release ('mean' = "
+                             "per-sample KL / old classes) or per sample ('batchmean')", choices=("mean", "batchmean"))
     knn_k: int = _key(5, "neighbours per sample in KNN-invariant distillation", minimum=1)
     knn_temperature: float = _key(0.1, "temperature of the neighbourhood softmax", minimum=1e-6)
     knn_weight: float = _key(0.5, "weight beta of KNN-invariant distillation (0: off)", minimum=0.0)
@@ -193,6 +195,11 @@ def _coerce(key: str, value: Any, f: dataclasses.Field, where: str) -> Any:
         raise UserError(f"{where}: '{key}' must not be empty; expected {tp.__name__}")
     if tp is Any:
         return value
+    if tp is float and isinstance(value, str):  # YAML 1.1 reads "1e-3" (no dot) as a string
+        try:
+            value = float(value)
+        except ValueError:
+            pass
     ok = (
         (tp is bool and isinstance(value, bool))
         or (tp is int and isinstance(value, int) and not isinstance(value, bool))

@@ -1,0 +1,132 @@
+"""`python suite/run.py`: parse the command line (ours and the original code's style), validate, run.
+
+Exit codes: 0 success; 2 a user error, one line on stderr; 1 an internal failure.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from suite import config as config_mod
+from suite.errors import UserError
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_CONFIG = "configs/quickstart.yaml"
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line and exit 2, not argparse's usage dump
+        raise UserError(f"{message} (see --help)")
+
+
+def parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="python suite/run.py", description="Class-incremental benchmark runs (DAFormer and baselines).")
+    p.add_argument("configs", nargs="*", metavar="CONFIG.yaml", help="config files, layered left to right")
+    p.add_argument("--options", nargs="+", default=[], metavar="A.yaml", help="more config files (the original code's style)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override one key, e.g. memory.size=500")
+    p.add_argument("--name", help="run name: files go to OUTPUT_BASEDIR/NAME")
+    p.add_argument("--output-basedir", help="base directory of runs (default: runs)")
+    p.add_argument("--data-path", help="directory of the data set (data.path)")
+    p.add_argument("--memory-size", type=int, help="total rehearsal memory (memory.size)")
+    p.add_argument("--sweep", metavar="SWEEP.yaml", help="run a Ray Tune sweep")
+    p.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS, else an embedded local Ray)")
+    p.add_argument("--resume", action="store_true", help="continue the run NAME from its last finished task")
+    p.add_argument("--dry-run", action="store_true", help="print the resolved plan and exit")
+    p.add_argument("--in-process", action="store_true", help="run the learner in this process, without Ray")
+    p.add_argument("--help-keys", action="store_true", help="list every config key with its default")
+    return p
+
+
+def resolve_config_path(name: str) -> Path:
+    """A config path as given, else relative to the repo; `options/...` (the original layout) maps to configs/."""
+    candidates = [Path(name), REPO / name]
+    if name.startswith("options/"):
+        candidates.append(REPO / "configs" / name[len("options/"):])
+    for path in candidates:
+        if path.is_file():
+            return path
+    raise UserError(f"config file '{name}' does not exist; expected a YAML file (see configs/)")
+
+
+def flag_overrides(args) -> dict:
+    flags = {"output.name": args.name, "output.basedir": args.output_basedir,
+             "data.path": args.data_path, "memory.size": args.memory_size}
+    return {k: v for k, v in flags.items() if v is not None}
+
+
+def load_config(args) -> tuple[config_mod.Config, list[Path]]:
+    names = args.configs + args.options
+    if not names and not args.sweep:
+        names = [DEFAULT_CONFIG]
+    files = [resolve_config_path(n) for n in names]
+    cfg = config_mod.load(files, args.set, flag_overrides(args))
+    if cfg.output.name is None:
+        stem = files[-1].stem if files else "run"
+        cfg = config_mod.apply(cfg, {"output.name": f"{stem}-{cfg.method}"}, "default name")
+    return absolute_paths(cfg), files
+
+
+def absolute_paths(cfg: config_mod.Config) -> config_mod.Config:
+    """Ray Train workers change directory: every path is made absolute here, in the driver."""
+    paths = {"output.basedir": str(Path(cfg.output.basedir).expanduser().resolve())}
+    if cfg.data.path:
+        paths["data.path"] = str(Path(cfg.data.path).expanduser().resolve())
+    return config_mod.apply(cfg, paths, "paths")
+
+
+def run_dir_of(cfg: config_mod.Config) -> Path:
+    return Path(cfg.output.basedir) / cfg.output.name
+
+
+def check_run_dir(run_dir: Path, resume: bool) -> None:
+    if resume and not run_dir.exists():
+        raise UserError(f"--resume: no run at '{run_dir}'; check --name and --output-basedir")
+    if not resume and run_dir.exists():
+        raise UserError(f"run directory '{run_dir}' already exists; pass --resume to continue it, "
+                        "or choose another --name")
+
+
+def main(argv=None) -> int:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    try:
+        return _main(parser().parse_args(argv))
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+def _main(args) -> int:
+    if args.help_keys:
+        print(config_mod.describe())
+        return 0
+    if args.sweep:
+        raise UserError("--sweep: sweeps on Ray Tune are not implemented yet (issue: Sweeps on Ray Tune)")
+    cfg, _ = load_config(args)
+    from suite.plan import Plan, check_config
+    from suite.runner import prepare
+
+    check_config(cfg)
+    run_dir = run_dir_of(cfg)
+    if not args.dry_run:
+        check_run_dir(run_dir, args.resume)
+    data, scenario = prepare(cfg)
+    plan = Plan(cfg, data, scenario, run_dir)
+    print(plan.describe(), flush=True)
+    if args.dry_run:
+        print("dry run: nothing trained, nothing written")
+        return 0
+    return execute(plan, args)
+
+
+def execute(plan, args) -> int:
+    from suite.runner import run_in_process
+    from suite.summary import print_summary
+
+    results = run_in_process(plan.cfg, plan.run_dir, args.resume)
+    print_summary(results, plan.run_dir)
+    return 0

@@ -1,0 +1,380 @@
+"""The class-incremental protocol of SPEC section 4, one task at a time. Knows nothing of Ray.
+
+Works in one process, or in each of several torch.distributed workers (Ray Train sets those up):
+each worker trains on its own shard, the rehearsal memory is one global selection, and the
+evaluation covers every test image exactly once across workers.
+"""
+from __future__ import annotations
+
+import copy
+import math
+import random
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Callable, Optional
+
+import numpy as np
+import torch
+from timm.data.mixup import Mixup, mixup_target
+from torch.utils.data import DataLoader, DistributedSampler
+
+from suite import metrics
+from suite.config import Config
+from suite.data.dataset import IndexedImages, build_transform, indices_of_classes
+from suite.data.registry import DataSet
+from suite.data.scenario import Scenario
+from suite.learner import dist
+from suite.learner.asam import ASAM
+from suite.learner.losses import (
+    classification_loss, divergence_targets, knn_invariant_distillation, logit_distillation,
+)
+from suite.learner.memory import Memory, per_class_budget, select_exemplars
+from suite.learner.precision import autocast_dtype
+from suite.models import METHODS, build_model
+
+
+@dataclass
+class History:
+    """Everything measured so far; the results file is built from it."""
+
+    acc_matrix: list[list[float]] = field(default_factory=list)
+    acc: list[float] = field(default_factory=list)
+    acc_top5: list[float] = field(default_factory=list)
+    num_params: list[int] = field(default_factory=list)
+    memory_size: list[int] = field(default_factory=list)
+    per_task_s: list[float] = field(default_factory=list)
+
+
+class NonFiniteLoss(RuntimeError):
+    pass
+
+
+def seed_everything(seed: int, task: int) -> None:
+    """Every task starts from a seed of its own, so a run resumed at task t replays exactly."""
+    s = seed * 100_003 + task
+    random.seed(s)
+    np.random.seed(s % 2**32)
+    torch.manual_seed(s)
+
+
+def _fmt_seconds(s: float) -> str:
+    s = int(s)
+    return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
+
+
+class Learner:
+    def __init__(self, cfg: Config, data: DataSet, scenario: Scenario, device: torch.device | None = None,
+                 log: Optional[Callable[[str], None]] = None):
+        self.cfg = cfg
+        self.data = data
+        self.scenario = scenario
+        self.method = METHODS[cfg.method]
+        self.device = device or torch.device("cpu")
+        self.log = log if log is not None else (lambda msg: print(msg, flush=True))
+        if not dist.is_main():
+            self.log = lambda msg: None
+        torch.manual_seed(cfg.seed)
+        image_size = cfg.data.input_size or data.image_size
+        self.model = build_model(cfg, image_size, data.channels, scenario.num_tasks).to(self.device)
+        self.teacher: Optional[torch.nn.Module] = None
+        self.memory = Memory()
+        self.history = History()
+        self.next_task = 0
+        self.optimizer: Optional[torch.optim.Optimizer] = None
+        self.scheduler = None
+        self.amp_dtype = autocast_dtype(cfg.train.precision, self.device)
+        self.train_transform = build_transform(data, cfg.data, train=True)
+        self.test_transform = build_transform(data, cfg.data, train=False)
+        self.label_of_class = scenario.label_of_class
+        self._run_start = time.perf_counter()
+        self._epochs_done = 0
+        self._epochs_total = 0
+
+    # ------------------------------------------------------------------ the protocol
+
+    def run(self, on_task_end: Optional[Callable[[int, "Learner"], None]] = None) -> History:
+        self._run_start = time.perf_counter()
+        self._epochs_done = 0
+        self._epochs_total = self._epochs_planned(self.next_task)
+        for task in range(self.next_task, self.scenario.num_tasks):
+            seed_everything(self.cfg.seed, task)
+            start = time.perf_counter()
+            self.begin_task(task)
+            self.train_main(task)
+            if self.method.rehearsal:
+                self.update_memory(task)
+                if task > 0 and self.cfg.finetune.epochs > 0:
+                    self.finetune(task)
+            self.evaluate(task)
+            self.history.per_task_s.append(time.perf_counter() - start)
+            self.next_task = task + 1
+            if on_task_end is not None:
+                on_task_end(task, self)
+        return self.history
+
+    def begin_task(self, task: int) -> None:
+        """Teacher = frozen copy of the model so far; then expand the model for the new task."""
+        self.teacher = None
+        if task > 0 and self.method.distill:
+            self.teacher = copy.deepcopy(self.model).eval().requires_grad_(False)
+        self.model.add_task(len(self.scenario.tasks[task]))
+        self.model.to(self.device)
+
+    def train_main(self, task: int) -> None:
+        cfg = self.cfg.train
+        self.model.set_phase("main")
+        indices = indices_of_classes(self.data.train, self.scenario.tasks[task])
+        if self.method.rehearsal and len(self.memory):
+            indices = np.concatenate([indices, self.memory.indices()])
+        loader = self._loader(indices, shuffle=True, batch_size=cfg.batch_size, seed_offset=task)
+        lr = cfg.lr * cfg.batch_size * dist.world_size() / 512
+        steps = cfg.epochs * len(loader)
+        self.optimizer, self.scheduler = self._optimizer(lr, steps, warmup=cfg.warmup_epochs * len(loader))
+        use_asam = cfg.asam_rho > 0 and task > 0
+        asam = ASAM(self.optimizer, cfg.asam_rho) if use_asam else None
+        mixup = self._mixup()
+        ddp = dist.wrap_ddp(self.model, self.device)
+        num_old = sum(len(t) for t in self.scenario.tasks[:task])
+        for epoch in range(cfg.epochs):
+            self._epoch(task, "train", epoch, cfg.epochs, loader, ddp, num_old, mixup, asam)
+
+    def finetune(self, task: int) -> None:
+        """Balanced finetuning on the memory only: encoder frozen, small constant lr."""
+        cfg = self.cfg.finetune
+        self.model.set_phase("finetune")
+        loader = self._loader(self.memory.indices(), shuffle=cfg.shuffle,
+                              batch_size=self.cfg.train.batch_size, seed_offset=1000 + task)
+        self.optimizer, self.scheduler = self._optimizer(cfg.lr, None, warmup=0)
+        ddp = dist.wrap_ddp(self.model, self.device)
+        for epoch in range(cfg.epochs):
+            self._epoch(task, "finetune", epoch, cfg.epochs, loader, ddp, None, None, None)
+
+    @torch.no_grad()
+    def update_memory(self, task: int) -> None:
+        """Herding (or random) on un-augmented features: one global selection for the whole job."""
+        cfg = self.cfg.memory
+        seen = len(self.scenario.classes_up_to(task))
+        m = per_class_budget(cfg, seen)
+        self.memory.trim(m)
+        candidates = indices_of_classes(self.data.train, self.scenario.tasks[task])
+        rng = np.random.default_rng([self.cfg.seed, task])
+        if cfg.per_worker:  # DyTox's erratum: each worker keeps its own memory of the full budget
+            mine = dist.shard(candidates)
+            feats = self._features(mine)
+            chosen = select_exemplars(feats, self.data.train.labels[mine], mine, self.scenario.tasks[task],
+                                      m, cfg.selection, rng)
+        else:
+            local = dist.shard(candidates)
+            gathered = dist.all_gather_objects((local, self._features(local)))
+            chosen = None
+            if dist.is_main():
+                order = np.concatenate([g[0] for g in gathered])
+                feats = torch.cat([g[1] for g in gathered])
+                sort = np.argsort(order, kind="stable")  # the same order whatever the world size
+                order, feats = order[sort], feats[torch.from_numpy(sort)]
+                chosen = select_exemplars(feats, self.data.train.labels[order], order, self.scenario.tasks[task],
+                                          m, cfg.selection, rng)
+            chosen = dist.broadcast_object(chosen)
+        for cls, idx in chosen.items():
+            self.memory.add(cls, idx)
+        local_size = len(self.memory)
+        effective = int(dist.all_reduce_sum([local_size])[0]) if cfg.per_worker else local_size
+        self.history.memory_size.append(effective)
+        self.log(f"task {task + 1}/{self.scenario.num_tasks} memory: {effective} exemplars "
+                 f"({m} per class, {cfg.selection})")
+
+    @torch.no_grad()
+    def evaluate(self, task: int) -> None:
+        """Top-1 / top-5 on the test data of every class seen; one row of the accuracy matrix."""
+        self.model.eval()
+        seen = self.scenario.classes_up_to(task)
+        local = dist.shard(indices_of_classes(self.data.test, seen))
+        loader = DataLoader(IndexedImages(self.data.test, local, self.label_of_class, self.test_transform),
+                            batch_size=self.cfg.train.eval_batch_size, num_workers=self.cfg.data.num_workers)
+        k = min(5, len(seen))
+        preds, targets, top5 = [], [], []
+        for images, labels, _ in loader:
+            with self._autocast():
+                logits = self.model(images.to(self.device)).logits.float()
+            best = logits.topk(k, dim=1).indices.cpu()
+            preds.append(best[:, 0])
+            targets.append(labels)
+            top5.append((best == labels[:, None]).any(dim=1))
+        parts = dist.all_gather_objects(tuple(torch.cat(x).numpy() if x else np.zeros(0) for x in (preds, targets, top5)))
+        preds, targets, top5 = (np.concatenate([p[i] for p in parts]) for i in range(3))
+        bounds = np.cumsum([len(t) for t in self.scenario.tasks[: task + 1]])
+        task_of_target = np.searchsorted(bounds, targets, side="right")
+        row, overall = metrics.accuracy_row(preds, targets, task_of_target, task + 1)
+        self.history.acc_matrix.append([float(a) for a in row])
+        self.history.acc.append(float(overall))
+        self.history.acc_top5.append(float(100.0 * top5.mean()))
+        self.history.num_params.append(self.num_params())
+        self.log(f"task {task + 1}/{self.scenario.num_tasks} accuracy: top-1 {overall:.2f}  top-5 "
+                 f"{self.history.acc_top5[-1]:.2f}  per task [{' '.join(f'{a:.1f}' for a in row)}]")
+
+    # ------------------------------------------------------------------ one epoch
+
+    def _epoch(self, task, phase, epoch, epochs, loader, ddp, num_old, mixup, asam) -> None:
+        ddp.train()
+        if isinstance(loader.sampler, DistributedSampler):
+            loader.sampler.set_epoch(epoch)
+        start, seen, loss_sum = time.perf_counter(), 0, 0.0
+        for images, labels, _ in loader:
+            images, labels = images.to(self.device, non_blocking=True), labels.to(self.device, non_blocking=True)
+            loss = self._step(ddp, images, labels, num_old, mixup, asam)
+            if not math.isfinite(loss):
+                raise NonFiniteLoss(f"loss became {loss} in task {task + 1}, {phase} epoch {epoch + 1}")
+            loss_sum += loss * len(labels)
+            seen += len(labels)
+        self._epochs_done += 1
+        elapsed = time.perf_counter() - start
+        run_elapsed = time.perf_counter() - self._run_start
+        remaining = self._epochs_total - self._epochs_done
+        eta = run_elapsed / self._epochs_done * remaining
+        rate = seen * dist.world_size() / max(elapsed, 1e-9)
+        self.log(f"task {task + 1}/{self.scenario.num_tasks} {phase:8s} epoch {epoch + 1}/{epochs}  "
+                 f"loss {loss_sum / max(seen, 1):.4f}  {rate:,.0f} img/s  "
+                 f"elapsed {_fmt_seconds(run_elapsed)}  eta {_fmt_seconds(eta)}")
+
+    def _step(self, ddp, images, labels, num_old, mixup, asam) -> float:
+        num_classes = self.model.num_classes
+        if mixup is not None and len(labels) % 2 == 0:
+            mixup.num_classes = num_classes
+            images, soft = mixup(images, labels)
+        else:
+            soft = mixup_target(labels, num_classes, smoothing=self.cfg.train.label_smoothing)
+        teacher_out = None
+        if self.teacher is not None and num_old is not None:
+            with torch.no_grad(), self._autocast():
+                teacher_out = self.teacher(images)
+
+        def loss_fn():
+            with self._autocast():
+                out = ddp(images)
+            return self._loss(out, teacher_out, soft, num_old)
+
+        self.optimizer.zero_grad(set_to_none=True)
+        loss = loss_fn()
+        loss.backward()
+        if asam is not None:
+            asam.ascend()
+            self.optimizer.zero_grad(set_to_none=True)
+            loss_fn().backward()
+            self._clip()
+            asam.descend()
+        else:
+            self._clip()
+            self.optimizer.step()
+        if self.scheduler is not None:
+            self.scheduler.step()
+        return float(loss.detach())
+
+    def _loss(self, out, teacher_out, soft, num_old) -> torch.Tensor:
+        """SPEC section 3: (1-λ)·L_cls + λ·τ²·KL + w_div·L_div + β·L_knn (each term where it applies)."""
+        cfg = self.cfg
+        logits = out.logits.float()
+        cls = classification_loss(logits, soft, cfg.train.loss)
+        if num_old is None:  # balanced finetuning: classification only
+            return cls
+        loss = cls
+        if teacher_out is not None:
+            lam = num_old / logits.shape[1]
+            kd = logit_distillation(logits[:, :num_old], teacher_out.logits.float(), cfg.distill.tau,
+                                    cfg.distill.kd_reduction)
+            loss = (1 - lam) * cls + lam * kd
+            if cfg.distill.knn_weight > 0:
+                old_slots = teacher_out.embeddings.shape[1]
+                knn = knn_invariant_distillation(teacher_out.features, out.embeddings[:, :old_slots].flatten(1),
+                                                 cfg.distill.knn_k, cfg.distill.knn_temperature)
+                loss = loss + cfg.distill.knn_weight * knn
+        if out.div_logits is not None and num_old > 0:
+            div = classification_loss(out.div_logits.float(), divergence_targets(soft, num_old), cfg.train.loss)
+            loss = loss + cfg.train.divergence_weight * div
+        return loss
+
+    # ------------------------------------------------------------------ plumbing
+
+    def _loader(self, indices: np.ndarray, shuffle: bool, batch_size: int, seed_offset: int) -> DataLoader:
+        dataset = IndexedImages(self.data.train, indices, self.label_of_class, self.train_transform)
+        sampler = DistributedSampler(dataset, num_replicas=dist.world_size(), rank=dist.rank(), shuffle=shuffle,
+                                     seed=self.cfg.seed * 7919 + seed_offset)
+        workers = self.cfg.data.num_workers
+        return DataLoader(dataset, batch_size=batch_size, sampler=sampler,
+                          drop_last=len(dataset) // dist.world_size() > batch_size,
+                          num_workers=workers, persistent_workers=workers > 0,
+                          pin_memory=self.device.type == "cuda")
+
+    def _optimizer(self, lr: float, steps: Optional[int], warmup: int):
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=self.cfg.train.weight_decay)
+        if steps is None:
+            return optimizer, None
+        cosine = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, steps - warmup),
+                                                            eta_min=min(self.cfg.train.min_lr, lr))
+        if warmup == 0:
+            return optimizer, cosine
+        ramp = torch.optim.lr_scheduler.LinearLR(optimizer, start_factor=1e-3, total_iters=warmup)
+        return optimizer, torch.optim.lr_scheduler.SequentialLR(optimizer, [ramp, cosine], milestones=[warmup])
+
+    def _mixup(self) -> Optional[Mixup]:
+        cfg = self.cfg.train
+        if cfg.mixup <= 0:
+            return None
+        return Mixup(mixup_alpha=cfg.mixup, label_smoothing=cfg.label_smoothing, num_classes=self.model.num_classes)
+
+    def _clip(self) -> None:
+        if self.cfg.train.clip_grad:
+            torch.nn.utils.clip_grad_norm_([p for p in self.model.parameters() if p.requires_grad],
+                                           self.cfg.train.clip_grad)
+
+    def _autocast(self):
+        return torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32,
+                              enabled=self.amp_dtype is not None)
+
+    @torch.no_grad()
+    def _features(self, indices: np.ndarray) -> torch.Tensor:
+        """Un-augmented features of train images, in large batches."""
+        self.model.eval()
+        dataset = IndexedImages(self.data.train, indices, self.label_of_class, self.test_transform)
+        loader = DataLoader(dataset, batch_size=self.cfg.train.eval_batch_size, num_workers=self.cfg.data.num_workers)
+        feats = []
+        for images, _, _ in loader:
+            with self._autocast():
+                feats.append(self.model(images.to(self.device)).features.float().cpu())
+        return torch.cat(feats) if feats else torch.zeros(0)
+
+    def _epochs_planned(self, first_task: int) -> int:
+        """Epochs from `first_task` to the end of the run (for the ETA)."""
+        tasks = range(first_task, self.scenario.num_tasks)
+        finetune = sum(1 for t in tasks if t > 0) * self.cfg.finetune.epochs if self.method.rehearsal else 0
+        return len(tasks) * self.cfg.train.epochs + finetune
+
+    def num_params(self) -> int:
+        """Parameters used at test time (the divergence head is dropped)."""
+        return sum(p.numel() for name, p in self.model.named_parameters() if not name.startswith("div_head"))
+
+    # ------------------------------------------------------------------ checkpoints
+
+    def state_dict(self) -> dict:
+        """Enough to resume at the next task with identical results (loads with weights_only=True)."""
+        return {
+            "next_task": self.next_task,
+            "task_sizes": [len(t) for t in self.scenario.tasks[: self.next_task]],
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict() if self.optimizer else None,
+            "scheduler": self.scheduler.state_dict() if self.scheduler else None,
+            "memory": self.memory.state(),
+            "history": asdict(self.history),
+            "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state()[1].tolist(),
+                    "python": list(random.getstate()[1])},
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        for size in state["task_sizes"]:
+            self.model.add_task(size)
+        self.model.to(self.device)
+        self.model.load_state_dict(state["model"])
+        self.memory = Memory.from_state(state["memory"])
+        self.history = History(**state["history"])
+        self.next_task = state["next_task"]
+        torch.set_rng_state(state["rng"]["torch"])

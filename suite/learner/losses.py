@@ -1,0 +1,52 @@
+"""The losses of SPEC section 3, as pure functions of logits, targets and features."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def classification_loss(logits: torch.Tensor, soft_targets: torch.Tensor, kind: str) -> torch.Tensor:
+    """Soft-target BCE-with-logits (the DyTox recipe) or cross-entropy, on (mixed) soft targets."""
+    if kind == "bce":
+        return F.binary_cross_entropy_with_logits(logits, soft_targets)
+    return torch.sum(-soft_targets * F.log_softmax(logits, dim=-1), dim=-1).mean()
+
+
+def logit_distillation(student_old: torch.Tensor, teacher: torch.Tensor, tau: float,
+                       reduction: str = "mean") -> torch.Tensor:
+    """tau^2 * KL(softmax(teacher/tau) || softmax(student[:, :C_old]/tau)).
+
+    reduction 'batchmean' is the per-sample KL averaged over the batch; 'mean' (what the DyTox and
+    DAFormer releases use) also averages over the C_old logits, i.e. divides that by C_old.
+    """
+    kl = F.kl_div(F.log_softmax(student_old / tau, dim=-1), F.log_softmax(teacher / tau, dim=-1),
+                  reduction="batchmean", log_target=True) * tau ** 2
+    return kl / teacher.shape[1] if reduction == "mean" else kl
+
+
+def divergence_targets(soft_targets: torch.Tensor, num_old: int) -> torch.Tensor:
+    """Targets of the divergence head: all old classes merged into bucket 0, then the new classes."""
+    return torch.cat([soft_targets[:, :num_old].sum(dim=1, keepdim=True), soft_targets[:, num_old:]], dim=1)
+
+
+def knn_invariant_distillation(teacher: torch.Tensor, student: torch.Tensor, k: int, temperature: float) -> torch.Tensor:
+    """K-nearest-neighbour invariant distillation. The formula is OURS: the paper publishes none.
+
+    g = teacher features, f = student features of the same (old) keys, both (B, F).
+    N_K(i) = the k nearest other samples of i in the batch under cosine similarity of g.
+    p_i^old = softmax over N_K(i) of cos(g_i, g_j)/T; p_i^new likewise with f on the same N_K(i).
+    Returns mean_i KL(p_i^old || p_i^new): zero when the neighbourhoods agree.
+    """
+    batch = teacher.shape[0]
+    k = min(k, batch - 1)
+    if k < 1:
+        return student.sum() * 0.0
+    g = F.normalize(teacher.float(), dim=1)
+    f = F.normalize(student.float(), dim=1)
+    sim_old = g @ g.T
+    sim_new = f @ f.T
+    self_mask = torch.eye(batch, dtype=torch.bool, device=g.device)
+    neighbours = sim_old.masked_fill(self_mask, float("-inf")).topk(k, dim=1).indices  # (B, k)
+    log_p_old = F.log_softmax(sim_old.gather(1, neighbours) / temperature, dim=1)
+    log_p_new = F.log_softmax(sim_new.gather(1, neighbours) / temperature, dim=1)
+    return F.kl_div(log_p_new, log_p_old, reduction="batchmean", log_target=True)

@@ -1,0 +1,97 @@
+"""Validate a config against its data set and describe the resolved plan (`--dry-run`)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from suite.config import Config
+from suite.data.registry import DataSet, count_classes
+from suite.data.scenario import Scenario, plan_scenario
+from suite.errors import UserError
+from suite.learner.memory import per_class_budget
+from suite.models import METHODS, build_model
+from suite.models.daformer import num_keys_for
+
+KEYED = {"daformer_s": 1, "daformer_m": None}  # fixed key counts (None: one per task)
+
+
+def check_config(cfg: Config) -> Scenario:
+    """Everything checkable before loading images: the scenario and the key count."""
+    scenario = plan_scenario(cfg, count_classes(cfg.data))
+    tasks = scenario.num_tasks
+    keys = cfg.model.num_keys
+    if keys is not None:
+        if cfg.method in KEYED and keys != (KEYED[cfg.method] or tasks):
+            raise UserError(
+                f"model.num_keys = {keys} contradicts method '{cfg.method}' "
+                f"(which uses {KEYED[cfg.method] or tasks}); use method 'daformer' to choose the key count")
+        if keys > tasks:
+            raise UserError(f"model.num_keys = {keys} is larger than the {tasks} tasks; expected 1..{tasks}")
+    if cfg.memory.per_class is None and 0 < cfg.memory.size < len(scenario.class_order):
+        raise UserError(f"memory.size = {cfg.memory.size} leaves no exemplar per class for "
+                        f"{len(scenario.class_order)} classes; expected 0 or at least {len(scenario.class_order)}")
+    return scenario
+
+
+def check_data(cfg: Config, data: DataSet) -> None:
+    """Checks that need the loaded data set: image size vs patch size, memory vs data."""
+    side = cfg.data.input_size or data.image_size
+    if side % cfg.model.patch_size:
+        raise UserError(f"model.patch_size = {cfg.model.patch_size} does not divide the {side}-pixel images "
+                        f"of '{data.name}'; expected a divisor of {side}")
+    if not METHODS[cfg.method].rehearsal:
+        return
+    if cfg.memory.per_class is None and cfg.memory.size > len(data.train):
+        raise UserError(f"memory.size = {cfg.memory.size} is larger than the {len(data.train)} training images "
+                        f"of '{data.name}'")
+    if cfg.memory.per_class is not None:
+        smallest = min((data.train.labels == c).sum() for c in range(data.num_classes))
+        if cfg.memory.per_class > smallest:
+            raise UserError(f"memory.per_class = {cfg.memory.per_class} is larger than the smallest class "
+                            f"of '{data.name}' ({smallest} training images)")
+
+
+def count_params(cfg: Config, data: DataSet, scenario: Scenario) -> list[int]:
+    """Parameters used at test time after each task (divergence head excluded)."""
+    model = build_model(cfg, cfg.data.input_size or data.image_size, data.channels, scenario.num_tasks)
+    counts = []
+    for task in scenario.tasks:
+        model.add_task(len(task))
+        counts.append(sum(p.numel() for n, p in model.named_parameters() if not n.startswith("div_head")))
+    return counts
+
+
+@dataclass
+class Plan:
+    cfg: Config
+    data: DataSet
+    scenario: Scenario
+    run_dir: Path
+
+    def describe(self) -> str:
+        cfg, data, sc = self.cfg, self.data, self.scenario
+        method = METHODS[cfg.method]
+        lines = [
+            f"data      {data.name}: {len(data.train)} train / {len(data.test)} test images, "
+            f"{data.num_classes} classes, {data.channels}x{data.image_size}x{data.image_size}",
+            f"setting   {sc.setting}: {sc.num_tasks} task(s)",
+        ]
+        for t, classes in enumerate(sc.tasks):
+            seen = len(sc.classes_up_to(t))
+            mem = f"memory {per_class_budget(cfg.memory, seen)}/class" if method.rehearsal else "no memory"
+            lines.append(f"  task {t + 1:3d}: {len(classes):3d} classes {list(classes)}  ({mem})")
+        params = count_params(cfg, data, sc)
+        keys = f", {num_keys_for(cfg.method, cfg.model.num_keys, sc.num_tasks)} external key(s)" if cfg.method.startswith("daformer") else ""
+        lines += [
+            f"method    {cfg.method} ({method.description}){keys}",
+            f"model     embed {cfg.model.embed_dim}, depth {cfg.model.depth}+1, heads {cfg.model.num_heads}, "
+            f"patch {cfg.model.patch_size}; parameters after the last task: {params[-1]:,} ({params[-1] / 1e6:.2f}M)",
+            f"training  {cfg.train.epochs} epochs/task, batch {cfg.train.batch_size}/worker, lr {cfg.train.lr:g} "
+            f"(x global batch / 512), finetuning {cfg.finetune.epochs} epochs",
+            f"memory    {'per class ' + str(cfg.memory.per_class) if cfg.memory.per_class else 'total ' + str(cfg.memory.size)}, "
+            f"{cfg.memory.selection}",
+            f"ray       {cfg.ray.num_workers} worker(s), {'GPU' if cfg.ray.use_gpu else 'CPU'}, "
+            f"{cfg.ray.cpus_per_worker:g} CPU/worker" + (f", {cfg.ray.gpus_per_worker:g} GPU/worker" if cfg.ray.use_gpu else ""),
+            f"output    {self.run_dir}",
+        ]
+        return "\n".join(lines)

@@ -1,0 +1,184 @@
+"""Every results.json under a directory → one tidy DataFrame, one row per run per task.
+
+Run-level fields (status, method, metrics, derived axes, the flattened config as `cfg.*`
+columns) repeat on each of a run's task rows. A run that has not finished a task yet keeps
+one row with an empty task. Unreadable or incomplete files are skipped with a warning on
+stderr naming them.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from suite.errors import UserError
+
+RESULTS_NAME = "results.json"
+REQUIRED_KEYS = ("status", "method", "dataset", "setting", "acc", "acc_matrix", "classes_per_task", "config")
+# Config keys shown in their own columns, or that say where/how a run executed but not what it
+# computed: they never distinguish one variant of a method from another.
+OMITTED_CONFIG_KEYS = (
+    "method", "seed", "data.name", "data.path", "data.num_workers", "scenario.class_order",
+    "output.basedir", "output.name", "train.eval_batch_size",
+    "ray.use_gpu", "ray.cpus_per_worker", "ray.gpus_per_worker", "ray.max_failures",
+)
+NUMERIC_COLUMNS = (
+    "seed", "num_keys", "memory_budget", "task", "classes_seen", "acc", "acc_top5", "num_params", "memory_used",
+    "task_time_s", "avg_incremental_accuracy", "last_accuracy", "forgetting", "bwt", "bwt_all_pairs", "total_time_s",
+)
+MULTI_KEY_METHODS = ("daformer_m", "daformer")  # one external key per task unless model.num_keys says otherwise
+SINGLE_KEY_METHODS = ("daformer_s",)
+
+
+def load_results(results_dir: Path) -> pd.DataFrame:
+    """Read every results.json under `results_dir`; raise UserError when there is none to read."""
+    results_dir = Path(results_dir)
+    if not results_dir.is_dir():
+        raise UserError(f"results directory '{results_dir}' does not exist or is not a directory")
+    paths = sorted(results_dir.rglob(RESULTS_NAME))
+    if not paths:
+        raise UserError(f"no {RESULTS_NAME} under '{results_dir}'; give the directory of a run or a sweep")
+    rows = [
+        row
+        for path in paths
+        if (result := read_result(path)) is not None
+        for row in run_rows(result, run_id(path, results_dir), path)
+    ]
+    if not rows:
+        raise UserError(f"none of the {len(paths)} {RESULTS_NAME} files under '{results_dir}' could be read")
+    frame = pd.DataFrame(rows)
+    return frame.assign(**{
+        column: pd.to_numeric(frame[column]) if column in frame else float("nan") for column in NUMERIC_COLUMNS
+    })
+
+
+def read_result(path: Path) -> dict | None:
+    """The parsed file, or None (with a warning on stderr) when it is corrupt or incomplete."""
+    try:
+        result = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        return _skip(path, f"unreadable ({err})")
+    if not isinstance(result, dict):
+        return _skip(path, "not a JSON object")
+    missing = [key for key in REQUIRED_KEYS if key not in result]
+    if missing:
+        return _skip(path, f"missing {', '.join(missing)}")
+    return result
+
+
+def _skip(path: Path, reason: str) -> None:
+    print(f"warning: skipping {path}: {reason}", file=sys.stderr)
+    return None
+
+
+def run_id(path: Path, results_dir: Path) -> str:
+    """The run's directory relative to the scanned one (its own name when it is that directory)."""
+    relative = path.parent.relative_to(results_dir).as_posix()
+    return results_dir.resolve().name if relative == "." else relative
+
+
+def run_rows(result: dict, run: str, path: Path) -> list[dict]:
+    """One row per finished task, all carrying the run's fields."""
+    fields = run_fields(result, run, path)
+    acc = result["acc"]
+    if not acc:
+        return [fields]
+    classes_seen = pd.Series([len(c) for c in result["classes_per_task"]]).cumsum().tolist()
+    per_task = {
+        "classes_seen": classes_seen,
+        "acc": acc,
+        "acc_top5": result.get("acc_top5") or [],
+        "acc_row": result["acc_matrix"],
+        "num_params": result.get("num_params") or [],
+        "memory_used": result.get("memory_size") or [],
+        "task_time_s": (result.get("timings") or {}).get("per_task_s") or [],
+    }
+    return [
+        {**fields, "task": task, **{name: _at(values, task) for name, values in per_task.items()}}
+        for task in range(len(acc))
+    ]
+
+
+def run_fields(result: dict, run: str, path: Path) -> dict[str, Any]:
+    """The run-level columns: identity, derived axes, final metrics and the flattened config."""
+    config = flatten(result["config"])
+    n_tasks = len(result["classes_per_task"])
+    n_classes = len(result.get("class_order") or []) or sum(len(c) for c in result["classes_per_task"])
+    memory_budget, memory_mode = memory_axis(config, n_classes)
+    provenance = result.get("provenance") or {}
+    return {
+        "run": run,
+        "status": result["status"],
+        "error": result.get("error"),
+        "method": result["method"],
+        "dataset": result["dataset"],
+        "setting": result["setting"],
+        "order": class_order_id(config.get("scenario.class_order")),
+        "seed": config.get("seed"),
+        "num_keys": effective_num_keys(result["method"], config.get("model.num_keys"), n_tasks),
+        "memory_budget": memory_budget,
+        "memory_mode": memory_mode,
+        "n_tasks": n_tasks,
+        "tasks_done": len(result["acc"]),
+        "avg_incremental_accuracy": result.get("avg_incremental_accuracy"),
+        "last_accuracy": result.get("last_accuracy"),
+        "forgetting": result.get("forgetting"),
+        "bwt": result.get("bwt"),
+        "bwt_all_pairs": result.get("bwt_all_pairs"),
+        "total_time_s": (result.get("timings") or {}).get("total_s"),
+        **{key: provenance.get(key) for key in ("world_size", "device", "host", "git_commit")},
+        "path": str(path),
+        **{
+            f"cfg.{key}": json.dumps(value, sort_keys=True)
+            for key, value in config.items()
+            if key not in OMITTED_CONFIG_KEYS
+        },
+    }
+
+
+def flatten(mapping: dict, prefix: str = "") -> dict[str, Any]:
+    """Nested dict → {"dotted.key": leaf value}."""
+    flat = {}
+    for key, value in mapping.items():
+        if isinstance(value, dict):
+            flat.update(flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def class_order_id(order: Any) -> str:
+    """A short, stable name for a class order: its file name, 'seed:N', or a hash of the list."""
+    if order is None:
+        return "default"
+    if isinstance(order, list):
+        digest = hashlib.sha1(json.dumps(order).encode()).hexdigest()[:8]
+        return f"list:{digest}"
+    return str(order)
+
+
+def effective_num_keys(method: str, num_keys: int | None, n_tasks: int) -> int | None:
+    """DAFormer's external key count: model.num_keys when set, else one per task (M) or one (S)."""
+    if num_keys is not None:
+        return num_keys
+    if method in MULTI_KEY_METHODS:
+        return n_tasks
+    if method in SINGLE_KEY_METHODS:
+        return 1
+    return None
+
+
+def memory_axis(config: dict[str, Any], n_classes: int) -> tuple[int | None, str]:
+    """The rehearsal budget and how it was given: 'total' (memory.size) or 'per_class' (× classes)."""
+    per_class = config.get("memory.per_class")
+    if per_class is not None:
+        return per_class * n_classes, "per_class"
+    return config.get("memory.size"), "total"
+
+
+def _at(values: list, index: int) -> Any:
+    return values[index] if index < len(values) else None

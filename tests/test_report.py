@@ -1,0 +1,285 @@
+"""The reporting module on results files with known numbers (no Ray, no torch)."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from suite.errors import UserError
+from suite.report import build_report
+from suite.report.__main__ import main
+from suite.report.aggregate import finished_runs, main_stats, runs_frame
+from suite.report.load import load_results
+
+CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome")
+CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync")
+IMAGE_CHECK = """<script>
+window.addEventListener("load", () => {
+  const broken = [...document.images].filter(img => !(img.complete && img.naturalWidth > 0));
+  document.body.setAttribute("data-images", broken.length ? "broken:" + broken.map(i => i.src).join(",") : "ok");
+  document.body.setAttribute("data-image-count", String(document.images.length));
+});
+</script>"""
+
+
+def make_result(method="dytox", dataset="cifar100", n_tasks=10, avg=70.0, last=60.0, order="cifar100_order1",
+                seed=0, status="finished", tasks_done=None, num_keys=None, memory_size=2000, num_classes=100,
+                params=10_730_000, error=None):
+    """A results.json whose acc curve is linear with the given average and last accuracy."""
+    tasks_done = n_tasks if tasks_done is None else tasks_done
+    first = 2 * avg - last if n_tasks > 1 else last
+    acc = [first + (last - first) * i / max(n_tasks - 1, 1) for i in range(n_tasks)][:tasks_done]
+    step = num_classes // n_tasks
+    classes = [list(range(t * step, (t + 1) * step)) for t in range(n_tasks)]
+    result = {
+        "status": status, "method": method, "dataset": dataset, "setting": f"B0-{n_tasks}steps",
+        "class_order": list(range(num_classes)), "classes_per_task": classes,
+        "acc_matrix": [[a - 5 * (i - j) for j in range(i + 1)] for i, a in enumerate(acc)],
+        "acc": acc, "acc_top5": [min(a + 20, 100) for a in acc],
+        "avg_incremental_accuracy": sum(acc) / len(acc) if acc else None,
+        "last_accuracy": acc[-1] if acc else None,
+        "forgetting": 5.0, "bwt": -5.0, "bwt_all_pairs": -3.0,
+        "num_params": [params + 1000 * t for t in range(tasks_done)],
+        "memory_size": [memory_size] * tasks_done,
+        "timings": {"per_task_s": [1.0] * tasks_done, "total_s": float(tasks_done)},
+        "config": {
+            "method": method, "seed": seed,
+            "data": {"name": dataset, "path": f"/data/{seed}"},
+            "scenario": {"increment": step, "initial_increment": 0, "class_order": order},
+            "model": {"num_keys": num_keys, "embed_dim": 384},
+            "memory": {"size": memory_size, "per_class": None, "selection": "herding"},
+            "train": {"epochs": 500},
+            "ray": {"num_workers": 2, "use_gpu": seed % 2 == 0},
+            "output": {"basedir": "runs", "name": f"{method}-{seed}"},
+        },
+        "provenance": {"python": "3.11", "seed": seed, "world_size": 2, "device": "cpu"},
+    }
+    if error:
+        result["error"] = error
+    return result
+
+
+def write_run(root: Path, name: str, result: dict | str) -> Path:
+    path = root / name / "results.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(result if isinstance(result, str) else json.dumps(result))
+    return path
+
+
+def write_sweep(root: Path) -> Path:
+    """Runs with known numbers across two datasets, three settings and two ablation axes."""
+    for seed, (order, avg, last) in enumerate([("cifar100_order1", 70, 58), ("cifar100_order2", 72, 60),
+                                               ("cifar100_order3", 74, 62)]):
+        write_run(root, f"paper/dytox_{order}", make_result(avg=avg, last=last, order=order, seed=seed))
+    write_run(root, "paper/daformer_m", make_result("daformer_m", avg=75, last=63, params=10_750_000))
+    write_run(root, "paper/daformer_m_running", make_result("daformer_m", status="running", tasks_done=4))
+    failed = make_result("replay", status="failed", tasks_done=2, error="RuntimeError: worker died\n  traceback")
+    write_run(root, "paper/replay_failed", failed)
+    write_run(root, "paper20/dytox", make_result(n_tasks=20, avg=71, last=55))
+    digits = {"dataset": "digits", "n_tasks": 5, "num_classes": 10, "params": 50_000, "order": "seed:1"}
+    for seed, avg in enumerate([50, 54]):
+        write_run(root, f"digits/finetune_{seed}", make_result("finetune", avg=avg, last=20, seed=seed, **digits))
+    for keys in (1, 2, 5):
+        for seed in (0, 1):
+            write_run(root, f"keys/k{keys}_s{seed}", make_result("daformer", num_keys=keys, avg=60 + keys + seed,
+                                                                 last=40 + keys, seed=seed, **digits))
+    for size in (100, 200):
+        for seed in (0, 1):
+            write_run(root, f"memory/m{size}_s{seed}", make_result("replay", memory_size=size, avg=size / 4 + seed,
+                                                                   last=size / 8, seed=seed, **digits))
+    return root
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory) -> Path:
+    return build_report(write_sweep(tmp_path_factory.mktemp("sweep")))
+
+
+def read(path: Path) -> str:
+    return path.read_text(encoding="utf-8")
+
+
+def table_rows(markdown: str, label: str) -> list[list[str]]:
+    """The cells of every Markdown row whose first cell is `label`."""
+    rows = [[cell.strip() for cell in line.strip().strip("|").split(" | ")] for line in markdown.splitlines()]
+    return [cells for cells in rows if cells[0] == label]
+
+
+def table_row(markdown: str, label: str) -> list[str]:
+    rows = table_rows(markdown, label)
+    assert rows, f"no row '{label}' in\n{markdown}"
+    return rows[0]
+
+
+# ---------------------------------------------------------------- loading
+
+def test_one_row_per_run_per_task(tmp_path):
+    write_run(tmp_path, "a", make_result(n_tasks=4, num_classes=8))
+    write_run(tmp_path, "b", make_result(n_tasks=4, num_classes=8, status="running", tasks_done=2))
+    write_run(tmp_path, "c", make_result(n_tasks=4, num_classes=8, status="running", tasks_done=0))
+    tasks = load_results(tmp_path)
+    assert tasks.groupby("run").size().to_dict() == {"a": 4, "b": 2, "c": 1}
+    assert tasks.loc[tasks["run"] == "a", "classes_seen"].tolist() == [2, 4, 6, 8]
+    assert tasks["cfg.memory.size"].eq("2000").all() and "cfg.output.name" not in tasks
+
+
+def test_corrupt_and_incomplete_files_are_skipped_with_a_warning(tmp_path, capsys):
+    write_run(tmp_path, "good", make_result())
+    half = write_run(tmp_path, "half", json.dumps(make_result())[:200])
+    partial = write_run(tmp_path, "partial", {"status": "running"})
+    tasks = load_results(tmp_path)
+    assert set(tasks["run"]) == {"good"}
+    err = capsys.readouterr().err
+    assert f"warning: skipping {half}" in err and f"warning: skipping {partial}: missing method" in err
+
+
+def test_empty_directory_is_a_user_error(tmp_path):
+    with pytest.raises(UserError, match="no results.json under"):
+        build_report(tmp_path)
+    write_run(tmp_path, "broken", "{")
+    with pytest.raises(UserError, match="could be read"):
+        build_report(tmp_path)
+
+
+def test_cli_reports_user_error_in_one_line(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "suite.report", str(tmp_path)], capture_output=True, text=True,
+                          cwd=Path(__file__).resolve().parents[1])
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("error: no results.json under") and proc.stderr.count("\n") == 1
+
+
+def test_cli_builds_report(tmp_path, capsys):
+    write_run(tmp_path, "run", make_result(n_tasks=2, num_classes=4))
+    assert main([str(tmp_path), "--out", str(tmp_path / "out")]) == 0
+    assert (tmp_path / "out" / "index.html").is_file() and "index.html" in capsys.readouterr().out
+
+
+# ---------------------------------------------------------------- tables
+
+def test_main_stats_mean_std_n(tmp_path):
+    stats = main_stats(finished_runs(runs_frame(load_results(write_sweep(tmp_path)))))
+    dytox = stats.set_index(["dataset", "setting", "method"]).loc[("cifar100", "B0-10steps", "dytox")]
+    assert (dytox["avg_mean"], dytox["avg_std"], dytox["n"]) == pytest.approx((72.0, 2.0, 3))
+    assert (dytox["last_mean"], dytox["last_std"]) == pytest.approx((60.0, 2.0))
+    single = stats.set_index(["setting", "method"]).loc[("B0-10steps", "daformer_m")]
+    assert single["n"] == 1 and pd.isna(single["avg_std"])  # the running run is not pooled
+    assert set(stats["dataset"]) == {"cifar100", "digits"}
+    assert len(stats[(stats["method"] == "dytox")]) == 2  # 10 and 20 steps never pooled
+
+
+def test_main_table_markdown(report):
+    table = read(report / "tables" / "main_cifar100.md")
+    assert "| Method | Params (M) | B0-10steps Avg | B0-10steps Last | B0-10steps n | B0-20steps Avg |" in table
+    assert table_row(table, "DyTox")[1:6] == ["10.74–10.75", "72.00 ± 2.00", "60.00 ± 2.00", "3", "71.00"]
+    assert table_row(table, "DAFormer-M")[1:5] == ["10.76", "**75.00**", "**63.00**", "1"]
+    assert table_row(table, "DyTox (published)")[2:6] == ["73.66", "60.67", "", "**72.27**"]
+    assert table_row(table, "Δ DyTox − DyTox (published)")[2:6] == ["-1.66", "-0.67", "", "-1.27"]
+    assert table_row(table, "Δ DyTox − DyTox (erratum)")[2:4] == ["+0.50", "+2.24"]
+    assert "DyTox README, github.com/arthurdouillard/dytox" in table
+    assert "Replay" not in table  # failed runs are not pooled
+    digits = read(report / "tables" / "main_digits.md")
+    assert table_row(digits, "Finetune")[2:5] == ["52.00 ± 2.83", "20.00 ± 0.00", "2"]
+    assert "published" not in digits
+
+
+def test_main_table_latex(report):
+    tex = read(report / "tables" / "main_cifar100.tex")
+    for command in (r"\begin{tabular}{lrrrrrrr}", r"\toprule", r"\midrule", r"\bottomrule",
+                    r"\multicolumn{3}{c}{B0-10steps}", r"\cmidrule(lr){3-5}"):
+        assert command in tex
+    assert r"DAFormer-M & 10.76 & \textbf{75.00} & \textbf{63.00} & 1" in tex
+    assert r"72.00 $\pm$ 2.00" in tex and r"$\Delta$ DyTox $-$ DyTox (published)" in tex
+    assert "$-$1.66" in tex and "_" not in tex.replace(r"\_", "")
+
+
+def test_main_table_csv(report):
+    data = pd.read_csv(report / "tables" / "main_cifar100.csv")
+    ours = data[(data["source"] == "ours") & (data["method"] == "dytox") & (data["setting"] == "B0-10steps")]
+    assert ours[["avg_mean", "avg_std", "n"]].values.tolist() == [[72.0, 2.0, 3]]
+    assert (data["source"] != "ours").sum() == 3  # published 10 and 20 steps (no 50-step runs), erratum
+
+
+def test_ablation_tables(report):
+    keys = read(report / "tables" / "ablation_num_keys_digits.md")
+    assert [row[2:] for row in table_rows(keys, "DAFormer")] == [
+        ["1", "61.50 ± 0.71", "41.00 ± 0.00", "2"],
+        ["2", "62.50 ± 0.71", "42.00 ± 0.00", "2"],
+        ["5", "**65.50 ± 0.71**", "**45.00 ± 0.00**", "2"],
+    ]
+    memory = read(report / "tables" / "ablation_memory_size_digits.md")
+    assert "| Replay | B0-5steps | 200 | **50.50 ± 0.71** | **25.00 ± 0.00** | 2 |" in memory
+    assert not list((report / "tables").glob("ablation_*cifar100*"))  # nothing varies there
+    main_digits = read(report / "tables" / "main_digits.md")
+    assert "DAFormer (model.num_keys=5)" in main_digits and "Replay (memory.size=100)" in main_digits
+
+
+def test_runs_table(report):
+    runs = read(report / "tables" / "runs.md")
+    running = table_row(runs, "paper/daformer_m_running")
+    assert running[4] == "running" and running[9] == "4/10"
+    assert table_row(runs, "paper/replay_failed")[4] == "failed"
+    assert "paper/replay_failed: failed: RuntimeError: worker died" in runs
+    header = table_row(runs, "Run")
+    done = dict(zip(header, table_row(runs, "paper/daformer_m")))
+    assert (done["Forgetting"], done["BWT"], done["BWT (all pairs)"], done["Keys"]) == ("5.00", "-5.00", "-3.00", "10")
+    tidy = pd.read_csv(report / "results_tidy.csv")
+    assert len(tidy) == 3 * 10 + 10 + 4 + 2 + 20 + 2 * 5 + 6 * 5 + 4 * 5
+
+
+# ---------------------------------------------------------------- plots and page
+
+def test_every_plot_is_written(report):
+    stems = ["accuracy_cifar100_B0-10steps", "accuracy_cifar100_B0-20steps", "accuracy_digits_B0-5steps",
+             "params_cifar100_B0-10steps", "ablation_num_keys_digits_B0-5steps",
+             "ablation_memory_size_digits_B0-5steps", "heatmaps/paper-daformer_m_running",
+             "heatmaps/paper-dytox_cifar100_order1"]
+    for stem in stems:
+        png, pdf = (report / "plots" / f"{stem}.{fmt}" for fmt in ("png", "pdf"))
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000, stem
+        assert pdf.read_bytes()[:5] == b"%PDF-" and pdf.stat().st_size > 1000, stem
+    assert not list(report.rglob("*.tmp"))  # atomic writes leave no temporaries
+    files = [path for path in report.rglob("*") if path.is_file()]
+    assert all(path.stat().st_mode & 0o044 == 0o044 for path in files)  # readable by colleagues
+
+
+def test_page_links_exist(report):
+    page, readme = read(report / "index.html"), read(report / "README.md")
+    links = re.findall(r'(?:src|href)="([^"]+)"', page)
+    assert len(links) > 40 and all((report / link).is_file() for link in links)
+    assert re.findall(r"\]\(([^)]+)\)", readme) and all((report / link).is_file()
+                                                        for link in re.findall(r"\]\(([^)]+)\)", readme))
+    assert "72.00 ± 2.00" in page and "72.00 ± 2.00" in readme
+
+
+def find_chromium() -> str:
+    found = next((path for name in CHROMIUM_NAMES if (path := shutil.which(name))), None)
+    if found is None:
+        pytest.fail("headless Chromium not found: install it with `apt-get update && apt-get install -y chromium` "
+                    "(or set SUITE_SKIP_BROWSER=1 to skip this check)")
+    return found
+
+
+@pytest.mark.skipif(os.environ.get("SUITE_SKIP_BROWSER") == "1", reason="SUITE_SKIP_BROWSER=1")
+def test_page_renders_in_headless_chromium(report, tmp_path):
+    chromium = find_chromium()
+    check = report / "render_check.html"
+    check.write_text(read(report / "index.html").replace("</body>", IMAGE_CHECK + "</body>"), encoding="utf-8")
+    try:
+        proc = subprocess.run([chromium, *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}",
+                               "--virtual-time-budget=10000", "--dump-dom", check.as_uri()],
+                              capture_output=True, text=True, timeout=60)
+    finally:
+        check.unlink()
+    body = re.search(r"<body[^>]*>", proc.stdout)
+    assert body, f"chromium printed no page (exit {proc.returncode}): {proc.stderr[-2000:]}"
+    assert 'data-images="ok"' in body[0], body[0]
+    images = int(re.search(r'data-image-count="(\d+)"', body[0])[1])
+    assert images == read(report / "index.html").count("<img ")
