@@ -124,9 +124,20 @@ def _main(args) -> int:
 
 
 def execute(plan, args) -> int:
+    """Train (on Ray Train, or in this process with --in-process), then build the run's report."""
+    from suite.distributed.train import RunFailed, run_on_ray
+    from suite.report import build_report
     from suite.runner import run_in_process
     from suite.summary import print_summary
 
-    results = run_in_process(plan.cfg, plan.run_dir, args.resume)
-    print_summary(results, plan.run_dir)
+    try:
+        if args.in_process:
+            results = run_in_process(plan.cfg, plan.run_dir, args.resume)
+        else:
+            results = run_on_ray(plan.cfg, plan.run_dir, args.address)
+    except RunFailed as e:
+        print(f"error: the run failed: {e}; results so far in {e.run_dir / 'results.json'}", file=sys.stderr)
+        return 1
+    report = build_report(plan.run_dir, plan.run_dir / "report")
+    print_summary(results, plan.run_dir, report)
     return 0

@@ -110,7 +110,8 @@ class DistillConfig:
 class RayConfig:
     num_workers: int = _key(1, "Ray Train workers (data-parallel)", minimum=1)
     use_gpu: bool = _key(False, "train on GPUs")
-    cpus_per_worker: float = _key(1.0, "CPUs reserved per worker (fractions allowed)", minimum=0.01)
+    cpus_per_worker: Optional[float] = _key(None, "CPUs per worker, fractions allowed (default: the cluster's "
+                                                  "CPUs shared out among the workers)", minimum=0.01)
     gpus_per_worker: float = _key(1.0, "GPUs per worker when use_gpu (fractions share a GPU)", minimum=0.0)
     max_failures: int = _key(2, "worker failures survived per run", minimum=0)
 

@@ -90,8 +90,12 @@ class Plan:
             f"(x global batch / 512), finetuning {cfg.finetune.epochs} epochs",
             f"memory    {'per class ' + str(cfg.memory.per_class) if cfg.memory.per_class else 'total ' + str(cfg.memory.size)}, "
             f"{cfg.memory.selection}",
-            f"ray       {cfg.ray.num_workers} worker(s), {'GPU' if cfg.ray.use_gpu else 'CPU'}, "
-            f"{cfg.ray.cpus_per_worker:g} CPU/worker" + (f", {cfg.ray.gpus_per_worker:g} GPU/worker" if cfg.ray.use_gpu else ""),
+            f"ray       {cfg.ray.num_workers} worker(s), {'GPU' if cfg.ray.use_gpu else 'CPU'}, " + self._resources(),
             f"output    {self.run_dir}",
         ]
         return "\n".join(lines)
+
+    def _resources(self) -> str:
+        r = self.cfg.ray
+        cpus = f"{r.cpus_per_worker:g} CPU/worker" if r.cpus_per_worker else "CPUs shared out among workers"
+        return cpus + (f", {r.gpus_per_worker:g} GPU/worker" if r.use_gpu else "")

@@ -44,12 +44,21 @@ def checkpoint_payload(learner: Learner, cfg: Config) -> dict:
     return {"learner": learner.state_dict(), "config": cfg.to_dict()}
 
 
+def _differing_keys(theirs: dict, ours: dict) -> list[str]:
+    keys = []
+    for section, value in ours.items():
+        if isinstance(value, dict):
+            keys += [f"{section}.{k}" for k in value if theirs.get(section, {}).get(k) != value[k]]
+        elif theirs.get(section) != value:
+            keys.append(section)
+    return keys
+
+
 def restore(learner: Learner, cfg: Config, payload: dict, where: str) -> None:
     """Load a checkpoint into a fresh learner, refusing one made by a different config."""
-    if comparable(payload["config"]) != comparable(cfg.to_dict()):
-        theirs, ours = comparable(payload["config"]), comparable(cfg.to_dict())
-        diff = sorted(f"{s}.{k}" for s in ours for k in (ours[s] if isinstance(ours[s], dict) else [None])
-                      if (theirs.get(s) if k is None else theirs.get(s, {}).get(k)) != (ours[s] if k is None else ours[s][k]))
+    theirs, ours = comparable(payload["config"]), comparable(cfg.to_dict())
+    diff = sorted(_differing_keys(theirs, ours))
+    if diff:
         raise UserError(f"checkpoint '{where}' was made by a different config (differs in {', '.join(diff[:4])}); "
                         "resume with the run's own config or start a new --name")
     learner.load_state_dict(payload["learner"])

@@ -57,7 +57,7 @@ def shard(indices: np.ndarray) -> np.ndarray:
 
 def wrap_ddp(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
     """DDP over the currently trainable parameters; re-wrapped whenever the model or phase changes."""
-    if not is_distributed():
+    if world_size() == 1:
         return model
     ids = [device.index] if device.type == "cuda" else None
-    return DistributedDataParallel(model, device_ids=ids, broadcast_buffers=False)
+    return DistributedDataParallel(model, device_ids=ids)

@@ -105,6 +105,8 @@ class Learner:
                 self.update_memory(task)
                 if task > 0 and self.cfg.finetune.epochs > 0:
                     self.finetune(task)
+            else:
+                self.history.memory_size.append(0)
             self.evaluate(task)
             self.history.per_task_s.append(time.perf_counter() - start)
             self.next_task = task + 1

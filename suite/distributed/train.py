@@ -1,0 +1,113 @@
+"""One benchmark run as a Ray Train `TorchTrainer`: the learner inside `train_loop_per_worker`.
+
+Ray sets up torch.distributed; the learner shards data, gathers the memory and evaluates across
+workers by itself. Rank 0 writes results.json after every task and hands Ray a checkpoint, which
+Ray persists under RUN_DIR/ray/ and gives back after a worker failure or on --resume.
+"""
+from __future__ import annotations
+
+import json
+import tempfile
+import traceback
+from pathlib import Path
+
+import torch
+
+from suite.config import Config, from_dict
+from suite.errors import UserError
+from suite.runner import RESULTS, RunRecorder, checkpoint_payload, load_checkpoint, prepare, restore, save_checkpoint
+
+CHECKPOINT_FILE = "learner.pt"
+RAY_DIR = "ray"  # RunConfig(name) under the run directory: Ray's own files and the task checkpoints
+
+
+def worker_loop(config: dict) -> None:
+    import ray.train
+    import ray.train.torch
+
+    from suite.learner.learner import Learner
+
+    cfg = from_dict(config["cfg"])
+    context = ray.train.get_context()
+    rank = context.get_world_rank()
+    torch.set_num_threads(max(1, int(config["threads"])))
+    device = ray.train.torch.get_device()
+    data, scenario = prepare(cfg)
+    learner = Learner(cfg, data, scenario, device)
+    checkpoint = ray.train.get_checkpoint()
+    if checkpoint is not None:
+        with checkpoint.as_directory() as directory:
+            restore(learner, cfg, load_checkpoint(Path(directory) / CHECKPOINT_FILE), config["run_dir"])
+        learner.log(f"resumed after task {learner.next_task} from {checkpoint.path}")
+    recorder = RunRecorder(cfg, scenario, Path(config["run_dir"]), context.get_world_size(), str(device))
+
+    def on_task_end(task: int, lrn: Learner) -> None:
+        with tempfile.TemporaryDirectory() as tmp:
+            ckpt = None
+            if rank == 0:
+                save_checkpoint(Path(tmp) / CHECKPOINT_FILE, checkpoint_payload(lrn, cfg))
+                recorder.write(lrn, "running")
+                ckpt = ray.train.Checkpoint.from_directory(tmp)
+            metrics = {"task": task, "acc": lrn.history.acc[-1], "acc_top5": lrn.history.acc_top5[-1]}
+            ray.train.report(metrics, checkpoint=ckpt, checkpoint_dir_name=f"task_{task:03d}")
+
+    try:
+        learner.run(on_task_end)
+    except Exception:
+        if rank == 0:
+            recorder.write(learner, "failed", traceback.format_exc(limit=3))
+        raise
+    if rank == 0:
+        recorder.write(learner, "finished")
+
+
+def scaling(cfg: Config, cluster_cpus: float):
+    """ScalingConfig from `ray.*`; with no CPU count given, the cluster's CPUs are shared out."""
+    from ray.train import ScalingConfig
+
+    r = cfg.ray
+    cpus = r.cpus_per_worker or max(1.0, cluster_cpus // r.num_workers)
+    resources = {"CPU": cpus}
+    if r.use_gpu:
+        resources["GPU"] = r.gpus_per_worker
+    return ScalingConfig(num_workers=r.num_workers, use_gpu=r.use_gpu, resources_per_worker=resources), cpus
+
+
+def run_on_ray(cfg: Config, run_dir: Path, address: str | None) -> dict:
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig
+    from ray.train.torch import TorchConfig, TorchTrainer
+
+    from suite.distributed.cluster import cluster_cpus, init_ray
+
+    init_ray(address)
+    scaling_config, cpus = scaling(cfg, cluster_cpus())
+    trainer = TorchTrainer(
+        worker_loop,
+        train_loop_config={"cfg": cfg.to_dict(), "run_dir": str(run_dir), "threads": cpus},
+        scaling_config=scaling_config,
+        torch_config=TorchConfig(backend="nccl" if cfg.ray.use_gpu else "gloo"),
+        run_config=RunConfig(
+            name=RAY_DIR, storage_path=str(run_dir),
+            failure_config=FailureConfig(max_failures=cfg.ray.max_failures),
+            checkpoint_config=CheckpointConfig(num_to_keep=2),
+        ),
+    )
+    try:
+        trainer.fit()
+    except Exception as e:
+        raise RunFailed(_root_message(e), run_dir) from None
+    return json.loads((run_dir / RESULTS).read_text())
+
+
+class RunFailed(RuntimeError):
+    def __init__(self, message: str, run_dir: Path):
+        super().__init__(message)
+        self.run_dir = run_dir
+
+
+def _root_message(error: BaseException) -> str:
+    """The innermost cause of a Ray failure, as one line."""
+    while error.__cause__ is not None:
+        error = error.__cause__
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {text[-1] if text else ''}"

@@ -1,0 +1,296 @@
+"""The learner end to end (SPEC sections 4, 5, 9): determinism, resume, checkpoints, results.json.
+
+Every run is the same tiny synthetic scenario: 6 classes of 8x8 images, three tasks of two
+classes, a one-block model of width 16, one epoch per phase (well under a second per run).
+"""
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+import suite.runner as runner
+from suite.config import load
+from suite.errors import UserError
+from suite.learner.learner import Learner, NonFiniteLoss
+from suite.runner import (
+    CHECKPOINT, RESULTS, checkpoint_payload, load_checkpoint, prepare, restore, run_in_process, save_checkpoint,
+)
+
+TINY = ["data.name=synthetic", "data.num_classes=6", "data.image_size=8", "data.train_per_class=20",
+        "data.test_per_class=5", "scenario.increment=2", "model.embed_dim=16", "model.depth=1",
+        "model.num_heads=2", "model.patch_size=4", "train.epochs=1", "train.batch_size=16",
+        "finetune.epochs=1", "memory.size=12", "train.precision=fp32"]
+COMPARED = ("acc_matrix", "acc", "acc_top5", "memory_size", "num_params")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    """Tiny models: one intra-op thread is as fast and far steadier on a shared, busy machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def tiny(*sets):
+    return load([], TINY + list(sets))
+
+
+def make_learner(cfg):
+    data, scenario = prepare(cfg)
+    return Learner(cfg, data, scenario, log=lambda m: None)
+
+
+def same_history(a, b):
+    return all(getattr(a, k) == getattr(b, k) for k in COMPARED)
+
+
+def same_model(a, b):
+    sa, sb = a.model.state_dict(), b.model.state_dict()
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+class _Stop(Exception):
+    """Stops a run right after a checkpoint, as a crash would."""
+
+
+def _run_and_stop_after(cfg, last, paths):
+    """Run, saving a checkpoint to paths[t] after each task t <= last; stop after task `last`."""
+    learner = make_learner(cfg)
+
+    def on_task_end(t, lrn):
+        save_checkpoint(paths[t], checkpoint_payload(lrn, cfg))
+        if t == last:
+            raise _Stop
+
+    with pytest.raises(_Stop):
+        learner.run(on_task_end)
+    return learner
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory):
+    """Checkpoints of the tiny config after task 0 and task 1, from a run stopped after task 1."""
+    folder = tmp_path_factory.mktemp("ckpt")
+    paths = {t: folder / f"after_task_{t}.pt" for t in (0, 1)}
+    stopped = _run_and_stop_after(tiny(), 1, paths)
+    assert len(stopped.history.acc) == 2 and stopped.next_task == 2
+    return paths
+
+
+@pytest.fixture(scope="module")
+def reference():
+    """One uninterrupted run of the tiny config, seed 0."""
+    learner = make_learner(tiny())
+    learner.run()
+    return learner
+
+
+# ---------------------------------------------------------------- determinism
+
+def test_same_seed_same_run(reference):
+    again = make_learner(tiny())
+    again.run()
+    h = reference.history
+    assert len(h.acc_matrix) == 3 and [len(r) for r in h.acc_matrix] == [1, 2, 3]
+    assert same_history(h, again.history)
+    assert reference.memory.ranked == again.memory.ranked
+    assert same_model(reference, again)
+
+
+def test_different_seed_different_model(reference):
+    other = make_learner(tiny("seed=1"))
+    other.run()
+    # Accuracies on 30 test images may well coincide; the trained weights cannot.
+    assert not same_model(reference, other)
+    assert other.history.num_params == reference.history.num_params
+
+
+def test_memory_size_is_listed_per_task_without_rehearsal():
+    """SPEC 9: memory_size is the effective size per task, like num_params; a method with no memory
+    ('finetune', the lower bound) has 0 exemplars after every task, not an empty list."""
+    learner = make_learner(tiny("method=finetune"))
+    learner.run()
+    assert len(learner.history.num_params) == 3
+    assert learner.history.memory_size == [0, 0, 0]
+
+
+# ---------------------------------------------------------------- resume
+
+@pytest.mark.parametrize("task", [1, 0])
+def test_resume_equals_uninterrupted_run(reference, checkpoints, task):
+    cfg = tiny()
+    path = checkpoints[task]
+    fresh = make_learner(cfg)
+    restore(fresh, cfg, load_checkpoint(path), str(path))
+    assert fresh.next_task == task + 1
+    assert fresh.history.acc_matrix == reference.history.acc_matrix[: task + 1]
+    fresh.run()
+    for key in COMPARED:
+        assert getattr(fresh.history, key) == getattr(reference.history, key), key
+    assert len(fresh.history.per_task_s) == 3
+    assert fresh.memory.ranked == reference.memory.ranked
+    assert same_model(fresh, reference)
+
+
+def test_run_in_process_resumes_after_a_crash(reference, tmp_path, monkeypatch):
+    """Crash right after the checkpoint of task 1, then `resume=True` finishes the run identically."""
+    cfg = tiny()
+    run_dir = tmp_path / "run"
+    real_save = runner.save_checkpoint
+
+    def crash_after_task_1(path, payload):
+        real_save(path, payload)
+        if payload["learner"]["next_task"] == 2:
+            raise _Stop
+
+    monkeypatch.setattr(runner, "save_checkpoint", crash_after_task_1)
+    with pytest.raises(_Stop):
+        run_in_process(cfg, run_dir, resume=False)
+    doc = json.loads((run_dir / RESULTS).read_text())
+    assert doc["status"] == "failed" and len(doc["acc_matrix"]) == 2  # the failed write keeps task 1
+    monkeypatch.setattr(runner, "save_checkpoint", real_save)
+
+    result = run_in_process(cfg, run_dir, resume=True)
+    doc = json.loads((run_dir / RESULTS).read_text())
+    assert doc["status"] == "finished"
+    for key in COMPARED:
+        assert doc[key] == getattr(reference.history, key), key
+        assert result[key] == getattr(reference.history, key), key
+    assert len(doc["timings"]["per_task_s"]) == 3
+
+    # resuming a finished run trains nothing and reports the same numbers
+    again = run_in_process(cfg, run_dir, resume=True)
+    assert all(again[k] == result[k] for k in COMPARED)
+
+
+def test_checkpoint_of_another_config_is_refused(checkpoints):
+    path = checkpoints[0]
+    payload = load_checkpoint(path)
+
+    other = tiny("memory.size=10")
+    with pytest.raises(UserError, match="memory.size"):
+        restore(make_learner(other), other, payload, str(path))
+
+    # where the run is stored and how it is scaled may change
+    moved = tiny("output.basedir=elsewhere", "ray.num_workers=2")
+    learner = make_learner(moved)
+    restore(learner, moved, payload, str(path))
+    assert learner.next_task == 1
+
+
+def test_refusal_names_a_top_level_key(checkpoints):
+    """A different seed (a top-level key, no section) must be named as 'seed', not 'seed.None'."""
+    path = checkpoints[0]
+    other = tiny("seed=3")
+    with pytest.raises(UserError) as info:
+        restore(make_learner(other), other, load_checkpoint(path), str(path))
+    message = str(info.value)
+    assert "seed" in message
+    assert "seed.None" not in message
+
+
+def test_checkpoint_loads_with_weights_only(checkpoints, tmp_path):
+    cfg = tiny()
+    path = checkpoints[1]
+    raw = torch.load(path, map_location="cpu", weights_only=True)
+    assert set(raw) == {"learner", "config"}
+    state = raw["learner"]
+    assert state["next_task"] == 2 and state["task_sizes"] == [2, 2]
+    assert raw["config"] == cfg.to_dict()
+    assert sum(len(t) for t in state["memory"]["indices"]) == 12
+    assert state["history"]["acc_matrix"] == load_checkpoint(path)["learner"]["history"]["acc_matrix"]
+
+    garbage = tmp_path / "garbage.pt"
+    garbage.write_bytes(b"not a checkpoint")
+    with pytest.raises(UserError, match="garbage.pt"):
+        load_checkpoint(garbage)
+
+
+# ---------------------------------------------------------------- results.json
+
+PROVENANCE = ("python", "torch", "ray", "timm", "continuum", "host", "world_size", "device", "seed", "git_commit")
+
+
+def _is_pct(x):
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and 0.0 <= x <= 100.0
+
+
+def test_results_json_schema(tmp_path, monkeypatch):
+    cfg = tiny()
+    run_dir = tmp_path / "run"
+    statuses = []
+    real_write = runner.RunRecorder.write
+
+    def spy(self, learner, status, error=None):
+        statuses.append((status, len(learner.history.acc)))
+        return real_write(self, learner, status, error)
+
+    monkeypatch.setattr(runner.RunRecorder, "write", spy)
+    returned = run_in_process(cfg, run_dir, resume=False)
+    assert statuses == [("running", 1), ("running", 2), ("running", 3), ("finished", 3)]
+    assert (run_dir / CHECKPOINT).is_file()
+    load_checkpoint(run_dir / CHECKPOINT)
+
+    doc = json.loads((run_dir / RESULTS).read_text())
+    assert doc["status"] == "finished"
+    assert "error" not in doc
+    assert doc["method"] == "daformer_m" and doc["dataset"] == "synthetic"
+    assert isinstance(doc["setting"], str) and doc["setting"] == "B0-3steps"
+    assert doc["class_order"] == [0, 1, 2, 3, 4, 5]
+    assert doc["classes_per_task"] == [[0, 1], [2, 3], [4, 5]]
+
+    T = 3
+    assert len(doc["acc_matrix"]) == T
+    assert [len(row) for row in doc["acc_matrix"]] == [1, 2, 3]
+    assert all(_is_pct(a) for row in doc["acc_matrix"] for a in row)
+    for key in ("acc", "acc_top5"):
+        assert len(doc[key]) == T and all(_is_pct(a) for a in doc[key])
+    assert all(t5 >= t1 for t1, t5 in zip(doc["acc"], doc["acc_top5"]))
+    assert doc["avg_incremental_accuracy"] == pytest.approx(np.mean(doc["acc"]))
+    assert doc["last_accuracy"] == pytest.approx(doc["acc"][-1])
+    assert _is_pct(doc["avg_incremental_accuracy"]) and _is_pct(doc["last_accuracy"])
+    for key in ("forgetting", "bwt", "bwt_all_pairs"):
+        assert isinstance(doc[key], float) and math.isfinite(doc[key])
+        assert -100.0 <= doc[key] <= 100.0
+    assert len(doc["num_params"]) == T and all(isinstance(n, int) and n > 0 for n in doc["num_params"])
+    assert doc["num_params"] == sorted(doc["num_params"])  # the model grows by a head (and a key) per task
+    assert doc["memory_size"] == [12, 12, 12]
+    per_task = doc["timings"]["per_task_s"]
+    assert len(per_task) == T and all(isinstance(s, float) and s >= 0 for s in per_task)
+    assert doc["timings"]["total_s"] == pytest.approx(sum(per_task))
+
+    assert doc["config"] == json.loads(json.dumps(cfg.to_dict()))
+    assert doc["config"]["memory"]["size"] == 12 and doc["config"]["data"]["name"] == "synthetic"
+
+    prov = doc["provenance"]
+    assert set(PROVENANCE) <= set(prov)
+    assert prov["world_size"] == 1 and prov["device"] == "cpu" and prov["seed"] == 0
+    assert isinstance(prov["python"], str) and isinstance(prov["torch"], str) and isinstance(prov["host"], str)
+    assert prov["git_commit"] is None or isinstance(prov["git_commit"], str)
+
+    for key in COMPARED:
+        assert returned[key] == doc[key]
+
+
+def test_non_finite_loss_fails_the_run_and_says_where(tmp_path, monkeypatch):
+    """A NaN loss in task 2's main phase: NonFiniteLoss, and results.json says failed, task and epoch."""
+    cfg = tiny()
+    run_dir = tmp_path / "run"
+    real_loss = Learner._loss
+
+    def nan_from_task_2(self, out, teacher_out, soft, num_old):
+        loss = real_loss(self, out, teacher_out, soft, num_old)
+        return loss * float("nan") if num_old else loss  # num_old > 0: main phase of task 2 on
+
+    monkeypatch.setattr(Learner, "_loss", nan_from_task_2)
+    with pytest.raises(NonFiniteLoss, match=r"task 2, train epoch 1"):
+        run_in_process(cfg, run_dir, resume=False)
+    doc = json.loads((run_dir / RESULTS).read_text())
+    assert doc["status"] == "failed"
+    assert isinstance(doc["error"], str)
+    assert "NonFiniteLoss" in doc["error"] and "task 2" in doc["error"] and "epoch 1" in doc["error"]
+    assert len(doc["acc_matrix"]) == 1 and doc["memory_size"] == [12]  # what was done is kept
+    assert load_checkpoint(run_dir / CHECKPOINT)["learner"]["next_task"] == 1
