@@ -1,0 +1,150 @@
+"""Runs through Ray Train for real: an embedded local Ray, 1 and 2 workers, resume, a killed worker,
+and a `ray job submit` round trip against a `ray start` head on loopback."""
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.conftest import REPO, run_cli
+
+FAST = ["--set", "train.epochs=2", "--set", "finetune.epochs=1", "--set", "memory.selection=random"]
+NAME = "quickstart-daformer_m"
+ENV = {"RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
+
+
+def results(run_dir: Path) -> dict:
+    return json.loads((run_dir / "results.json").read_text())
+
+
+def final_memory(run_dir: Path) -> dict:
+    last = sorted((run_dir / "ray").glob("task_*"))[-1]
+    state = torch.load(last / "learner.pt", weights_only=True)["learner"]["memory"]
+    return {int(c): t.tolist() for c, t in zip(state["classes"], state["indices"])}
+
+
+def start_run(*args, base: Path) -> subprocess.Popen:
+    """The CLI in its own session, so that it and its embedded Ray can be killed together."""
+    return subprocess.Popen([sys.executable, str(REPO / "suite/run.py"), *FAST, "--output-basedir", str(base), *args],
+                            cwd=REPO, env={**os.environ, **ENV}, start_new_session=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def wait_for_tasks(run_dir: Path, done: int, proc: subprocess.Popen, timeout=300):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if (run_dir / "results.json").exists() and results(run_dir)["tasks_done"] >= done:
+            return
+        assert proc.poll() is None, proc.stdout.read()
+        time.sleep(0.5)
+    raise TimeoutError(f"{run_dir} did not reach {done} tasks")
+
+
+def kill_session(proc: subprocess.Popen) -> None:
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+
+@pytest.fixture(scope="module")
+def one_worker(tmp_path_factory):
+    base = tmp_path_factory.mktemp("one")
+    proc = run_cli(*FAST, "--output-basedir", base, env=ENV)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return base / NAME, proc.stdout
+
+
+def test_quickstart_runs_on_ray_train(one_worker):
+    run_dir, out = one_worker
+    doc = results(run_dir)
+    assert doc["status"] == "finished" and doc["provenance"]["world_size"] == 1
+    assert len(doc["acc_matrix"]) == 5 and doc["memory_size"][-1] == 200
+    assert sorted(p.name for p in (run_dir / "ray").glob("task_*")) == ["task_003", "task_004"]  # keeps 2
+    assert "task 5/5 finetune epoch 1/1" in out and "img/s" in out and "eta" in out
+    assert "average incremental accuracy" in out and str(run_dir / "results.json") in out
+    assert (run_dir / "report" / "index.html").exists()
+
+
+def test_two_workers_share_one_global_memory(one_worker, tmp_path):
+    run_dir_1, _ = one_worker
+    proc = run_cli(*FAST, "--set", "ray.num_workers=2", "--output-basedir", tmp_path, env=ENV)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    one, two = results(run_dir_1), results(tmp_path / NAME)
+    assert two["provenance"]["world_size"] == 2
+    assert two["memory_size"] == one["memory_size"]  # the budget is not doubled
+    assert final_memory(tmp_path / NAME) == final_memory(run_dir_1)  # same exemplars for the same seed
+
+
+def test_killed_driver_resumes_with_identical_results(one_worker, tmp_path):
+    proc = start_run(base=tmp_path)
+    wait_for_tasks(tmp_path / NAME, 2, proc)
+    kill_session(proc)
+    assert results(tmp_path / NAME)["status"] == "running"
+
+    again = run_cli(*FAST, "--output-basedir", tmp_path, env=ENV)
+    assert again.returncode == 2 and "--resume" in again.stderr  # no silent reuse of the name
+
+    resumed = run_cli(*FAST, "--output-basedir", tmp_path, "--resume", env=ENV)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert "resumed after task" in resumed.stdout
+    doc, reference = results(tmp_path / NAME), results(one_worker[0])
+    assert doc["status"] == "finished"
+    assert doc["acc_matrix"] == reference["acc_matrix"]
+    assert len(doc["timings"]["per_task_s"]) == 5
+
+
+def _worker_pids(session: int) -> list[int]:
+    out = subprocess.run(["pgrep", "-f", "ray::RayTrainWorker"], capture_output=True, text=True).stdout.split()
+    return [int(p) for p in out if os.getsid(int(p)) == session]
+
+
+def test_killed_worker_is_restarted_and_finishes_identically(one_worker, tmp_path):
+    proc = start_run(base=tmp_path)
+    try:
+        wait_for_tasks(tmp_path / NAME, 2, proc)
+        pids = _worker_pids(proc.pid)
+        assert pids, "no Ray Train worker found"
+        os.kill(pids[0], signal.SIGKILL)
+        out, _ = proc.communicate(timeout=400)
+    finally:
+        if proc.poll() is None:
+            kill_session(proc)
+    assert proc.returncode == 0, out
+    doc = results(tmp_path / NAME)
+    assert doc["status"] == "finished"
+    assert doc["acc_matrix"] == results(one_worker[0])["acc_matrix"]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_ray_job_submit_round_trip(tmp_path):
+    ray = shutil.which("ray", path=str(Path(sys.executable).parent)) or "ray"
+    env = {**os.environ, **ENV, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    env.pop("RAY_ADDRESS", None)  # the head started here, not any other
+    gcs, dashboard = _free_port(), _free_port()
+    start = subprocess.run([ray, "start", "--head", "--num-cpus=2", f"--port={gcs}", "--node-ip-address=127.0.0.1",
+                            "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard}", "--disable-usage-stats"],
+                           env=env, capture_output=True, text=True, timeout=120)
+    try:
+        assert start.returncode == 0, start.stderr
+        job = subprocess.run(
+            [ray, "job", "submit", "--address", f"http://127.0.0.1:{dashboard}", "--working-dir", str(REPO), "--",
+             "python", "suite/run.py", "configs/quickstart.yaml", *FAST, "--set", "ray.num_workers=2",
+             "--output-basedir", str(tmp_path)],
+            env=env, capture_output=True, text=True, timeout=600)
+        assert job.returncode == 0, job.stdout[-3000:] + job.stderr[-3000:]
+        assert "succeeded" in job.stdout
+        doc = results(tmp_path / NAME)
+        assert doc["status"] == "finished" and doc["provenance"]["world_size"] == 2
+    finally:
+        subprocess.run([ray, "stop", "--force"], env=env, capture_output=True, timeout=120)
