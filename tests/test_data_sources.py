@@ -1,8 +1,6 @@
 """Data set loaders on tiny files in the real formats, written here into tmp_path."""
-import io
 import logging
 import pickle
-import struct
 from pathlib import Path
 
 import numpy as np
@@ -14,9 +12,10 @@ from suite.config import DataConfig
 from suite.data.registry import count_classes, load_dataset
 from suite.data.sources.imagefolder import open_image
 from suite.errors import UserError
-from tests.data_files import CIFAR100_NAMES, make_cifar, write_pickle, write_py2_pickle, cifar_batch
+from tests.data_files import CIFAR100_NAMES, make_cifar, write_pickle, cifar_batch
 
 ORDERS_DIR = Path(__file__).resolve().parents[1] / "configs" / "orders"
+
 
 def user_error(cfg: DataConfig, path, loader=load_dataset) -> str:
     """The message of the UserError that loading raises; it is one line naming `path`."""

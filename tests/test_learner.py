@@ -17,21 +17,12 @@ from suite.learner.learner import Learner, NonFiniteLoss
 from suite.runner import (
     CHECKPOINT, RESULTS, checkpoint_payload, load_checkpoint, prepare, restore, run_in_process, save_checkpoint,
 )
+from tests.conftest import TINY
 
-TINY = ["data.name=synthetic", "data.num_classes=6", "data.image_size=8", "data.train_per_class=20",
-        "data.test_per_class=5", "scenario.increment=2", "model.embed_dim=16", "model.depth=1",
-        "model.num_heads=2", "model.patch_size=4", "train.epochs=1", "train.batch_size=16",
-        "finetune.epochs=1", "memory.size=12", "train.precision=fp32"]
 COMPARED = ("acc_matrix", "acc", "acc_top5", "memory_size", "num_params")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """Tiny models: one intra-op thread is as fast and far steadier on a shared, busy machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny(*sets):

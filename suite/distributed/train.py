@@ -14,7 +14,6 @@ from pathlib import Path
 import torch
 
 from suite.config import Config, from_dict
-from suite.errors import UserError
 from suite.runner import RESULTS, RunRecorder, checkpoint_payload, load_checkpoint, prepare, restore, save_checkpoint
 
 CHECKPOINT_FILE = "learner.pt"

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Every method on the quickstart (digits, 5 tasks of 2 classes), three class orders, then one report.
+# Produces reports/example/ (committed) from real runs under runs/quickstart-methods/ (not committed).
+# Runs in-process (--in-process): the same learner as on Ray Train, with identical results on the CPU.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+base=runs/quickstart-methods
+for order in null seed:1 seed:2; do
+  for method in daformer_m daformer_s dytox replay finetune joint; do
+    name="$method-order-${order/:/}"
+    [ -f "$base/$name/results.json" ] && continue
+    python suite/run.py configs/quickstart.yaml --in-process --output-basedir "$base" --name "$name" \
+      --set method="$method" --set scenario.class_order="$order" > "$base.$name.log" 2>&1
+    echo "$name: $(grep 'average incremental accuracy' "$base.$name.log")"
+  done
+done
+python -m suite.report "$base" --out reports/example
