@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from suite import config as config_mod
@@ -105,7 +106,7 @@ def _main(args) -> int:
         print(config_mod.describe())
         return 0
     if args.sweep:
-        raise UserError("--sweep: sweeps on Ray Tune are not implemented yet (issue: Sweeps on Ray Tune)")
+        return sweep_command(args)
     cfg, _ = load_config(args)
     from suite.plan import Plan, check_config
     from suite.runner import prepare
@@ -121,6 +122,45 @@ def _main(args) -> int:
         print("dry run: nothing trained, nothing written")
         return 0
     return execute(plan, args)
+
+
+def sweep_command(args) -> int:
+    """`--sweep FILE`: validate every trial, then run them on Ray Tune (or print them with --dry-run)."""
+    from suite.plan import check_data
+    from suite.data.registry import load_dataset
+    from suite.sweep import load_sweep
+
+    flags = flag_overrides(args)
+    basedir = Path(flags.pop("output.basedir", "runs")).expanduser().resolve()
+    flags.pop("output.name", None)
+    if args.configs or args.options:
+        raise UserError("--sweep takes its config files from the sweep file's 'base'; drop the positional configs")
+    sweep = load_sweep(resolve_config_path(args.sweep), resolve_config_path, flags, args.set, args.name, basedir)
+    sweep = replace(sweep, trials=tuple(replace(t, cfg=absolute_paths(t.cfg)) for t in sweep.trials))
+    datasets = {}
+    for trial in sweep.trials:
+        key = repr(trial.cfg.data)
+        if key not in datasets:
+            datasets[key] = load_dataset(trial.cfg.data)
+        check_data(trial.cfg, datasets[key])
+    sweep_dir = basedir / sweep.name
+    print(sweep.describe(), f"output    {sweep_dir}", sep="\n", flush=True)
+    if args.dry_run:
+        print("dry run: nothing trained, nothing written")
+        return 0
+    from suite.distributed.tune import run_sweep
+    from suite.report import build_report
+
+    summary = run_sweep(sweep, sweep_dir, args.address)
+    print(summary.to_string(index=False))
+    report = build_report(sweep_dir, sweep_dir / "report")
+    print(f"summary:  {sweep_dir / 'summary.csv'}\nreport:   {report}")
+    unfinished = summary[summary["status"] != "finished"]
+    if len(unfinished):
+        print(f"error: {len(unfinished)} trial(s) did not finish: {', '.join(unfinished['trial'])}; "
+              "run the same command again to continue", file=sys.stderr)
+        return 1
+    return 0
 
 
 def execute(plan, args) -> int:

@@ -72,30 +72,39 @@ def scaling(cfg: Config, cluster_cpus: float):
     return ScalingConfig(num_workers=r.num_workers, use_gpu=r.use_gpu, resources_per_worker=resources), cpus
 
 
-def run_on_ray(cfg: Config, run_dir: Path, address: str | None) -> dict:
+def make_trainer(cfg: Config, run_dir: Path, cluster_cpus: float, callbacks=()):
+    """The TorchTrainer of one run; its checkpoints live in RUN_DIR/ray, where a rerun resumes."""
     from ray.train import CheckpointConfig, FailureConfig, RunConfig
     from ray.train.torch import TorchConfig, TorchTrainer
 
-    from suite.distributed.cluster import cluster_cpus, init_ray
-
-    init_ray(address)
-    scaling_config, cpus = scaling(cfg, cluster_cpus())
-    trainer = TorchTrainer(
+    scaling_config, cpus = scaling(cfg, cluster_cpus)
+    return TorchTrainer(
         worker_loop,
         train_loop_config={"cfg": cfg.to_dict(), "run_dir": str(run_dir), "threads": cpus},
         scaling_config=scaling_config,
         torch_config=TorchConfig(backend="nccl" if cfg.ray.use_gpu else "gloo"),
         run_config=RunConfig(
-            name=RAY_DIR, storage_path=str(run_dir),
+            name=RAY_DIR, storage_path=str(run_dir), callbacks=list(callbacks),
             failure_config=FailureConfig(max_failures=cfg.ray.max_failures),
             checkpoint_config=CheckpointConfig(num_to_keep=2),
         ),
     )
+
+
+def fit(trainer, run_dir: Path) -> dict:
+    """Train; the run's results.json, or RunFailed with the root cause in one line."""
     try:
         trainer.fit()
     except Exception as e:
         raise RunFailed(_root_message(e), run_dir) from None
     return json.loads((run_dir / RESULTS).read_text())
+
+
+def run_on_ray(cfg: Config, run_dir: Path, address: str | None) -> dict:
+    from suite.distributed.cluster import cluster_cpus, init_ray
+
+    init_ray(address)
+    return fit(make_trainer(cfg, run_dir, cluster_cpus()), run_dir)
 
 
 class RunFailed(RuntimeError):

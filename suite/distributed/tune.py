@@ -1,0 +1,119 @@
+"""A sweep as a Ray Tune `Tuner`: each trial launches its run's `TorchTrainer` (Ray Train).
+
+Ray 2.60 pattern: a function trainable that builds the TorchTrainer and calls fit(), with
+`TuneReportCallback` in the trainer's RunConfig so per-task metrics reach Tune. Each trial's run
+directory is SWEEP_DIR/<trial name>, stable across restarts, so a retried or restored trial
+resumes its own run from its last task checkpoint. Tune's own state lives in SWEEP_DIR/tune.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from suite.atomic import write_text
+from suite.config import from_dict
+from suite.runner import RESULTS
+from suite.sweep import Sweep
+
+TUNE_DIR = "tune"
+SUMMARY = "summary.csv"
+TRIAL_DRIVER_CPUS = 0.01  # a trial's own process only waits on its workers; they hold the CPUs
+
+
+def run_trial(config: dict) -> None:
+    from ray.tune.integration.ray_train import TuneReportCallback
+
+    from suite.distributed.cluster import cluster_cpus
+    from suite.distributed.train import fit, make_trainer
+
+    trial = config["trial"]
+    cfg = from_dict(trial["cfg"])
+    run_dir = Path(trial["run_dir"])
+    if _status(run_dir) == "finished":  # restored after the driver died between finish and bookkeeping
+        return
+    fit(make_trainer(cfg, run_dir, cluster_cpus(), callbacks=[TuneReportCallback()]), run_dir)
+
+
+def _status(run_dir: Path) -> str | None:
+    import json
+
+    try:
+        return json.loads((run_dir / RESULTS).read_text()).get("status")
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def summary_frame(sweep: Sweep, sweep_dir: Path) -> pd.DataFrame:
+    """One row per trial: its axis values, its status and headline metrics (read from results.json)."""
+    import json
+
+    rows = []
+    for trial in sweep.trials:
+        row = {"trial": trial.name, **{k: _cell(v) for k, v in trial.values.items()}, "status": "pending"}
+        path = sweep_dir / trial.name / RESULTS
+        if path.exists():
+            try:
+                doc = json.loads(path.read_text())
+            except json.JSONDecodeError:
+                doc = {"status": "unreadable"}
+            row.update({k: doc.get(k) for k in ("status", "tasks_done", "avg_incremental_accuracy",
+                                                 "last_accuracy", "forgetting", "bwt")})
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _cell(value):
+    return value if isinstance(value, (int, float, str)) or value is None else str(value)
+
+
+def write_summary(sweep: Sweep, sweep_dir: Path) -> Path:
+    return write_text(sweep_dir / SUMMARY, summary_frame(sweep, sweep_dir).to_csv(index=False))
+
+
+def _summary_callback(sweep: Sweep, sweep_dir: Path):
+    from ray.tune import Callback
+
+    class SummaryCallback(Callback):
+        """Rewrites the sweep summary whenever a trial reports, finishes or fails."""
+
+        def on_trial_result(self, iteration, trials, trial, result, **info):
+            write_summary(sweep, sweep_dir)
+
+        def on_trial_complete(self, iteration, trials, trial, **info):
+            write_summary(sweep, sweep_dir)
+
+        def on_trial_error(self, iteration, trials, trial, **info):
+            write_summary(sweep, sweep_dir)
+
+    return SummaryCallback()
+
+
+def run_sweep(sweep: Sweep, sweep_dir: Path, address: str | None) -> pd.DataFrame:
+    """Run (or continue) every trial; returns the final summary."""
+    from ray import tune
+
+    from suite.distributed.cluster import init_ray
+
+    init_ray(address)
+    trainable = tune.with_resources(run_trial, {"CPU": TRIAL_DRIVER_CPUS})
+    tune_path = sweep_dir / TUNE_DIR
+    if tune.Tuner.can_restore(str(tune_path)):
+        print(f"continuing the sweep in {sweep_dir}", flush=True)
+        tuner = tune.Tuner.restore(str(tune_path), trainable=trainable, resume_unfinished=True,
+                                   resume_errored=True)
+    else:
+        space = {"trial": tune.grid_search([
+            {"name": t.name, "cfg": t.cfg.to_dict(), "run_dir": str(sweep_dir / t.name)} for t in sweep.trials
+        ])}
+        tuner = tune.Tuner(
+            trainable,
+            param_space=space,
+            tune_config=tune.TuneConfig(max_concurrent_trials=sweep.max_concurrent_trials),
+            run_config=tune.RunConfig(name=TUNE_DIR, storage_path=str(sweep_dir),
+                                      callbacks=[_summary_callback(sweep, sweep_dir)],
+                                      failure_config=tune.FailureConfig(max_failures=1)),
+        )
+    tuner.fit()
+    write_summary(sweep, sweep_dir)
+    return summary_frame(sweep, sweep_dir)

@@ -1,0 +1,19 @@
+"""The reference ceiling: dense square matmul throughput per dtype, in GFLOP/s."""
+from __future__ import annotations
+
+import torch
+
+from suite.perf.timing import rates, summary, time_calls
+
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
+
+
+def matmul_rate(dtype: str, device: torch.device, n: int, repeats: int, inner: int = 1) -> dict:
+    """GFLOP/s of an n x n x n matmul (2n^3 FLOPs), `repeats` samples."""
+    gen = torch.Generator(device=device).manual_seed(0)
+    a = torch.randn(n, n, device=device, generator=gen).to(DTYPES[dtype])
+    b = torch.randn(n, n, device=device, generator=gen).to(DTYPES[dtype])
+    out = torch.empty(n, n, device=device, dtype=DTYPES[dtype])
+    seconds = time_calls(lambda: torch.mm(a, b, out=out), repeats, warmup=2, device=device, inner=inner)
+    return {"dtype": dtype, "device": str(device), "n": n,
+            "gflops": summary([r / 1e9 for r in rates(seconds, 2.0 * n ** 3)])}

@@ -1,0 +1,132 @@
+"""One training step (forward + backward, no optimiser) of a model in the CIFAR preset.
+
+A case names the model (method, tasks added so far), the dual block's implementation (batched,
+as in suite.models, or the per-key `naive` one) and the autocast dtype. FLOPs per step come from
+`torch.utils.flop_counter.FlopCounterMode` (CPU flash attention added to its table).
+"""
+from __future__ import annotations
+
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop_count, sdpa_flop_count
+
+from suite.config import Config, load
+from suite.models import build_model
+from suite.perf.naive import naive_block
+from suite.perf.timing import rates, summary, time_calls
+
+REPO = Path(__file__).resolve().parents[2]
+PRESET = REPO / "configs" / "model" / "cifar_dual.yaml"
+IMAGE_SIZE, CHANNELS, CLASSES_PER_TASK = 32, 3, 10
+
+# FlopCounterMode knows the CUDA attention kernels but not the CPU one: add it.
+_aten = torch.ops.aten
+
+
+def _cpu_sdpa_flop(query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs) -> int:
+    return sdpa_flop_count(query_shape, key_shape, value_shape)
+
+
+def _cpu_sdpa_backward_flop(grad_out_shape, query_shape, key_shape, value_shape, *args, out_shape=None,
+                            **kwargs) -> int:
+    return sdpa_backward_flop_count(grad_out_shape, query_shape, key_shape, value_shape)
+
+
+EXTRA_FLOP_FORMULAS = {
+    _aten._scaled_dot_product_flash_attention_for_cpu: _cpu_sdpa_flop,
+    _aten._scaled_dot_product_flash_attention_for_cpu_backward: _cpu_sdpa_backward_flop,
+}
+
+
+@dataclass(frozen=True)
+class Case:
+    method: str  # daformer_m, daformer_s, dytox
+    tasks: int  # tasks added (daformer_m: = keys)
+    impl: str = "batched"  # batched | naive (daformer only)
+    dtype: str = "fp32"  # fp32 | bf16 (autocast)
+    batch: int = 128
+
+    @property
+    def name(self) -> str:
+        keys = {"daformer_m": f"{self.tasks} keys", "daformer_s": f"1 key, {self.tasks} tasks",
+                "dytox": f"{self.tasks} task tokens"}.get(self.method, f"{self.tasks} tasks")
+        return f"{self.method} ({keys}) {self.impl} {self.dtype} b{self.batch}"
+
+
+def preset_config(method: str, sets: tuple[str, ...] = ()) -> Config:
+    return load([PRESET], [f"method={method}", *sets])
+
+
+def build(case: Case, device: torch.device, sets: tuple[str, ...] = ()) -> torch.nn.Module:
+    """The preset model after `case.tasks` tasks of 10 classes, in the main phase of the last one."""
+    torch.manual_seed(0)
+    model = build_model(preset_config(case.method, sets), IMAGE_SIZE, CHANNELS, case.tasks)
+    for _ in range(case.tasks):
+        model.add_task(CLASSES_PER_TASK)
+    if hasattr(model, "dual"):
+        with torch.no_grad():  # trained keys are not zero
+            for key, bias in zip(model.dual.keys, model.dual.key_biases):
+                key.normal_(std=0.02)
+                bias.normal_(std=0.02)
+    model.set_phase("main")
+    return model.to(device).train()
+
+
+class Step:
+    """Callable: one forward + backward of `case` on a fixed random batch."""
+
+    def __init__(self, case: Case, device: torch.device, sets: tuple[str, ...] = ()):
+        if case.impl not in ("batched", "naive"):
+            raise ValueError(f"unknown implementation {case.impl!r}")
+        self.case, self.device = case, device
+        self.model = build(case, device, sets)
+        if case.impl == "naive" and not hasattr(self.model, "dual"):
+            raise ValueError(f"{case.method} has no dual block: no naive implementation")
+        gen = torch.Generator().manual_seed(1)
+        self.images = torch.randn(case.batch, CHANNELS, IMAGE_SIZE, IMAGE_SIZE, generator=gen).to(device)
+        self.labels = torch.randint(0, self.model.num_classes, (case.batch,), generator=gen).to(device)
+        div = self.model.div_head.out_features if self.model.div_head is not None else 1
+        self.div_labels = torch.randint(0, div, (case.batch,), generator=gen).to(device)
+
+    def _autocast(self):
+        if self.case.dtype == "fp32":
+            return nullcontext()
+        return torch.autocast(self.device.type, dtype=torch.bfloat16)
+
+    def __call__(self) -> None:
+        self.model.zero_grad(set_to_none=True)
+        impl = naive_block(self.model.dual) if self.case.impl == "naive" else nullcontext()
+        with impl, self._autocast():
+            out = self.model(self.images)
+        loss = F.cross_entropy(out.logits.float(), self.labels)
+        if out.div_logits is not None:
+            loss = loss + 0.1 * F.cross_entropy(out.div_logits.float(), self.div_labels)
+        loss.backward()
+
+    def flops(self) -> int:
+        """FLOPs of one step (forward + backward) as FlopCounterMode counts them."""
+        with FlopCounterMode(display=False, custom_mapping=EXTRA_FLOP_FORMULAS) as counter:
+            self()
+        return int(counter.get_total_flops())
+
+
+def measure(case: Case, device: torch.device, repeats: int, warmup: int = 1,
+            peak_gflops: Optional[float] = None, sets: tuple[str, ...] = ()) -> dict:
+    """images/s (median, spread) and, given the matmul ceiling of the same dtype, MFU."""
+    step = Step(case, device, sets)
+    seconds = time_calls(step, repeats, warmup=warmup, device=device)
+    flops = step.flops()
+    imgs = summary(rates(seconds, case.batch))
+    out = {**asdict(case), "name": case.name, "device": str(device), "step_s": summary(seconds),
+           "images_per_s": imgs, "flops_per_step": flops, "flops_per_image": flops / case.batch,
+           "params": sum(p.numel() for p in step.model.parameters())}
+    achieved = imgs["median"] * flops / case.batch / 1e9
+    out["achieved_gflops"] = achieved
+    out["mfu"] = achieved / peak_gflops if peak_gflops else None
+    out["mfu_peak_gflops"] = peak_gflops
+    return out

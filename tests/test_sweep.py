@@ -1,0 +1,100 @@
+"""Sweeps: validation and --dry-run in-process; a real Ray Tune sweep killed part-way and continued."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pandas as pd
+import pytest
+
+from suite import cli
+from tests.conftest import REPO, run_cli
+
+TINY_SWEEP = """
+name: tiny
+base: [configs/quickstart.yaml]
+set:
+  method: daformer
+  train.epochs: 1
+  finetune.epochs: 1
+  scenario.increment: 5
+  ray.cpus_per_worker: 1
+axes:
+  memory.size: [50, 100]
+max_concurrent_trials: 1
+"""
+ENV = {"RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
+
+
+def test_quick_sweep_dry_run_lists_8_trials(capsys, tmp_path):
+    assert cli.main(["--sweep", "configs/sweeps/quick.yaml", "--dry-run", "--output-basedir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "8 trial(s), at most 2 at a time" in out
+    assert "class_order=seed1,size=200,num_keys=5" in out
+    assert "scenario.class_order='seed:1', memory.size=200, model.num_keys=5; 1 worker(s) x (1 CPU)" in out
+    assert not tmp_path.joinpath("quick").exists()
+
+
+def test_paper_sweep_has_nine_trials_per_setting(capsys, tmp_path):
+    from tests.data_files import make_cifar
+
+    make_cifar(tmp_path / "cifar" / "cifar-100-python", train_per_class=25)
+    code = cli.main(["--sweep", "configs/sweeps/paper_cifar100.yaml", "--dry-run", "--data-path",
+                     str(tmp_path / "cifar"), "--output-basedir", str(tmp_path / "runs")])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "27 trial(s)" in out
+    assert out.count("scenario.increment=5,") == 9
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("axes: {memroy.size: [1, 2]}\n", "unknown config key 'memroy.size'; did you mean 'memory.size'?"),
+    ("axes: {memory.size: 5}\n", "axis 'memory.size' must be a non-empty list"),
+    ("axes: {train.lr: {gaussian: [0, 1]}}\n", "expected a list or one of uniform"),
+    ("axes: {memory.size: [100, -1]}\n", "'memory.size' = -1 is too small"),
+    ("axes: {memory.size: [100]}\nmax_concurrent_trials: 0\n", "'max_concurrent_trials' = 0"),
+    ("axes: {memory.size: [100]}\nbogus: 1\n", "unknown sweep key(s) ['bogus']"),
+])
+def test_bad_sweep_files(capsys, tmp_path, text, expected):
+    path = tmp_path / "bad.yaml"
+    path.write_text("base: [configs/quickstart.yaml]\n" + text)
+    assert cli.main(["--sweep", str(path), "--output-basedir", str(tmp_path / "runs")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert expected in err and "\n" not in err
+    assert not (tmp_path / "runs").exists()
+
+
+def _results(path):
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def test_killed_sweep_continues_without_rerunning_finished_trials(tmp_path):
+    sweep_file = tmp_path / "tiny.yaml"
+    sweep_file.write_text(TINY_SWEEP)
+    args = [sys.executable, str(REPO / "suite/run.py"), "--sweep", str(sweep_file), "--output-basedir", str(tmp_path)]
+    first = tmp_path / "tiny" / "size=50" / "results.json"
+    proc = subprocess.Popen(args, cwd=REPO, env={**os.environ, **ENV}, start_new_session=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.time() + 400
+        while _results(first).get("status") != "finished":
+            assert proc.poll() is None, proc.stdout.read()[-3000:]
+            assert time.time() < deadline, "the first trial did not finish"
+            time.sleep(0.5)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    finished_at = first.stat().st_mtime_ns
+
+    again = run_cli("--sweep", sweep_file, "--output-basedir", tmp_path, env=ENV)
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    assert "continuing the sweep" in again.stdout
+    assert first.stat().st_mtime_ns == finished_at  # the finished trial did not run again
+    second = _results(tmp_path / "tiny" / "size=100" / "results.json")
+    assert second["status"] == "finished" and len(second["timings"]["per_task_s"]) == 2
+    summary = pd.read_csv(tmp_path / "tiny" / "summary.csv")
+    assert list(summary["trial"]) == ["size=50", "size=100"]
+    assert list(summary["status"]) == ["finished", "finished"]
+    assert (tmp_path / "tiny" / "report" / "index.html").exists()
