@@ -105,6 +105,10 @@ def _main(args) -> int:
     if args.help_keys:
         print(config_mod.describe())
         return 0
+    if args.address:
+        from suite.distributed.cluster import check_reachable
+
+        check_reachable(args.address)
     if args.sweep:
         return sweep_command(args)
     cfg, _ = load_config(args)

@@ -100,3 +100,25 @@ def test_script_exit_code_and_one_line(cli, tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == ["error: --set memroy.size=5: unknown config key 'memroy.size'; "
                                                 "did you mean 'memory.size'?"]
+
+
+@pytest.mark.parametrize("address, expected", [
+    ("127.0.0.1:1", "no Ray cluster answers there"),
+    ("nonsense", "is malformed; expected HOST:PORT"),
+])
+def test_unreachable_address_fails_fast(capsys, tmp_path, address, expected):
+    assert expected in error_of(capsys, "--address", address, "--output-basedir", str(tmp_path))
+    assert not tmp_path.joinpath("quickstart-daformer_m").exists()
+
+
+def test_report_of_a_directory_without_results(tmp_path):
+    import subprocess
+    import sys
+
+    (tmp_path / "results.json").write_text("{ not json")
+    proc = subprocess.run([sys.executable, "-m", "suite.report", str(tmp_path)], capture_output=True, text=True,
+                          cwd=cli.REPO)
+    assert proc.returncode == 2
+    warning, error = proc.stderr.strip().splitlines()
+    assert warning.startswith("warning: skipping") and str(tmp_path / "results.json") in warning
+    assert error.startswith("error: none of the 1 results.json files") and "Traceback" not in proc.stderr

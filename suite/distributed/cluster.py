@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import os
+import socket
+from urllib.parse import urlparse
 
 from suite.errors import UserError
 
@@ -13,6 +15,21 @@ WORKER_ENV = {
     "MALLOC_MMAP_MAX_": "0",
     "MALLOC_TRIM_THRESHOLD_": "68719476736",
 }
+
+
+def check_reachable(address: str) -> None:
+    """Fail fast on a host:port nobody listens at: ray.init would retry for minutes."""
+    if address == "auto":
+        return
+    parsed = urlparse(address if "://" in address else f"tcp://{address}")
+    if not parsed.hostname or not parsed.port:
+        raise UserError(f"--address '{address}' is malformed; expected HOST:PORT (e.g. 127.0.0.1:6379), "
+                        "ray://HOST:PORT or 'auto'")
+    try:
+        socket.create_connection((parsed.hostname, parsed.port), timeout=5).close()
+    except OSError as e:
+        raise UserError(f"--address '{address}': no Ray cluster answers there ({e.strerror or e}); "
+                        "expected the address of a running head (see `ray start --head`)") from None
 
 
 def init_ray(address: str | None):
@@ -29,6 +46,7 @@ def init_ray(address: str | None):
     target = address or os.environ.get("RAY_ADDRESS")
     try:
         if target:
+            check_reachable(target)
             ray.init(address=target, runtime_env=runtime_env, log_to_driver=True)
         else:
             ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=True,
