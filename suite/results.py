@@ -64,6 +64,7 @@ def results_document(cfg: Config, scenario: Scenario, history, status: str, prov
         "bwt_all_pairs": summary.get("bwt_all_pairs"),
         "num_params": history.num_params,
         "memory_size": history.memory_size,
+        "skipped_batches": history.skipped_batches,
         "timings": {"per_task_s": history.per_task_s, "total_s": sum(history.per_task_s)},
         "config": cfg.to_dict(),
         "provenance": prov,

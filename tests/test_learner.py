@@ -266,10 +266,7 @@ def test_results_json_schema(tmp_path, monkeypatch):
         assert returned[key] == doc[key]
 
 
-def test_non_finite_loss_fails_the_run_and_says_where(tmp_path, monkeypatch):
-    """A NaN loss in task 2's main phase: NonFiniteLoss, and results.json says failed, task and epoch."""
-    cfg = tiny()
-    run_dir = tmp_path / "run"
+def _nan_from_task_2(monkeypatch):
     real_loss = Learner._loss
 
     def nan_from_task_2(self, out, teacher_out, soft, num_old):
@@ -277,6 +274,13 @@ def test_non_finite_loss_fails_the_run_and_says_where(tmp_path, monkeypatch):
         return loss * float("nan") if num_old else loss  # num_old > 0: main phase of task 2 on
 
     monkeypatch.setattr(Learner, "_loss", nan_from_task_2)
+
+
+def test_non_finite_loss_fails_the_run_and_says_where(tmp_path, monkeypatch):
+    """A NaN loss in task 2's main phase: NonFiniteLoss, and results.json says failed, task and epoch."""
+    cfg = tiny()
+    run_dir = tmp_path / "run"
+    _nan_from_task_2(monkeypatch)
     with pytest.raises(NonFiniteLoss, match=r"task 2, train epoch 1"):
         run_in_process(cfg, run_dir, resume=False)
     doc = json.loads((run_dir / RESULTS).read_text())
@@ -285,3 +289,11 @@ def test_non_finite_loss_fails_the_run_and_says_where(tmp_path, monkeypatch):
     assert "NonFiniteLoss" in doc["error"] and "task 2" in doc["error"] and "epoch 1" in doc["error"]
     assert len(doc["acc_matrix"]) == 1 and doc["memory_size"] == [12]  # what was done is kept
     assert load_checkpoint(run_dir / CHECKPOINT)["learner"]["next_task"] == 1
+
+
+def test_non_finite_batches_can_be_skipped_and_counted(tmp_path, monkeypatch):
+    _nan_from_task_2(monkeypatch)
+    doc = run_in_process(tiny("train.skip_nonfinite=true"), tmp_path / "run", resume=False)
+    assert doc["status"] == "finished"
+    batches_per_epoch = 3  # (2 classes x 20 images + 12 in memory) / batch 16, last partial batch dropped
+    assert doc["skipped_batches"] == [0, batches_per_epoch, batches_per_epoch]

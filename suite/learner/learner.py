@@ -43,6 +43,7 @@ class History:
     num_params: list[int] = field(default_factory=list)
     memory_size: list[int] = field(default_factory=list)
     per_task_s: list[float] = field(default_factory=list)
+    skipped_batches: list[int] = field(default_factory=list)  # non-finite losses skipped, per task
 
 
 class NonFiniteLoss(RuntimeError):
@@ -99,6 +100,7 @@ class Learner:
         for task in range(self.next_task, self.scenario.num_tasks):
             seed_everything(self.cfg.seed, task)
             start = time.perf_counter()
+            self.history.skipped_batches.append(0)
             self.begin_task(task)
             self.train_main(task)
             if self.method.rehearsal:
@@ -224,8 +226,11 @@ class Learner:
         for images, labels, _ in loader:
             images, labels = images.to(self.device, non_blocking=True), labels.to(self.device, non_blocking=True)
             loss = self._step(ddp, images, labels, num_old, mixup, asam)
+            if loss is None:
+                continue
             if not math.isfinite(loss):
-                raise NonFiniteLoss(f"loss became {loss} in task {task + 1}, {phase} epoch {epoch + 1}")
+                raise NonFiniteLoss(f"loss became {loss} in task {task + 1}, {phase} epoch {epoch + 1}; "
+                                    "set train.skip_nonfinite=true to skip such batches instead")
             loss_sum += loss * len(labels)
             seen += len(labels)
         self._epochs_done += 1
@@ -257,6 +262,9 @@ class Learner:
 
         self.optimizer.zero_grad(set_to_none=True)
         loss = loss_fn()
+        if self.cfg.train.skip_nonfinite and not self._all_finite(loss):
+            self.history.skipped_batches[-1] += 1
+            return None
         loss.backward()
         if asam is not None:
             asam.ascend()
@@ -270,6 +278,11 @@ class Learner:
         if self.scheduler is not None:
             self.scheduler.step()
         return float(loss.detach())
+
+    @staticmethod
+    def _all_finite(loss: torch.Tensor) -> bool:
+        """Agreed by every worker, so that all of them skip the same batch (DDP needs that)."""
+        return dist.all_reduce_sum([float(not torch.isfinite(loss))])[0] == 0
 
     def _loss(self, out, teacher_out, soft, num_old) -> torch.Tensor:
         """SPEC section 3: (1-λ)·L_cls + λ·τ²·KL + w_div·L_div + β·L_knn (each term where it applies)."""
