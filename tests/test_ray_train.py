@@ -148,3 +148,11 @@ def test_ray_job_submit_round_trip(tmp_path):
         assert doc["status"] == "finished" and doc["provenance"]["world_size"] == 2
     finally:
         subprocess.run([ray, "stop", "--force"], env=env, capture_output=True, timeout=120)
+
+
+def test_per_worker_memory_reproduces_the_erratum(tmp_path):
+    """memory.per_worker: each of 2 workers keeps the full budget, so the effective memory doubles."""
+    proc = run_cli(*FAST, "--set", "ray.num_workers=2", "--set", "memory.per_worker=true", "--memory-size", "100",
+                   "--output-basedir", tmp_path, env=ENV)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert results(tmp_path / NAME)["memory_size"] == [200, 200, 192, 192, 200]  # 2 x [100, 100, 96, 96, 100]

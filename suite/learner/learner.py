@@ -155,20 +155,24 @@ class Learner:
 
     @torch.no_grad()
     def update_memory(self, task: int) -> None:
-        """Herding (or random) on un-augmented features: one global selection for the whole job."""
+        """Herding (or random) on un-augmented features: one global selection for the whole job.
+
+        With memory.per_worker (DyTox's erratum), each worker selects the full budget from its own
+        shard and the union is kept, so the effective memory is the budget times the workers.
+        """
         cfg = self.cfg.memory
-        seen = len(self.scenario.classes_up_to(task))
-        m = per_class_budget(cfg, seen)
-        self.memory.trim(m)
-        candidates = indices_of_classes(self.data.train, self.scenario.tasks[task])
+        m = per_class_budget(cfg, len(self.scenario.classes_up_to(task)))
+        copies = dist.world_size() if cfg.per_worker else 1
+        self.memory.trim(m * copies)
+        new_classes = self.scenario.tasks[task]
+        local = dist.shard(indices_of_classes(self.data.train, new_classes))
         rng = np.random.default_rng([self.cfg.seed, task])
-        if cfg.per_worker:  # DyTox's erratum: each worker keeps its own memory of the full budget
-            mine = dist.shard(candidates)
-            feats = self._features(mine)
-            chosen = select_exemplars(feats, self.data.train.labels[mine], mine, self.scenario.tasks[task],
-                                      m, cfg.selection, rng)
+        if cfg.per_worker:
+            mine = select_exemplars(self._features(local), self.data.train.labels[local], local, new_classes,
+                                    m, cfg.selection, rng)
+            parts = dist.all_gather_objects(mine)
+            chosen = {c: [i for part in parts for i in part[c]] for c in mine}
         else:
-            local = dist.shard(candidates)
             gathered = dist.all_gather_objects((local, self._features(local)))
             chosen = None
             if dist.is_main():
@@ -176,16 +180,14 @@ class Learner:
                 feats = torch.cat([g[1] for g in gathered])
                 sort = np.argsort(order, kind="stable")  # the same order whatever the world size
                 order, feats = order[sort], feats[torch.from_numpy(sort)]
-                chosen = select_exemplars(feats, self.data.train.labels[order], order, self.scenario.tasks[task],
+                chosen = select_exemplars(feats, self.data.train.labels[order], order, new_classes,
                                           m, cfg.selection, rng)
             chosen = dist.broadcast_object(chosen)
         for cls, idx in chosen.items():
             self.memory.add(cls, idx)
-        local_size = len(self.memory)
-        effective = int(dist.all_reduce_sum([local_size])[0]) if cfg.per_worker else local_size
-        self.history.memory_size.append(effective)
-        self.log(f"task {task + 1}/{self.scenario.num_tasks} memory: {effective} exemplars "
-                 f"({m} per class, {cfg.selection})")
+        self.history.memory_size.append(len(self.memory))
+        self.log(f"task {task + 1}/{self.scenario.num_tasks} memory: {len(self.memory)} exemplars "
+                 f"({m * copies} per class, {cfg.selection})")
 
     @torch.no_grad()
     def evaluate(self, task: int) -> None:

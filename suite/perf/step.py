@@ -21,8 +21,22 @@ from suite.perf.naive import naive_block
 from suite.perf.timing import rates, summary, time_calls
 
 REPO = Path(__file__).resolve().parents[2]
-PRESET = REPO / "configs" / "model" / "cifar_dual.yaml"
-IMAGE_SIZE, CHANNELS, CLASSES_PER_TASK = 32, 3, 10
+
+
+@dataclass(frozen=True)
+class Preset:
+    config: Path  # the model keys come from this file
+    image_size: int
+    channels: int
+    classes_per_task: int
+
+
+PRESETS = {
+    # the CIFAR preset (SPEC section 2): embed 384, depth 5 + 1 task block, 12 heads, patch 4, 32x32
+    "cifar": Preset(REPO / "configs" / "model" / "cifar_dual.yaml", 32, 3, 10),
+    # the quickstart model on digits-sized input (8x8, 1 channel, 2 classes per task): a small step
+    "quickstart": Preset(REPO / "configs" / "quickstart.yaml", 8, 1, 2),
+}
 
 # FlopCounterMode knows the CUDA attention kernels but not the CPU one: add it.
 _aten = torch.ops.aten
@@ -50,24 +64,30 @@ class Case:
     impl: str = "batched"  # batched | naive (daformer only)
     dtype: str = "fp32"  # fp32 | bf16 (autocast)
     batch: int = 128
+    preset: str = "cifar"
 
     @property
     def name(self) -> str:
         keys = {"daformer_m": f"{self.tasks} keys", "daformer_s": f"1 key, {self.tasks} tasks",
                 "dytox": f"{self.tasks} task tokens"}.get(self.method, f"{self.tasks} tasks")
-        return f"{self.method} ({keys}) {self.impl} {self.dtype} b{self.batch}"
+        where = "" if self.preset == "cifar" else f" [{self.preset}]"
+        return f"{self.method} ({keys}) {self.impl} {self.dtype} b{self.batch}{where}"
+
+    def with_(self, **changes) -> "Case":
+        return Case(**{**asdict(self), **changes})
 
 
-def preset_config(method: str, sets: tuple[str, ...] = ()) -> Config:
-    return load([PRESET], [f"method={method}", *sets])
+def preset_config(case: Case, sets: tuple[str, ...] = ()) -> Config:
+    return load([PRESETS[case.preset].config], [f"method={case.method}", *sets])
 
 
 def build(case: Case, device: torch.device, sets: tuple[str, ...] = ()) -> torch.nn.Module:
     """The preset model after `case.tasks` tasks of 10 classes, in the main phase of the last one."""
     torch.manual_seed(0)
-    model = build_model(preset_config(case.method, sets), IMAGE_SIZE, CHANNELS, case.tasks)
+    preset = PRESETS[case.preset]
+    model = build_model(preset_config(case, sets), preset.image_size, preset.channels, case.tasks)
     for _ in range(case.tasks):
-        model.add_task(CLASSES_PER_TASK)
+        model.add_task(preset.classes_per_task)
     if hasattr(model, "dual"):
         with torch.no_grad():  # trained keys are not zero
             for key, bias in zip(model.dual.keys, model.dual.key_biases):
@@ -88,7 +108,8 @@ class Step:
         if case.impl == "naive" and not hasattr(self.model, "dual"):
             raise ValueError(f"{case.method} has no dual block: no naive implementation")
         gen = torch.Generator().manual_seed(1)
-        self.images = torch.randn(case.batch, CHANNELS, IMAGE_SIZE, IMAGE_SIZE, generator=gen).to(device)
+        size, channels = PRESETS[case.preset].image_size, PRESETS[case.preset].channels
+        self.images = torch.randn(case.batch, channels, size, size, generator=gen).to(device)
         self.labels = torch.randint(0, self.model.num_classes, (case.batch,), generator=gen).to(device)
         div = self.model.div_head.out_features if self.model.div_head is not None else 1
         self.div_labels = torch.randint(0, div, (case.batch,), generator=gen).to(device)
@@ -108,11 +129,19 @@ class Step:
             loss = loss + 0.1 * F.cross_entropy(out.div_logits.float(), self.div_labels)
         loss.backward()
 
-    def flops(self) -> int:
-        """FLOPs of one step (forward + backward) as FlopCounterMode counts them."""
-        with FlopCounterMode(display=False, custom_mapping=EXTRA_FLOP_FORMULAS) as counter:
-            self()
-        return int(counter.get_total_flops())
+
+
+def count_flops(case: Case, device: torch.device, sets: tuple[str, ...] = (), batch: int = 2) -> int:
+    """FLOPs of one step (forward + backward) as FlopCounterMode counts them.
+
+    Every op of the step is linear in the batch, so they are counted on a batch of `batch`
+    (in fp32: the count does not depend on the dtype) and scaled: counting runs op by op in
+    Python and would cost more than the step itself.
+    """
+    small = Step(case.with_(batch=batch, dtype="fp32"), device, sets)
+    with FlopCounterMode(display=False, custom_mapping=EXTRA_FLOP_FORMULAS) as counter:
+        small()
+    return int(counter.get_total_flops()) * case.batch // batch
 
 
 def measure(case: Case, device: torch.device, repeats: int, warmup: int = 1,
@@ -120,13 +149,18 @@ def measure(case: Case, device: torch.device, repeats: int, warmup: int = 1,
     """images/s (median, spread) and, given the matmul ceiling of the same dtype, MFU."""
     step = Step(case, device, sets)
     seconds = time_calls(step, repeats, warmup=warmup, device=device)
-    flops = step.flops()
+    del step
+    flops = count_flops(case, device, sets)
     imgs = summary(rates(seconds, case.batch))
     out = {**asdict(case), "name": case.name, "device": str(device), "step_s": summary(seconds),
            "images_per_s": imgs, "flops_per_step": flops, "flops_per_image": flops / case.batch,
-           "params": sum(p.numel() for p in step.model.parameters())}
+           "params": num_params(case, sets)}
     achieved = imgs["median"] * flops / case.batch / 1e9
     out["achieved_gflops"] = achieved
     out["mfu"] = achieved / peak_gflops if peak_gflops else None
     out["mfu_peak_gflops"] = peak_gflops
     return out
+
+
+def num_params(case: Case, sets: tuple[str, ...] = ()) -> int:
+    return sum(p.numel() for p in build(case, torch.device("cpu"), sets).parameters())
