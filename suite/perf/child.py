@@ -1,0 +1,60 @@
+"""`python -m suite.perf.child CASE_JSON ...`: one probe in a fresh process, one JSON line out.
+
+Variables that glibc or OpenMP read only at start-up (MALLOC_*, OMP_WAIT_POLICY) can only be
+compared across processes: the allocator and Ray-overhead parts run their probes through here.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+MARK = "PERF-PROBE "
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m suite.perf.child")
+    p.add_argument("case", help="the Case as JSON")
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--warmup", type=int, default=1)
+    p.add_argument("--inner", type=int, default=1)
+    p.add_argument("--threads", type=int, default=0, help="torch.set_num_threads first (0: leave)")
+    p.add_argument("--in-thread", action="store_true", help="run the step loop in a non-main thread")
+    p.add_argument("--nice", type=int, default=0, help="os.nice(N) first, as Ray does to its workers")
+    args = p.parse_args(argv)
+
+    from suite.perf.probe import probe, probe_in_thread
+    from suite.perf.step import Case
+
+    if args.nice:
+        os.nice(args.nice)
+    run = probe_in_thread if args.in_thread else probe
+    result = run(Case(**json.loads(args.case)), args.repeats, args.warmup, args.inner, args.threads or None)
+    print(MARK + json.dumps(result), flush=True)
+    return 0
+
+
+def run_child(case, repeats: int, warmup: int = 1, inner: int = 1, threads: int = 0, in_thread: bool = False,
+              nice: int = 0, env: dict | None = None, unset: tuple[str, ...] = (), timeout: float = 3600) -> dict:
+    """Run a probe in a fresh interpreter: this one's environment less `unset`, plus `env`."""
+    from dataclasses import asdict
+
+    cmd = [sys.executable, "-m", "suite.perf.child", json.dumps(asdict(case)), "--repeats", str(repeats),
+           "--warmup", str(warmup), "--inner", str(inner), "--threads", str(threads), "--nice", str(nice)]
+    if in_thread:
+        cmd.append("--in-thread")
+    full_env = {k: v for k, v in os.environ.items() if k not in unset}
+    full_env.update(env or {})
+    done = subprocess.run(cmd, cwd=REPO, env=full_env, capture_output=True, text=True, timeout=timeout)
+    for line in done.stdout.splitlines():
+        if line.startswith(MARK):
+            return json.loads(line[len(MARK):])
+    raise RuntimeError(f"probe {' '.join(cmd[3:])} failed (exit {done.returncode}): {done.stderr.strip()[-800:]}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,125 @@
+"""Ray Train overhead: the same step in a 1-worker `TorchTrainer` (CPU, all cores) against in-process.
+
+Every measurement runs in a fresh process: `python -m suite.perf.ray_overhead VARIANT CASE_JSON`
+starts a private local Ray exactly as `suite.distributed.cluster.init_ray` does (dashboard, the
+suite's worker environment), runs one `TorchTrainer` whose worker times the step with
+`suite.perf.probe` in its TrainingThread, and prints the probe. Variants add what the
+investigation found to matter (worker niceness, OpenMP's wait policy, intra-op threads); the
+in-process side runs through `suite.perf.child` (main thread and a non-main thread).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import asdict
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+MARK = "PERF-RAY "
+
+# What a variant changes. `env`: worker environment (runtime_env env_vars, on top of the suite's
+# WORKER_ENV; for in-process probes the child's environment). `raylet_env`: set in the driver
+# before ray.init, so the raylet it starts reads it. `threads`: torch.set_num_threads in the worker
+# (0: the cluster's CPUs, as suite/distributed/train.py does).
+VARIANTS = {
+    "default": {},
+    "nice0": {"raylet_env": {"RAY_worker_niceness": "0"}},
+    "passive": {"env": {"OMP_WAIT_POLICY": "PASSIVE"}},
+    "nice0+passive": {"raylet_env": {"RAY_worker_niceness": "0"}, "env": {"OMP_WAIT_POLICY": "PASSIVE"}},
+    "threads1": {"threads": 1},
+}
+
+
+def _worker(config: dict) -> None:
+    """train_loop_per_worker: time the step in Ray Train's TrainingThread, write the probe."""
+    import ray.train
+
+    from suite.perf.probe import probe
+    from suite.perf.step import Case
+
+    result = probe(Case(**config["case"]), config["repeats"], config["warmup"], config["inner"], config["threads"])
+    result["context"]["world_rank"] = ray.train.get_context().get_world_rank()
+    Path(config["out"]).write_text(json.dumps(result))
+
+
+def run_variant(variant: str, case_json: str, repeats: int, warmup: int, inner: int) -> dict:
+    """In this (fresh) process: start Ray as the suite does, fit one TorchTrainer, return its probe."""
+    spec = VARIANTS[variant]
+    os.environ.update(spec.get("raylet_env", {}))
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    import ray
+    from ray.train import RunConfig, ScalingConfig
+    from ray.train.torch import TorchConfig, TorchTrainer
+
+    from suite.distributed.cluster import WORKER_ENV
+
+    start = time.perf_counter()
+    ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=True, dashboard_host="127.0.0.1",
+             runtime_env={"env_vars": {**WORKER_ENV, **spec.get("env", {})}}, log_to_driver=False)
+    cpus = float(os.cpu_count())
+    with tempfile.TemporaryDirectory(prefix="perf-ray-") as tmp:
+        out = Path(tmp) / "probe.json"
+        trainer = TorchTrainer(
+            _worker,
+            train_loop_config={"case": json.loads(case_json), "repeats": repeats, "warmup": warmup, "inner": inner,
+                               "threads": spec.get("threads") or int(cpus), "out": str(out)},
+            scaling_config=ScalingConfig(num_workers=1, use_gpu=False, resources_per_worker={"CPU": cpus}),
+            torch_config=TorchConfig(backend="gloo"),
+            run_config=RunConfig(name=f"perf-{uuid.uuid4().hex[:8]}", storage_path=tmp),
+        )
+        trainer.fit()
+        result = json.loads(out.read_text())
+    ray.shutdown()
+    result["wall_s"] = time.perf_counter() - start
+    result["variant"] = variant
+    return result
+
+
+def ray_probe(variant: str, case, repeats: int, warmup: int = 1, inner: int = 1, timeout: float = 3600) -> dict:
+    """`run_variant` in a fresh interpreter (a clean Ray and environment every time)."""
+    cmd = [sys.executable, "-m", "suite.perf.ray_overhead", variant, json.dumps(asdict(case)),
+           "--repeats", str(repeats), "--warmup", str(warmup), "--inner", str(inner)]
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0",
+           "RAY_TRAIN_ENABLE_PRINT_PATCH": "0"}
+    done = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
+    for line in done.stdout.splitlines():
+        if line.startswith(MARK):
+            return json.loads(line[len(MARK):])
+    raise RuntimeError(f"Ray probe '{variant}' failed (exit {done.returncode}): {done.stderr.strip()[-1200:]}")
+
+
+def in_process_probe(variant: str, case, repeats: int, warmup: int = 1, inner: int = 1, in_thread: bool = False,
+                     nice: int = 0) -> dict:
+    """The same variant's environment, without Ray: a fresh process (main or non-main thread)."""
+    from suite.distributed.cluster import WORKER_ENV
+    from suite.perf.child import run_child
+
+    spec = VARIANTS[variant]
+    threads = spec.get("threads") or os.cpu_count()
+    env = {**WORKER_ENV, **spec.get("env", {})}
+    result = run_child(case, repeats, warmup, inner, threads=threads, in_thread=in_thread, nice=nice, env=env)
+    result["variant"] = variant
+    return result
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m suite.perf.ray_overhead")
+    p.add_argument("variant", choices=sorted(VARIANTS))
+    p.add_argument("case")
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--warmup", type=int, default=1)
+    p.add_argument("--inner", type=int, default=1)
+    args = p.parse_args(argv)
+    result = run_variant(args.variant, args.case, args.repeats, args.warmup, args.inner)
+    print(MARK + json.dumps(result), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

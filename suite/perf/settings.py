@@ -1,0 +1,55 @@
+"""How much each mode measures: the full benchmark, `--quick`, and the GPU variant of either."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+PARTS = ("matmul", "step", "bf16", "ray", "loader", "sweep", "e2e", "allocator")
+
+
+@dataclass(frozen=True)
+class Settings:
+    batch: int = 128
+    repeats: int = 3  # timed samples per step case (after `warmup`)
+    heavy_repeats: int = 2  # for the 50-key cases (a batch-128 step takes minutes on 2 cores)
+    warmup: int = 1
+    inner: int = 1  # steps per timed sample
+    keys: tuple[int, ...] = (1, 10, 50)  # daformer_m keys (= tasks added)
+    tasks_fixed: int = 10  # tasks of daformer_s and dytox
+    matmul_n: int = 2048
+    matmul_repeats: int = 7
+    # bf16 on a CPU without native bf16 (no AMX / AVX512-BF16): only a probe at a small batch
+    bf16_probe_batch: int = 4
+    bf16_probe_repeats: int = 2
+    # Ray overhead
+    ray_small_repeats: int = 5
+    ray_small_inner: int = 10
+    ray_variants: tuple[str, ...] = ("default", "nice0", "passive", "nice0+passive", "threads1")
+    ray_cifar: bool = True  # also the 1-key CIFAR step through Ray (default and the fixed variant)
+    ray_cifar_repeats: int = 2
+    # loader
+    loader_batches: int = 10
+    loader_repeats: int = 3
+    # end to end
+    e2e_repeats: int = 2
+    # allocator
+    alloc_keys: int = 10
+    alloc_rounds: int = 2
+    alloc_repeats: int = 2
+
+
+FULL = Settings()
+
+QUICK = Settings(batch=8, repeats=2, heavy_repeats=1, keys=(1, 10), matmul_n=1024, matmul_repeats=3,
+                 bf16_probe_batch=2, bf16_probe_repeats=1, ray_small_repeats=3, ray_small_inner=5,
+                 ray_variants=("default", "passive"), ray_cifar=False, loader_batches=3, loader_repeats=2,
+                 e2e_repeats=1, alloc_rounds=1, alloc_repeats=2)
+
+# On a GPU a step is milliseconds: more samples, several steps each.
+GPU_FULL = replace(FULL, repeats=10, heavy_repeats=10, warmup=3, inner=5, matmul_n=8192, matmul_repeats=10)
+GPU_QUICK = replace(QUICK, repeats=5, heavy_repeats=5, warmup=2, inner=3, matmul_n=4096)
+
+
+def settings_for(quick: bool, cuda: bool) -> Settings:
+    if cuda:
+        return GPU_QUICK if quick else GPU_FULL
+    return QUICK if quick else FULL
