@@ -3,6 +3,7 @@
 `MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=68719476736` keeps freed memory in the heap instead of
 returning it (and page-faulting it back in) every step. glibc reads these at start-up only, so
 each setting is measured in fresh processes, alternated to spread the drift of a shared machine.
+OpenMP's wait policy is this process's (recorded in each probe's context).
 """
 from __future__ import annotations
 

@@ -47,8 +47,9 @@ def run_child(case, repeats: int, warmup: int = 1, inner: int = 1, threads: int 
            "--warmup", str(warmup), "--inner", str(inner), "--threads", str(threads), "--nice", str(nice)]
     if in_thread:
         cmd.append("--in-thread")
-    full_env = {k: v for k, v in os.environ.items() if k not in unset}
-    full_env.update(env or {})
+    from suite.perf.environ import child_env
+
+    full_env = child_env(env, unset)
     done = subprocess.run(cmd, cwd=REPO, env=full_env, capture_output=True, text=True, timeout=timeout)
     for line in done.stdout.splitlines():
         if line.startswith(MARK):

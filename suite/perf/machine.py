@@ -8,6 +8,8 @@ from pathlib import Path
 
 import torch
 
+from suite.perf.environ import recorded
+
 
 def _cpuinfo() -> str:
     try:
@@ -52,6 +54,7 @@ def describe(device: torch.device) -> dict:
         "torch": torch.__version__,
         "device": str(device),
         "load_average_at_start": load_average(),
+        "env": recorded(),
     }
     if device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)

@@ -11,11 +11,9 @@ from typing import Optional
 
 import torch
 
+from suite.perf.environ import recorded
 from suite.perf.step import Case, Step
 from suite.perf.timing import rates, summary, time_calls
-
-ENV_OF_INTEREST = ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "MKL_NUM_THREADS",
-                   "MALLOC_MMAP_MAX_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_ARENA_MAX")
 
 
 def context() -> dict:
@@ -25,7 +23,7 @@ def context() -> dict:
         "torch_threads": torch.get_num_threads(),
         "niceness": os.getpriority(os.PRIO_PROCESS, 0),
         "pid": os.getpid(),
-        "env": {k: os.environ[k] for k in ENV_OF_INTEREST if k in os.environ},
+        "env": recorded(),
         "python_threads": threading.active_count(),
     }
 

@@ -85,8 +85,12 @@ def ray_probe(variant: str, case, repeats: int, warmup: int = 1, inner: int = 1,
     """`run_variant` in a fresh interpreter (a clean Ray and environment every time)."""
     cmd = [sys.executable, "-m", "suite.perf.ray_overhead", variant, json.dumps(asdict(case)),
            "--repeats", str(repeats), "--warmup", str(warmup), "--inner", str(inner)]
-    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0",
-           "RAY_TRAIN_ENABLE_PRINT_PATCH": "0"}
+    from suite.perf.environ import MALLOC, THREAD_POLICY, child_env
+
+    # the driver's (and so the raylet's) environment without the variables under test: the
+    # worker gets WORKER_ENV and the variant's through runtime_env, as the suite does
+    env = child_env({"RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0", "RAY_TRAIN_ENABLE_PRINT_PATCH": "0"},
+                    unset=THREAD_POLICY + MALLOC)
     done = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
     for line in done.stdout.splitlines():
         if line.startswith(MARK):
@@ -99,11 +103,13 @@ def in_process_probe(variant: str, case, repeats: int, warmup: int = 1, inner: i
     """The same variant's environment, without Ray: a fresh process (main or non-main thread)."""
     from suite.distributed.cluster import WORKER_ENV
     from suite.perf.child import run_child
+    from suite.perf.environ import MALLOC, THREAD_POLICY
 
     spec = VARIANTS[variant]
     threads = spec.get("threads") or os.cpu_count()
     env = {**WORKER_ENV, **spec.get("env", {})}
-    result = run_child(case, repeats, warmup, inner, threads=threads, in_thread=in_thread, nice=nice, env=env)
+    result = run_child(case, repeats, warmup, inner, threads=threads, in_thread=in_thread, nice=nice, env=env,
+                       unset=THREAD_POLICY + MALLOC)
     result["variant"] = variant
     return result
 
@@ -123,3 +129,76 @@ def main(argv=None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+# ---------------------------------------------------------------- the part as the benchmark runs it
+
+SMALL_CASE = dict(method="daformer_m", tasks=5, batch=16, preset="quickstart")  # the quickstart's last task
+CIFAR_CASE = dict(method="daformer_m", tasks=1, batch=128)  # the 1-key row of the step table
+IN_PROCESS = (  # (variant, in a non-main thread, niceness)
+    ("default", False, 0), ("default", True, 0), ("default", True, 15),
+    ("passive", False, 0), ("passive", True, 0), ("passive", True, 15), ("threads1", False, 0),
+)
+FIX = "nice0+passive"
+
+
+def _ips(result: dict) -> float:
+    return result["images_per_s"]["median"]
+
+
+def _label(variant: str, in_thread: bool, nice: int) -> str:
+    return f"in-process {variant}, {'non-main thread' if in_thread else 'main thread'}" + (f", nice {nice}" if nice else "")
+
+
+def run_part(s, log) -> dict:
+    from suite.perf.step import Case
+
+    out = {"cpus": os.cpu_count(), "small": {}, "cifar": {}}
+    small = Case(**SMALL_CASE)
+    rows = []
+    baseline_key = _label("default", False, 0)
+    for variant, in_thread, nice in IN_PROCESS:
+        if variant != "default" and variant not in s.ray_variants:
+            continue
+        log(f"ray part: {_label(variant, in_thread, nice)}")
+        r = in_process_probe(variant, small, s.ray_small_repeats, 1, s.ray_small_inner, in_thread, nice)
+        rows.append({"where": _label(variant, in_thread, nice), "variant": variant, **_slim(r)})
+    for variant in s.ray_variants:
+        log(f"ray part: TorchTrainer {variant}")
+        r = ray_probe(variant, small, s.ray_small_repeats, 1, s.ray_small_inner)
+        rows.append({"where": f"TorchTrainer {variant}", "variant": variant, "ray_wall_s": r["wall_s"], **_slim(r)})
+    log(f"ray part: {baseline_key} (again, for drift)")
+    again = in_process_probe("default", small, s.ray_small_repeats, 1, s.ray_small_inner)
+    base = next(r for r in rows if r["where"] == baseline_key)
+    base["images_per_s"] = _merge(base["images_per_s"], again["images_per_s"])
+    _ratios(rows, base)
+    out["small"] = {"case": small.name, "rows": rows}
+
+    if s.ray_cifar:
+        cifar = Case(**CIFAR_CASE)
+        rows = []
+        for label, fn in ((_label("default", False, 0), lambda: in_process_probe("default", cifar, s.ray_cifar_repeats)),
+                          ("TorchTrainer default", lambda: ray_probe("default", cifar, s.ray_cifar_repeats)),
+                          (f"TorchTrainer {FIX}", lambda: ray_probe(FIX, cifar, s.ray_cifar_repeats)),
+                          (_label("passive", False, 0), lambda: in_process_probe("passive", cifar, s.ray_cifar_repeats))):
+            log(f"ray part (CIFAR step): {label}")
+            r = fn()
+            rows.append({"where": label, "variant": r["variant"], **_slim(r)})
+        _ratios(rows, rows[0])
+        out["cifar"] = {"case": cifar.name, "rows": rows}
+    return out
+
+
+def _slim(r: dict) -> dict:
+    return {"images_per_s": r["images_per_s"], "context": r["context"]}
+
+
+def _merge(a: dict, b: dict) -> dict:
+    from suite.perf.timing import summary
+
+    return summary(a["samples"] + b["samples"])
+
+
+def _ratios(rows: list[dict], base: dict) -> None:
+    for r in rows:
+        r["vs_in_process_default"] = r["images_per_s"]["median"] / base["images_per_s"]["median"]

@@ -144,11 +144,15 @@ def count_flops(case: Case, device: torch.device, sets: tuple[str, ...] = (), ba
     return int(counter.get_total_flops()) * case.batch // batch
 
 
-def measure(case: Case, device: torch.device, repeats: int, warmup: int = 1,
+def measure(case: Case, device: torch.device, repeats: int, warmup: int = 1, inner: int = 1,
             peak_gflops: Optional[float] = None, sets: tuple[str, ...] = ()) -> dict:
-    """images/s (median, spread) and, given the matmul ceiling of the same dtype, MFU."""
+    """images/s (median, spread) and, given the matmul ceiling of the same dtype, MFU.
+
+    MFU = FLOPs the step executes (as counted, so the naive block's repeated qkv and internal
+    attention count too) x steps/s / the measured dense-matmul rate of the same dtype.
+    """
     step = Step(case, device, sets)
-    seconds = time_calls(step, repeats, warmup=warmup, device=device)
+    seconds = time_calls(step, repeats, warmup=warmup, device=device, inner=inner)
     del step
     flops = count_flops(case, device, sets)
     imgs = summary(rates(seconds, case.batch))

@@ -15,6 +15,8 @@ from typing import Any
 
 import pandas as pd
 
+from suite.config import Config
+
 from suite.errors import UserError
 
 RESULTS_NAME = "results.json"
@@ -104,8 +106,12 @@ def run_rows(result: dict, run: str, path: Path) -> list[dict]:
 
 
 def run_fields(result: dict, run: str, path: Path) -> dict[str, Any]:
-    """The run-level columns: identity, derived axes, final metrics and the flattened config."""
-    config = flatten(result["config"])
+    """The run-level columns: identity, derived axes, final metrics and the flattened config.
+
+    A key missing from an older run's config (added to the suite since) reads as its default,
+    so that runs differing only in the suite's version are not split into variants.
+    """
+    config = {**DEFAULT_CONFIG, **flatten(result["config"])}
     n_tasks = len(result["classes_per_task"])
     n_classes = len(result.get("class_order") or []) or sum(len(c) for c in result["classes_per_task"])
     memory_budget, memory_mode = memory_axis(config, n_classes)
@@ -182,3 +188,6 @@ def memory_axis(config: dict[str, Any], n_classes: int) -> tuple[int | None, str
 
 def _at(values: list, index: int) -> Any:
     return values[index] if index < len(values) else None
+
+
+DEFAULT_CONFIG = flatten(Config().to_dict())

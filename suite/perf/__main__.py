@@ -1,0 +1,154 @@
+"""`python -m suite.perf [--quick] [--out DIR] [--device cpu|cuda] [--skip PART,...]`.
+
+Runs the parts in order (matmul ceiling, training steps, Ray Train overhead, data pipeline,
+sweep packing, end to end, allocator) and writes DIR/perf.json and DIR/perf.md. A part that
+fails is recorded under "errors" and the others still run; the exit code is then 1.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import sys
+import time
+import traceback
+from datetime import datetime, timezone
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def parse(argv):
+    from suite.perf.settings import PARTS
+
+    p = argparse.ArgumentParser(prog="python -m suite.perf", description="Speed benchmarks of the suite.")
+    p.add_argument("--quick", action="store_true", help="small batch, few repeats, fewer cases (minutes)")
+    p.add_argument("--out", default="reports/perf", help="output directory (default: reports/perf)")
+    p.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="where the steps run")
+    p.add_argument("--skip", default="", help=f"comma-separated parts to skip: {', '.join(PARTS)}")
+    p.add_argument("--note", default="", help="a line for perf.md (e.g. 'machine shared with a test run')")
+    args = p.parse_args(argv)
+    args.skip = {s.strip() for s in args.skip.split(",") if s.strip()}
+    unknown = args.skip - set(PARTS)
+    if unknown:
+        p.error(f"--skip: unknown part(s) {', '.join(sorted(unknown))}; expected {', '.join(PARTS)}")
+    return args
+
+
+def log(msg: str) -> None:
+    print(f"[perf {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    args = parse(argv)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    import torch
+
+    from suite.perf import machine, report, targets
+    from suite.perf.settings import settings_for
+
+    device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        print("error: --device cuda: no CUDA device here", file=sys.stderr)
+        return 2
+    s = settings_for(args.quick, device.type == "cuda")
+    skip = set(args.skip)
+    if device.type == "cuda":  # the Ray, loader, end-to-end and allocator parts are about the CPU host
+        skip |= {"ray", "loader", "e2e", "allocator"}
+    start = time.perf_counter()
+    from suite.perf.environ import prefix
+
+    res = {"command": prefix() + "python -m suite.perf " + " ".join(shlex.quote(a) for a in argv),
+           "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+           "quick": args.quick, "note": args.note, "machine": machine.describe(device),
+           "settings": {**s.__dict__, "skipped": sorted(skip)}, "errors": {}}
+
+    def part(name, fn):
+        if name in skip:
+            res[name] = f"skipped (--skip {name})" if name in args.skip else "skipped on this device"
+            return
+        log(f"part {name}")
+        try:
+            res[name] = fn()
+        except Exception as e:  # recorded; the other parts still run
+            res[name] = None
+            res["errors"][name] = f"{type(e).__name__}: {e}"
+            log(f"part {name} failed:\n{traceback.format_exc()}")
+
+    part("matmul", lambda: _matmul(s, device, skip))
+    peaks = {k: v["gflops"]["median"] for k, v in (res.get("matmul") or {}).items()} \
+        if isinstance(res.get("matmul"), dict) else {}
+    part("step", lambda: _steps(s, device, peaks, res, skip))
+    part("ray", lambda: __import__("suite.perf.ray_overhead", fromlist=["run_part"]).run_part(s, log))
+    part("loader", lambda: _loader(s, res))
+    res["sweep"] = "pending: sweeps not implemented"
+    part("e2e", lambda: _e2e(s))
+    part("allocator", lambda: _allocator(s))
+
+    res["elapsed_s"] = time.perf_counter() - start
+    res["load_average_at_end"] = machine.load_average()
+    res["targets"] = targets.judge(res)
+    json_path, md_path = report.write(REPO / args.out if not Path(args.out).is_absolute() else Path(args.out), res)
+    log(f"wrote {json_path} and {md_path}")
+    return 1 if res["errors"] else 0
+
+
+def _matmul(s, device, skip):
+    from suite.perf.matmul import matmul_rate
+
+    dtypes = ("fp32",) if "bf16" in skip else ("fp32", "bf16")
+    out = {}
+    for dtype in dtypes:
+        n = s.matmul_n if dtype == "fp32" or device.type == "cuda" else min(s.matmul_n, 1024)
+        out[dtype] = matmul_rate(dtype, device, n, s.matmul_repeats)
+        log(f"  matmul {dtype} n={n}: {out[dtype]['gflops']['median']:.1f} GFLOP/s")
+    return out
+
+
+def _steps(s, device, peaks, res, skip):
+    from suite.perf.steps import bf16_is_fast, run_steps
+
+    matmul = res.get("matmul") if isinstance(res.get("matmul"), dict) else {}
+    return run_steps(s, device, peaks, with_bf16="bf16" not in skip, bf16_fast=bf16_is_fast(matmul, device), log=log)
+
+
+def _loader(s, res):
+    from suite.perf.loader import loader_rate
+
+    runs = []
+    for workers in (0, 2):
+        log(f"  loader num_workers={workers}")
+        runs.append(loader_rate(workers, s.batch, s.loader_batches, s.loader_repeats))
+    rows = (res.get("step") or {}).get("rows", []) if isinstance(res.get("step"), dict) else []
+    ref = next((r for r in rows if (r["method"], r["tasks"], r["impl"], r["dtype"], r["batch"]) ==
+                ("daformer_m", 10, "batched", "fp32", s.batch)), None)
+    if ref is None:  # no step part: measure the reference step here
+        from suite.perf.step import Case, measure
+
+        ref = measure(Case("daformer_m", 10, batch=s.batch), __import__("torch").device("cpu"), s.repeats)
+    return {"runs": runs, "step_case": ref["name"], "step_images_per_s": ref["images_per_s"]}
+
+
+def _e2e(s):
+    from suite.perf.e2e import quickstart_wall
+
+    runs = []
+    variants = [(False, {}), (True, {}), (False, {"OMP_WAIT_POLICY": "PASSIVE"}), (True, {"OMP_WAIT_POLICY": "PASSIVE"})]
+    for _ in range(s.e2e_repeats):
+        for in_process, env in variants:
+            log(f"  quickstart {'--in-process' if in_process else 'on Ray'} {env or ''}")
+            runs.append(quickstart_wall(in_process, env))
+            log(f"    {runs[-1]['wall_s']:.1f} s")
+    return {"runs": runs}
+
+
+def _allocator(s):
+    from suite.perf.allocator import compare
+    from suite.perf.step import Case
+
+    return compare(Case("daformer_m", s.alloc_keys, batch=s.batch), s.alloc_rounds, s.alloc_repeats)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,169 @@
+"""perf.json (everything, samples included) and perf.md (the tables), both written atomically."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from suite.atomic import write_json, write_text
+
+
+def _f(x, digits=1) -> str:
+    if x is None:
+        return "—"
+    if isinstance(x, float) and abs(x) >= 1000:
+        return f"{x:,.0f}"
+    return f"{x:.{digits}f}"
+
+
+def _range(s: dict, digits=1) -> str:
+    return f"{_f(s['min'], digits)}–{_f(s['max'], digits)} (±{s['spread'] * 50:.0f}%, n={s['n']})"
+
+
+def _met(t: dict) -> str:
+    return {True: "**met**", False: "**not met**", None: "n/a"}[t["met"]]
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)] + ["| " + " | ".join(r) + " |" for r in rows]
+
+
+def markdown(res: dict) -> str:
+    m, st = res["machine"], res["settings"]
+    lines = [f"# Speed benchmarks ({'quick' if res['quick'] else 'full'})", "",
+             f"Produced by: `{res['command']}`  ", f"Started {res['started']}, took {res['elapsed_s'] / 60:.1f} min.", ""]
+    lines += ["## Machine", "",
+              f"- CPU: {m['cpu_model']}, {m['cores']} cores; torch {m['torch']} ({m['torch_threads']} intra-op threads), "
+              f"Python {m['python']}",
+              f"- AMX (amx_bf16 in /proc/cpuinfo): {'yes' if m['amx_bf16'] else 'no'}; AVX512-BF16: "
+              f"{'yes' if m['avx512_bf16'] else 'no'}; AVX-512F: {'yes' if m['avx512f'] else 'no'}; AVX2: {'yes' if m['avx2'] else 'no'}",
+              f"- Device of the steps: {m['device']}" + (f" ({m['gpu']}, CUDA {m['cuda']})" if m.get("gpu") else ""),
+              "- Environment of this process (steps, loader): "
+              + (", ".join(f"`{k}={v}`" for k, v in m["env"].items()) or "no OpenMP / malloc variables set"),
+              f"- Load average (1, 5, 15 min) at start {m['load_average_at_start']}, at end {res.get('load_average_at_end')}"]
+    if res.get("note"):
+        lines.append(f"- Note: {res['note']}")
+    lines += ["", "Figures are medians of repeated samples; the spread is (max − min) / median, shown as ±half of it, "
+              "with n the number of samples. Every sample is in perf.json.", ""]
+
+    lines += ["## Targets", ""]
+    lines += _table(["target", "goal", "measured", "verdict", "note"],
+                    [[t["name"], t["goal"], _f(t["value"], 2), _met(t), t["note"]] for t in res["targets"]])
+    lines.append("")
+
+    if res.get("matmul"):
+        lines += ["## 1. Reference ceiling: dense matmul", ""]
+        lines += _table(["dtype", "n", "GFLOP/s (median)", "range"],
+                        [[r["dtype"], str(r["n"]), _f(r["gflops"]["median"]), _range(r["gflops"])] for r in res["matmul"].values()])
+        lines.append("")
+
+    steps = res.get("step")
+    if steps:
+        lines += ["## 2. Training step (forward + backward, no optimiser)", "",
+                  "CIFAR preset (configs/model/cifar_dual.yaml: embed 384, 5 GPSA blocks + 1 task block, 12 heads, "
+                  "patch 4, 32×32), 10 classes per task, `set_phase('main')` after the last task added. daformer_s "
+                  f"and dytox after {st['tasks_fixed']} tasks. MFU = FLOPs counted by FlopCounterMode × steps/s ÷ "
+                  "the matmul rate of the same dtype above (naive rows count their repeated work).", ""]
+        lines += _table(["case", "batch", "images/s", "range", "GFLOP/image", "GFLOP/s", "MFU", "note"],
+                        [[r["name"], str(r["batch"]), _f(r["images_per_s"]["median"], 2), _range(r["images_per_s"], 2),
+                          _f(r["flops_per_image"] / 1e9, 2), _f(r["achieved_gflops"]), _f(r["mfu"], 3), r.get("note") or ""]
+                         for r in steps["rows"]])
+        lines += ["", "Batched dual block (suite.models.daformer) against the naive per-key block (suite.perf.naive):", ""]
+        lines += _table(["keys", "dtype", "batch", "batched img/s", "naive img/s", "batched / naive", "range from spreads"],
+                        [[str(r["keys"]), r["dtype"], str(r["batch"]), _f(r["batched"], 2), _f(r["naive"], 2),
+                          f"{r['ratio']:.2f}×", f"{r['ratio_min']:.2f}–{r['ratio_max']:.2f}"] for r in steps["ratios"]])
+        if steps.get("bf16_note"):
+            lines += ["", f"bf16: {steps['bf16_note']}."]
+        lines.append("")
+
+    ray = res.get("ray")
+    lines += ["## 3. Ray Train overhead", ""]
+    if isinstance(ray, dict) and ray.get("small"):
+        lines += ["Each row is a fresh process. `TorchTrainer` rows: a private local Ray started as "
+                  "`suite.distributed.cluster.init_ray` does (dashboard on, the suite's WORKER_ENV), 1 worker with "
+                  f"all {ray['cpus']} CPUs, the step timed inside Ray Train's TrainingThread after "
+                  "`torch.set_num_threads(cpus)` as suite/distributed/train.py does. In-process rows: the same "
+                  "environment (WORKER_ENV + the variant's), no Ray. Variants: `nice0` = `RAY_worker_niceness=0` "
+                  "for the raylet (Ray starts workers at nice 15 otherwise); `passive` = `OMP_WAIT_POLICY=PASSIVE` "
+                  "in the worker; `threads1` = `torch.set_num_threads(1)`.", ""]
+        for part in ("small", "cifar"):
+            block = ray.get(part)
+            if not block:
+                continue
+            lines += [f"Step: {block['case']}", ""]
+            lines += _table(["where", "images/s", "range", "÷ in-process default", "thread", "nice", "threads", "OMP env"],
+                            [[r["where"], _f(r["images_per_s"]["median"]), _range(r["images_per_s"]),
+                              f"{r['vs_in_process_default']:.2f}", r["context"]["thread"].split("(")[0],
+                              str(r["context"]["niceness"]), str(r["context"]["torch_threads"]),
+                              " ".join(f"{k}={v}" for k, v in r["context"]["env"].items() if k.startswith(("OMP", "GOMP")))]
+                             for r in block["rows"]])
+            lines.append("")
+        lines += findings(ray)
+    else:
+        lines += [f"Not measured: {ray or 'skipped'}", ""]
+
+    loader = res.get("loader")
+    lines += ["## 4. Data pipeline", ""]
+    if isinstance(loader, dict) and loader.get("runs"):
+        lines += [f"IndexedImages + the CIFAR preset's train transform ({', '.join(loader['runs'][0]['transform'])}) "
+                  f"on synthetic 32×32 images, batch {loader['runs'][0]['batch']}, timed alone. "
+                  f"Step rate compared: {loader['step_case']} = {_f(loader['step_images_per_s']['median'], 2)} images/s.", ""]
+        lines += _table(["num_workers", "images/s", "range", "÷ step rate", "first batch (s)"],
+                        [[str(r["num_workers"]), _f(r["images_per_s"]["median"]), _range(r["images_per_s"]),
+                          f"{r['images_per_s']['median'] / loader['step_images_per_s']['median']:.1f}×",
+                          _f(r["first_batch_s"]["median"], 2)] for r in loader["runs"]])
+        lines.append("")
+    else:
+        lines += [f"Not measured: {loader or 'skipped'}", ""]
+
+    lines += ["## 5. Sweep packing", "", "pending: sweeps not implemented", ""]
+
+    e2e = res.get("e2e")
+    lines += ["## 6. End to end: quickstart", ""]
+    if isinstance(e2e, dict) and e2e.get("runs"):
+        lines += _table(["command", "extra environment", "wall (s)"],
+                        [[f"`{r['command']}`", " ".join(f"{k}={v}" for k, v in r["env"].items()) or "—", _f(r["wall_s"])]
+                         for r in e2e["runs"]])
+        lines.append("")
+    else:
+        lines += [f"Not measured: {e2e or 'skipped'}", ""]
+
+    alloc = res.get("allocator")
+    lines += ["## 7. Allocator", ""]
+    if isinstance(alloc, dict) and alloc.get("default"):
+        lines += [f"Step: {alloc['case']}, fresh processes alternated ({alloc['rounds']} rounds); tuned = "
+                  + " ".join(f"`{k}={v}`" for k, v in alloc["tuned_env"].items()), ""]
+        lines += _table(["allocator", "images/s", "range"],
+                        [[k, _f(alloc[k]["images_per_s"]["median"], 2), _range(alloc[k]["images_per_s"], 2)]
+                         for k in ("default", "tuned")])
+        lines += ["", f"tuned / default: {alloc['speedup']:.2f}×", ""]
+    else:
+        lines += [f"Not measured: {alloc or 'skipped'}", ""]
+
+    if res.get("errors"):
+        lines += ["## Errors", ""] + [f"- {k}: {v}" for k, v in res["errors"].items()] + [""]
+    return "\n".join(lines)
+
+
+def findings(ray: dict) -> list[str]:
+    """Ratios the investigation rests on, computed from the small-step rows."""
+    rows = {r["where"]: r["images_per_s"]["median"] for r in ray["small"]["rows"]}
+
+    def ratio(a, b):
+        return f"{rows[a] / rows[b]:.2f}" if a in rows and b in rows else "—"
+
+    d, p = "in-process default", "in-process passive"
+    out = ["Ratios on the quickstart-size step (medians):", "",
+           f"- non-main thread ÷ main thread, default OpenMP: {ratio(d + ', non-main thread', d + ', main thread')}; "
+           f"with OMP_WAIT_POLICY=PASSIVE: {ratio(p + ', non-main thread', p + ', main thread')}",
+           f"- nice 15 ÷ nice 0 (non-main thread), default: {ratio(d + ', non-main thread, nice 15', d + ', non-main thread')}; "
+           f"passive: {ratio(p + ', non-main thread, nice 15', p + ', non-main thread')}",
+           f"- OMP_WAIT_POLICY=PASSIVE ÷ default, main thread: {ratio(p + ', main thread', d + ', main thread')}",
+           f"- 1 intra-op thread ÷ {ray['cpus']} threads, main thread: {ratio('in-process threads1, main thread', d + ', main thread')}",
+           f"- TorchTrainer: nice0 ÷ default {ratio('TorchTrainer nice0', 'TorchTrainer default')}, passive ÷ default "
+           f"{ratio('TorchTrainer passive', 'TorchTrainer default')}, nice0+passive ÷ default "
+           f"{ratio('TorchTrainer nice0+passive', 'TorchTrainer default')}", ""]
+    return out
+
+
+def write(out_dir: Path, results: dict) -> tuple[Path, Path]:
+    out_dir = Path(out_dir)
+    return write_json(out_dir / "perf.json", results), write_text(out_dir / "perf.md", markdown(results))

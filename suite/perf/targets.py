@@ -1,0 +1,91 @@
+"""The issue's targets, each judged from the measured figures: met, not met, or not applicable (why)."""
+from __future__ import annotations
+
+import statistics
+from typing import Optional
+
+
+def _row(rows, method, tasks, impl, dtype, batch=None) -> Optional[dict]:
+    for r in rows:
+        if (r["method"], r["tasks"], r["impl"], r["dtype"]) == (method, tasks, impl, dtype) and \
+                (batch is None or r["batch"] == batch):
+            return r
+    return None
+
+
+def _part(results: dict, name: str) -> dict:
+    """A part's figures; {} where it was skipped or failed (its entry is then a string or None)."""
+    value = results.get(name)
+    return value if isinstance(value, dict) else {}
+
+
+def _target(name, goal, value, threshold, note="", applicable=True) -> dict:
+    met = None if (value is None or not applicable) else bool(value >= threshold)
+    return {"name": name, "goal": goal, "value": value, "threshold": threshold, "met": met, "note": note}
+
+
+def judge(results: dict) -> list[dict]:
+    out = []
+    machine = results["machine"]
+    steps = _part(results, "step")
+    rows = steps.get("rows", [])
+    main_batch = results["settings"]["batch"]
+
+    fp32 = [r for r in rows if r["dtype"] == "fp32" and r["batch"] == main_batch and r.get("mfu") is not None]
+    if fp32:
+        best = max(fp32, key=lambda r: r["mfu"])
+        ref = _row(rows, "daformer_m", 10, "batched", "fp32", main_batch) or best
+        out.append(_target("fp32 MFU", "≥ 0.65", ref["mfu"], 0.65,
+                           f"{ref['name']}; best fp32 row {best['name']}: {best['mfu']:.2f}"))
+    else:
+        out.append(_target("fp32 MFU", "≥ 0.65", None, 0.65, "no fp32 step measured"))
+
+    ratio = {(r["keys"], r["dtype"], r["batch"]): r for r in steps.get("ratios", [])}
+    for keys, threshold in ((10, 1.2), (50, 1.3)):
+        r = next((v for (k, d, b), v in ratio.items() if k == keys and d == "fp32" and b == main_batch), None)
+        r = r or next((v for (k, d, b), v in ratio.items() if k == keys and d == "fp32"), None)
+        note = "" if r is None else f"batch {r['batch']}; range from the spreads {r['ratio_min']:.2f}–{r['ratio_max']:.2f}"
+        out.append(_target(f"batched / naive, {keys} keys, fp32", f"≥ {threshold}×", r and r["ratio"], threshold,
+                           note or f"{keys} keys not measured in this mode"))
+
+    bf16_fast = machine.get("amx_bf16") or machine["device"].startswith("cuda")
+    b = None
+    for batch in (main_batch, results["settings"]["bf16_probe_batch"]):
+        bf = _row(rows, "daformer_m", 10, "batched", "bf16", batch)
+        naive = _row(rows, "daformer_m", 10, "naive", "fp32", batch)
+        if bf and naive:
+            b = (bf["images_per_s"]["median"] / naive["images_per_s"]["median"], batch)
+            break
+    why = "" if bf16_fast else ("not applicable: this CPU has no amx_bf16 in /proc/cpuinfo "
+                                "(bf16 is emulated here; the value is shown for the record)")
+    out.append(_target("bf16 batched / fp32 naive, 10 keys", "≥ 3× (AMX CPUs and GPUs only)", b and b[0], 3.0,
+                       (f"batch {b[1]}. " if b else "not measured. ") + why, applicable=bool(bf16_fast)))
+
+    ray = _part(results, "ray")
+    for part, label in (("cifar", "CIFAR step"), ("small", "quickstart-size step")):
+        rws = (ray.get(part) or {}).get("rows") or []
+        default = next((r for r in rws if r["where"] == "TorchTrainer default"), None)
+        fixed = [r for r in rws if r["where"].startswith("TorchTrainer") and r["where"] != "TorchTrainer default"]
+        best = max(fixed, key=lambda r: r["vs_in_process_default"]) if fixed else None
+        note = f"best fix: {best['where']} {best['vs_in_process_default']:.2f}" if best else ""
+        out.append(_target(f"Ray Train overhead ({label}, as the suite runs it)", "≥ 0.95",
+                           default and default["vs_in_process_default"], 0.95, note or "not measured"))
+
+    loader = _part(results, "loader")
+    step_rate = (loader.get("step_images_per_s") or {}).get("median")
+    for run in loader.get("runs", []):
+        v = run["images_per_s"]["median"] / step_rate if step_rate else None
+        out.append(_target(f"loader (num_workers {run['num_workers']}) / step rate", "≥ 2×", v, 2.0,
+                           f"step: {loader.get('step_case')}"))
+
+    e2e = _part(results, "e2e")
+    ray_runs = [r["wall_s"] for r in e2e.get("runs", []) if not r["in_process"] and not r["env"]]
+    if ray_runs:
+        median = statistics.median(ray_runs)
+        t = _target("quickstart wall time (Ray)", "≤ 90 s", median, 0.0, "")
+        t["met"] = bool(median <= 90)
+        out.append(t)
+    else:
+        out.append({"name": "quickstart wall time (Ray)", "goal": "≤ 90 s", "value": None, "threshold": 90,
+                    "met": None, "note": "not measured in this mode"})
+    return out
