@@ -55,6 +55,7 @@ def main(argv=None) -> int:
     s = settings_for(args.quick, device.type == "cuda")
     skip = set(args.skip)
     if device.type == "cuda":  # the Ray, loader, end-to-end and allocator parts are about the CPU host
+        # (contention stays: on an idle many-core host it is the controlled version of the Ray finding)
         skip |= {"ray", "loader", "e2e", "allocator"}
     start = time.perf_counter()
     from suite.perf.environ import prefix
@@ -81,6 +82,8 @@ def main(argv=None) -> int:
         if isinstance(res.get("matmul"), dict) else {}
     part("step", lambda: _steps(s, device, peaks, res, skip))
     part("ray", lambda: __import__("suite.perf.ray_overhead", fromlist=["run_part"]).run_part(s, log))
+    part("contention", lambda: __import__("suite.perf.contention", fromlist=["run"]).run(
+        s.contention_repeats, s.contention_inner, log))
     part("loader", lambda: _loader(s, res))
     res["sweep"] = "pending: sweeps not implemented"
     part("e2e", lambda: _e2e(s))

@@ -25,7 +25,10 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=0, help="torch.set_num_threads first (0: leave)")
     p.add_argument("--in-thread", action="store_true", help="run the step loop in a non-main thread")
     p.add_argument("--nice", type=int, default=0, help="os.nice(N) first, as Ray does to its workers")
+    p.add_argument("--cpus", default="", help="pin to these CPUs (e.g. 0,1) before torch loads OpenMP")
     args = p.parse_args(argv)
+    if args.cpus:
+        os.sched_setaffinity(0, {int(c) for c in args.cpus.split(",")})
 
     from suite.perf.probe import probe, probe_in_thread
     from suite.perf.step import Case
@@ -39,7 +42,8 @@ def main(argv=None) -> int:
 
 
 def run_child(case, repeats: int, warmup: int = 1, inner: int = 1, threads: int = 0, in_thread: bool = False,
-              nice: int = 0, env: dict | None = None, unset: tuple[str, ...] = (), timeout: float = 3600) -> dict:
+              nice: int = 0, env: dict | None = None, unset: tuple[str, ...] = (), cpus: str = "",
+              timeout: float = 3600) -> dict:
     """Run a probe in a fresh interpreter: this one's environment less `unset`, plus `env`."""
     from dataclasses import asdict
 
@@ -47,6 +51,8 @@ def run_child(case, repeats: int, warmup: int = 1, inner: int = 1, threads: int 
            "--warmup", str(warmup), "--inner", str(inner), "--threads", str(threads), "--nice", str(nice)]
     if in_thread:
         cmd.append("--in-thread")
+    if cpus:
+        cmd += ["--cpus", cpus]
     from suite.perf.environ import child_env
 
     full_env = child_env(env, unset)

@@ -100,6 +100,19 @@ def markdown(res: dict) -> str:
     else:
         lines += [f"Not measured: {ray or 'skipped'}", ""]
 
+    cont = res.get("contention")
+    if isinstance(cont, dict) and cont.get("rows"):
+        lines += [f"### OpenMP wait policy under a controlled competitor ({cont['case']})", "",
+                  f"Fresh processes pinned to CPUs {cont['cpus']} (host: {cont['host_cpus']} CPUs), 2 intra-op "
+                  "threads; 'competitor' = one busy-looping process pinned to the second of those CPUs.", ""]
+        lines += _table(["competitor", "OMP_WAIT_POLICY", "thread", "images/s", "range"],
+                        [["yes" if r["competitor"] else "no", r["omp_wait_policy"],
+                          "non-main" if r["in_thread"] else "main", _f(r["images_per_s"]["median"]),
+                          _range(r["images_per_s"])] for r in cont["rows"]])
+        lines.append("")
+    elif cont:
+        lines += [f"OpenMP contention test: {cont}", ""]
+
     loader = res.get("loader")
     lines += ["## 4. Data pipeline", ""]
     if isinstance(loader, dict) and loader.get("runs"):

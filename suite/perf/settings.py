@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
-PARTS = ("matmul", "step", "bf16", "ray", "loader", "sweep", "e2e", "allocator")
+PARTS = ("matmul", "step", "bf16", "ray", "contention", "loader", "sweep", "e2e", "allocator")
 
 
 @dataclass(frozen=True)
@@ -26,6 +26,9 @@ class Settings:
     ray_variants: tuple[str, ...] = ("default", "nice0", "passive", "nice0+passive", "threads1")
     ray_cifar: bool = True  # also the 1-key CIFAR step through Ray (default and the fixed variant)
     ray_cifar_repeats: int = 2
+    # OpenMP wait policy under a controlled competitor
+    contention_repeats: int = 5
+    contention_inner: int = 10
     # loader
     loader_batches: int = 10
     loader_repeats: int = 3
@@ -41,7 +44,7 @@ FULL = Settings()
 
 QUICK = Settings(batch=8, repeats=2, heavy_repeats=1, keys=(1, 10), matmul_n=1024, matmul_repeats=3,
                  bf16_probe_batch=2, bf16_probe_repeats=1, ray_small_repeats=3, ray_small_inner=5,
-                 ray_variants=("default", "passive"), ray_cifar=False, loader_batches=3, loader_repeats=2,
+                 ray_variants=("default", "passive"), ray_cifar=False, contention_repeats=3, contention_inner=5, loader_batches=3, loader_repeats=2,
                  e2e_repeats=1, alloc_rounds=1, alloc_repeats=2)
 
 # On a GPU a step is milliseconds: more samples, several steps each.
