@@ -59,6 +59,7 @@ def describe(device: torch.device) -> dict:
     if device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)
         info["cuda"] = torch.version.cuda
+        info["fp32_matmul_precision"] = torch.get_float32_matmul_precision()  # 'highest': no TF32
     return info
 
 

@@ -17,3 +17,18 @@ def matmul_rate(dtype: str, device: torch.device, n: int, repeats: int, inner: i
     seconds = time_calls(lambda: torch.mm(a, b, out=out), repeats, warmup=2, device=device, inner=inner)
     return {"dtype": dtype, "device": str(device), "n": n,
             "gflops": summary([r / 1e9 for r in rates(seconds, 2.0 * n ** 3)])}
+
+
+def ceiling_probe(dtype: str, device: torch.device, n: int, calls: int = 2):
+    """A function returning the dense-matmul GFLOP/s of `calls` n x n products, now (for interleaving)."""
+    gen = torch.Generator(device=device).manual_seed(0)
+    a = torch.randn(n, n, device=device, generator=gen).to(DTYPES[dtype])
+    b = torch.randn(n, n, device=device, generator=gen).to(DTYPES[dtype])
+    out = torch.empty(n, n, device=device, dtype=DTYPES[dtype])
+    torch.mm(a, b, out=out)
+
+    def probe() -> float:
+        seconds = time_calls(lambda: torch.mm(a, b, out=out), 1, warmup=0, device=device, inner=calls)[0]
+        return 2.0 * n ** 3 / seconds / 1e9
+
+    return probe

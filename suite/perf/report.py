@@ -49,33 +49,48 @@ def markdown(res: dict) -> str:
                     [[t["name"], t["goal"], _f(t["value"], 2), _met(t), t["note"]] for t in res["targets"]])
     lines.append("")
 
-    if res.get("matmul"):
+    if isinstance(res.get("matmul"), dict):
         lines += ["## 1. Reference ceiling: dense matmul", ""]
         lines += _table(["dtype", "n", "GFLOP/s (median)", "range"],
                         [[r["dtype"], str(r["n"]), _f(r["gflops"]["median"]), _range(r["gflops"])] for r in res["matmul"].values()])
         lines.append("")
 
     steps = res.get("step")
-    if steps:
+    if isinstance(steps, dict):
         lines += ["## 2. Training step (forward + backward, no optimiser)", "",
                   "CIFAR preset (configs/model/cifar_dual.yaml: embed 384, 5 GPSA blocks + 1 task block, 12 heads, "
                   "patch 4, 32×32), 10 classes per task, `set_phase('main')` after the last task added. daformer_s "
-                  f"and dytox after {st['tasks_fixed']} tasks. MFU = FLOPs counted by FlopCounterMode × steps/s ÷ "
-                  "the matmul rate of the same dtype above (naive rows count their repeated work).", ""]
-        lines += _table(["case", "batch", "images/s", "range", "GFLOP/image", "GFLOP/s", "MFU", "note"],
+                  f"and dytox after {st['tasks_fixed']} tasks. daformer_m's batched and naive blocks run on the same "
+                  "model and batch, their samples interleaved. FLOPs counted by FlopCounterMode (naive rows count "
+                  "their repeated work). MFU = achieved FLOP/s ÷ the part-1 matmul rate of the same dtype; "
+                  "'MFU (adjacent)' divides each sample by a matmul burst timed right before and after it "
+                  "(median over samples): on a shared machine it follows the load.", ""]
+        lines += _table(["case", "batch", "images/s", "range", "GFLOP/image", "GFLOP/s", "MFU", "MFU (adjacent)", "note"],
                         [[r["name"], str(r["batch"]), _f(r["images_per_s"]["median"], 2), _range(r["images_per_s"], 2),
-                          _f(r["flops_per_image"] / 1e9, 2), _f(r["achieved_gflops"]), _f(r["mfu"], 3), r.get("note") or ""]
+                          _f(r["flops_per_image"] / 1e9, 2), _f(r["achieved_gflops"]), _f(r["mfu"], 3),
+                          (f"{r['mfu_adjacent']['median']:.3f} ({r['mfu_adjacent']['min']:.2f}–{r['mfu_adjacent']['max']:.2f})"
+                           if r.get("mfu_adjacent") else "—"), r.get("note") or ""]
                          for r in steps["rows"]])
-        lines += ["", "Batched dual block (suite.models.daformer) against the naive per-key block (suite.perf.naive):", ""]
-        lines += _table(["keys", "dtype", "batch", "batched img/s", "naive img/s", "batched / naive", "range from spreads"],
-                        [[str(r["keys"]), r["dtype"], str(r["batch"]), _f(r["batched"], 2), _f(r["naive"], 2),
-                          f"{r['ratio']:.2f}×", f"{r['ratio_min']:.2f}–{r['ratio_max']:.2f}"] for r in steps["ratios"]])
+        lines += ["", "Dual-block implementations on the same model: `batched` = suite.models.daformer as it is, "
+                  "`naive` = the published per-key block (suite.perf.naive), `meanfirst` = the candidate rewrite "
+                  "(suite.perf.candidate: fc2 after the token mean). 'paired' = median and range of the ratios of "
+                  "adjacent samples; 'FLOPs b / a' = how much more work b does (the speed-up a rewrite can reach at "
+                  "equal efficiency).", ""]
+        lines += _table(["a / b", "keys", "dtype", "batch", "a img/s", "b img/s", "ratio of medians", "paired ratio",
+                         "FLOPs b / a"],
+                        [[f"{r['a']} / {r['b']}", str(r["keys"]), r["dtype"], str(r["batch"]), _f(r["a_images_per_s"], 2),
+                          _f(r["b_images_per_s"], 2), f"{r['ratio']:.2f}×",
+                          f"{r['paired']['median']:.2f}× ({r['ratio_min']:.2f}–{r['ratio_max']:.2f})",
+                          f"{r['flops_b_over_a']:.2f}"] for r in steps["ratios"]])
         if steps.get("bf16_note"):
             lines += ["", f"bf16: {steps['bf16_note']}."]
         lines.append("")
 
     ray = res.get("ray")
     lines += ["## 3. Ray Train overhead", ""]
+    for name in ("matmul", "step"):
+        if not isinstance(res.get(name), dict) and res.get(name):
+            lines[-2:-2] = [f"Part {name}: {res[name]}", ""]
     if isinstance(ray, dict) and ray.get("small"):
         lines += ["Each row is a fresh process. `TorchTrainer` rows: a private local Ray started as "
                   "`suite.distributed.cluster.init_ray` does (dashboard on, the suite's WORKER_ENV), 1 worker with "
@@ -103,11 +118,13 @@ def markdown(res: dict) -> str:
     cont = res.get("contention")
     if isinstance(cont, dict) and cont.get("rows"):
         lines += [f"### OpenMP wait policy under a controlled competitor ({cont['case']})", "",
-                  f"Fresh processes pinned to CPUs {cont['cpus']} (host: {cont['host_cpus']} CPUs), 2 intra-op "
-                  "threads; 'competitor' = one busy-looping process pinned to the second of those CPUs.", ""]
-        lines += _table(["competitor", "OMP_WAIT_POLICY", "thread", "images/s", "range"],
+                  f"Fresh processes pinned to CPUs {cont['cpus']} (host: {cont['host_cpus']} CPUs); 'competitor' = "
+                  "one busy-looping process (nice 0) pinned to the second of those CPUs.", ""]
+        lines += _table(["competitor", "OMP_WAIT_POLICY", "thread", "intra-op threads", "malloc", "nice",
+                         "images/s", "range"],
                         [["yes" if r["competitor"] else "no", r["omp_wait_policy"],
-                          "non-main" if r["in_thread"] else "main", _f(r["images_per_s"]["median"]),
+                          "non-main" if r["in_thread"] else "main", str(r.get("threads", 2)),
+                          r.get("malloc", "glibc default"), str(r.get("nice", 0)), _f(r["images_per_s"]["median"]),
                           _range(r["images_per_s"])] for r in cont["rows"]])
         lines.append("")
     elif cont:
@@ -180,3 +197,26 @@ def findings(ray: dict) -> list[str]:
 def write(out_dir: Path, results: dict) -> tuple[Path, Path]:
     out_dir = Path(out_dir)
     return write_json(out_dir / "perf.json", results), write_text(out_dir / "perf.md", markdown(results))
+
+
+def main(argv=None) -> int:
+    """`python -m suite.perf.report DIR`: judge the targets again and rewrite DIR/perf.md from DIR/perf.json
+    (after a change to the report's layout; no figure is measured or changed)."""
+    import json
+    import sys
+
+    from suite.perf import targets
+
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
+        print("usage: python -m suite.perf.report DIR", file=sys.stderr)
+        return 2
+    out = Path(args[0])
+    results = json.loads((out / "perf.json").read_text())
+    results["targets"] = targets.judge(results)
+    write(out, results)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -6,10 +6,11 @@ as in suite.models, or the per-key `naive` one) and the autocast dtype. FLOPs pe
 """
 from __future__ import annotations
 
+import statistics
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 import torch
 import torch.nn.functional as F
@@ -17,8 +18,9 @@ from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop_count, 
 
 from suite.config import Config, load
 from suite.models import build_model
+from suite.perf.candidate import mean_first_block
 from suite.perf.naive import naive_block
-from suite.perf.timing import rates, summary, time_calls
+from suite.perf.timing import rates, summary, sync, time_calls
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -61,7 +63,7 @@ EXTRA_FLOP_FORMULAS = {
 class Case:
     method: str  # daformer_m, daformer_s, dytox
     tasks: int  # tasks added (daformer_m: = keys)
-    impl: str = "batched"  # batched | naive (daformer only)
+    impl: str = "batched"  # batched | naive | meanfirst (daformer only; see IMPLS)
     dtype: str = "fp32"  # fp32 | bf16 (autocast)
     batch: int = 128
     preset: str = "cifar"
@@ -97,16 +99,21 @@ def build(case: Case, device: torch.device, sets: tuple[str, ...] = ()) -> torch
     return model.to(device).train()
 
 
+# How the dual block runs: as suite.models.daformer has it, the published per-key algorithm, or
+# the candidate rewrite (fc2 after the token mean). All three on the same module and weights.
+IMPLS = {"batched": lambda block: nullcontext(), "naive": naive_block, "meanfirst": mean_first_block}
+
+
 class Step:
     """Callable: one forward + backward of `case` on a fixed random batch."""
 
     def __init__(self, case: Case, device: torch.device, sets: tuple[str, ...] = ()):
-        if case.impl not in ("batched", "naive"):
-            raise ValueError(f"unknown implementation {case.impl!r}")
+        if case.impl not in IMPLS:
+            raise ValueError(f"unknown implementation {case.impl!r}; expected one of {', '.join(IMPLS)}")
         self.case, self.device = case, device
         self.model = build(case, device, sets)
-        if case.impl == "naive" and not hasattr(self.model, "dual"):
-            raise ValueError(f"{case.method} has no dual block: no naive implementation")
+        if case.impl != "batched" and not hasattr(self.model, "dual"):
+            raise ValueError(f"{case.method} has no dual block: no {case.impl} implementation")
         gen = torch.Generator().manual_seed(1)
         size, channels = PRESETS[case.preset].image_size, PRESETS[case.preset].channels
         self.images = torch.randn(case.batch, channels, size, size, generator=gen).to(device)
@@ -119,9 +126,11 @@ class Step:
             return nullcontext()
         return torch.autocast(self.device.type, dtype=torch.bfloat16)
 
-    def __call__(self) -> None:
+    def __call__(self, impl: Optional[str] = None) -> None:
+        """One step; `impl` overrides the case's implementation (same model, same batch)."""
         self.model.zero_grad(set_to_none=True)
-        impl = naive_block(self.model.dual) if self.case.impl == "naive" else nullcontext()
+        impl = impl or self.case.impl
+        impl = IMPLS[impl](self.model.dual) if impl != "batched" else nullcontext()
         with impl, self._autocast():
             out = self.model(self.images)
         loss = F.cross_entropy(out.logits.float(), self.labels)
@@ -144,25 +153,54 @@ def count_flops(case: Case, device: torch.device, sets: tuple[str, ...] = (), ba
     return int(counter.get_total_flops()) * case.batch // batch
 
 
-def measure(case: Case, device: torch.device, repeats: int, warmup: int = 1, inner: int = 1,
-            peak_gflops: Optional[float] = None, sets: tuple[str, ...] = ()) -> dict:
-    """images/s (median, spread) and, given the matmul ceiling of the same dtype, MFU.
+def measure(cases: list[Case], device: torch.device, repeats: int, warmup: int = 1, inner: int = 1,
+            peak_gflops: Optional[float] = None, ceiling: Optional[Callable[[], float]] = None,
+            sets: tuple[str, ...] = ()) -> list[dict]:
+    """Time `cases` (one model: they may differ only in `impl`) interleaved, sample by sample.
 
-    MFU = FLOPs the step executes (as counted, so the naive block's repeated qkv and internal
-    attention count too) x steps/s / the measured dense-matmul rate of the same dtype.
+    On a shared machine the load drifts over minutes: alternating the implementations makes their
+    ratio fair, and `ceiling()` (a short dense-matmul burst, GFLOP/s) measured before every sample
+    and after the last gives each sample the machine's rate at that moment. MFU = FLOPs the step
+    executes (as counted: the naive block's repeated qkv and attention count too) x steps/s / the
+    ceiling; `mfu` uses `peak_gflops` (the part-1 ceiling), `mfu_adjacent` the adjacent bursts.
     """
-    step = Step(case, device, sets)
-    seconds = time_calls(step, repeats, warmup=warmup, device=device, inner=inner)
+    base = cases[0]
+    if any(c.with_(impl=base.impl) != base for c in cases):
+        raise ValueError("interleaved cases must differ only in impl")
+    step = Step(base, device, sets)
+    for case in cases:
+        for _ in range(warmup):
+            step(case.impl)
+    sync(device)
+    seconds = {c: [] for c in cases}
+    ceilings = []
+    for _ in range(repeats):
+        for case in cases:
+            if ceiling is not None:
+                ceilings.append(ceiling())
+            seconds[case] += time_calls(lambda: step(case.impl), 1, warmup=0, device=device, inner=inner)
+    if ceiling is not None:
+        ceilings.append(ceiling())
     del step
-    flops = count_flops(case, device, sets)
-    imgs = summary(rates(seconds, case.batch))
-    out = {**asdict(case), "name": case.name, "device": str(device), "step_s": summary(seconds),
-           "images_per_s": imgs, "flops_per_step": flops, "flops_per_image": flops / case.batch,
-           "params": num_params(case, sets)}
-    achieved = imgs["median"] * flops / case.batch / 1e9
-    out["achieved_gflops"] = achieved
-    out["mfu"] = achieved / peak_gflops if peak_gflops else None
-    out["mfu_peak_gflops"] = peak_gflops
+    params = num_params(base, sets)
+    out = []
+    for i, case in enumerate(cases):
+        flops = count_flops(case, device, sets)
+        imgs = summary(rates(seconds[case], case.batch))
+        row = {**asdict(case), "name": case.name, "device": str(device), "step_s": summary(seconds[case]),
+               "images_per_s": imgs, "flops_per_step": flops, "flops_per_image": flops / case.batch,
+               "params": params, "interleaved_with": [c.name for c in cases if c != case]}
+        achieved = [flops / t / 1e9 for t in seconds[case]]
+        row["achieved_gflops"] = statistics.median(achieved)
+        row["mfu"] = row["achieved_gflops"] / peak_gflops if peak_gflops else None
+        row["mfu_peak_gflops"] = peak_gflops
+        row["mfu_adjacent"] = None
+        if ceilings and peak_gflops:
+            k = len(cases)  # sample r of case i sits between ceilings[r*k + i] and ceilings[r*k + i + 1]
+            adjacent = [(ceilings[r * k + i] + ceilings[r * k + i + 1]) / 2 for r in range(repeats)]
+            row["adjacent_ceiling_gflops"] = summary(adjacent)
+            row["mfu_adjacent"] = summary([a / c for a, c in zip(achieved, adjacent)])
+        out.append(row)
     return out
 
 

@@ -14,12 +14,16 @@ from typing import Callable
 import torch
 
 from suite.perf.settings import Settings
+from suite.perf.matmul import ceiling_probe
 from suite.perf.step import Case, measure
+from suite.perf.timing import summary
 
 # Peak resident memory of a batch-128 CIFAR step grows by about 2.5 MB per key per image (the
 # per-key activations of the dual block, naive slightly more than batched): measured 18 GB at
 # 50 keys. Cases that would not fit in the memory available now run at a smaller batch.
 BYTES_PER_KEY_IMAGE = 2.7e6
+IMPLS_MEASURED = ("batched", "naive", "meanfirst")
+COMPARISONS = (("batched", "naive"), ("meanfirst", "naive"), ("meanfirst", "batched"))
 BASE_BYTES = 2.5e9
 
 
@@ -43,11 +47,10 @@ def fitting_batch(case: Case, device: torch.device) -> tuple[int, str | None]:
                    f"{available_bytes(device) / 1e9:.0f} GB available: measured at batch {batch}")
 
 
-def cases(s: Settings, dtype: str, batch: int) -> list[Case]:
-    out = []
-    for keys in s.keys:
-        out += [Case("daformer_m", keys, "batched", dtype, batch), Case("daformer_m", keys, "naive", dtype, batch)]
-    out += [Case("daformer_s", s.tasks_fixed, "batched", dtype, batch), Case("dytox", s.tasks_fixed, "batched", dtype, batch)]
+def groups(s: Settings, dtype: str, batch: int) -> list[list[Case]]:
+    """Cases measured together: daformer_m batched, naive and the candidate on one model, interleaved."""
+    out = [[Case("daformer_m", keys, impl, dtype, batch) for impl in IMPLS_MEASURED] for keys in s.keys]
+    out += [[Case("daformer_s", s.tasks_fixed, "batched", dtype, batch)], [Case("dytox", s.tasks_fixed, "batched", dtype, batch)]]
     return out
 
 
@@ -60,44 +63,66 @@ def bf16_is_fast(matmul: dict, device: torch.device) -> bool:
 
 def run_steps(s: Settings, device: torch.device, peaks: dict[str, float], with_bf16: bool, bf16_fast: bool,
               log: Callable[[str], None]) -> dict:
-    plan = [(c, s.heavy_repeats if c.tasks >= 50 else s.repeats) for c in cases(s, "fp32", s.batch)]
+    def repeats_of(group):
+        return s.heavy_repeats if group[0].tasks >= 50 else s.repeats
+
+    plan = [(g, repeats_of(g)) for g in groups(s, "fp32", s.batch)]
     bf16_note = None
     if with_bf16 and bf16_fast:
-        plan += [(c, s.heavy_repeats if c.tasks >= 50 else s.repeats) for c in cases(s, "bf16", s.batch)]
+        plan += [(g, repeats_of(g)) for g in groups(s, "bf16", s.batch)]
     elif with_bf16:
         b = s.bf16_probe_batch
         bf16_note = (f"bf16 is emulated on this CPU (no AMX / AVX512-BF16; bf16 matmul far below fp32): "
                      f"bf16 measured only as a probe, daformer_m 10 keys at batch {b}, with fp32 at batch {b} beside it")
         for dtype in ("fp32", "bf16"):
-            for impl in ("batched", "naive"):
-                plan.append((Case("daformer_m", 10, impl, dtype, b), s.bf16_probe_repeats))
+            plan.append(([Case("daformer_m", 10, impl, dtype, b) for impl in ("batched", "naive")], s.bf16_probe_repeats))
+    probes = {}
     rows = []
-    for case, repeats in plan:
-        batch, note = fitting_batch(case, device)
+    for group, repeats in plan:
+        batch, note = fitting_batch(group[-1], device)
         if note:
-            case = case.with_(batch=batch)
-        log(f"step: {case.name} ({repeats} repeats)")
-        row = measure(case, device, repeats, warmup=s.warmup, inner=s.inner, peak_gflops=peaks.get(case.dtype))
-        row["note"] = note
-        rows.append(row)
-        log(f"  {row['images_per_s']['median']:.1f} img/s (spread {row['images_per_s']['spread']:.0%}), "
-            f"MFU {row['mfu'] if row['mfu'] is None else round(row['mfu'], 3)}")
+            group = [c.with_(batch=batch) for c in group]
+        dtype = group[0].dtype
+        # an emulated bf16 has no meaningful ceiling (autocast keeps part of the step in fp32)
+        peak = peaks.get(dtype) if dtype == "fp32" or bf16_fast else None
+        if peak and dtype not in probes:
+            probes[dtype] = ceiling_probe(dtype, device, s.matmul_n)
+        log(f"step: {' | '.join(c.name for c in group)} ({repeats} repeats, interleaved)")
+        measured = measure(group, device, repeats, warmup=s.warmup, inner=s.inner, peak_gflops=peak,
+                           ceiling=probes.get(dtype) if peak else None)
+        for row in measured:
+            notes = [n for n in (note, None if peak else "no MFU: bf16 emulated") if n]
+            row["note"] = "; ".join(notes) or None
+            rows.append(row)
+            adj = row["mfu_adjacent"]
+            log(f"  {row['name']}: {row['images_per_s']['median']:.2f} img/s (spread {row['images_per_s']['spread']:.0%}), "
+                f"MFU {_r(row['mfu'])}, adjacent-ceiling MFU {_r(adj and adj['median'])}")
         gc.collect()
         if device.type == "cuda":
             torch.cuda.empty_cache()
     return {"rows": rows, "ratios": ratios(rows), "bf16_note": bf16_note}
 
 
+def _r(x):
+    return None if x is None else round(x, 3)
+
+
 def ratios(rows: list[dict]) -> list[dict]:
-    """batched / naive images/s for every (keys, dtype, batch) measured both ways."""
+    """a / b images/s for every (keys, dtype, batch) measured both ways, for each of COMPARISONS.
+
+    The r-th samples of implementations measured together were taken next to each other, so
+    their ratios are paired: `paired` is the median and range of those."""
     by = {(r["method"], r["tasks"], r["impl"], r["dtype"], r["batch"]): r for r in rows}
     out = []
-    for (method, keys, impl, dtype, batch), row in by.items():
-        naive = by.get((method, keys, "naive", dtype, batch))
-        if impl == "batched" and naive:
-            b, n = row["images_per_s"], naive["images_per_s"]
-            out.append({"keys": keys, "dtype": dtype, "batch": batch, "batched": b["median"], "naive": n["median"],
-                        "ratio": b["median"] / n["median"],
-                        # the ratio's range if the two medians were each at the ends of their spreads
-                        "ratio_min": b["min"] / n["max"], "ratio_max": b["max"] / n["min"]})
+    for a, b in COMPARISONS:
+        for (method, keys, impl, dtype, batch), row in by.items():
+            other = by.get((method, keys, b, dtype, batch))
+            if impl != a or other is None:
+                continue
+            x, y = row["images_per_s"], other["images_per_s"]
+            paired = summary([p / q for p, q in zip(x["samples"], y["samples"])])
+            out.append({"a": a, "b": b, "keys": keys, "dtype": dtype, "batch": batch, "a_images_per_s": x["median"],
+                        "b_images_per_s": y["median"], "ratio": x["median"] / y["median"], "paired": paired,
+                        "ratio_min": paired["min"], "ratio_max": paired["max"],
+                        "flops_b_over_a": other["flops_per_image"] / row["flops_per_image"]})
     return out

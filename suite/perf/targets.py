@@ -33,19 +33,26 @@ def judge(results: dict) -> list[dict]:
 
     fp32 = [r for r in rows if r["dtype"] == "fp32" and r["batch"] == main_batch and r.get("mfu") is not None]
     if fp32:
-        best = max(fp32, key=lambda r: r["mfu"])
-        ref = _row(rows, "daformer_m", 10, "batched", "fp32", main_batch) or best
-        out.append(_target("fp32 MFU", "≥ 0.65", ref["mfu"], 0.65,
-                           f"{ref['name']}; best fp32 row {best['name']}: {best['mfu']:.2f}"))
+        ref = _row(rows, "daformer_m", 10, "batched", "fp32", main_batch) or fp32[0]
+        adj = ref.get("mfu_adjacent")
+        # on a shared machine the part-1 ceiling is one moment's; the adjacent bursts follow the load
+        value = adj["median"] if adj else ref["mfu"]
+        how = (f"against the matmul bursts adjacent to each sample ({adj['min']:.2f}–{adj['max']:.2f}); "
+               f"against the part-1 ceiling {ref['mfu']:.2f}") if adj else "against the part-1 ceiling"
+        others = ", ".join(f"{r['method']} {r['tasks']}{'' if r['impl'] == 'batched' else ' ' + r['impl']}: "
+                           f"{(r.get('mfu_adjacent') or {}).get('median', r['mfu']):.2f}" for r in fp32 if r is not ref)
+        out.append(_target("fp32 MFU", "≥ 0.65", value, 0.65, f"{ref['name']}, {how}. Other rows: {others}"))
     else:
         out.append(_target("fp32 MFU", "≥ 0.65", None, 0.65, "no fp32 step measured"))
 
-    ratio = {(r["keys"], r["dtype"], r["batch"]): r for r in steps.get("ratios", [])}
+    ratio = {(r["keys"], r["dtype"], r["batch"]): r for r in steps.get("ratios", [])
+             if (r["a"], r["b"]) == ("batched", "naive")}
     for keys, threshold in ((10, 1.2), (50, 1.3)):
         r = next((v for (k, d, b), v in ratio.items() if k == keys and d == "fp32" and b == main_batch), None)
         r = r or next((v for (k, d, b), v in ratio.items() if k == keys and d == "fp32"), None)
-        note = "" if r is None else f"batch {r['batch']}; range from the spreads {r['ratio_min']:.2f}–{r['ratio_max']:.2f}"
-        out.append(_target(f"batched / naive, {keys} keys, fp32", f"≥ {threshold}×", r and r["ratio"], threshold,
+        note = "" if r is None else (f"batch {r['batch']}; ratio of medians {r['ratio']:.2f}, paired samples "
+                                     f"{r['ratio_min']:.2f}–{r['ratio_max']:.2f}")
+        out.append(_target(f"batched / naive, {keys} keys, fp32", f"≥ {threshold}×", r and r["paired"]["median"], threshold,
                            note or f"{keys} keys not measured in this mode"))
 
     bf16_fast = machine.get("amx_bf16") or machine["device"].startswith("cuda")
@@ -59,7 +66,8 @@ def judge(results: dict) -> list[dict]:
     why = "" if bf16_fast else ("not applicable: this CPU has no amx_bf16 in /proc/cpuinfo "
                                 "(bf16 is emulated here; the value is shown for the record)")
     out.append(_target("bf16 batched / fp32 naive, 10 keys", "≥ 3× (AMX CPUs and GPUs only)", b and b[0], 3.0,
-                       (f"batch {b[1]}. " if b else "not measured. ") + why, applicable=bool(bf16_fast)))
+                       " ".join(x for x in ((f"batch {b[1]}." if b else "not measured."), why) if x),
+                       applicable=bool(bf16_fast)))
 
     ray = _part(results, "ray")
     for part, label in (("cifar", "CIFAR step"), ("small", "quickstart-size step")):

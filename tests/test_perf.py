@@ -1,0 +1,132 @@
+"""`python -m suite.perf --quick`: files written, every part's keys present, figures positive and finite.
+
+No timing assertions: the figures depend on the machine and on whatever else runs on it. The Ray,
+contention, end-to-end and allocator parts (minutes, fresh processes) and the bf16 probe (bf16 is
+emulated on CPUs without AMX) are skipped here; the naive dual block is checked against the batched
+one directly.
+"""
+import json
+import math
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from suite.config import ModelConfig
+from suite.models.daformer import DAFormer
+from suite.perf.candidate import mean_first_forward
+from suite.perf.naive import naive_block, naive_dual_forward
+from tests.conftest import REPO
+
+SKIP = "bf16,ray,contention,e2e,allocator"
+
+
+def _finite_positive(x) -> bool:
+    return isinstance(x, (int, float)) and math.isfinite(x) and x > 0
+
+
+@pytest.mark.parametrize("out_proj", [True, False])
+def test_naive_block_equals_batched_block(out_proj, one_thread):
+    torch.manual_seed(0)
+    cfg = ModelConfig(embed_dim=48, depth=1, num_heads=4, patch_size=2, out_proj=out_proj)
+    model = DAFormer(cfg, 8, 3, num_tasks=6, num_keys=6)
+    for _ in range(6):
+        model.add_task(2)
+    with torch.no_grad():
+        for key, bias in zip(model.dual.keys, model.dual.key_biases):
+            key.normal_()
+            bias.normal_()
+    model.eval()
+    x = torch.randn(3, 16, 48)
+    batched = model.dual(x)
+    assert batched.shape == (3, 6, 48)
+    assert torch.allclose(naive_dual_forward(model.dual, x), batched, atol=1e-5)
+    with naive_block(model.dual):  # the benchmark's switch: same module, same weights
+        assert torch.allclose(model.dual(x), batched, atol=1e-5)
+    assert torch.equal(model.dual(x), batched)  # switched back
+
+
+def test_mean_first_candidate_equals_batched_block(one_thread):
+    torch.manual_seed(2)
+    model = DAFormer(ModelConfig(embed_dim=32, depth=1, num_heads=4, patch_size=2), 8, 3, num_tasks=4, num_keys=4)
+    for _ in range(4):
+        model.add_task(2)
+    with torch.no_grad():
+        for key in model.dual.keys:
+            key.normal_()
+    x = torch.randn(3, 16, 32)
+    for train in (False, True):  # drop_path is 0 here: train mode changes nothing but must still match
+        model.train(train)
+        outs, grads = [], []
+        for fn in (model.dual, lambda t: mean_first_forward(model.dual, t)):
+            model.zero_grad()
+            out = fn(x)
+            out.square().sum().backward()
+            outs.append(out)
+            grads.append(torch.cat([p.grad.flatten() for p in model.dual.parameters() if p.grad is not None]))
+        assert torch.allclose(outs[0], outs[1], atol=1e-5)
+        assert torch.allclose(grads[0], grads[1], atol=1e-5)
+
+
+def test_naive_block_gradients_match(one_thread):
+    torch.manual_seed(1)
+    model = DAFormer(ModelConfig(embed_dim=32, depth=1, num_heads=4, patch_size=2), 8, 3, num_tasks=3, num_keys=3)
+    for _ in range(3):
+        model.add_task(2)
+    model.eval()
+    x = torch.randn(2, 16, 32)
+    grads = []
+    for fn in (model.dual, lambda t: naive_dual_forward(model.dual, t)):
+        model.zero_grad()
+        fn(x).square().sum().backward()
+        grads.append(torch.cat([p.grad.flatten() for p in model.dual.parameters() if p.grad is not None]))
+    assert torch.allclose(grads[0], grads[1], atol=1e-5)
+
+
+def test_quick_benchmark_writes_json_and_markdown(tmp_path):
+    env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE", "HF_HUB_OFFLINE": "1"}  # steady on a busy machine
+    done = subprocess.run([sys.executable, "-m", "suite.perf", "--quick", "--skip", SKIP, "--out", str(tmp_path)],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    doc = json.loads((tmp_path / "perf.json").read_text())
+    md = (tmp_path / "perf.md").read_text()
+
+    for key in ("command", "machine", "settings", "matmul", "step", "ray", "loader", "sweep", "e2e", "allocator",
+                "targets", "errors", "elapsed_s"):
+        assert key in doc, key
+    assert doc["errors"] == {}
+    assert doc["machine"]["cpu_model"] and doc["machine"]["cores"] >= 1 and doc["machine"]["torch"]
+    assert _finite_positive(doc["matmul"]["fp32"]["gflops"]["median"])
+
+    rows = doc["step"]["rows"]
+    names = {(r["method"], r["tasks"], r["impl"]) for r in rows}
+    assert {("daformer_m", 1, "batched"), ("daformer_m", 10, "batched"), ("daformer_m", 10, "naive"),
+            ("daformer_m", 10, "meanfirst"), ("daformer_s", 10, "batched"), ("dytox", 10, "batched")} <= names
+    for r in rows:
+        for value in (r["images_per_s"]["median"], r["images_per_s"]["min"], r["flops_per_image"], r["mfu"]):
+            assert _finite_positive(value), r["name"]
+        assert r["images_per_s"]["n"] == doc["settings"]["repeats"]
+    for a, b in (("batched", "naive"), ("meanfirst", "batched")):
+        assert any((r["a"], r["b"], r["keys"]) == (a, b, 10) and _finite_positive(r["paired"]["median"])
+                   for r in doc["step"]["ratios"])
+
+    for run in doc["loader"]["runs"]:
+        assert _finite_positive(run["images_per_s"]["median"])
+    assert doc["sweep"] == "pending: sweeps not implemented"
+    assert {t["name"] for t in doc["targets"]} >= {"fp32 MFU", "batched / naive, 10 keys, fp32",
+                                                   "quickstart wall time (Ray)"}
+
+    assert doc["command"] in md and doc["machine"]["cpu_model"] in md
+    for heading in ("## Targets", "## 1. Reference ceiling", "## 2. Training step", "## 3. Ray Train overhead",
+                    "## 4. Data pipeline", "## 5. Sweep packing", "## 6. End to end", "## 7. Allocator"):
+        assert heading in md
+    assert "pending: sweeps not implemented" in md
+
+
+def test_unknown_part_is_a_usage_error(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "suite.perf", "--skip", "nonsense", "--out", str(tmp_path)],
+                          cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "unknown part" in done.stderr
+    assert not (tmp_path / "perf.json").exists()
