@@ -16,7 +16,7 @@ import torch
 
 from suite.config import ModelConfig
 from suite.models.daformer import DAFormer
-from suite.perf.candidate import mean_first_forward
+from suite.perf.candidate import dual_forward
 from suite.perf.naive import naive_block, naive_dual_forward
 from tests.conftest import REPO
 
@@ -48,19 +48,21 @@ def test_naive_block_equals_batched_block(out_proj, one_thread):
     assert torch.equal(model.dual(x), batched)  # switched back
 
 
-def test_mean_first_candidate_equals_batched_block(one_thread):
+@pytest.mark.parametrize("gemm, mean_first", [(False, True), (True, False), (True, True)])
+def test_candidates_equal_batched_block(gemm, mean_first, one_thread):
     torch.manual_seed(2)
     model = DAFormer(ModelConfig(embed_dim=32, depth=1, num_heads=4, patch_size=2), 8, 3, num_tasks=4, num_keys=4)
     for _ in range(4):
         model.add_task(2)
     with torch.no_grad():
-        for key in model.dual.keys:
+        for key, bias in zip(model.dual.keys, model.dual.key_biases):
             key.normal_()
+            bias.normal_()
     x = torch.randn(3, 16, 32)
     for train in (False, True):  # drop_path is 0 here: train mode changes nothing but must still match
         model.train(train)
         outs, grads = [], []
-        for fn in (model.dual, lambda t: mean_first_forward(model.dual, t)):
+        for fn in (model.dual, lambda t: dual_forward(model.dual, t, gemm, mean_first)):
             model.zero_grad()
             out = fn(x)
             out.square().sum().backward()

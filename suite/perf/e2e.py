@@ -1,9 +1,16 @@
 """End to end: wall time of the quickstart (`python suite/run.py configs/quickstart.yaml`), Ray start
 included, and the same with `--in-process`; each also with extra environment variables (the fix
 the Ray investigation points to) so the gain is measured on the real command. The default runs
-get this environment without the OpenMP wait-policy and malloc variables: as a user runs it."""
+get this environment without the OpenMP wait-policy and malloc variables: as a user runs it.
+
+The run's own log lines are timed as they arrive, to split the wall time: launch to the first
+epoch line (imports, data, Ray and the trainer starting, the first epoch), the epochs' img/s as
+the learner reports them, and the last accuracy line to exit (report, summary, Ray shutting down).
+"""
 from __future__ import annotations
 
+import re
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -13,7 +20,17 @@ from pathlib import Path
 from suite.perf.environ import MALLOC, THREAD_POLICY, child_env
 
 REPO = Path(__file__).resolve().parents[2]
-BASE_ENV = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled", "HF_HUB_OFFLINE": "1"}
+BASE_ENV = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled", "HF_HUB_OFFLINE": "1",
+            "PYTHONUNBUFFERED": "1"}
+# (in-process, extra environment of the command): the environment reaches Ray's workers through the
+# raylet, which the command starts and which inherits it (RAY_worker_niceness is the raylet's setting)
+VARIANTS = (
+    (False, {}), (True, {}),
+    (False, {"OMP_WAIT_POLICY": "PASSIVE"}), (True, {"OMP_WAIT_POLICY": "PASSIVE"}),
+    (False, {"RAY_worker_niceness": "0"}), (False, {"RAY_worker_niceness": "0", "OMP_WAIT_POLICY": "PASSIVE"}),
+)
+EPOCH = re.compile(r"task \d+/\d+ (train|finetune)\s+epoch \d+/\d+ .*?([\d,]+) img/s")
+ACCURACY = re.compile(r"task (\d+)/(\d+) accuracy")
 
 
 def quickstart_command(output_basedir: str, in_process: bool) -> list[str]:
@@ -25,11 +42,34 @@ def quickstart_wall(in_process: bool, env: dict | None = None, timeout: float = 
     """Seconds from launch to exit of one quickstart run in a fresh temporary output directory."""
     with tempfile.TemporaryDirectory(prefix="perf-e2e-") as tmp:
         cmd = quickstart_command(tmp, in_process)
+        lines: list[tuple[float, str]] = []
         start = time.perf_counter()
-        done = subprocess.run(cmd, cwd=REPO, env=child_env({**BASE_ENV, **(env or {})}, unset=THREAD_POLICY + MALLOC),
-                              capture_output=True, text=True, timeout=timeout)
+        proc = subprocess.Popen(cmd, cwd=REPO, env=child_env({**BASE_ENV, **(env or {})}, unset=THREAD_POLICY + MALLOC),
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        try:
+            for line in proc.stdout:
+                lines.append((time.perf_counter() - start, line.rstrip()))
+                if time.perf_counter() - start > timeout:
+                    raise TimeoutError(f"quickstart ran past {timeout} s")
+            proc.wait(timeout=60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
         wall = time.perf_counter() - start
-    if done.returncode != 0:
-        raise RuntimeError(f"quickstart failed (exit {done.returncode}): {done.stderr.strip()[-800:]}")
+    if proc.returncode != 0:
+        tail = "\n".join(text for _, text in lines[-15:])
+        raise RuntimeError(f"quickstart failed (exit {proc.returncode}): {tail[-1500:]}")
     shown = " ".join(["python", *cmd[1:3], "--output-basedir", "<tmp>", *cmd[5:]])
-    return {"command": shown, "in_process": in_process, "env": env or {}, "wall_s": wall}
+    return {"command": shown, "in_process": in_process, "env": env or {}, "wall_s": wall, **timeline(lines)}
+
+
+def timeline(lines: list[tuple[float, str]]) -> dict:
+    epochs = [(t, m.group(1), float(m.group(2).replace(",", ""))) for t, text in lines if (m := EPOCH.search(text))]
+    accuracy = [t for t, text in lines if ACCURACY.search(text)]
+    out = {"first_epoch_line_s": epochs[0][0] if epochs else None,
+           "last_accuracy_line_s": accuracy[-1] if accuracy else None}
+    for phase in ("train", "finetune"):
+        rates = [r for _, p, r in epochs if p == phase]
+        out[f"{phase}_images_per_s_median"] = statistics.median(rates) if rates else None
+    return out

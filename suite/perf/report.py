@@ -1,6 +1,7 @@
 """perf.json (everything, samples included) and perf.md (the tables), both written atomically."""
 from __future__ import annotations
 
+import statistics
 from pathlib import Path
 
 from suite.atomic import write_json, write_text
@@ -149,9 +150,23 @@ def markdown(res: dict) -> str:
     e2e = res.get("e2e")
     lines += ["## 6. End to end: quickstart", ""]
     if isinstance(e2e, dict) and e2e.get("runs"):
-        lines += _table(["command", "extra environment", "wall (s)"],
-                        [[f"`{r['command']}`", " ".join(f"{k}={v}" for k, v in r["env"].items()) or "—", _f(r["wall_s"])]
+        lines += ["Each row one run, in launch order. 'first epoch line': seconds from launch until the learner's "
+                  "first epoch line arrives (imports, data, Ray and the trainer starting, one epoch); 'after last "
+                  "accuracy': seconds from the last task's accuracy line to exit (report, summary, shutdown); "
+                  "img/s: medians of the learner's own per-epoch figures.", ""]
+        lines += _table(["command", "extra environment", "wall (s)", "first epoch line (s)", "train img/s",
+                         "finetune img/s", "after last accuracy (s)"],
+                        [[f"`{r['command']}`", " ".join(f"{k}={v}" for k, v in r["env"].items()) or "—", _f(r["wall_s"]),
+                          _f(r.get("first_epoch_line_s")), _f(r.get("train_images_per_s_median"), 0),
+                          _f(r.get("finetune_images_per_s_median"), 0),
+                          _f(r["wall_s"] - r["last_accuracy_line_s"]) if r.get("last_accuracy_line_s") else "—"]
                          for r in e2e["runs"]])
+        by = {}
+        for r in e2e["runs"]:
+            by.setdefault((r["in_process"], tuple(sorted(r["env"].items()))), []).append(r["wall_s"])
+        lines += ["", "Medians: " + "; ".join(
+            f"{'--in-process' if k[0] else 'Ray'}{' ' + ' '.join(f'{a}={b}' for a, b in k[1]) if k[1] else ''}: "
+            f"{statistics.median(v):.1f} s (n={len(v)})" for k, v in by.items())]
         lines.append("")
     else:
         lines += [f"Not measured: {e2e or 'skipped'}", ""]

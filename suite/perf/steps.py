@@ -22,8 +22,8 @@ from suite.perf.timing import summary
 # per-key activations of the dual block, naive slightly more than batched): measured 18 GB at
 # 50 keys. Cases that would not fit in the memory available now run at a smaller batch.
 BYTES_PER_KEY_IMAGE = 2.7e6
-IMPLS_MEASURED = ("batched", "naive", "meanfirst")
-COMPARISONS = (("batched", "naive"), ("meanfirst", "naive"), ("meanfirst", "batched"))
+COMPARISONS = (("batched", "naive"), ("meanfirst", "naive"), ("meanfirst", "batched"), ("gemmattn", "batched"),
+               ("both", "batched"), ("both", "naive"))
 BASE_BYTES = 2.5e9
 
 
@@ -49,7 +49,7 @@ def fitting_batch(case: Case, device: torch.device) -> tuple[int, str | None]:
 
 def groups(s: Settings, dtype: str, batch: int) -> list[list[Case]]:
     """Cases measured together: daformer_m batched, naive and the candidate on one model, interleaved."""
-    out = [[Case("daformer_m", keys, impl, dtype, batch) for impl in IMPLS_MEASURED] for keys in s.keys]
+    out = [[Case("daformer_m", keys, impl, dtype, batch) for impl in s.impls] for keys in s.keys]
     out += [[Case("daformer_s", s.tasks_fixed, "batched", dtype, batch)], [Case("dytox", s.tasks_fixed, "batched", dtype, batch)]]
     return out
 
