@@ -29,7 +29,7 @@ def parse(argv):
     p.add_argument("--skip", default="", help=f"comma-separated parts to skip: {', '.join(PARTS)}")
     p.add_argument("--note", default="", help="a line for perf.md (e.g. 'machine shared with a test run')")
     p.add_argument("--keys", default="", help="daformer_m key counts to measure, e.g. 10,50 (default: the mode's)")
-    p.add_argument("--impls", default="", help="dual-block implementations, e.g. batched,naive,meanfirst,gemmattn,both")
+    p.add_argument("--impls", default="", help="dual-block implementations, e.g. batched,naive,gemmattn")
     args = p.parse_args(argv)
     from suite.perf.step import IMPLS
 
