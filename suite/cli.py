@@ -51,10 +51,13 @@ def resolve_config_path(name: str) -> Path:
     raise UserError(f"config file '{name}' does not exist; expected a YAML file (see configs/)")
 
 
+FLAGS = {"output.name": "--name", "output.basedir": "--output-basedir", "data.path": "--data-path",
+         "memory.size": "--memory-size"}
+
+
 def flag_overrides(args) -> dict:
-    flags = {"output.name": args.name, "output.basedir": args.output_basedir,
-             "data.path": args.data_path, "memory.size": args.memory_size}
-    return {k: v for k, v in flags.items() if v is not None}
+    values = {key: getattr(args, flag[2:].replace("-", "_")) for key, flag in FLAGS.items()}
+    return {k: v for k, v in values.items() if v is not None}
 
 
 def load_config(args) -> tuple[config_mod.Config, list[Path]]:
@@ -62,7 +65,7 @@ def load_config(args) -> tuple[config_mod.Config, list[Path]]:
     if not names and not args.sweep:
         names = [DEFAULT_CONFIG]
     files = [resolve_config_path(n) for n in names]
-    cfg = config_mod.load(files, args.set, flag_overrides(args))
+    cfg = config_mod.load(files, args.set, flag_overrides(args), FLAGS)
     if cfg.output.name is None:
         stem = files[-1].stem if files else "run"
         cfg = config_mod.apply(cfg, {"output.name": f"{stem}-{cfg.method}"}, "default name")
@@ -112,14 +115,17 @@ def _main(args) -> int:
     if args.sweep:
         return sweep_command(args)
     cfg, _ = load_config(args)
-    from suite.plan import Plan, check_config
-    from suite.runner import prepare
+    from suite.plan import Plan, check_config, check_files
+    from suite.runner import check_resume, prepare
 
     check_config(cfg)
     run_dir = run_dir_of(cfg)
     if not args.dry_run:
         check_run_dir(run_dir, args.resume)
+        if args.resume:
+            check_resume(cfg, run_dir)
     data, scenario = prepare(cfg)
+    check_files(data)
     plan = Plan(cfg, data, scenario, run_dir)
     print(plan.describe(), flush=True)
     if args.dry_run:
@@ -130,7 +136,7 @@ def _main(args) -> int:
 
 def sweep_command(args) -> int:
     """`--sweep FILE`: validate every trial, then run them on Ray Tune (or print them with --dry-run)."""
-    from suite.plan import check_data
+    from suite.plan import check_data, check_files
     from suite.data.registry import load_dataset
     from suite.sweep import load_sweep
 
@@ -139,13 +145,14 @@ def sweep_command(args) -> int:
     flags.pop("output.name", None)
     if args.configs or args.options:
         raise UserError("--sweep takes its config files from the sweep file's 'base'; drop the positional configs")
-    sweep = load_sweep(resolve_config_path(args.sweep), resolve_config_path, flags, args.set, args.name, basedir)
+    sweep = load_sweep(resolve_config_path(args.sweep), resolve_config_path, flags, args.set, args.name, basedir, FLAGS)
     sweep = replace(sweep, trials=tuple(replace(t, cfg=absolute_paths(t.cfg)) for t in sweep.trials))
     datasets = {}
     for trial in sweep.trials:
         key = repr(trial.cfg.data)
         if key not in datasets:
             datasets[key] = load_dataset(trial.cfg.data)
+            check_files(datasets[key])
         check_data(trial.cfg, datasets[key])
     sweep_dir = basedir / sweep.name
     print(sweep.describe(), f"output    {sweep_dir}", sep="\n", flush=True)

@@ -290,13 +290,16 @@ def parse_set(item: str) -> tuple[str, Any]:
     return key.strip(), value
 
 
-def load(files: list[str | Path], sets: list[str] = (), extra: dict[str, Any] | None = None) -> Config:
-    """Layer YAML files left to right, then `extra` (CLI flags), then `--set` items."""
+def load(files: list[str | Path], sets: list[str] = (), extra: dict[str, Any] | None = None,
+         where: dict[str, str] | None = None) -> Config:
+    """Layer YAML files left to right, then `extra` (CLI flags), then `--set` items.
+
+    `where` names the origin of an `extra` key in errors (e.g. the flag that set it)."""
     cfg = Config()
     for path in files:
         cfg = apply(cfg, _flatten(read_yaml(path), str(path)), str(path))
-    if extra:
-        cfg = apply(cfg, extra, "command line")
+    for key, value in (extra or {}).items():
+        cfg = apply(cfg, {key: value}, (where or {}).get(key, "command line"))
     for item in sets:
         key, value = parse_set(item)
         cfg = apply(cfg, {key: value}, f"--set {item}")

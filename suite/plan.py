@@ -17,6 +17,10 @@ KEYED = {"daformer_s": 1, "daformer_m": None}  # fixed key counts (None: one per
 
 def check_config(cfg: Config) -> Scenario:
     """Everything checkable before loading images: the scenario and the key count."""
+    m = cfg.model
+    if m.embed_dim % m.num_heads:
+        raise UserError(f"model.num_heads = {m.num_heads} does not divide model.embed_dim = {m.embed_dim}; "
+                        "expected a divisor of the embedding width")
     scenario = plan_scenario(cfg, count_classes(cfg.data))
     tasks = scenario.num_tasks
     keys = cfg.model.num_keys
@@ -49,6 +53,15 @@ def check_data(cfg: Config, data: DataSet) -> None:
         if cfg.memory.per_class > smallest:
             raise UserError(f"memory.per_class = {cfg.memory.per_class} is larger than the smallest class "
                             f"of '{data.name}' ({smallest} training images)")
+
+
+def check_files(data: DataSet) -> None:
+    """Driver only: images kept on disk open as images (headers only), before any worker starts."""
+    from suite.data.sources.imagefolder import check_headers
+
+    for split in (data.train, data.test):
+        if not split.in_memory:
+            check_headers(split.images)
 
 
 def count_params(cfg: Config, data: DataSet, scenario: Scenario) -> list[int]:

@@ -5,6 +5,7 @@ the learner knows nothing of files; the recorder knows nothing of Ray.
 """
 from __future__ import annotations
 
+import json
 import traceback
 from pathlib import Path
 
@@ -20,7 +21,9 @@ from suite.plan import check_data
 from suite.results import provenance, results_document
 
 RESULTS = "results.json"
-CHECKPOINT = "checkpoints/latest.pt"
+CHECKPOINT = "checkpoints/latest.pt"  # in-process runs
+RAY_DIR = "ray"  # RunConfig(name) under the run directory: Ray's own files and the per-task checkpoints
+RAY_CHECKPOINT_FILE = "learner.pt"  # in each of those checkpoint directories
 IGNORED_ON_RESUME = ("output", "ray")  # where a run is stored and how it is scaled may change
 
 
@@ -54,14 +57,40 @@ def _differing_keys(theirs: dict, ours: dict) -> list[str]:
     return keys
 
 
+def check_same_config(stored: dict, cfg: Config, where: str) -> None:
+    """Refuse to continue a run from a file written under a different config."""
+    diff = sorted(_differing_keys(comparable(stored), comparable(cfg.to_dict())))
+    if diff:
+        raise UserError(f"'{where}' was made by a different config (differs in {', '.join(diff[:4])}); "
+                        "resume with the run's own config or start a new --name")
+
+
 def restore(learner: Learner, cfg: Config, payload: dict, where: str) -> None:
     """Load a checkpoint into a fresh learner, refusing one made by a different config."""
-    theirs, ours = comparable(payload["config"]), comparable(cfg.to_dict())
-    diff = sorted(_differing_keys(theirs, ours))
-    if diff:
-        raise UserError(f"checkpoint '{where}' was made by a different config (differs in {', '.join(diff[:4])}); "
-                        "resume with the run's own config or start a new --name")
+    check_same_config(payload["config"], cfg, where)
     learner.load_state_dict(payload["learner"])
+
+
+def latest_checkpoint(run_dir: Path) -> Path | None:
+    """The newest checkpoint a resume would start from: in-process, or Ray Train's per-task ones."""
+    found = [p for p in (run_dir / CHECKPOINT, *run_dir.glob(f"{RAY_DIR}/task_*/{RAY_CHECKPOINT_FILE}")) if p.is_file()]
+    return max(found, key=lambda p: p.stat().st_mtime) if found else None
+
+
+def check_resume(cfg: Config, run_dir: Path) -> None:
+    """In the driver, before anything starts: the run's results and newest checkpoint are readable
+    and were made by this config (a refusal inside a Ray worker would be a failed run, not exit 2)."""
+    results = run_dir / RESULTS
+    if results.exists():
+        try:
+            stored = json.loads(results.read_text(encoding="utf-8"))["config"]
+        except (ValueError, KeyError, TypeError) as e:
+            raise UserError(f"'{results}' is not a results file written by suite/run.py ({type(e).__name__}); "
+                            "expected JSON with a 'config' section") from None
+        check_same_config(stored, cfg, str(results))
+    checkpoint = latest_checkpoint(run_dir)
+    if checkpoint is not None:
+        check_same_config(load_checkpoint(checkpoint)["config"], cfg, str(checkpoint))
 
 
 def load_checkpoint(path: Path) -> dict:

@@ -120,14 +120,16 @@ def _points(axes: dict, num_samples: int, rng) -> list[tuple[dict, int | None]]:
 
 
 def load_sweep(path: Path, resolve_config, overrides: dict, sets: list[str], name: str | None,
-               basedir: Path) -> Sweep:
+               basedir: Path, flags: dict[str, str] | None = None) -> Sweep:
     """Read and validate a sweep file; every trial's config is validated like a run's.
 
-    Trial runs go to BASEDIR/<sweep name>/<trial name>.
+    Trial runs go to BASEDIR/<sweep name>/<trial name>. `flags` names the command-line flag of
+    an override in errors.
     """
     from suite.plan import check_config
 
     where = str(path)
+    flags = flags or {}
     spec = config_mod.read_yaml(path)
     _check_spec(spec, where)
     base = spec.get("base", [])
@@ -143,7 +145,13 @@ def load_sweep(path: Path, resolve_config, overrides: dict, sets: list[str], nam
         if tname in names:
             tname = trial_name(values, len(names))
         names.add(tname)
-        cfg = config_mod.load(files, sets, {**common, **values, "output.basedir": sweep_dir, "output.name": tname})
-        check_config(cfg)
+        extra = {**common, **values, "output.basedir": sweep_dir, "output.name": tname}
+        origin = {**{k: f"{where}: set" for k in spec.get("set", {})}, **{k: flags[k] for k in overrides if k in flags},
+                  **{k: f"{where}: trial {tname}" for k in values}}
+        cfg = config_mod.load(files, sets, extra, origin)
+        try:
+            check_config(cfg)
+        except UserError as e:
+            raise UserError(f"{where}: trial {tname}: {e}") from None
         trials.append(Trial(tname, values, cfg))
     return Sweep(name, path, tuple(trials), spec.get("max_concurrent_trials", 1))

@@ -1,4 +1,4 @@
-"""The command line: the original code's flags, --dry-run, and user errors (exit 2, one line, nothing written)."""
+"""The command line: the original code's flags and --dry-run (user errors: tests/test_bad_inputs.py)."""
 import pytest
 
 from suite import cli
@@ -49,76 +49,3 @@ def test_cifar_preset_parameter_counts(cifar_root):
     key = 64 * 32 + 64  # M_k (P x d) + b_k
     assert per_task_m == [head + key] * 9  # one key per task
     assert per_task_s == [head] * 9  # one shared key
-
-
-def error_of(capsys, *args) -> str:
-    assert cli.main(list(args)) == 2
-    err = capsys.readouterr().err.strip()
-    assert err.startswith("error: ") and "\n" not in err and "Traceback" not in err
-    return err
-
-
-@pytest.mark.parametrize("args, expected", [
-    (["--set", "memroy.size=5"], "did you mean 'memory.size'"),
-    (["--set", "scenario.increment=3"], "scenario.increment = 3 does not divide the 7 classes after the first task of 3 (10 in all)"),
-    (["--set", "data.name=cifar100", "--set", "scenario.increment=7"], "does not divide the 93 classes"),
-    (["--set", "method=daformer", "--set", "model.num_keys=6"], "model.num_keys = 6 is larger than the 5 tasks"),
-    (["--set", "method=daformer_s", "--set", "model.num_keys=3"], "contradicts method 'daformer_s'"),
-    (["--set", "scenario.class_order=[0, 0, 1, 2, 3, 4, 5, 6, 7, 8]"], "repeats class ids [0]"),
-    (["--set", "scenario.class_order=[0, 1, 2, 3, 4, 5, 6, 7, 8, 10]"], "ids outside 0..9: [10]"),
-    (["--set", "scenario.class_order=order9"], "no order file 'order9'"),
-    (["--set", "memory.size=5000"], "memory.size = 5000 is larger than the 1347 training images"),
-    (["--set", "model.patch_size=3"], "model.patch_size = 3 does not divide the 8-pixel images"),
-    (["--set", "data.name=cifar100"], "data.path is not set"),
-    (["--bogus"], "unrecognized arguments: --bogus"),
-    (["missing.yaml"], "config file 'missing.yaml' does not exist"),
-])
-def test_user_errors_exit_2_with_one_line(capsys, tmp_path, args, expected):
-    err = error_of(capsys, *args, "--output-basedir", str(tmp_path / "runs"))
-    assert expected in err
-    assert not (tmp_path / "runs").exists()
-
-
-def test_data_path_without_pickles(capsys, tmp_path):
-    err = error_of(capsys, "--set", "data.name=cifar100", "--data-path", str(tmp_path), "--dry-run")
-    assert str(tmp_path) in err and "cifar-100-python" in err
-
-
-def test_reused_name_is_refused_and_resume_is_suggested(capsys, tmp_path):
-    (tmp_path / "quickstart-daformer_m").mkdir()
-    err = error_of(capsys, "--output-basedir", str(tmp_path))
-    assert "already exists" in err and "--resume" in err
-
-
-def test_resume_of_a_missing_run(capsys, tmp_path):
-    assert "no run at" in error_of(capsys, "--output-basedir", str(tmp_path), "--resume")
-
-
-def test_script_exit_code_and_one_line(cli, tmp_path):
-    """As a user runs it: a subprocess, exit 2, one line on stderr."""
-    proc = cli("--set", "memroy.size=5", "--output-basedir", tmp_path / "runs")
-    assert proc.returncode == 2
-    assert proc.stderr.strip().splitlines() == ["error: --set memroy.size=5: unknown config key 'memroy.size'; "
-                                                "did you mean 'memory.size'?"]
-
-
-@pytest.mark.parametrize("address, expected", [
-    ("127.0.0.1:1", "no Ray cluster answers there"),
-    ("nonsense", "is malformed; expected HOST:PORT"),
-])
-def test_unreachable_address_fails_fast(capsys, tmp_path, address, expected):
-    assert expected in error_of(capsys, "--address", address, "--output-basedir", str(tmp_path))
-    assert not tmp_path.joinpath("quickstart-daformer_m").exists()
-
-
-def test_report_of_a_directory_without_results(tmp_path):
-    import subprocess
-    import sys
-
-    (tmp_path / "results.json").write_text("{ not json")
-    proc = subprocess.run([sys.executable, "-m", "suite.report", str(tmp_path)], capture_output=True, text=True,
-                          cwd=cli.REPO)
-    assert proc.returncode == 2
-    warning, error = proc.stderr.strip().splitlines()
-    assert warning.startswith("warning: skipping") and str(tmp_path / "results.json") in warning
-    assert error.startswith("error: none of the 1 results.json files") and "Traceback" not in proc.stderr

@@ -14,10 +14,8 @@ from pathlib import Path
 import torch
 
 from suite.config import Config, from_dict
-from suite.runner import RESULTS, RunRecorder, checkpoint_payload, load_checkpoint, prepare, restore, save_checkpoint
-
-CHECKPOINT_FILE = "learner.pt"
-RAY_DIR = "ray"  # RunConfig(name) under the run directory: Ray's own files and the task checkpoints
+from suite.runner import (RAY_CHECKPOINT_FILE, RAY_DIR, RESULTS, RunRecorder, checkpoint_payload, load_checkpoint, prepare,
+                          restore, save_checkpoint)
 
 
 def worker_loop(config: dict) -> None:
@@ -36,7 +34,7 @@ def worker_loop(config: dict) -> None:
     checkpoint = ray.train.get_checkpoint()
     if checkpoint is not None:
         with checkpoint.as_directory() as directory:
-            restore(learner, cfg, load_checkpoint(Path(directory) / CHECKPOINT_FILE), config["run_dir"])
+            restore(learner, cfg, load_checkpoint(Path(directory) / RAY_CHECKPOINT_FILE), config["run_dir"])
         learner.log(f"resumed after task {learner.next_task} from {checkpoint.path}")
     recorder = RunRecorder(cfg, scenario, Path(config["run_dir"]), context.get_world_size(), str(device))
 
@@ -44,7 +42,7 @@ def worker_loop(config: dict) -> None:
         with tempfile.TemporaryDirectory() as tmp:
             ckpt = None
             if rank == 0:
-                save_checkpoint(Path(tmp) / CHECKPOINT_FILE, checkpoint_payload(lrn, cfg))
+                save_checkpoint(Path(tmp) / RAY_CHECKPOINT_FILE, checkpoint_payload(lrn, cfg))
                 recorder.write(lrn, "running")
                 ckpt = ray.train.Checkpoint.from_directory(tmp)
             metrics = {"task": task, "acc": lrn.history.acc[-1], "acc_top5": lrn.history.acc_top5[-1]}

@@ -1,7 +1,7 @@
 """How much each mode measures: the full benchmark, `--quick`, and the GPU variant of either."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 PARTS = ("matmul", "step", "bf16", "ray", "contention", "loader", "sweep", "e2e", "allocator")
 

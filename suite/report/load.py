@@ -44,37 +44,38 @@ def load_results(results_dir: Path) -> pd.DataFrame:
     paths = sorted(results_dir.rglob(RESULTS_NAME))
     if not paths:
         raise UserError(f"no {RESULTS_NAME} under '{results_dir}'; give the directory of a run or a sweep")
-    rows = [
-        row
-        for path in paths
-        if (result := read_result(path)) is not None
-        for row in run_rows(result, run_id(path, results_dir), path)
-    ]
-    if not rows:
-        raise UserError(f"none of the {len(paths)} {RESULTS_NAME} files under '{results_dir}' could be read")
+    results, problems = {}, {}
+    for path in paths:
+        result, problem = read_result(path)
+        if problem:
+            problems[path] = problem
+        else:
+            results[path] = result
+    if not results:
+        path, problem = next(iter(problems.items()))
+        raise UserError(f"none of the {len(paths)} {RESULTS_NAME} files under '{results_dir}' could be read "
+                        f"('{path}': {problem}); expected results written by suite/run.py")
+    for path, problem in problems.items():  # the report goes on without them
+        print(f"warning: skipping {path}: {problem}", file=sys.stderr)
+    rows = [row for path, result in results.items() for row in run_rows(result, run_id(path, results_dir), path)]
     frame = pd.DataFrame(rows)
     return frame.assign(**{
         column: pd.to_numeric(frame[column]) if column in frame else float("nan") for column in NUMERIC_COLUMNS
     })
 
 
-def read_result(path: Path) -> dict | None:
-    """The parsed file, or None (with a warning on stderr) when it is corrupt or incomplete."""
+def read_result(path: Path) -> tuple[dict | None, str | None]:
+    """(the parsed file, None), or (None, why it cannot be used) when it is corrupt or incomplete."""
     try:
         result = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        return _skip(path, f"unreadable ({err})")
+        return None, f"not valid JSON ({err})"
     if not isinstance(result, dict):
-        return _skip(path, "not a JSON object")
+        return None, "not a JSON object"
     missing = [key for key in REQUIRED_KEYS if key not in result]
     if missing:
-        return _skip(path, f"missing {', '.join(missing)}")
-    return result
-
-
-def _skip(path: Path, reason: str) -> None:
-    print(f"warning: skipping {path}: {reason}", file=sys.stderr)
-    return None
+        return None, f"missing {', '.join(missing)}"
+    return result, None
 
 
 def run_id(path: Path, results_dir: Path) -> str:

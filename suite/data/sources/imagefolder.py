@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -27,15 +28,36 @@ SUBSET_FILES = ("train_100.txt", "val_100.txt")
 SUBSET_LAYOUT = "the DER/DyTox split files train_100.txt and val_100.txt, lines '<relative/path.JPEG> <label>'"
 
 
+UNREADABLE = (OSError, SyntaxError, ValueError, Image.DecompressionBombError)
+
+
+def not_an_image(path, err: Exception) -> UserError:
+    return UserError(f"'{path}' is not a readable image file ({type(err).__name__}); expected a JPEG, PNG, BMP or WebP image")
+
+
 def open_image(path) -> Image.Image:
     """Decode one image file as RGB, or a UserError naming the file."""
     try:
         with Image.open(path) as img:
             return img.convert("RGB")
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
-        raise UserError(
-            f"'{path}' is not a readable image file ({type(err).__name__}); expected a JPEG, PNG, BMP or WebP image"
-        ) from None
+    except UNREADABLE as err:
+        raise not_an_image(path, err) from None
+
+
+def check_headers(paths, threads: int = 16) -> None:
+    """Every file opens as an image (header only, nothing decoded), or a UserError naming the first
+    that does not: run in the driver, so a stray file is refused before any worker starts."""
+    def problem(path):
+        try:
+            with Image.open(path):
+                return None
+        except UNREADABLE as err:
+            return path, err
+
+    with ThreadPoolExecutor(threads) as pool:  # file opens wait on the disk, not the CPU
+        for found in pool.map(problem, paths, chunksize=256):
+            if found:
+                raise not_an_image(*found)
 
 
 def _is_image(name: str) -> bool:
