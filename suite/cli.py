@@ -92,6 +92,18 @@ def check_run_dir(run_dir: Path, resume: bool) -> None:
                         "or choose another --name")
 
 
+def check_writable(directory: Path) -> None:
+    """Create `directory` if needed and prove a file can be written there, before any training."""
+    probe = directory / f".write-test-{os.getpid()}"
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        raise UserError(f"output directory '{directory}' cannot be written ({e.strerror or type(e).__name__}); "
+                        "expected a writable directory (output.basedir, --output-basedir)") from None
+
+
 def main(argv=None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     try:
@@ -131,6 +143,7 @@ def _main(args) -> int:
     if args.dry_run:
         print("dry run: nothing trained, nothing written")
         return 0
+    check_writable(run_dir.parent)
     return execute(plan, args)
 
 
@@ -162,6 +175,7 @@ def sweep_command(args) -> int:
     from suite.distributed.tune import run_sweep
     from suite.report import build_report
 
+    check_writable(basedir)
     summary = run_sweep(sweep, sweep_dir, args.address)
     print(summary.to_string(index=False))
     report = build_report(sweep_dir, sweep_dir / "report")
@@ -177,6 +191,7 @@ def sweep_command(args) -> int:
 def execute(plan, args) -> int:
     """Train (on Ray Train, or in this process with --in-process), then build the run's report."""
     from suite.distributed.train import RunFailed, run_on_ray
+    from suite.learner.learner import NonFiniteLoss
     from suite.report import build_report
     from suite.runner import run_in_process
     from suite.summary import print_summary
@@ -186,8 +201,10 @@ def execute(plan, args) -> int:
             results = run_in_process(plan.cfg, plan.run_dir, args.resume)
         else:
             results = run_on_ray(plan.cfg, plan.run_dir, args.address)
-    except RunFailed as e:
-        print(f"error: the run failed: {e}; results so far in {e.run_dir / 'results.json'}", file=sys.stderr)
+    except (RunFailed, NonFiniteLoss, OSError) as e:  # a crash of the learner itself keeps its traceback
+        cause = str(e) if isinstance(e, RunFailed) else f"{type(e).__name__}: {e}"
+        print(f"error: the run failed: {cause}; the last complete results and checkpoint are kept in "
+              f"{plan.run_dir}", file=sys.stderr)
         return 1
     report = build_report(plan.run_dir, plan.run_dir / "report")
     print_summary(results, plan.run_dir, report)

@@ -1,0 +1,152 @@
+"""Faults survived and nothing lost: unwritable and full output directories, a NaN loss through the
+command line, processes killed while writing, and a report reading while a run writes.
+
+Elsewhere, because they share those files' fixtures: a worker killed mid-task and the driver
+killed mid-run (tests/test_ray_train.py), the sweep driver killed part-way (tests/test_sweep.py),
+NaN losses skipped and counted (tests/test_learner.py).
+"""
+import errno
+import json
+import random
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+import pytest
+import torch
+
+from suite import cli
+from suite.report.load import load_results
+from suite.runner import CHECKPOINT, RESULTS, load_checkpoint
+from tests.conftest import REPO, TINY
+from tests.test_learner import _nan_from_task_2
+
+RUN = "tiny"
+
+
+def tiny_args(base, *extra):
+    return [*(a for item in TINY for a in ("--set", item)), "--in-process", "--name", RUN,
+            "--output-basedir", str(base), *extra]
+
+
+def one_error_line(err: str) -> str:
+    line = err.strip()
+    assert line.startswith("error: ") and "\n" not in line and "Traceback" not in err, err
+    return line
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    """An uninterrupted tiny run: what every interrupted one must end equal to."""
+    base = tmp_path_factory.mktemp("reference")
+    assert cli.main(tiny_args(base)) == 0
+    return json.loads((base / RUN / RESULTS).read_text())
+
+
+@pytest.mark.parametrize("sweep", [False, True])
+def test_unwritable_output_directory_is_refused_before_training(tmp_path, capsys, sweep):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    base = blocker / "runs"
+    args = (["--sweep", "configs/sweeps/quick.yaml", "--output-basedir", str(base)] if sweep
+            else tiny_args(base))
+    assert cli.main(args) == 2
+    line = one_error_line(capsys.readouterr().err)
+    assert f"output directory '{base}" in line and "cannot be written" in line
+    assert [p.name for p in tmp_path.iterdir()] == ["a-file"] and blocker.read_text() == "not a directory"
+
+
+def test_full_disk_mid_run_keeps_the_last_task_and_resumes(tmp_path, capsys, monkeypatch, reference):
+    """The disk fills while task 2 is saved: one line, exit 1, task 1's results and checkpoint
+    intact; once there is room, --resume finishes with the same accuracies as an uninterrupted run."""
+    import suite.atomic
+
+    real_mkstemp, writes = tempfile.mkstemp, []
+
+    def mkstemp_until_full(*args, **kwargs):
+        writes.append(kwargs.get("prefix"))
+        if len(writes) > 2:  # task 1's checkpoint and results.json fit; then the disk is full
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_mkstemp(*args, **kwargs)
+
+    monkeypatch.setattr(suite.atomic.tempfile, "mkstemp", mkstemp_until_full)
+    assert cli.main(tiny_args(tmp_path)) == 1
+    line = one_error_line(capsys.readouterr().err)
+    assert "No space left on device" in line and str(tmp_path / RUN) in line
+    run_dir = tmp_path / RUN
+    doc = json.loads((run_dir / RESULTS).read_text())
+    assert doc["status"] == "running" and len(doc["acc_matrix"]) == 1
+    assert load_checkpoint(run_dir / CHECKPOINT)["learner"]["next_task"] == 1
+    assert not list(run_dir.rglob("*.tmp"))  # no half-written temp files left behind
+
+    monkeypatch.setattr(suite.atomic.tempfile, "mkstemp", real_mkstemp)
+    assert cli.main(tiny_args(tmp_path, "--resume")) == 0
+    done = json.loads((run_dir / RESULTS).read_text())
+    assert done["status"] == "finished" and done["acc_matrix"] == reference["acc_matrix"]
+
+
+def test_nan_loss_through_the_command_line(tmp_path, capsys, monkeypatch):
+    _nan_from_task_2(monkeypatch)
+    assert cli.main(tiny_args(tmp_path)) == 1
+    line = one_error_line(capsys.readouterr().err)
+    assert "NonFiniteLoss" in line and "task 2" in line and "epoch 1" in line
+    run_dir = tmp_path / RUN
+    assert json.loads((run_dir / RESULTS).read_text())["status"] == "failed"
+    assert load_checkpoint(run_dir / CHECKPOINT)["learner"]["next_task"] == 1
+
+
+WRITER = """
+import sys, torch
+from suite.atomic import write_bytes, write_json
+results, checkpoint = sys.argv[1], sys.argv[2]
+version = 0
+while True:
+    version += 1
+    write_json(results, {"version": version, "payload": [version] * 100000})
+    state = {"version": version, "weights": torch.full((200000,), float(version))}
+    write_bytes(checkpoint, lambda f: torch.save(state, f))  # as suite.runner.save_checkpoint
+    if version == 1:
+        print("ready", flush=True)
+"""
+
+
+def test_killed_writer_leaves_complete_files(tmp_path):
+    """SIGKILL at random moments of a loop rewriting a JSON file and a checkpoint: each file is
+    always one complete version, never a mix or a prefix."""
+    results, checkpoint = tmp_path / "results.json", tmp_path / "latest.pt"
+    rng = random.Random(0)
+    versions = set()
+    for _ in range(5):
+        proc = subprocess.Popen([sys.executable, "-c", WRITER, str(results), str(checkpoint)], cwd=REPO,
+                                stdout=subprocess.PIPE, text=True)
+        assert proc.stdout.readline().strip() == "ready"
+        time.sleep(rng.uniform(0, 0.5))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        doc = json.loads(results.read_text())
+        assert doc["payload"] == [doc["version"]] * 100000
+        state = torch.load(checkpoint, weights_only=True)
+        assert torch.equal(state["weights"], torch.full((200000,), float(state["version"])))
+        versions.add(doc["version"])
+    assert len(versions) > 1  # the kills did land at different moments
+
+
+def test_report_never_reads_a_half_written_results_file(tmp_path, reference, capsys):
+    """A writer rewrites results.json as fast as it can while the report's loader reads it."""
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    path = run_dir / RESULTS
+    path.write_text(json.dumps(reference))
+    script = ("import json, sys\nfrom suite.atomic import write_json\ndoc = json.loads(open(sys.argv[1]).read())\n"
+              "for i in range(100000):\n    doc['provenance']['rewrite'] = i\n    write_json(sys.argv[1], doc)\n")
+    writer = subprocess.Popen([sys.executable, "-c", script, str(path)], cwd=REPO)
+    try:
+        for _ in range(60):
+            frame = load_results(tmp_path)
+            assert len(frame) == len(reference["acc_matrix"])
+    finally:
+        writer.kill()
+        writer.wait()
+    assert "warning" not in capsys.readouterr().err
