@@ -34,7 +34,8 @@ class DualAttentionBlock(nn.Module):
     mean_n(z + DropPath(fc2(h))) = mean_n z + DropPath(fc2(mean_n h)), because fc2 is affine and
     DropPath scales whole samples. Exact (to rounding) for timm's Mlp as built here (no norm
     between act and fc2, no dropout), and fc2 then costs N times less: 1.37x the per-token form at
-    10 keys on the CIFAR preset (reports/perf/perf.md).
+    10 keys on the CIFAR preset (reports/perf/perf.md). Both rewrites are checked against the
+    published per-key block (suite.perf.naive) in tests/test_models.py and tests/test_perf.py.
     """
 
     def __init__(self, dim: int, num_heads: int, num_tokens: int, mlp_ratio: float, drop_path: float, out_proj: bool):
@@ -56,17 +57,24 @@ class DualAttentionBlock(nn.Module):
         self.key_biases.append(nn.Parameter(torch.zeros(self.num_tokens)))
 
     def attend(self, x: torch.Tensor) -> torch.Tensor:
-        """Per-key attention output before the projection: (B, K, N, C)."""
+        """Per-key attention output before the projection: (B, K, N, C).
+
+        The external scores are one GEMM (B*h*N, d) x (d, K*P) and A_ext V one batched GEMM per
+        (sample, head), (N*K, P) x (P, d): a broadcasting matmul over a key axis would copy q K
+        times and the keys B*h times (1.33x slower at 10 keys on the CIFAR step).
+        """
         B, N, C = x.shape
-        q, k, v = self.qkv(self.norm1(x)).reshape(B, N, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        h, d = self.num_heads, self.head_dim
+        q, k, v = self.qkv(self.norm1(x)).reshape(B, N, 3, h, d).permute(2, 0, 3, 1, 4)
         internal = F.scaled_dot_product_attention(q, k, v)  # (B, h, N, d), independent of the key
         keys = torch.stack(tuple(self.keys))  # (K, P, d)
         biases = torch.stack(tuple(self.key_biases))  # (K, P)
-        scores = torch.matmul(q.unsqueeze(1) * self.head_dim ** -0.5, keys.transpose(1, 2)[None, :, None])
-        scores = scores + biases[None, :, None, None, :]  # (B, K, h, N, P)
-        external = torch.matmul(scores.softmax(dim=-1), v.unsqueeze(1))  # (B, K, h, N, d)
-        out = internal.unsqueeze(1) + external
-        return out.permute(0, 1, 3, 2, 4).reshape(B, -1, N, C)
+        K, P = biases.shape
+        scores = (q * d ** -0.5).reshape(B * h * N, d) @ keys.reshape(K * P, d).t()
+        attn = (scores.view(B, h, N, K, P) + biases).softmax(dim=-1)
+        external = torch.matmul(attn.view(B, h, N * K, P), v).view(B, h, N, K, d)
+        out = external + internal.unsqueeze(3)  # (B, h, N, K, d)
+        return out.permute(0, 3, 2, 1, 4).reshape(B, K, N, C)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         z = x.unsqueeze(1) + self.drop_path(self.proj(self.attend(x)))  # (B, K, N, C)

@@ -29,17 +29,11 @@ def parse(argv):
     p.add_argument("--skip", default="", help=f"comma-separated parts to skip: {', '.join(PARTS)}")
     p.add_argument("--note", default="", help="a line for perf.md (e.g. 'machine shared with a test run')")
     p.add_argument("--keys", default="", help="daformer_m key counts to measure, e.g. 10,50 (default: the mode's)")
-    p.add_argument("--impls", default="", help="dual-block implementations, e.g. batched,naive,gemmattn")
     args = p.parse_args(argv)
-    from suite.perf.step import IMPLS
-
     try:
         args.keys = tuple(int(k) for k in args.keys.split(",") if k.strip())
     except ValueError:
         p.error(f"--keys: expected comma-separated integers, got {args.keys!r}")
-    args.impls = tuple(i.strip() for i in args.impls.split(",") if i.strip())
-    if set(args.impls) - set(IMPLS) or (args.impls and "batched" not in args.impls):
-        p.error(f"--impls: expected 'batched' and any of {', '.join(IMPLS)}; got {','.join(args.impls)}")
     args.skip = {s.strip() for s in args.skip.split(",") if s.strip()}
     unknown = args.skip - set(PARTS)
     if unknown:
@@ -65,7 +59,8 @@ def main(argv=None) -> int:
         print("error: --device cuda: no CUDA device here", file=sys.stderr)
         return 2
     s = settings_for(args.quick, device.type == "cuda")
-    s = replace(s, **{k: v for k, v in (("keys", args.keys), ("impls", args.impls)) if v})
+    if args.keys:
+        s = replace(s, keys=args.keys)
     skip = set(args.skip)
     if device.type == "cuda":  # the Ray, loader, end-to-end and allocator parts are about the CPU host
         # (contention stays: on an idle many-core host it is the controlled version of the Ray finding)

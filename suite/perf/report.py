@@ -73,8 +73,7 @@ def markdown(res: dict) -> str:
                            if r.get("mfu_adjacent") else "—"), r.get("note") or ""]
                          for r in steps["rows"]])
         lines += ["", "Dual-block implementations on the same model: `batched` = suite.models.daformer as it is, "
-                  "`naive` = the published per-key block (suite.perf.naive), `gemmattn` = the candidate rewrite "
-                  "(suite.perf.candidate: external attention as plain GEMMs, nothing broadcast). 'paired' = median and range of the ratios of "
+                  "`naive` = the published per-key block (suite.perf.naive). 'paired' = median and range of the ratios of "
                   "adjacent samples; 'FLOPs b / a' = how much more work b does (the speed-up a rewrite can reach at "
                   "equal efficiency).", ""]
         lines += _table(["a / b", "keys", "dtype", "batch", "a img/s", "b img/s", "ratio of medians", "paired ratio",

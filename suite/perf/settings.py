@@ -14,7 +14,6 @@ class Settings:
     warmup: int = 1
     inner: int = 1  # steps per timed sample
     keys: tuple[int, ...] = (1, 10, 50)  # daformer_m keys (= tasks added)
-    impls: tuple[str, ...] = ("batched", "naive", "gemmattn")  # dual-block implementations (step.IMPLS)
     tasks_fixed: int = 10  # tasks of daformer_s and dytox
     matmul_n: int = 2048
     matmul_repeats: int = 7

@@ -15,14 +15,14 @@ import torch
 
 from suite.perf.settings import Settings
 from suite.perf.matmul import ceiling_probe
-from suite.perf.step import Case, measure
+from suite.perf.step import IMPLS, Case, measure
 from suite.perf.timing import summary
 
 # Peak resident memory of a batch-128 CIFAR step grows by about 2.5 MB per key per image (the
 # per-key activations of the dual block, naive slightly more than batched): measured 18 GB at
 # 50 keys. Cases that would not fit in the memory available now run at a smaller batch.
 BYTES_PER_KEY_IMAGE = 2.7e6
-COMPARISONS = (("batched", "naive"), ("gemmattn", "batched"), ("gemmattn", "naive"))
+COMPARISONS = (("batched", "naive"),)
 BASE_BYTES = 2.5e9
 
 
@@ -47,8 +47,8 @@ def fitting_batch(case: Case, device: torch.device) -> tuple[int, str | None]:
 
 
 def groups(s: Settings, dtype: str, batch: int) -> list[list[Case]]:
-    """Cases measured together: daformer_m batched, naive and the candidate on one model, interleaved."""
-    out = [[Case("daformer_m", keys, impl, dtype, batch) for impl in s.impls] for keys in s.keys]
+    """Cases measured together: daformer_m batched and naive on one model, interleaved."""
+    out = [[Case("daformer_m", keys, impl, dtype, batch) for impl in IMPLS] for keys in s.keys]
     out += [[Case("daformer_s", s.tasks_fixed, "batched", dtype, batch)], [Case("dytox", s.tasks_fixed, "batched", dtype, batch)]]
     return out
 
