@@ -27,7 +27,7 @@ def worker_loop(config: dict) -> None:
     cfg = from_dict(config["cfg"])
     context = ray.train.get_context()
     rank = context.get_world_rank()
-    torch.set_num_threads(max(1, int(config["threads"])))
+    torch.set_num_threads(max(1, round(config["threads"])))
     device = ray.train.torch.get_device()
     data, scenario = prepare(cfg)
     learner = Learner(cfg, data, scenario, device)
@@ -58,24 +58,28 @@ def worker_loop(config: dict) -> None:
         recorder.write(learner, "finished")
 
 
-def scaling(cfg: Config, cluster_cpus: float):
-    """ScalingConfig from `ray.*`; with no CPU count given, the cluster's CPUs are shared out."""
+def scaling(cfg: Config, cluster_cpus: float, reserved: float = 0.0):
+    """ScalingConfig from `ray.*`; with no CPU count given, the cluster's CPUs are shared out.
+
+    `reserved` CPUs (a Tune trial's own process) are taken from the workers' share, so that a
+    trial needs exactly workers x ray.cpus_per_worker: two 1-CPU trials fit on 2 CPUs. The
+    intra-op thread count (returned) is the nominal per-worker count."""
     from ray.train import ScalingConfig
 
     r = cfg.ray
     cpus = r.cpus_per_worker or max(1.0, cluster_cpus // r.num_workers)
-    resources = {"CPU": cpus}
+    resources = {"CPU": cpus - reserved / r.num_workers}
     if r.use_gpu:
         resources["GPU"] = r.gpus_per_worker
     return ScalingConfig(num_workers=r.num_workers, use_gpu=r.use_gpu, resources_per_worker=resources), cpus
 
 
-def make_trainer(cfg: Config, run_dir: Path, cluster_cpus: float, callbacks=()):
+def make_trainer(cfg: Config, run_dir: Path, cluster_cpus: float, callbacks=(), reserved: float = 0.0):
     """The TorchTrainer of one run; its checkpoints live in RUN_DIR/ray, where a rerun resumes."""
     from ray.train import CheckpointConfig, FailureConfig, RunConfig
     from ray.train.torch import TorchConfig, TorchTrainer
 
-    scaling_config, cpus = scaling(cfg, cluster_cpus)
+    scaling_config, cpus = scaling(cfg, cluster_cpus, reserved)
     return TorchTrainer(
         worker_loop,
         train_loop_config={"cfg": cfg.to_dict(), "run_dir": str(run_dir), "threads": cpus},

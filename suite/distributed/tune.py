@@ -21,18 +21,20 @@ SUMMARY = "summary.csv"
 TRIAL_DRIVER_CPUS = 0.01  # a trial's own process only waits on its workers; they hold the CPUs
 
 
-def run_trial(config: dict) -> None:
+def run_trial(config: dict, trials: dict) -> None:
+    """One trial: `config["trial"]` names it (all Tune shows and stores); `trials` maps names to
+    their config and run directory (passed with `tune.with_parameters`)."""
     from ray.tune.integration.ray_train import TuneReportCallback
 
     from suite.distributed.cluster import cluster_cpus
     from suite.distributed.train import fit, make_trainer
 
-    trial = config["trial"]
+    trial = trials[config["trial"]]
     cfg = from_dict(trial["cfg"])
     run_dir = Path(trial["run_dir"])
     if _status(run_dir) == "finished":  # restored after the driver died between finish and bookkeeping
         return
-    fit(make_trainer(cfg, run_dir, cluster_cpus(), callbacks=[TuneReportCallback()]), run_dir)
+    fit(make_trainer(cfg, run_dir, cluster_cpus(), callbacks=[TuneReportCallback()], reserved=TRIAL_DRIVER_CPUS), run_dir)
 
 
 def _status(run_dir: Path) -> str | None:
@@ -96,16 +98,15 @@ def run_sweep(sweep: Sweep, sweep_dir: Path, address: str | None) -> pd.DataFram
     from suite.distributed.cluster import init_ray
 
     init_ray(address)
-    trainable = tune.with_resources(run_trial, {"CPU": TRIAL_DRIVER_CPUS})
+    trials = {t.name: {"cfg": t.cfg.to_dict(), "run_dir": str(sweep_dir / t.name)} for t in sweep.trials}
+    trainable = tune.with_resources(tune.with_parameters(run_trial, trials=trials), {"CPU": TRIAL_DRIVER_CPUS})
     tune_path = sweep_dir / TUNE_DIR
     if tune.Tuner.can_restore(str(tune_path)):
         print(f"continuing the sweep in {sweep_dir}", flush=True)
         tuner = tune.Tuner.restore(str(tune_path), trainable=trainable, resume_unfinished=True,
                                    resume_errored=True)
     else:
-        space = {"trial": tune.grid_search([
-            {"name": t.name, "cfg": t.cfg.to_dict(), "run_dir": str(sweep_dir / t.name)} for t in sweep.trials
-        ])}
+        space = {"trial": tune.grid_search(list(trials))}  # names only: Tune's tables stay one line per trial
         tuner = tune.Tuner(
             trainable,
             param_space=space,

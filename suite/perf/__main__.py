@@ -93,7 +93,8 @@ def main(argv=None) -> int:
     part("contention", lambda: __import__("suite.perf.contention", fromlist=["run"]).run(
         s.contention_repeats, s.contention_inner, log))
     part("loader", lambda: _loader(s, res))
-    res["sweep"] = "pending: sweeps not implemented"
+    part("sweep", lambda: __import__("suite.perf.packing", fromlist=["run_part"]).run_part(
+        s.sweep_trials, s.sweep_epochs, 4 if device.type == "cuda" else 2, device.type == "cuda", log))
     part("e2e", lambda: _e2e(s))
     part("allocator", lambda: _allocator(s))
 

@@ -144,7 +144,21 @@ def markdown(res: dict) -> str:
     else:
         lines += [f"Not measured: {loader or 'skipped'}", ""]
 
-    lines += ["## 5. Sweep packing", "", "pending: sweeps not implemented", ""]
+    sweep = res.get("sweep")
+    lines += ["## 5. Sweep packing", ""]
+    if isinstance(sweep, dict):
+        first = sweep["runs"][0]
+        lines += [f"The real sweep command (`python suite/run.py --sweep FILE`, Ray start included) on quickstart's "
+                  f"model and data, axis `seed` ({first['trials']} trials), {first['epochs']} epochs per task and 1 "
+                  "finetuning epoch; one trial at a time against several at once (suite/perf/packing.py).", ""]
+        lines += _table(["trials at once", "resources per trial", "wall (s)", "trials/hour"],
+                        [[str(r["concurrency"]), ", ".join(f"{k.split('.')[-1]} {v:g}" for k, v in r["set"].items()
+                                                          if k.startswith("ray.") and not isinstance(v, bool)),
+                          _f(r["wall_s"]), _f(r["trials_per_hour"])] for r in sweep["runs"]])
+        lines += ["", f"Trials per hour, {sweep['runs'][-1]['concurrency']} at once ÷ 1 at a time: "
+                      f"{sweep['ratio']:.2f}×", ""]
+    else:
+        lines += [f"Not measured: {sweep or 'skipped'}", ""]
 
     e2e = res.get("e2e")
     lines += ["## 6. End to end: quickstart", ""]

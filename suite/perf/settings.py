@@ -32,6 +32,9 @@ class Settings:
     # loader
     loader_batches: int = 10
     loader_repeats: int = 3
+    # sweep packing: trials of the sweep, epochs per task of each
+    sweep_trials: int = 4
+    sweep_epochs: int = 2
     # end to end
     e2e_repeats: int = 2
     # allocator
@@ -45,7 +48,7 @@ FULL = Settings()
 QUICK = Settings(batch=8, repeats=2, heavy_repeats=1, keys=(1, 10), matmul_n=1024, matmul_repeats=3,
                  bf16_probe_batch=2, bf16_probe_repeats=1, ray_small_repeats=3, ray_small_inner=5,
                  ray_variants=("default", "passive"), ray_cifar=False, contention_repeats=3, contention_inner=5, loader_batches=3, loader_repeats=2,
-                 e2e_repeats=1, alloc_rounds=1, alloc_repeats=2)
+                 sweep_trials=2, sweep_epochs=1, e2e_repeats=1, alloc_rounds=1, alloc_repeats=2)
 
 # On a GPU a step is milliseconds: more samples, several steps each.
 GPU_FULL = replace(FULL, repeats=10, heavy_repeats=10, warmup=3, inner=5, matmul_n=8192, matmul_repeats=10)

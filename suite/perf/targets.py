@@ -86,6 +86,15 @@ def judge(results: dict) -> list[dict]:
         out.append(_target(f"loader (num_workers {run['num_workers']}) / step rate", "≥ 2×", v, 2.0,
                            f"step: {loader.get('step_case')}"))
 
+    sweep = _part(results, "sweep")
+    if sweep:
+        c = sweep["runs"][-1]["concurrency"]
+        gpu = sweep["device"] == "cuda"
+        out.append(_target(f"sweep packing, {c} concurrent trials / 1", "≥ 2.5× (4 trials sharing a GPU)" if gpu else
+                           "measured (no target on CPUs)", sweep["ratio"], 2.5,
+                           f"{sweep['runs'][0]['trials']} trials; walls " +
+                           " / ".join(f"{r['wall_s']:.0f} s" for r in sweep["runs"]), applicable=gpu))
+
     e2e = _part(results, "e2e")
     ray_runs = [r["wall_s"] for r in e2e.get("runs", []) if not r["in_process"] and not r["env"]]
     if ray_runs:
