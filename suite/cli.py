@@ -77,6 +77,8 @@ def absolute_paths(cfg: config_mod.Config) -> config_mod.Config:
     paths = {"output.basedir": str(Path(cfg.output.basedir).expanduser().resolve())}
     if cfg.data.path:
         paths["data.path"] = str(Path(cfg.data.path).expanduser().resolve())
+    if cfg.output.storage_path and "://" not in cfg.output.storage_path:
+        paths["output.storage_path"] = str(Path(cfg.output.storage_path).expanduser().resolve())
     return config_mod.apply(cfg, paths, "paths")
 
 
@@ -84,12 +86,25 @@ def run_dir_of(cfg: config_mod.Config) -> Path:
     return Path(cfg.output.basedir) / cfg.output.name
 
 
-def check_run_dir(run_dir: Path, resume: bool) -> None:
+def check_run_dir(cfg: config_mod.Config, run_dir: Path, resume: bool) -> None:
+    """A new run needs a new name (Ray Train would silently continue an old one); --resume an old one."""
+    from suite.runner import RESULTS, persist_dir
+    from suite.storage import join, read_text_at
+
     if resume and not run_dir.exists():
         raise UserError(f"--resume: no run at '{run_dir}'; check --name and --output-basedir")
     if not resume and run_dir.exists():
         raise UserError(f"run directory '{run_dir}' already exists; pass --resume to continue it, "
                         "or choose another --name")
+    if not cfg.output.storage_path:
+        return
+    stored = join(persist_dir(cfg, run_dir), RESULTS)
+    try:
+        found = read_text_at(stored) is not None
+    except OSError as e:
+        raise UserError(f"output.storage_path: cannot read '{stored}' ({e}); expected a reachable directory or URI") from None
+    if found and not resume:
+        raise UserError(f"'{stored}' already exists; pass --resume to continue that run, or choose another --name")
 
 
 def check_writable(directory: Path) -> None:
@@ -128,12 +143,14 @@ def _main(args) -> int:
         return sweep_command(args)
     cfg, _ = load_config(args)
     from suite.plan import Plan, check_config, check_files
-    from suite.runner import check_resume, prepare
+    from suite.runner import check_in_process_storage, check_resume, prepare
 
     check_config(cfg)
+    if args.in_process:
+        check_in_process_storage(cfg)
     run_dir = run_dir_of(cfg)
     if not args.dry_run:
-        check_run_dir(run_dir, args.resume)
+        check_run_dir(cfg, run_dir, args.resume)
         if args.resume:
             check_resume(cfg, run_dir)
     data, scenario = prepare(cfg)
@@ -144,6 +161,8 @@ def _main(args) -> int:
         print("dry run: nothing trained, nothing written")
         return 0
     check_writable(run_dir.parent)
+    if cfg.output.storage_path:  # results persist elsewhere: the local directory marks the run for --resume
+        run_dir.mkdir(exist_ok=True)
     return execute(plan, args)
 
 

@@ -122,6 +122,8 @@ class RayConfig:
 class OutputConfig:
     basedir: str = _key("runs", "base directory of runs (a run writes to basedir/name)")
     name: Optional[str] = _key(None, "run name (default: config file stem + method)")
+    storage_path: Optional[str] = _key(None, "where results.json and checkpoints persist: a directory every node "
+                                             "mounts, or a URI (s3://, gs://, file://); default: basedir")
 
 
 @dataclass

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from suite.atomic import write_bytes, write_json
+from suite.atomic import write_bytes
 from suite.config import Config
 from suite.data.registry import DataSet, load_dataset
 from suite.data.scenario import Scenario, build_scenario
@@ -19,6 +19,7 @@ from suite.errors import UserError
 from suite.learner.learner import Learner
 from suite.plan import check_data
 from suite.results import provenance, results_document
+from suite.storage import is_uri, join, read_text_at, write_json_at
 
 RESULTS = "results.json"
 CHECKPOINT = "checkpoints/latest.pt"  # in-process runs
@@ -27,16 +28,23 @@ RAY_CHECKPOINT_FILE = "learner.pt"  # in each of those checkpoint directories
 IGNORED_ON_RESUME = ("output", "ray")  # where a run is stored and how it is scaled may change
 
 
+def persist_dir(cfg: Config, run_dir: Path) -> str:
+    """Where the run's results.json and checkpoints persist: output.storage_path/NAME, else the run
+    directory. The run directory (local to the driver) always gets the report and a copy of the
+    results at the end."""
+    return join(cfg.output.storage_path, cfg.output.name) if cfg.output.storage_path else str(run_dir)
+
+
 class RunRecorder:
     """Writes `results.json` after every task and at the end (rank 0 only)."""
 
-    def __init__(self, cfg: Config, scenario: Scenario, run_dir: Path, world_size: int, device: str):
-        self.cfg, self.scenario, self.run_dir = cfg, scenario, Path(run_dir)
+    def __init__(self, cfg: Config, scenario: Scenario, location: str, world_size: int, device: str):
+        self.cfg, self.scenario, self.path = cfg, scenario, join(location, RESULTS)
         self.prov = provenance(cfg, world_size, device)
 
-    def write(self, learner: Learner, status: str, error: str | None = None) -> Path:
+    def write(self, learner: Learner, status: str, error: str | None = None) -> None:
         doc = results_document(self.cfg, self.scenario, learner.history, status, self.prov, error)
-        return write_json(self.run_dir / RESULTS, doc)
+        write_json_at(self.path, doc)
 
 
 def comparable(cfg_dict: dict) -> dict:
@@ -80,15 +88,18 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
 def check_resume(cfg: Config, run_dir: Path) -> None:
     """In the driver, before anything starts: the run's results and newest checkpoint are readable
     and were made by this config (a refusal inside a Ray worker would be a failed run, not exit 2)."""
-    results = run_dir / RESULTS
-    if results.exists():
+    results = join(persist_dir(cfg, run_dir), RESULTS)
+    text = read_text_at(results)
+    if text is not None:
         try:
-            stored = json.loads(results.read_text(encoding="utf-8"))["config"]
+            stored = json.loads(text)["config"]
         except (ValueError, KeyError, TypeError) as e:
             raise UserError(f"'{results}' is not a results file written by suite/run.py ({type(e).__name__}); "
                             "expected JSON with a 'config' section") from None
-        check_same_config(stored, cfg, str(results))
-    checkpoint = latest_checkpoint(run_dir)
+        check_same_config(stored, cfg, results)
+    if is_uri(persist_dir(cfg, run_dir)):  # Ray reads remote checkpoints itself; the results were checked
+        return
+    checkpoint = latest_checkpoint(Path(persist_dir(cfg, run_dir)))
     if checkpoint is not None:
         check_same_config(load_checkpoint(checkpoint)["config"], cfg, str(checkpoint))
 
@@ -111,14 +122,22 @@ def prepare(cfg: Config) -> tuple[DataSet, Scenario]:
     return data, build_scenario(cfg, data)
 
 
+def check_in_process_storage(cfg: Config) -> None:
+    if cfg.output.storage_path and is_uri(cfg.output.storage_path):
+        raise UserError(f"output.storage_path = '{cfg.output.storage_path}' is a URI, which needs Ray; "
+                        "drop --in-process, or use a directory")
+
+
 def run_in_process(cfg: Config, run_dir: Path, resume: bool) -> dict:
     """The whole run in this process (no Ray): used by tests and as the learner's reference path."""
+    check_in_process_storage(cfg)
+    location = persist_dir(cfg, run_dir)
     data, scenario = prepare(cfg)
     learner = Learner(cfg, data, scenario)
-    ckpt = run_dir / CHECKPOINT
+    ckpt = Path(location) / CHECKPOINT
     if resume and ckpt.exists():
         restore(learner, cfg, load_checkpoint(ckpt), str(ckpt))
-    recorder = RunRecorder(cfg, scenario, run_dir, world_size=1, device="cpu")
+    recorder = RunRecorder(cfg, scenario, location, world_size=1, device="cpu")
 
     def on_task_end(task: int, lrn: Learner) -> None:
         save_checkpoint(ckpt, checkpoint_payload(lrn, cfg))

@@ -28,6 +28,7 @@ import numpy as np
 from suite import config as config_mod
 from suite.config import Config
 from suite.errors import UserError
+from suite.storage import join
 
 SWEEP_KEYS = {"name", "base", "set", "axes", "num_samples", "seed", "max_concurrent_trials"}
 DISTRIBUTIONS = {
@@ -149,6 +150,8 @@ def load_sweep(path: Path, resolve_config, overrides: dict, sets: list[str], nam
         origin = {**{k: f"{where}: set" for k in spec.get("set", {})}, **{k: flags[k] for k in overrides if k in flags},
                   **{k: f"{where}: trial {tname}" for k in values}}
         cfg = config_mod.load(files, sets, extra, origin)
+        if cfg.output.storage_path:  # the trials of a sweep persist under STORAGE/<sweep name>/<trial>
+            cfg = config_mod.apply(cfg, {"output.storage_path": join(cfg.output.storage_path, name)}, where)
         try:
             check_config(cfg)
         except UserError as e:

@@ -112,6 +112,8 @@ CASES = {
     "memory larger than data": (lambda tmp, run: tiny(*sets("memory.size=5000")), ["memory.size = 5000 is larger than the 120 training images"]),
     "patch does not divide": (lambda tmp, run: tiny(*sets("model.patch_size=3")), ["model.patch_size = 3 does not divide the 8-pixel images"]),
     "heads do not divide": (lambda tmp, run: tiny(*sets("model.num_heads=3")), ["model.num_heads", "3"]),
+    "storage URI in-process": (lambda tmp, run: tiny(*sets("output.storage_path=s3://bucket/runs")),
+                               ["output.storage_path", "s3://bucket/runs", "needs Ray"]),
     "unknown data set": (lambda tmp, run: tiny(*sets("data.name=cifar1000")), ["data.name", "cifar1000"]),
     # ---- flags
     "unknown flag": (lambda tmp, run: ["--bogus"], ["unrecognized arguments: --bogus"]),

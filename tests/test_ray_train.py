@@ -71,6 +71,23 @@ def test_quickstart_runs_on_ray_train(one_worker):
     assert (run_dir / "report" / "index.html").exists()
 
 
+def test_results_and_checkpoints_persist_at_a_storage_uri(one_worker, tmp_path):
+    """output.storage_path as a URI (file:// here; s3:// and gs:// go through the same pyarrow calls)."""
+    store, runs = tmp_path / "store", tmp_path / "runs"
+    args = [*FAST, "--output-basedir", runs, "--set", f"output.storage_path=file://{store}"]
+    proc = run_cli(*args, env=ENV)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    doc = results(store / NAME)
+    assert doc["status"] == "finished" and doc["acc_matrix"] == results(one_worker[0])["acc_matrix"]
+    assert [p.name for p in sorted((store / NAME / "ray").glob("task_*"))][-1] == "task_004"
+    assert results(runs / NAME) == doc and (runs / NAME / "report" / "index.html").exists()  # the driver's copy
+    assert not (runs / NAME / "ray").exists()
+
+    shutil.rmtree(runs)  # a new run of the same name must not continue the stored one silently
+    again = run_cli(*args, env=ENV)
+    assert again.returncode == 2 and str(store / NAME / "results.json") in again.stderr and "--resume" in again.stderr
+
+
 def test_two_workers_share_one_global_memory(one_worker, tmp_path):
     run_dir_1, _ = one_worker
     proc = run_cli(*FAST, "--set", "ray.num_workers=2", "--output-basedir", tmp_path, env=ENV)

@@ -14,8 +14,10 @@ from pathlib import Path
 import torch
 
 from suite.config import Config, from_dict
-from suite.runner import (RAY_CHECKPOINT_FILE, RAY_DIR, RESULTS, RunRecorder, checkpoint_payload, load_checkpoint, prepare,
-                          restore, save_checkpoint)
+from suite.atomic import write_json
+from suite.runner import (RAY_CHECKPOINT_FILE, RAY_DIR, RESULTS, RunRecorder, checkpoint_payload, load_checkpoint,
+                          persist_dir, prepare, restore, save_checkpoint)
+from suite.storage import join, read_text_at
 
 
 def worker_loop(config: dict) -> None:
@@ -36,7 +38,7 @@ def worker_loop(config: dict) -> None:
         with checkpoint.as_directory() as directory:
             restore(learner, cfg, load_checkpoint(Path(directory) / RAY_CHECKPOINT_FILE), config["run_dir"])
         learner.log(f"resumed after task {learner.next_task} from {checkpoint.path}")
-    recorder = RunRecorder(cfg, scenario, Path(config["run_dir"]), context.get_world_size(), str(device))
+    recorder = RunRecorder(cfg, scenario, config["persist"], context.get_world_size(), str(device))
 
     def on_task_end(task: int, lrn: Learner) -> None:
         with tempfile.TemporaryDirectory() as tmp:
@@ -82,31 +84,37 @@ def make_trainer(cfg: Config, run_dir: Path, cluster_cpus: float, callbacks=(), 
     scaling_config, cpus = scaling(cfg, cluster_cpus, reserved)
     return TorchTrainer(
         worker_loop,
-        train_loop_config={"cfg": cfg.to_dict(), "run_dir": str(run_dir), "threads": cpus},
+        train_loop_config={"cfg": cfg.to_dict(), "run_dir": str(run_dir), "persist": persist_dir(cfg, run_dir),
+                           "threads": cpus},
         scaling_config=scaling_config,
         torch_config=TorchConfig(backend="nccl" if cfg.ray.use_gpu else "gloo"),
         run_config=RunConfig(
-            name=RAY_DIR, storage_path=str(run_dir), callbacks=list(callbacks),
+            name=RAY_DIR, storage_path=persist_dir(cfg, run_dir), callbacks=list(callbacks),
             failure_config=FailureConfig(max_failures=cfg.ray.max_failures),
             checkpoint_config=CheckpointConfig(num_to_keep=2),
         ),
     )
 
 
-def fit(trainer, run_dir: Path) -> dict:
-    """Train; the run's results.json, or RunFailed with the root cause in one line."""
+def fit(trainer, cfg: Config, run_dir: Path) -> dict:
+    """Train; the run's results (copied into the run directory when they persist elsewhere), or
+    RunFailed with the root cause in one line."""
     try:
         trainer.fit()
     except Exception as e:
         raise RunFailed(_root_message(e), run_dir) from None
-    return json.loads((run_dir / RESULTS).read_text())
+    location = persist_dir(cfg, run_dir)
+    doc = json.loads(read_text_at(join(location, RESULTS)))
+    if location != str(run_dir):
+        write_json(run_dir / RESULTS, doc)
+    return doc
 
 
 def run_on_ray(cfg: Config, run_dir: Path, address: str | None) -> dict:
     from suite.distributed.cluster import cluster_cpus, init_ray
 
     init_ray(address)
-    return fit(make_trainer(cfg, run_dir, cluster_cpus()), run_dir)
+    return fit(make_trainer(cfg, run_dir, cluster_cpus()), cfg, run_dir)
 
 
 class RunFailed(RuntimeError):

@@ -7,13 +7,15 @@ resumes its own run from its last task checkpoint. Tune's own state lives in SWE
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pandas as pd
 
 from suite.atomic import write_text
 from suite.config import from_dict
-from suite.runner import RESULTS
+from suite.runner import RESULTS, persist_dir
+from suite.storage import join, read_text_at
 from suite.sweep import Sweep
 
 TUNE_DIR = "tune"
@@ -32,33 +34,31 @@ def run_trial(config: dict, trials: dict) -> None:
     trial = trials[config["trial"]]
     cfg = from_dict(trial["cfg"])
     run_dir = Path(trial["run_dir"])
-    if _status(run_dir) == "finished":  # restored after the driver died between finish and bookkeeping
-        return
-    fit(make_trainer(cfg, run_dir, cluster_cpus(), callbacks=[TuneReportCallback()], reserved=TRIAL_DRIVER_CPUS), run_dir)
+    if (_results(cfg, run_dir) or {}).get("status") == "finished":  # restored after the driver died between
+        return                                                         # finish and bookkeeping
+    trainer = make_trainer(cfg, run_dir, cluster_cpus(), callbacks=[TuneReportCallback()], reserved=TRIAL_DRIVER_CPUS)
+    fit(trainer, cfg, run_dir)
 
 
-def _status(run_dir: Path) -> str | None:
-    import json
-
-    try:
-        return json.loads((run_dir / RESULTS).read_text()).get("status")
-    except (OSError, json.JSONDecodeError):
+def _results(cfg, run_dir: Path) -> dict | None:
+    """The trial's results where they persist; None before its first task, {"status": "unreadable"}
+    for a file that is not JSON."""
+    text = read_text_at(join(persist_dir(cfg, run_dir), RESULTS))
+    if text is None:
         return None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return {"status": "unreadable"}
 
 
 def summary_frame(sweep: Sweep, sweep_dir: Path) -> pd.DataFrame:
     """One row per trial: its axis values, its status and headline metrics (read from results.json)."""
-    import json
-
     rows = []
     for trial in sweep.trials:
         row = {"trial": trial.name, **{k: _cell(v) for k, v in trial.values.items()}, "status": "pending"}
-        path = sweep_dir / trial.name / RESULTS
-        if path.exists():
-            try:
-                doc = json.loads(path.read_text())
-            except json.JSONDecodeError:
-                doc = {"status": "unreadable"}
+        doc = _results(trial.cfg, sweep_dir / trial.name)
+        if doc is not None:
             row.update({k: doc.get(k) for k in ("status", "tasks_done", "avg_incremental_accuracy",
                                                  "last_accuracy", "forgetting", "bwt")})
         rows.append(row)
