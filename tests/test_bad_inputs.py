@@ -88,6 +88,7 @@ CASES = {
     "yaml unknown section": (config_file("memroy:\n  size: 10\n"), ["memroy"]),
     "yaml wrong type": (config_file("memory:\n  size: lots\n"), ["memory.size", "lots"]),
     "yaml syntax error": (config_file("memory: [size: 1\n"), ["bad.yaml"]),
+    "yaml with a python tag": (config_file("memory: !!python/object/apply:os.system ['true']\n"), ["bad.yaml"]),
     "yaml not a mapping": (config_file("- memory.size\n"), ["bad.yaml"]),
     "yaml section not a mapping": (config_file("memory: 5\n"), ["memory"]),
     "config file missing": (lambda tmp, run: ["missing.yaml"], ["config file 'missing.yaml' does not exist"]),

@@ -1,14 +1,17 @@
 """Faults survived and nothing lost: unwritable and full output directories, a NaN loss through the
-command line, processes killed while writing, and a report reading while a run writes.
+command line, processes killed while writing, a report reading while a run writes, and a run that
+never touches the network.
 
 Elsewhere, because they share those files' fixtures: a worker killed mid-task and the driver
 killed mid-run (tests/test_ray_train.py), the sweep driver killed part-way (tests/test_sweep.py),
 NaN losses skipped and counted (tests/test_learner.py).
 """
 import errno
+import os
 import json
 import random
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -150,3 +153,30 @@ def test_report_never_reads_a_half_written_results_file(tmp_path, reference, cap
         writer.kill()
         writer.wait()
     assert "warning" not in capsys.readouterr().err
+
+
+def test_a_run_never_touches_the_network(tmp_path, monkeypatch):
+    """No download attempt anywhere in a run: every name lookup or connection to a host other than
+    this one is recorded (and refused)."""
+    local = {"127.0.0.1", "localhost", "::1", socket.gethostname()}
+    attempts = []
+    real_getaddrinfo, real_connect = socket.getaddrinfo, socket.socket.connect
+
+    def getaddrinfo(host, *args, **kwargs):
+        if host not in local and host is not None:
+            attempts.append(host)
+            raise OSError(f"network access during a run: {host}")
+        return real_getaddrinfo(host, *args, **kwargs)
+
+    def connect(self, address):
+        if self.family in (socket.AF_INET, socket.AF_INET6) and address[0] not in local:
+            attempts.append(address)
+            raise OSError(f"network access during a run: {address}")
+        return real_connect(self, address)
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    monkeypatch.setattr(socket.socket, "connect", connect)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    assert cli.main(tiny_args(tmp_path)) == 0
+    assert attempts == []
+    assert os.environ["HF_HUB_OFFLINE"] == "1"  # set by the CLI for every run and its workers
