@@ -31,6 +31,9 @@ def run_trial(config: dict, trials: dict) -> None:
     from suite.distributed.cluster import cluster_cpus
     from suite.distributed.train import fit, make_trainer
 
+    if config["trial"] not in trials:  # a restored sweep whose file no longer has this trial
+        raise RuntimeError(f"trial '{config['trial']}' is not in the sweep file any more; "
+                           "rerun the changed sweep under a new --name")
     trial = trials[config["trial"]]
     cfg = from_dict(trial["cfg"])
     run_dir = Path(trial["run_dir"])
