@@ -180,7 +180,7 @@ def measure(cases: list[Case], device: torch.device, repeats: int, warmup: int =
             seconds[case] += time_calls(lambda: step(case.impl), 1, warmup=0, device=device, inner=inner)
     if ceiling is not None:
         ceilings.append(ceiling())
-    del step
+    step = None  # frees the model and its activations before the FLOP count builds another
     params = num_params(base, sets)
     out = []
     for i, case in enumerate(cases):
