@@ -12,6 +12,7 @@ from pathlib import Path
 
 from suite import config as config_mod
 from suite.errors import UserError
+from suite.storage import is_uri
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIG = "configs/quickstart.yaml"
@@ -77,7 +78,7 @@ def absolute_paths(cfg: config_mod.Config) -> config_mod.Config:
     paths = {"output.basedir": str(Path(cfg.output.basedir).expanduser().resolve())}
     if cfg.data.path:
         paths["data.path"] = str(Path(cfg.data.path).expanduser().resolve())
-    if cfg.output.storage_path and "://" not in cfg.output.storage_path:
+    if cfg.output.storage_path and not is_uri(cfg.output.storage_path):
         paths["output.storage_path"] = str(Path(cfg.output.storage_path).expanduser().resolve())
     return config_mod.apply(cfg, paths, "paths")
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from suite.atomic import write_bytes
+from suite.atomic import write_bytes, write_json
 from suite.config import Config
 from suite.data.registry import DataSet, load_dataset
 from suite.data.scenario import Scenario, build_scenario
@@ -88,7 +88,8 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
 def check_resume(cfg: Config, run_dir: Path) -> None:
     """In the driver, before anything starts: the run's results and newest checkpoint are readable
     and were made by this config (a refusal inside a Ray worker would be a failed run, not exit 2)."""
-    results = join(persist_dir(cfg, run_dir), RESULTS)
+    location = persist_dir(cfg, run_dir)
+    results = join(location, RESULTS)
     text = read_text_at(results)
     if text is not None:
         try:
@@ -97,9 +98,9 @@ def check_resume(cfg: Config, run_dir: Path) -> None:
             raise UserError(f"'{results}' is not a results file written by suite/run.py ({type(e).__name__}); "
                             "expected JSON with a 'config' section") from None
         check_same_config(stored, cfg, results)
-    if is_uri(persist_dir(cfg, run_dir)):  # Ray reads remote checkpoints itself; the results were checked
+    if is_uri(location):  # Ray reads remote checkpoints itself; the results were checked
         return
-    checkpoint = latest_checkpoint(Path(persist_dir(cfg, run_dir)))
+    checkpoint = latest_checkpoint(Path(location))
     if checkpoint is not None:
         check_same_config(load_checkpoint(checkpoint)["config"], cfg, str(checkpoint))
 
@@ -149,4 +150,14 @@ def run_in_process(cfg: Config, run_dir: Path, resume: bool) -> dict:
         recorder.write(learner, "failed", traceback.format_exc(limit=3))
         raise
     recorder.write(learner, "finished")
-    return results_document(cfg, scenario, learner.history, "finished", recorder.prov)
+    return collect_results(cfg, run_dir)
+
+
+def collect_results(cfg: Config, run_dir: Path) -> dict:
+    """The finished run's results, copied into the run directory (where the report is built) when
+    they persist elsewhere (output.storage_path)."""
+    location = persist_dir(cfg, run_dir)
+    doc = json.loads(read_text_at(join(location, RESULTS)))
+    if location != str(run_dir):
+        write_json(run_dir / RESULTS, doc)
+    return doc

@@ -1,4 +1,6 @@
 """The command line: the original code's flags and --dry-run (user errors: tests/test_bad_inputs.py)."""
+import json
+
 import pytest
 
 from suite import cli
@@ -49,3 +51,18 @@ def test_cifar_preset_parameter_counts(cifar_root):
     key = 64 * 32 + 64  # M_k (P x d) + b_k
     assert per_task_m == [head + key] * 9  # one key per task
     assert per_task_s == [head] * 9  # one shared key
+
+
+def test_in_process_run_persists_to_a_storage_directory(tmp_path):
+    """output.storage_path as a plain directory: results and checkpoint there, the run directory
+    gets a copy of the results and the report."""
+    from tests.conftest import TINY
+
+    runs, store = tmp_path / "runs", tmp_path / "store"
+    args = [a for item in TINY for a in ("--set", item)]
+    assert cli.main([*args, "--in-process", "--name", "r", "--output-basedir", str(runs),
+                     "--set", f"output.storage_path={store}"]) == 0
+    stored = json.loads((store / "r" / "results.json").read_text())
+    assert stored["status"] == "finished" and (store / "r" / "checkpoints" / "latest.pt").is_file()
+    assert json.loads((runs / "r" / "results.json").read_text()) == stored
+    assert (runs / "r" / "report" / "index.html").is_file() and not (runs / "r" / "checkpoints").exists()

@@ -6,7 +6,6 @@ Ray persists under RUN_DIR/ray/ and gives back after a worker failure or on --re
 """
 from __future__ import annotations
 
-import json
 import tempfile
 import traceback
 from pathlib import Path
@@ -14,10 +13,8 @@ from pathlib import Path
 import torch
 
 from suite.config import Config, from_dict
-from suite.atomic import write_json
-from suite.runner import (RAY_CHECKPOINT_FILE, RAY_DIR, RESULTS, RunRecorder, checkpoint_payload, load_checkpoint,
-                          persist_dir, prepare, restore, save_checkpoint)
-from suite.storage import join, read_text_at
+from suite.runner import (RAY_CHECKPOINT_FILE, RAY_DIR, RunRecorder, checkpoint_payload, collect_results,
+                          load_checkpoint, persist_dir, prepare, restore, save_checkpoint)
 
 
 def worker_loop(config: dict) -> None:
@@ -103,11 +100,7 @@ def fit(trainer, cfg: Config, run_dir: Path) -> dict:
         trainer.fit()
     except Exception as e:
         raise RunFailed(_root_message(e), run_dir) from None
-    location = persist_dir(cfg, run_dir)
-    doc = json.loads(read_text_at(join(location, RESULTS)))
-    if location != str(run_dir):
-        write_json(run_dir / RESULTS, doc)
-    return doc
+    return collect_results(cfg, run_dir)
 
 
 def run_on_ray(cfg: Config, run_dir: Path, address: str | None) -> dict:

@@ -34,8 +34,11 @@ class DualAttentionBlock(nn.Module):
     mean_n(z + DropPath(fc2(h))) = mean_n z + DropPath(fc2(mean_n h)), because fc2 is affine and
     DropPath scales whole samples. Exact (to rounding) for timm's Mlp as built here (no norm
     between act and fc2, no dropout), and fc2 then costs N times less: 1.37x the per-token form at
-    10 keys on the CIFAR preset (reports/perf/perf.md). Both rewrites are checked against the
-    published per-key block (suite.perf.naive) in tests/test_models.py and tests/test_perf.py.
+    10 keys on the CIFAR preset (ratio of medians, 1.24x paired; `meanfirst` in reports/perf/perf.md).
+    With the GEMM attention below, the CIFAR training step runs 1.37x (paired) the one with the
+    published per-key block at 10 keys, 1.70x at 50 (reports/perf/after-dual-rewrites/perf.md).
+    Both rewrites are checked against that block (suite.perf.naive) in tests/test_models.py and
+    tests/test_perf.py.
     """
 
     def __init__(self, dim: int, num_heads: int, num_tokens: int, mlp_ratio: float, drop_path: float, out_proj: bool):
@@ -61,7 +64,8 @@ class DualAttentionBlock(nn.Module):
 
         The external scores are one GEMM (B*h*N, d) x (d, K*P) and A_ext V one batched GEMM per
         (sample, head), (N*K, P) x (P, d): a broadcasting matmul over a key axis would copy q K
-        times and the keys B*h times (1.33x slower at 10 keys on the CIFAR step).
+        times and the keys B*h times (1.33x slower at 10 keys on the CIFAR step, paired samples;
+        reports/perf/gemm-candidate/perf.md).
         """
         B, N, C = x.shape
         h, d = self.num_heads, self.head_dim

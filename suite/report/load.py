@@ -16,7 +16,6 @@ from typing import Any
 import pandas as pd
 
 from suite.config import Config
-
 from suite.errors import UserError
 
 RESULTS_NAME = "results.json"
