@@ -1,6 +1,8 @@
 """Data set loaders on tiny files in the real formats, written here into tmp_path."""
 import logging
 import pickle
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +14,7 @@ from suite.config import DataConfig
 from suite.data.registry import count_classes, load_dataset
 from suite.data.sources.imagefolder import open_image
 from suite.errors import UserError
+from tests.conftest import REPO
 from tests.data_files import CIFAR100_NAMES, make_cifar, write_pickle, cifar_batch
 
 ORDERS_DIR = Path(__file__).resolve().parents[1] / "configs" / "orders"
@@ -299,6 +302,27 @@ def test_digits_loads():
     assert len(data.train) + len(data.test) == 1797
     assert data.num_classes == 10 and data.train.images.shape[1:] == (8, 8, 1)
     assert set(np.unique(data.test.labels)) == set(range(10))
+
+
+def test_digits_are_scikit_learns_images_and_stratified_split():
+    """The stored split and the CSV reading reproduce load_digits + train_test_split exactly."""
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    bunch = load_digits()
+    images = np.clip(bunch.images * 16, 0, 255).astype(np.uint8)[..., None]
+    x_tr, x_te, y_tr, y_te = train_test_split(images, bunch.target, test_size=0.25, stratify=bunch.target,
+                                              random_state=0)
+    data = load_dataset(DataConfig(name="digits"))
+    assert np.array_equal(data.train.images, x_tr) and np.array_equal(data.train.labels, y_tr)
+    assert np.array_equal(data.test.images, x_te) and np.array_equal(data.test.labels, y_te)
+
+
+def test_digits_do_not_import_scikit_learn():
+    code = ("import sys; from suite.config import DataConfig; from suite.data.registry import load_dataset; "
+            "load_dataset(DataConfig(name='digits')); print('sklearn' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "False"
 
 
 def test_synthetic_loads():

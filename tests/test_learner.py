@@ -297,3 +297,29 @@ def test_non_finite_batches_can_be_skipped_and_counted(tmp_path, monkeypatch):
     assert doc["status"] == "finished"
     batches_per_epoch = 3  # (2 classes x 20 images + 12 in memory) / batch 16, last partial batch dropped
     assert doc["skipped_batches"] == [0, batches_per_epoch, batches_per_epoch]
+
+
+# ---------------------------------------------------------------- a one-process group
+
+@pytest.fixture
+def one_process_group(tmp_path):
+    """A gloo process group of one, as a one-worker Ray Train run has."""
+    import torch.distributed as td
+
+    td.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
+    yield td
+    td.destroy_process_group()
+
+
+def test_a_one_process_group_runs_no_collective_and_the_same_run(reference, one_process_group, monkeypatch):
+    """Speed (reports/perf/perf.md, part 3): a gloo collective starts an OpenMP team in gloo's
+    thread, and two teams on the machine's cores stop libgomp from spin-waiting."""
+    def refuse(*args, **kwargs):
+        raise AssertionError("a collective ran in a one-process group")
+
+    for name in ("all_reduce", "all_gather_object", "broadcast_object_list", "barrier"):
+        monkeypatch.setattr(one_process_group, name, refuse)
+    learner = make_learner(tiny())
+    learner.run()
+    assert same_history(reference.history, learner.history)
+    assert same_model(reference, learner)

@@ -14,6 +14,16 @@ def is_distributed() -> bool:
     return dist.is_available() and dist.is_initialized()
 
 
+def is_alone() -> bool:
+    """One process: every collective is the identity, so none is run.
+
+    A one-worker Ray Train run still has a gloo process group; a collective there costs more
+    than nothing: gloo's worker thread then starts an OpenMP team of its own, and with two teams
+    on a machine's cores libgomp stops spin-waiting, which cost the training thread about a
+    fifth of its speed (reports/perf/perf.md, part 3)."""
+    return world_size() == 1
+
+
 def world_size() -> int:
     return dist.get_world_size() if is_distributed() else 1
 
@@ -27,7 +37,7 @@ def is_main() -> bool:
 
 
 def all_gather_objects(obj) -> list:
-    if not is_distributed():
+    if is_alone():
         return [obj]
     out = [None] * world_size()
     dist.all_gather_object(out, obj)
@@ -35,7 +45,7 @@ def all_gather_objects(obj) -> list:
 
 
 def broadcast_object(obj, src: int = 0):
-    if not is_distributed():
+    if is_alone():
         return obj
     box = [obj]
     dist.broadcast_object_list(box, src=src)
@@ -43,7 +53,7 @@ def broadcast_object(obj, src: int = 0):
 
 
 def all_reduce_sum(values: list[float]) -> list[float]:
-    if not is_distributed():
+    if is_alone():
         return values
     t = torch.tensor(values, dtype=torch.float64)
     dist.all_reduce(t)
@@ -57,7 +67,7 @@ def shard(indices: np.ndarray) -> np.ndarray:
 
 def wrap_ddp(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
     """DDP over the currently trainable parameters; re-wrapped whenever the model or phase changes."""
-    if world_size() == 1:
+    if is_alone():
         return model
     ids = [device.index] if device.type == "cuda" else None
     return DistributedDataParallel(model, device_ids=ids)
