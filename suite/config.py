@@ -87,6 +87,8 @@ class TrainConfig:
     clip_grad: Optional[float] = _key(None, "gradient-norm clip", minimum=0.0)
     precision: str = _key("auto", "autocast: auto (bf16 where fast), bf16, fp32", choices=("auto", "bf16", "fp32"))
     eval_batch_size: int = _key(256, "evaluation and feature-extraction batch size", minimum=1)
+    compile: bool = _key(False, "torch.compile the training forward (recompiles as tasks add keys; "
+                         "see the README's Performance section for when it pays)")
     skip_nonfinite: bool = _key(False, "skip batches whose loss is NaN/inf (counted in results.json) "
                                 "instead of stopping the run")
 

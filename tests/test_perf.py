@@ -70,7 +70,7 @@ def test_quick_benchmark_writes_json_and_markdown(tmp_path):
     doc = json.loads((tmp_path / "perf.json").read_text())
     md = (tmp_path / "perf.md").read_text()
 
-    for key in ("command", "machine", "settings", "matmul", "step", "ray", "loader", "sweep", "e2e", "allocator",
+    for key in ("command", "machine", "settings", "matmul", "step", "compile", "ray", "loader", "sweep", "e2e", "allocator",
                 "targets", "errors", "elapsed_s"):
         assert key in doc, key
     assert doc["errors"] == {}
@@ -89,6 +89,11 @@ def test_quick_benchmark_writes_json_and_markdown(tmp_path):
         assert any((r["a"], r["b"], r["keys"]) == (a, b, 10) and _finite_positive(r["paired"]["median"])
                    for r in doc["step"]["ratios"])
 
+    (compiled,) = doc["compile"]["rows"]
+    for value in (compiled["eager"]["median"], compiled["compiled"]["median"], compiled["paired"]["median"],
+                  compiled["first_call_s"]):
+        assert _finite_positive(value)
+
     for run in doc["loader"]["runs"]:
         assert _finite_positive(run["images_per_s"]["median"])
     assert doc["sweep"] == "skipped (--skip sweep)"
@@ -96,7 +101,8 @@ def test_quick_benchmark_writes_json_and_markdown(tmp_path):
                                                    "quickstart wall time (Ray)"}
 
     assert doc["command"] in md and doc["machine"]["cpu_model"] in md
-    for heading in ("## Targets", "## 1. Reference ceiling", "## 2. Training step", "## 3. Ray Train overhead",
+    for heading in ("## Targets", "## 1. Reference ceiling", "## 2. Training step", "### torch.compile on and off",
+                    "## 3. Ray Train overhead",
                     "## 4. Data pipeline", "## 5. Sweep packing", "## 6. End to end", "## 7. Allocator"):
         assert heading in md
     assert "Not measured: skipped (--skip sweep)" in md

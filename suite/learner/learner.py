@@ -137,7 +137,7 @@ class Learner:
         use_asam = cfg.asam_rho > 0 and task > 0
         asam = ASAM(self.optimizer, cfg.asam_rho) if use_asam else None
         mixup = self._mixup()
-        ddp = dist.wrap_ddp(self.model, self.device)
+        ddp = self._compiled(dist.wrap_ddp(self.model, self.device))
         num_old = sum(len(t) for t in self.scenario.tasks[:task])
         for epoch in range(cfg.epochs):
             self._epoch(task, "train", epoch, cfg.epochs, loader, ddp, num_old, mixup, asam)
@@ -149,7 +149,7 @@ class Learner:
         loader = self._loader(self.memory.indices(), shuffle=cfg.shuffle,
                               batch_size=self.cfg.train.batch_size, seed_offset=1000 + task)
         self.optimizer, self.scheduler = self._optimizer(cfg.lr, None, warmup=0)
-        ddp = dist.wrap_ddp(self.model, self.device)
+        ddp = self._compiled(dist.wrap_ddp(self.model, self.device))
         for epoch in range(cfg.epochs):
             self._epoch(task, "finetune", epoch, cfg.epochs, loader, ddp, None, None, None)
 
@@ -343,6 +343,16 @@ class Learner:
         if self.cfg.train.clip_grad:
             torch.nn.utils.clip_grad_norm_([p for p in self.model.parameters() if p.requires_grad],
                                            self.cfg.train.clip_grad)
+
+    def _compiled(self, module: torch.nn.Module) -> torch.nn.Module:
+        """The training forward, compiled when train.compile is set.
+
+        A wrapper, so that self.model (checkpoints, the teacher's deepcopy, evaluation) stays the
+        eager module. fallback_random: dropout and drop-path draw what eager mode draws, so that
+        a compiled run trains like an eager one (tests/test_learner.py)."""
+        if not self.cfg.train.compile:
+            return module
+        return torch.compile(module, options={"fallback_random": True})
 
     def _autocast(self):
         return torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32,

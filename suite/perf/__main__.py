@@ -89,6 +89,7 @@ def main(argv=None) -> int:
     peaks = {k: v["gflops"]["median"] for k, v in (res.get("matmul") or {}).items()} \
         if isinstance(res.get("matmul"), dict) else {}
     part("step", lambda: _steps(s, device, peaks, res, skip))
+    part("compile", lambda: _compiled(s, device))
     part("ray", lambda: __import__("suite.perf.ray_overhead", fromlist=["run_part"]).run_part(s, log))
     part("contention", lambda: __import__("suite.perf.contention", fromlist=["run"]).run(
         s.contention_repeats, s.contention_inner, log))
@@ -123,6 +124,16 @@ def _steps(s, device, peaks, res, skip):
 
     matmul = res.get("matmul") if isinstance(res.get("matmul"), dict) else {}
     return run_steps(s, device, peaks, with_bf16="bf16" not in skip, bf16_fast=bf16_is_fast(matmul, device), log=log)
+
+
+def _compiled(s, device):
+    from suite.perf.compiled import run_part
+    from suite.perf.step import Case
+
+    plan = [(Case("daformer_m", 5, batch=16, preset="quickstart"), s.compile_repeats, s.compile_inner)]
+    if s.compile_cifar:
+        plan.append((Case("daformer_m", 10, batch=s.batch), s.repeats, s.inner))
+    return run_part(plan, device, s.warmup, log)
 
 
 def _loader(s, res):

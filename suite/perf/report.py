@@ -86,6 +86,7 @@ def markdown(res: dict) -> str:
             lines += ["", f"bf16: {steps['bf16_note']}."]
         lines.append("")
 
+    lines += _compile_section(res.get("compile"))
     ray = res.get("ray")
     lines += ["## 3. Ray Train overhead", ""]
     for name in ("matmul", "step"):
@@ -199,6 +200,20 @@ def markdown(res: dict) -> str:
     if res.get("errors"):
         lines += ["## Errors", ""] + [f"- {k}: {v}" for k, v in res["errors"].items()] + [""]
     return "\n".join(lines)
+
+
+def _compile_section(part) -> list[str]:
+    lines = ["### torch.compile on and off (`train.compile`)", ""]
+    if not isinstance(part, dict):
+        return lines + [f"Not measured: {part or 'failed (see Errors)'}", ""]
+    lines += ["The same step eager and compiled (inductor, `fallback_random`), samples interleaved. "
+              "'first call' = the compiled step's first call, compilation included: a run pays it once "
+              "per model shape (every task that adds a key or a head recompiles).", ""]
+    lines += _table(["case", "eager img/s", "compiled img/s", "compiled / eager (paired)", "first call (s)"],
+                    [[r["case"], f"{_f(r['eager']['median'])} ({_range(r['eager'])})", f"{_f(r['compiled']['median'])} ({_range(r['compiled'])})",
+                      f"{r['paired']['median']:.2f}× ({r['paired']['min']:.2f}–{r['paired']['max']:.2f})",
+                      _f(r["first_call_s"])] for r in part["rows"]])
+    return lines + [""]
 
 
 def findings(ray: dict) -> list[str]:

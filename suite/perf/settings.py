@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-PARTS = ("matmul", "step", "bf16", "ray", "contention", "loader", "sweep", "e2e", "allocator")
+PARTS = ("matmul", "step", "bf16", "compile", "ray", "contention", "loader", "sweep", "e2e", "allocator")
 
 
 @dataclass(frozen=True)
@@ -20,6 +20,11 @@ class Settings:
     # bf16 on a CPU without native bf16 (no AMX / AVX512-BF16): only a probe at a small batch
     bf16_probe_batch: int = 4
     bf16_probe_repeats: int = 2
+    # torch.compile on and off: the quickstart step always (these repeats, these steps per
+    # sample), the CIFAR 10-key step in full (the step part's repeats and inner)
+    compile_repeats: int = 5
+    compile_inner: int = 10
+    compile_cifar: bool = True
     # Ray overhead
     ray_small_repeats: int = 5
     ray_small_inner: int = 10
@@ -47,7 +52,7 @@ FULL = Settings()
 
 QUICK = Settings(batch=8, repeats=2, heavy_repeats=1, keys=(1, 10), matmul_n=1024, matmul_repeats=3,
                  bf16_probe_batch=2, bf16_probe_repeats=1, ray_small_repeats=3, ray_small_inner=5,
-                 ray_variants=("default", "passive"), ray_cifar=False, contention_repeats=3, contention_inner=5, loader_batches=3, loader_repeats=2,
+                 ray_variants=("default", "passive"), ray_cifar=False, compile_repeats=3, compile_cifar=False, contention_repeats=3, contention_inner=5, loader_batches=3, loader_repeats=2,
                  sweep_trials=2, sweep_epochs=1, e2e_repeats=1, alloc_rounds=1, alloc_repeats=2)
 
 # On a GPU a step is milliseconds: more samples, several steps each.

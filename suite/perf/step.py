@@ -106,11 +106,13 @@ IMPLS = {"batched": lambda block: nullcontext(), "naive": naive_block}
 class Step:
     """Callable: one forward + backward of `case` on a fixed random batch."""
 
-    def __init__(self, case: Case, device: torch.device, sets: tuple[str, ...] = ()):
+    def __init__(self, case: Case, device: torch.device, sets: tuple[str, ...] = (), compiled: bool = False):
         if case.impl not in IMPLS:
             raise ValueError(f"unknown implementation {case.impl!r}; expected one of {', '.join(IMPLS)}")
         self.case, self.device = case, device
         self.model = build(case, device, sets)
+        # as the learner compiles with train.compile (suite/learner/learner.py)
+        self.forward = torch.compile(self.model, options={"fallback_random": True}) if compiled else self.model
         if case.impl != "batched" and not hasattr(self.model, "dual"):
             raise ValueError(f"{case.method} has no dual block: no {case.impl} implementation")
         gen = torch.Generator().manual_seed(1)
@@ -131,7 +133,7 @@ class Step:
         impl = impl or self.case.impl
         impl = IMPLS[impl](self.model.dual) if impl != "batched" else nullcontext()
         with impl, self._autocast():
-            out = self.model(self.images)
+            out = self.forward(self.images)
         loss = F.cross_entropy(out.logits.float(), self.labels)
         if out.div_logits is not None:
             loss = loss + 0.1 * F.cross_entropy(out.div_logits.float(), self.div_labels)
