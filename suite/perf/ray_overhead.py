@@ -81,21 +81,103 @@ def run_variant(variant: str, case_json: str, repeats: int, warmup: int, inner: 
     return result
 
 
+def _cpu_seconds() -> dict[int, tuple[str, float]]:
+    """CPU seconds (user + system) used so far by every process: pid -> (name, seconds)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out = {}
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2:].split()
+        out[int(pid)] = (_process_name(argv) or stat[stat.index("(") + 1:stat.rindex(")")],
+                         (int(fields[11]) + int(fields[12])) / tick)
+    return out
+
+
+def _process_name(argv: list[str]) -> str:
+    """'ray::TrainController', 'raylet', or for `python [-u] SCRIPT` the script's name."""
+    name = Path(argv[0]).name
+    if name.startswith("python"):
+        script = next((a for a in argv[1:] if a and not a.startswith("-")), "")
+        return f"python {Path(script).name}" if script else name
+    return name
+
+
+def _sleep(config: dict) -> None:
+    Path(config["marker"]).touch()
+    time.sleep(config["seconds"])
+
+
+def run_background(seconds: float) -> dict:
+    """In this (fresh) process: Ray as the suite starts it and a TorchTrainer whose worker sleeps;
+    the CPU every process on the machine uses over `seconds` meanwhile (Ray's own cost, with
+    nothing to train)."""
+    import threading
+
+    import ray
+    from ray.train import RunConfig, ScalingConfig
+    from ray.train.torch import TorchConfig, TorchTrainer
+
+    from suite.distributed.cluster import WORKER_ENV
+
+    ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=True, dashboard_host="127.0.0.1",
+             runtime_env={"env_vars": WORKER_ENV}, log_to_driver=False)
+    settle = 3.0  # after the worker falls asleep, before sampling
+    box = {}
+
+    def sample(marker: Path):
+        while not marker.exists():
+            time.sleep(0.2)
+        time.sleep(settle)
+        before, start = _cpu_seconds(), time.perf_counter()
+        time.sleep(seconds)
+        after, elapsed = _cpu_seconds(), time.perf_counter() - start
+        box["per_process"] = sorted(((after[p][0], (after[p][1] - before[p][1]) / elapsed) for p in after if p in before),
+                                    key=lambda x: -x[1])
+        box["window_s"] = elapsed
+
+    with tempfile.TemporaryDirectory(prefix="perf-ray-") as tmp:
+        marker = Path(tmp) / "asleep"
+        sampler = threading.Thread(target=sample, args=(marker,))
+        trainer = TorchTrainer(_sleep, train_loop_config={"seconds": seconds + settle + 2, "marker": str(marker)},
+                               scaling_config=ScalingConfig(num_workers=1, resources_per_worker={"CPU": float(os.cpu_count())}),
+                               torch_config=TorchConfig(backend="gloo"), run_config=RunConfig(name="idle", storage_path=tmp))
+        sampler.start()
+        trainer.fit()
+        sampler.join()
+    ray.shutdown()
+    busy = [(name, share) for name, share in box["per_process"] if share > 0]
+    return {"cores_used": sum(share for _, share in busy), "processes": len(busy), "window_s": box["window_s"],
+            "top": [{"process": name, "cores": share} for name, share in busy[:8]], "cpus": os.cpu_count()}
+
+
 def ray_probe(variant: str, case, repeats: int, warmup: int = 1, inner: int = 1, timeout: float = 3600) -> dict:
     """`run_variant` in a fresh interpreter (a clean Ray and environment every time)."""
-    cmd = [sys.executable, "-m", "suite.perf.ray_overhead", variant, json.dumps(asdict(case)),
-           "--repeats", str(repeats), "--warmup", str(warmup), "--inner", str(inner)]
+    return _in_fresh_process([variant, json.dumps(asdict(case)), "--repeats", str(repeats), "--warmup", str(warmup),
+                              "--inner", str(inner)], f"Ray probe '{variant}'", timeout)
+
+
+def background_probe(seconds: float, timeout: float = 600) -> dict:
+    """`run_background` in a fresh interpreter."""
+    return _in_fresh_process(["background", str(seconds)], "Ray background probe", timeout)
+
+
+def _in_fresh_process(args: list[str], what: str, timeout: float) -> dict:
     from suite.perf.environ import MALLOC, THREAD_POLICY, child_env
 
     # the driver's (and so the raylet's) environment without the variables under test: the
     # worker gets WORKER_ENV and the variant's through runtime_env, as the suite does
     env = child_env({"RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0", "RAY_TRAIN_ENABLE_PRINT_PATCH": "0"},
                     unset=THREAD_POLICY + MALLOC)
-    done = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
+    done = subprocess.run([sys.executable, "-m", "suite.perf.ray_overhead", *args], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=timeout)
     for line in done.stdout.splitlines():
         if line.startswith(MARK):
             return json.loads(line[len(MARK):])
-    raise RuntimeError(f"Ray probe '{variant}' failed (exit {done.returncode}): {done.stderr.strip()[-1200:]}")
+    raise RuntimeError(f"{what} failed (exit {done.returncode}): {done.stderr.strip()[-1200:]}")
 
 
 def in_process_probe(variant: str, case, repeats: int, warmup: int = 1, inner: int = 1, in_thread: bool = False,
@@ -116,13 +198,16 @@ def in_process_probe(variant: str, case, repeats: int, warmup: int = 1, inner: i
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m suite.perf.ray_overhead")
-    p.add_argument("variant", choices=sorted(VARIANTS))
-    p.add_argument("case")
+    p.add_argument("variant", choices=sorted(VARIANTS) + ["background"])
+    p.add_argument("case", help="a step case as JSON; with 'background': the seconds the worker sleeps")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--inner", type=int, default=1)
     args = p.parse_args(argv)
-    result = run_variant(args.variant, args.case, args.repeats, args.warmup, args.inner)
+    if args.variant == "background":
+        result = run_background(float(args.case))
+    else:
+        result = run_variant(args.variant, args.case, args.repeats, args.warmup, args.inner)
     print(MARK + json.dumps(result), flush=True)
     return 0
 
@@ -173,6 +258,8 @@ def run_part(s, log) -> dict:
     base["images_per_s"] = _merge(base["images_per_s"], again["images_per_s"])
     _ratios(rows, base)
     out["small"] = {"case": small.name, "rows": rows}
+    log("ray part: Ray's own CPU use, the worker asleep")
+    out["background"] = background_probe(s.ray_background_s)
 
     if s.ray_cifar:
         cifar = Case(**CIFAR_CASE)

@@ -113,6 +113,7 @@ def markdown(res: dict) -> str:
                              for r in block["rows"]])
             lines.append("")
         lines += findings(ray)
+        lines += _background(ray.get("background"))
     else:
         lines += [f"Not measured: {ray or 'skipped'}", ""]
 
@@ -200,6 +201,17 @@ def markdown(res: dict) -> str:
     if res.get("errors"):
         lines += ["## Errors", ""] + [f"- {k}: {v}" for k, v in res["errors"].items()] + [""]
     return "\n".join(lines)
+
+
+def _background(bg) -> list[str]:
+    if not bg:
+        return []
+    top = ", ".join(f"{t['process']} {t['cores'] * 100:.1f}%" for t in bg["top"])
+    return [f"Ray's own CPU use with nothing to train (a 1-worker TorchTrainer whose worker sleeps, every "
+            f"process on the machine sampled for {bg['window_s']:.0f} s): **{bg['cores_used'] * 100:.0f}% of one core** "
+            f"({bg['cores_used'] / bg['cpus']:.0%} of the machine's {bg['cpus']} CPUs), spread over {bg['processes']} "
+            f"processes; the busiest: {top}. On a machine this small that share is taken from training whatever "
+            "the worker does.", ""]
 
 
 def _compile_section(part) -> list[str]:

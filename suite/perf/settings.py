@@ -31,6 +31,7 @@ class Settings:
     ray_variants: tuple[str, ...] = ("default", "nice0", "passive", "nice0+passive", "threads1")
     ray_cifar: bool = True  # also the 1-key CIFAR step through Ray (default and the fixed variant)
     ray_cifar_repeats: int = 2
+    ray_background_s: float = 20  # seconds of Ray's own CPU use sampled, the worker asleep
     # OpenMP wait policy under a controlled competitor
     contention_repeats: int = 5
     contention_inner: int = 10
@@ -52,7 +53,7 @@ FULL = Settings()
 
 QUICK = Settings(batch=8, repeats=2, heavy_repeats=1, keys=(1, 10), matmul_n=1024, matmul_repeats=3,
                  bf16_probe_batch=2, bf16_probe_repeats=1, ray_small_repeats=3, ray_small_inner=5,
-                 ray_variants=("default", "passive"), ray_cifar=False, compile_repeats=3, compile_cifar=False, contention_repeats=3, contention_inner=5, loader_batches=3, loader_repeats=2,
+                 ray_variants=("default", "passive"), ray_cifar=False, compile_repeats=3, compile_cifar=False, ray_background_s=10, contention_repeats=3, contention_inner=5, loader_batches=3, loader_repeats=2,
                  sweep_trials=2, sweep_epochs=1, e2e_repeats=1, alloc_rounds=1, alloc_repeats=2)
 
 # On a GPU a step is milliseconds: more samples, several steps each.
