@@ -149,7 +149,7 @@ def _loader(s, res):
     if ref is None:  # no step part: measure the reference step here
         from suite.perf.step import Case, measure
 
-        ref = measure(Case("daformer_m", 10, batch=s.batch), __import__("torch").device("cpu"), s.repeats)
+        ref = measure([Case("daformer_m", 10, batch=s.batch)], __import__("torch").device("cpu"), s.repeats)[0]
     return {"runs": runs, "step_case": ref["name"], "step_images_per_s": ref["images_per_s"]}
 
 

@@ -219,8 +219,8 @@ def _compile_section(part) -> list[str]:
     if not isinstance(part, dict):
         return lines + [f"Not measured: {part or 'failed (see Errors)'}", ""]
     lines += ["The same step eager and compiled (inductor, `fallback_random`), samples interleaved. "
-              "'first call' = the compiled step's first call, compilation included: a run pays it once "
-              "per model shape (every task that adds a key or a head recompiles).", ""]
+              "'first call' = the compiled step's first call, compiling into an empty inductor cache: a "
+              "run pays it once per model shape (every task that adds a key or a head recompiles).", ""]
     lines += _table(["case", "eager img/s", "compiled img/s", "compiled / eager (paired)", "first call (s)"],
                     [[r["case"], f"{_f(r['eager']['median'])} ({_range(r['eager'])})", f"{_f(r['compiled']['median'])} ({_range(r['compiled'])})",
                       f"{r['paired']['median']:.2f}× ({r['paired']['min']:.2f}–{r['paired']['max']:.2f})",
