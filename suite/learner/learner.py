@@ -63,6 +63,15 @@ def _fmt_seconds(s: float) -> str:
     return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
 
 
+def compiled_forward(module: torch.nn.Module) -> torch.nn.Module:
+    """`module` under torch.compile (train.compile; the benchmark's compiled step too).
+
+    A wrapper, so that the module itself (checkpoints, the teacher's deepcopy, evaluation) stays
+    eager. fallback_random: dropout and drop-path draw what eager mode draws, so that a compiled
+    run trains like an eager one (tests/test_learner.py)."""
+    return torch.compile(module, options={"fallback_random": True})
+
+
 class Learner:
     def __init__(self, cfg: Config, data: DataSet, scenario: Scenario, device: torch.device | None = None,
                  log: Optional[Callable[[str], None]] = None):
@@ -345,14 +354,8 @@ class Learner:
                                            self.cfg.train.clip_grad)
 
     def _compiled(self, module: torch.nn.Module) -> torch.nn.Module:
-        """The training forward, compiled when train.compile is set.
-
-        A wrapper, so that self.model (checkpoints, the teacher's deepcopy, evaluation) stays the
-        eager module. fallback_random: dropout and drop-path draw what eager mode draws, so that
-        a compiled run trains like an eager one (tests/test_learner.py)."""
-        if not self.cfg.train.compile:
-            return module
-        return torch.compile(module, options={"fallback_random": True})
+        """The training forward, compiled when train.compile is set."""
+        return compiled_forward(module) if self.cfg.train.compile else module
 
     def _autocast(self):
         return torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32,

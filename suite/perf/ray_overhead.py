@@ -48,32 +48,42 @@ def _worker(config: dict) -> None:
     Path(config["out"]).write_text(json.dumps(result))
 
 
+def _start_ray(worker_env: dict) -> None:
+    """A private local Ray, started as `suite.distributed.cluster.init_ray` does."""
+    import ray
+
+    from suite.distributed.cluster import WORKER_ENV
+
+    ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=True, dashboard_host="127.0.0.1",
+             runtime_env={"env_vars": {**WORKER_ENV, **worker_env}}, log_to_driver=False)
+
+
+def _one_worker_trainer(fn, config: dict, storage: str):
+    """A TorchTrainer of one worker holding every CPU (gloo), checkpoints under `storage`."""
+    from ray.train import RunConfig, ScalingConfig
+    from ray.train.torch import TorchConfig, TorchTrainer
+
+    return TorchTrainer(fn, train_loop_config=config,
+                        scaling_config=ScalingConfig(num_workers=1, use_gpu=False,
+                                                     resources_per_worker={"CPU": float(os.cpu_count())}),
+                        torch_config=TorchConfig(backend="gloo"),
+                        run_config=RunConfig(name=f"perf-{uuid.uuid4().hex[:8]}", storage_path=storage))
+
+
 def run_variant(variant: str, case_json: str, repeats: int, warmup: int, inner: int) -> dict:
     """In this (fresh) process: start Ray as the suite does, fit one TorchTrainer, return its probe."""
     spec = VARIANTS[variant]
     os.environ.update(spec.get("raylet_env", {}))
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     import ray
-    from ray.train import RunConfig, ScalingConfig
-    from ray.train.torch import TorchConfig, TorchTrainer
-
-    from suite.distributed.cluster import WORKER_ENV
 
     start = time.perf_counter()
-    ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=True, dashboard_host="127.0.0.1",
-             runtime_env={"env_vars": {**WORKER_ENV, **spec.get("env", {})}}, log_to_driver=False)
-    cpus = float(os.cpu_count())
+    _start_ray(spec.get("env", {}))
     with tempfile.TemporaryDirectory(prefix="perf-ray-") as tmp:
         out = Path(tmp) / "probe.json"
-        trainer = TorchTrainer(
-            _worker,
-            train_loop_config={"case": json.loads(case_json), "repeats": repeats, "warmup": warmup, "inner": inner,
-                               "threads": spec.get("threads") or int(cpus), "out": str(out)},
-            scaling_config=ScalingConfig(num_workers=1, use_gpu=False, resources_per_worker={"CPU": cpus}),
-            torch_config=TorchConfig(backend="gloo"),
-            run_config=RunConfig(name=f"perf-{uuid.uuid4().hex[:8]}", storage_path=tmp),
-        )
-        trainer.fit()
+        _one_worker_trainer(_worker, {"case": json.loads(case_json), "repeats": repeats, "warmup": warmup,
+                                      "inner": inner, "threads": spec.get("threads") or os.cpu_count(),
+                                      "out": str(out)}, tmp).fit()
         result = json.loads(out.read_text())
     ray.shutdown()
     result["wall_s"] = time.perf_counter() - start
@@ -118,13 +128,8 @@ def run_background(seconds: float) -> dict:
     import threading
 
     import ray
-    from ray.train import RunConfig, ScalingConfig
-    from ray.train.torch import TorchConfig, TorchTrainer
 
-    from suite.distributed.cluster import WORKER_ENV
-
-    ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=True, dashboard_host="127.0.0.1",
-             runtime_env={"env_vars": WORKER_ENV}, log_to_driver=False)
+    _start_ray({})
     settle = 3.0  # after the worker falls asleep, before sampling
     box = {}
 
@@ -142,9 +147,7 @@ def run_background(seconds: float) -> dict:
     with tempfile.TemporaryDirectory(prefix="perf-ray-") as tmp:
         marker = Path(tmp) / "asleep"
         sampler = threading.Thread(target=sample, args=(marker,))
-        trainer = TorchTrainer(_sleep, train_loop_config={"seconds": seconds + settle + 2, "marker": str(marker)},
-                               scaling_config=ScalingConfig(num_workers=1, resources_per_worker={"CPU": float(os.cpu_count())}),
-                               torch_config=TorchConfig(backend="gloo"), run_config=RunConfig(name="idle", storage_path=tmp))
+        trainer = _one_worker_trainer(_sleep, {"seconds": seconds + settle + 2, "marker": str(marker)}, tmp)
         sampler.start()
         trainer.fit()
         sampler.join()

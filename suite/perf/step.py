@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop_count, sdpa_flop_count
 
 from suite.config import Config, load
+from suite.learner.learner import compiled_forward
 from suite.models import build_model
 from suite.perf.naive import naive_block
 from suite.perf.timing import rates, summary, sync, time_calls
@@ -111,8 +112,7 @@ class Step:
             raise ValueError(f"unknown implementation {case.impl!r}; expected one of {', '.join(IMPLS)}")
         self.case, self.device = case, device
         self.model = build(case, device, sets)
-        # as the learner compiles with train.compile (suite/learner/learner.py)
-        self.forward = torch.compile(self.model, options={"fallback_random": True}) if compiled else self.model
+        self.forward = compiled_forward(self.model) if compiled else self.model
         if case.impl != "batched" and not hasattr(self.model, "dual"):
             raise ValueError(f"{case.method} has no dual block: no {case.impl} implementation")
         gen = torch.Generator().manual_seed(1)
