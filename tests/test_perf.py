@@ -91,8 +91,10 @@ def test_quick_benchmark_writes_json_and_markdown(tmp_path):
 
     (compiled,) = doc["compile"]["rows"]
     for value in (compiled["eager"]["median"], compiled["compiled"]["median"], compiled["paired"]["median"],
-                  compiled["first_call_s"]):
+                  compiled["first_call_s"], compiled["flops_per_image"], compiled["mfu_compiled"]):
         assert _finite_positive(value)
+    gpu_target = next(t for t in doc["targets"] if t["name"].startswith("GPU bf16 utilisation"))
+    assert gpu_target["met"] is None and "CPU" in gpu_target["note"]
 
     for run in doc["loader"]["runs"]:
         assert _finite_positive(run["images_per_s"]["median"])
@@ -131,3 +133,31 @@ def test_unknown_part_is_a_usage_error(tmp_path):
                           cwd=REPO, capture_output=True, text=True, timeout=120)
     assert done.returncode == 2 and "unknown part" in done.stderr
     assert not (tmp_path / "perf.json").exists()
+
+
+def _step_row(impl, dtype, batch, images_per_s, mfu):
+    return {"method": "daformer_m", "tasks": 10, "impl": impl, "dtype": dtype, "batch": batch, "mfu": mfu,
+            "mfu_adjacent": None, "name": f"daformer_m (10 keys) {impl} {dtype} b{batch}",
+            "images_per_s": {"median": images_per_s}}
+
+
+@pytest.mark.parametrize("device", ["cpu", "cuda"])
+def test_bf16_targets_judge_the_gpu_at_its_largest_batch(device):
+    """On a GPU batch 128 waits on kernel launches: the bf16 targets take the largest batch measured
+    there, and the utilisation target the best bf16 step, compiled ones included; a CPU keeps batch 128."""
+    from suite.perf.targets import judge
+
+    rows = [_step_row("batched", "bf16", 128, 200.0, 0.05), _step_row("naive", "fp32", 128, 100.0, 0.5),
+            _step_row("batched", "bf16", 1024, 800.0, 0.12), _step_row("naive", "fp32", 1024, 200.0, 0.6)]
+    compiled = {"case": "daformer_m (10 keys) batched bf16 b1024", "dtype": "bf16", "mfu_compiled": 0.25}
+    results = {"machine": {"device": device, "amx_bf16": True}, "settings": {"batch": 128, "bf16_probe_batch": 4},
+               "step": {"rows": rows, "ratios": []}, "compile": {"rows": [compiled]}}
+    targets = {t["name"]: t for t in judge(results)}
+    bf16 = targets["bf16 batched / fp32 naive, 10 keys"]
+    assert bf16["value"] == (4.0 if device == "cuda" else 2.0)
+    assert bf16["met"] is (device == "cuda") and "batch 128: 2.00×; batch 1024: 4.00×" in bf16["note"]
+    util = targets["GPU bf16 utilisation (of the bf16 matmul rate)"]
+    if device == "cuda":
+        assert util["value"] == 0.25 and util["met"] is False and "compiled" in util["note"]
+    else:
+        assert util["value"] is None and util["met"] is None

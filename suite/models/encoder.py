@@ -1,4 +1,5 @@
-"""The shared encoder: patch embedding + learned positions + ConViT (GPSA) blocks from timm."""
+"""The shared encoder: patch embedding + learned positions + ConViT (GPSA) blocks from timm, their
+attention fused (suite.models.attention)."""
 from __future__ import annotations
 
 import torch
@@ -7,6 +8,7 @@ from timm.layers import PatchEmbed, trunc_normal_
 from timm.models.convit import Block
 
 from suite.config import ModelConfig
+from suite.models.attention import fuse_attention
 
 
 def drop_path_rates(cfg: ModelConfig) -> list[float]:
@@ -40,11 +42,11 @@ class Encoder(nn.Module):
         self.num_tokens = self.patch_embed.num_patches
         self.pos_embed = nn.Parameter(torch.zeros(1, self.num_tokens, cfg.embed_dim))
         rates = drop_path_rates(cfg)
-        self.blocks = nn.Sequential(*[
+        self.blocks = fuse_attention(nn.Sequential(*[
             Block(cfg.embed_dim, cfg.num_heads, cfg.mlp_ratio, qkv_bias=False, drop_path=rates[i],
                   use_gpsa=True, locality_strength=cfg.locality_strength)
             for i in range(cfg.depth)
-        ])
+        ]))
         init_weights(self)
         trunc_normal_(self.pos_embed, std=0.02)
 

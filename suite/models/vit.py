@@ -7,6 +7,7 @@ import torch
 from timm.models.convit import Block
 from torch import nn
 
+from suite.models.attention import fuse_attention
 from suite.models.base import IncrementalModel, Method, register_method
 from suite.models.encoder import drop_path_rates, init_weights
 
@@ -17,8 +18,8 @@ class PlainViT(IncrementalModel):
 
     def __init__(self, cfg, image_size: int, channels: int):
         super().__init__(cfg, image_size, channels)
-        self.block = Block(cfg.embed_dim, cfg.num_heads, cfg.mlp_ratio, qkv_bias=False,
-                           drop_path=drop_path_rates(cfg)[-1], use_gpsa=False)
+        self.block = fuse_attention(Block(cfg.embed_dim, cfg.num_heads, cfg.mlp_ratio, qkv_bias=False,
+                                          drop_path=drop_path_rates(cfg)[-1], use_gpsa=False))
         self.norm = nn.LayerNorm(cfg.embed_dim)
         init_weights(self.block)
 

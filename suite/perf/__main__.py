@@ -7,6 +7,7 @@ fails is recorded under "errors" and the others still run; the exit code is then
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import shlex
 import sys
@@ -61,10 +62,12 @@ def main(argv=None) -> int:
     s = settings_for(args.quick, device.type == "cuda")
     if args.keys:
         s = replace(s, keys=args.keys)
-    skip = set(args.skip)
+    skip = {name: f"skipped (--skip {name})" for name in args.skip}
     if device.type == "cuda":  # the Ray, loader, end-to-end and allocator parts are about the CPU host
         # (contention stays: on an idle many-core host it is the controlled version of the Ray finding)
-        skip |= {"ray", "loader", "e2e", "allocator"}
+        skip.update({name: "skipped on this device" for name in ("ray", "loader", "e2e", "allocator") if name not in skip})
+    if importlib.util.find_spec("ray") is None:  # e.g. a GPU machine with torch but not the suite's requirements
+        skip.update({name: "skipped: Ray is not installed here" for name in ("ray", "sweep", "e2e") if name not in skip})
     start = time.perf_counter()
     from suite.perf.environ import prefix
 
@@ -75,7 +78,7 @@ def main(argv=None) -> int:
 
     def part(name, fn):
         if name in skip:
-            res[name] = f"skipped (--skip {name})" if name in args.skip else "skipped on this device"
+            res[name] = skip[name]
             return
         log(f"part {name}")
         try:
@@ -89,7 +92,7 @@ def main(argv=None) -> int:
     peaks = {k: v["gflops"]["median"] for k, v in (res.get("matmul") or {}).items()} \
         if isinstance(res.get("matmul"), dict) else {}
     part("step", lambda: _steps(s, device, peaks, res, skip))
-    part("compile", lambda: _compiled(s, device))
+    part("compile", lambda: _compiled(s, device, peaks))
     part("ray", lambda: __import__("suite.perf.ray_overhead", fromlist=["run_part"]).run_part(s, log))
     part("contention", lambda: __import__("suite.perf.contention", fromlist=["run"]).run(
         s.contention_repeats, s.contention_inner, log))
@@ -126,14 +129,14 @@ def _steps(s, device, peaks, res, skip):
     return run_steps(s, device, peaks, with_bf16="bf16" not in skip, bf16_fast=bf16_is_fast(matmul, device), log=log)
 
 
-def _compiled(s, device):
+def _compiled(s, device, peaks):
     from suite.perf.compiled import run_part
     from suite.perf.step import Case
 
     plan = [(Case("daformer_m", 5, batch=16, preset="quickstart"), s.compile_repeats, s.compile_inner)]
     if s.compile_cifar:
-        plan.append((Case("daformer_m", 10, batch=s.batch), s.repeats, s.inner))
-    return run_part(plan, device, s.warmup, log)
+        plan.append((Case("daformer_m", 10, dtype=s.compile_dtype, batch=s.large_batch or s.batch), s.repeats, s.inner))
+    return run_part(plan, device, s.warmup, peaks, log)
 
 
 def _loader(s, res):

@@ -221,10 +221,12 @@ def _compile_section(part) -> list[str]:
     lines += ["The same step eager and compiled (inductor, `fallback_random`), samples interleaved. "
               "'first call' = the compiled step's first call, compiling into an empty inductor cache: a "
               "run pays it once per model shape (every task that adds a key or a head recompiles).", ""]
-    lines += _table(["case", "eager img/s", "compiled img/s", "compiled / eager (paired)", "first call (s)"],
+    lines += _table(["case", "eager img/s", "compiled img/s", "compiled / eager (paired)", "first call (s)",
+                     "MFU eager", "MFU compiled"],
                     [[r["case"], f"{_f(r['eager']['median'])} ({_range(r['eager'])})", f"{_f(r['compiled']['median'])} ({_range(r['compiled'])})",
                       f"{r['paired']['median']:.2f}× ({r['paired']['min']:.2f}–{r['paired']['max']:.2f})",
-                      _f(r["first_call_s"])] for r in part["rows"]])
+                      _f(r["first_call_s"]), _f(r.get("mfu_eager"), 3), _f(r.get("mfu_compiled"), 3)]
+                     for r in part["rows"]])
     return lines + [""]
 
 

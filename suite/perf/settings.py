@@ -25,6 +25,10 @@ class Settings:
     compile_repeats: int = 5
     compile_inner: int = 10
     compile_cifar: bool = True
+    compile_dtype: str = "fp32"  # of the CIFAR compile case
+    # GPU only: a batch that fills the device (batch 128 leaves an H100 waiting on kernel launches);
+    # daformer_m at 10 keys runs at it in the step part, and the CIFAR compile case uses it
+    large_batch: int | None = None
     # Ray overhead
     ray_small_repeats: int = 5
     ray_small_inner: int = 10
@@ -57,8 +61,10 @@ QUICK = Settings(batch=8, repeats=2, heavy_repeats=1, keys=(1, 10), matmul_n=102
                  sweep_trials=2, sweep_epochs=1, e2e_repeats=1, alloc_rounds=1, alloc_repeats=2)
 
 # On a GPU a step is milliseconds: more samples, several steps each.
-GPU_FULL = replace(FULL, repeats=10, heavy_repeats=10, warmup=3, inner=5, matmul_n=8192, matmul_repeats=10)
-GPU_QUICK = replace(QUICK, repeats=5, heavy_repeats=5, warmup=2, inner=3, matmul_n=4096)
+GPU_FULL = replace(FULL, repeats=10, heavy_repeats=10, warmup=3, inner=5, matmul_n=8192, matmul_repeats=10,
+                   large_batch=1024, compile_dtype="bf16")
+GPU_QUICK = replace(QUICK, repeats=5, heavy_repeats=5, warmup=2, inner=3, matmul_n=4096, large_batch=256,
+                    compile_dtype="bf16")
 
 
 def settings_for(quick: bool, cuda: bool) -> Settings:

@@ -3,7 +3,8 @@
 fp32 always; bf16 autocast in full where bf16 is fast (a GPU, or a CPU whose bf16 matmul is not
 far slower than fp32). On a CPU without native bf16 (no AMX / AVX512-BF16: bf16 matmuls are
 emulated, tens of times slower) only a probe runs: daformer_m at 10 keys, batched and naive, at
-a small batch, with fp32 at the same batch beside it.
+a small batch, with fp32 at the same batch beside it. On a GPU daformer_m at 10 keys also runs at
+`Settings.large_batch`, where the device, not the kernel launches, sets the pace.
 """
 from __future__ import annotations
 
@@ -75,6 +76,9 @@ def run_steps(s: Settings, device: torch.device, peaks: dict[str, float], with_b
                      f"bf16 measured only as a probe, daformer_m 10 keys at batch {b}, with fp32 at batch {b} beside it")
         for dtype in ("fp32", "bf16"):
             plan.append(([Case("daformer_m", 10, impl, dtype, b) for impl in ("batched", "naive")], s.bf16_probe_repeats))
+    if s.large_batch:
+        dtypes = ("fp32", "bf16") if with_bf16 and bf16_fast else ("fp32",)
+        plan += [([Case("daformer_m", 10, impl, dtype, s.large_batch) for impl in IMPLS], s.repeats) for dtype in dtypes]
     probes = {}
     rows = []
     for group, repeats in plan:
