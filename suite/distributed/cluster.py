@@ -14,7 +14,13 @@ WORKER_ENV = {
     # glibc's default allocator cost up to 24% of a training step here in page faults (ENV.md)
     "MALLOC_MMAP_MAX_": "0",
     "MALLOC_TRIM_THRESHOLD_": "68719476736",
+    # Ray Train's controller polls the workers every 2 s by default: a run then ends up to 2 s after
+    # its last report (2-3 s of the quickstart's end; reports/perf/ray-startup)
+    "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.5",
 }
+# The embedded Ray otherwise boots idle workers for the driver's first tasks; every actor of a run
+# asks for the job's runtime_env, so none is ever used, and they boot while Ray starts on 2 cores.
+LOCAL_SYSTEM_CONFIG = {"prestart_worker_first_driver": False}
 
 
 def check_reachable(address: str) -> None:
@@ -50,7 +56,8 @@ def init_ray(address: str | None):
             ray.init(address=target, runtime_env=runtime_env, log_to_driver=True)
         else:
             ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=True,
-                     dashboard_host="127.0.0.1", runtime_env=runtime_env, log_to_driver=True)
+                     dashboard_host="127.0.0.1", runtime_env=runtime_env, log_to_driver=True,
+                     _system_config=LOCAL_SYSTEM_CONFIG)
     except ConnectionError as e:
         raise UserError(f"--address {target}: cannot reach a Ray cluster there ({e}); "
                         "expected the address of a running head, e.g. 127.0.0.1:6379 or http://HEAD:8265") from None

@@ -52,10 +52,11 @@ def _start_ray(worker_env: dict) -> None:
     """A private local Ray, started as `suite.distributed.cluster.init_ray` does."""
     import ray
 
-    from suite.distributed.cluster import WORKER_ENV
+    from suite.distributed.cluster import LOCAL_SYSTEM_CONFIG, WORKER_ENV
 
     ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=True, dashboard_host="127.0.0.1",
-             runtime_env={"env_vars": {**WORKER_ENV, **worker_env}}, log_to_driver=False)
+             runtime_env={"env_vars": {**WORKER_ENV, **worker_env}}, log_to_driver=False,
+             _system_config=LOCAL_SYSTEM_CONFIG)
 
 
 def _one_worker_trainer(fn, config: dict, storage: str):
