@@ -2,7 +2,8 @@
 
 Runs the parts in order (matmul ceiling, training steps, Ray Train overhead, data pipeline,
 sweep packing, end to end, allocator) and writes DIR/perf.json and DIR/perf.md. A part that
-fails is recorded under "errors" and the others still run; the exit code is then 1.
+fails is recorded under "errors" and the others still run; the exit code is then 1. Where Ray is
+not installed (a GPU machine with torch alone), the parts that start it are skipped and say so.
 """
 from __future__ import annotations
 
