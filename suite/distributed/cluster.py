@@ -18,9 +18,6 @@ WORKER_ENV = {
     # its last report (2-3 s of the quickstart's end; reports/perf/ray-startup)
     "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.5",
 }
-# The embedded Ray otherwise boots idle workers for the driver's first tasks; every actor of a run
-# asks for the job's runtime_env, so none is ever used, and they boot while Ray starts on 2 cores.
-LOCAL_SYSTEM_CONFIG = {"prestart_worker_first_driver": False}
 
 
 def check_reachable(address: str) -> None:
@@ -38,26 +35,35 @@ def check_reachable(address: str) -> None:
                         "expected the address of a running head (see `ray start --head`)") from None
 
 
+def start_local_ray(extra_env: dict | None = None, log_to_driver: bool = True) -> None:
+    """A private local Ray on every CPU of this machine, its dashboard on loopback (Ray Train's state
+    API needs it), the workers' environment WORKER_ENV plus `extra_env`.
+
+    No idle workers are prestarted: Ray boots them for the driver's first tasks, but every actor of
+    a run asks for the job's runtime_env, so none is ever used, and they boot while Ray starts."""
+    import ray
+
+    ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=True, dashboard_host="127.0.0.1",
+             runtime_env={"env_vars": {**WORKER_ENV, **(extra_env or {})}}, log_to_driver=log_to_driver,
+             _system_config={"prestart_worker_first_driver": False})
+
+
 def init_ray(address: str | None):
     """`address` (or RAY_ADDRESS) connects to a cluster; neither starts a private local Ray.
 
-    The local Ray keeps its dashboard (Ray Train's state API needs it), bound to loopback.
     """
     import ray
 
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     if ray.is_initialized():
         return ray
-    runtime_env = {"env_vars": WORKER_ENV}
     target = address or os.environ.get("RAY_ADDRESS")
     try:
         if target:
             check_reachable(target)
-            ray.init(address=target, runtime_env=runtime_env, log_to_driver=True)
+            ray.init(address=target, runtime_env={"env_vars": WORKER_ENV}, log_to_driver=True)
         else:
-            ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=True,
-                     dashboard_host="127.0.0.1", runtime_env=runtime_env, log_to_driver=True,
-                     _system_config=LOCAL_SYSTEM_CONFIG)
+            start_local_ray()
     except ConnectionError as e:
         raise UserError(f"--address {target}: cannot reach a Ray cluster there ({e}); "
                         "expected the address of a running head, e.g. 127.0.0.1:6379 or http://HEAD:8265") from None

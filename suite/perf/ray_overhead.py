@@ -20,6 +20,8 @@ import uuid
 from dataclasses import asdict
 from pathlib import Path
 
+from suite.distributed.cluster import start_local_ray
+
 REPO = Path(__file__).resolve().parents[2]
 MARK = "PERF-RAY "
 
@@ -48,17 +50,6 @@ def _worker(config: dict) -> None:
     Path(config["out"]).write_text(json.dumps(result))
 
 
-def _start_ray(worker_env: dict) -> None:
-    """A private local Ray, started as `suite.distributed.cluster.init_ray` does."""
-    import ray
-
-    from suite.distributed.cluster import LOCAL_SYSTEM_CONFIG, WORKER_ENV
-
-    ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=True, dashboard_host="127.0.0.1",
-             runtime_env={"env_vars": {**WORKER_ENV, **worker_env}}, log_to_driver=False,
-             _system_config=LOCAL_SYSTEM_CONFIG)
-
-
 def _one_worker_trainer(fn, config: dict, storage: str):
     """A TorchTrainer of one worker holding every CPU (gloo), checkpoints under `storage`."""
     from ray.train import RunConfig, ScalingConfig
@@ -79,7 +70,7 @@ def run_variant(variant: str, case_json: str, repeats: int, warmup: int, inner: 
     import ray
 
     start = time.perf_counter()
-    _start_ray(spec.get("env", {}))
+    start_local_ray(spec.get("env", {}), log_to_driver=False)
     with tempfile.TemporaryDirectory(prefix="perf-ray-") as tmp:
         out = Path(tmp) / "probe.json"
         _one_worker_trainer(_worker, {"case": json.loads(case_json), "repeats": repeats, "warmup": warmup,
@@ -130,7 +121,7 @@ def run_background(seconds: float) -> dict:
 
     import ray
 
-    _start_ray({})
+    start_local_ray(log_to_driver=False)
     settle = 3.0  # after the worker falls asleep, before sampling
     box = {}
 

@@ -26,7 +26,7 @@ class Settings:
     compile_inner: int = 10
     compile_cifar: bool = True
     compile_dtype: str = "fp32"  # of the CIFAR compile case
-    # GPU only: a batch that fills the device (batch 128 leaves an H100 waiting on kernel launches);
+    # GPU only: a batch that fills the device (at batch 128 bf16 ran barely faster than fp32 on an H200);
     # daformer_m at 10 keys runs at it in the step part, and the CIFAR compile case uses it
     large_batch: int | None = None
     # Ray overhead
