@@ -2,8 +2,8 @@
 
 No timing assertions: the figures depend on the machine and on whatever else runs on it. The Ray,
 contention, end-to-end and allocator parts (minutes, fresh processes) and the bf16 probe (bf16 is
-emulated on CPUs without AMX) are skipped here; the naive dual block is checked against the batched
-one directly.
+emulated on CPUs without AMX) are skipped here; the bf16 accuracy part runs in its own test; the naive
+dual block is checked against the batched one directly.
 """
 import json
 import math
@@ -19,7 +19,7 @@ from suite.models.daformer import DAFormer
 from suite.perf.naive import naive_block, naive_dual_forward
 from tests.conftest import REPO
 
-SKIP = "bf16,ray,contention,sweep,e2e,allocator"
+SKIP = "bf16,ray,contention,sweep,e2e,allocator,accuracy"
 
 
 def _finite_positive(x) -> bool:
@@ -161,3 +161,56 @@ def test_bf16_targets_judge_the_gpu_at_its_largest_batch(device):
         assert util["value"] == 0.25 and util["met"] is False and "compiled" in util["note"]
     else:
         assert util["value"] is None and util["met"] is None
+
+
+def _accuracy_runs(fp32, bf16):
+    """Runs of the accuracy part: per seed (avg incremental, last) accuracy in each precision."""
+    return [{"precision": p, "seed": seed, "avg_incremental_accuracy": acc[0], "last_accuracy": acc[1]}
+            for seed, pair in enumerate(zip(fp32, bf16)) for p, acc in zip(("fp32", "bf16"), pair)]
+
+
+@pytest.mark.parametrize("bf16_avg, met", [((80.5, 82.0, 81.0), True), ((77.0, 78.0, 77.5), False)])
+def test_bf16_accuracy_is_judged_against_the_seed_range(bf16_avg, met):
+    from suite.perf.accuracy import summarise
+    from suite.perf.targets import judge
+
+    fp32 = [(80.0, 70.0), (82.0, 72.0), (81.0, 71.0)]
+    runs = _accuracy_runs(fp32, [(a, last) for a, (_, last) in zip(bf16_avg, fp32)])
+    summary = summarise(runs)
+    avg = summary["avg_incremental_accuracy"]
+    assert avg["fp32"]["mean"] == pytest.approx(81.0) and avg["noise"] == pytest.approx(max(2.0, max(bf16_avg) - min(bf16_avg)))
+    assert avg["paired"] == pytest.approx([b - f for b, (f, _) in zip(bf16_avg, fp32)])
+    results = {"machine": {"device": "cpu", "amx_bf16": False}, "settings": {"batch": 128, "bf16_probe_batch": 4},
+               "accuracy": {"summary": summary}}
+    target = next(t for t in judge(results) if t["name"].startswith("bf16 quickstart accuracy"))
+    assert target["met"] is met and target["value"] == pytest.approx(avg["difference"])
+    assert "3 seeds" in target["note"]
+
+
+def test_bf16_accuracy_with_one_seed_is_not_judged():
+    from suite.perf.accuracy import summarise
+    from suite.perf.targets import judge
+
+    results = {"machine": {"device": "cpu", "amx_bf16": False}, "settings": {"batch": 128, "bf16_probe_batch": 4},
+               "accuracy": {"summary": summarise(_accuracy_runs([(80.0, 70.0)], [(75.0, 60.0)]))}}
+    target = next(t for t in judge(results) if t["name"].startswith("bf16 quickstart accuracy"))
+    assert target["met"] is None and "one seed" in target["note"]
+
+
+def test_accuracy_part_runs_the_quickstart_in_both_precisions(tmp_path):
+    """The real quickstart, in-process, fp32 and bf16 for two seeds (one epoch per phase in --quick)."""
+    others = "matmul,step,bf16,compile,ray,contention,loader,sweep,e2e,allocator"
+    done = subprocess.run([sys.executable, "-m", "suite.perf", "--quick", "--skip", others, "--out", str(tmp_path)],
+                          cwd=REPO, env={**os.environ, "HF_HUB_OFFLINE": "1"}, capture_output=True, text=True,
+                          timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    doc = json.loads((tmp_path / "perf.json").read_text())
+    runs = doc["accuracy"]["runs"]
+    assert [(r["seed"], r["precision"]) for r in runs] == [(0, "fp32"), (0, "bf16"), (1, "fp32"), (1, "bf16")]
+    for r in runs:
+        assert 0 < r["avg_incremental_accuracy"] <= 100 and 0 <= r["last_accuracy"] <= 100
+    assert len({r["avg_incremental_accuracy"] for r in runs}) > 1  # seeds and precisions change the runs
+    target = next(t for t in doc["targets"] if t["name"].startswith("bf16 quickstart accuracy"))
+    assert target["met"] in (True, False) and "2 seeds" in target["note"]
+    md = (tmp_path / "perf.md").read_text()
+    assert "## 8. bf16 against fp32: quickstart accuracy" in md and "--set train.precision=fp32|bf16" in md

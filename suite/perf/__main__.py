@@ -1,7 +1,7 @@
 """`python -m suite.perf [--quick] [--out DIR] [--device cpu|cuda] [--skip PART,...]`.
 
 Runs the parts in order (matmul ceiling, training steps, Ray Train overhead, data pipeline,
-sweep packing, end to end, allocator) and writes DIR/perf.json and DIR/perf.md. A part that
+sweep packing, end to end, allocator, bf16 accuracy) and writes DIR/perf.json and DIR/perf.md. A part that
 fails is recorded under "errors" and the others still run; the exit code is then 1. Where Ray is
 not installed (a GPU machine with torch alone), the parts that start it are skipped and say so.
 """
@@ -69,6 +69,8 @@ def main(argv=None) -> int:
         skip.update({name: "skipped on this device" for name in ("ray", "loader", "e2e", "allocator") if name not in skip})
     if importlib.util.find_spec("ray") is None:  # e.g. a GPU machine with torch but not the suite's requirements
         skip.update({name: "skipped: Ray is not installed here" for name in ("ray", "sweep", "e2e") if name not in skip})
+    if importlib.util.find_spec("sklearn") is None:  # it ships the quickstart's digits
+        skip.setdefault("accuracy", "skipped: scikit-learn (the quickstart's digits) is not installed here")
     start = time.perf_counter()
     from suite.perf.environ import prefix
 
@@ -102,6 +104,8 @@ def main(argv=None) -> int:
         s.sweep_trials, s.sweep_epochs, 4 if device.type == "cuda" else 2, device.type == "cuda", log))
     part("e2e", lambda: _e2e(s))
     part("allocator", lambda: _allocator(s))
+    part("accuracy", lambda: __import__("suite.perf.accuracy", fromlist=["run_part"]).run_part(
+        s.accuracy_seeds, s.accuracy_sets, log))
 
     res["elapsed_s"] = time.perf_counter() - start
     res["load_average_at_end"] = machine.load_average()

@@ -9,6 +9,7 @@ the learner reports them, and the last accuracy line to exit (report, summary, R
 """
 from __future__ import annotations
 
+import json
 import re
 import statistics
 import subprocess
@@ -30,15 +31,16 @@ EPOCH = re.compile(r"task \d+/\d+ (train|finetune)\s+epoch \d+/\d+ .*?([\d,]+) i
 ACCURACY = re.compile(r"task (\d+)/(\d+) accuracy")
 
 
-def quickstart_command(output_basedir: str, in_process: bool) -> list[str]:
+def quickstart_command(output_basedir: str, in_process: bool, sets: tuple[str, ...] = ()) -> list[str]:
     cmd = [sys.executable, "suite/run.py", "configs/quickstart.yaml", "--output-basedir", output_basedir]
-    return cmd + (["--in-process"] if in_process else [])
+    return cmd + (["--in-process"] if in_process else []) + [a for kv in sets for a in ("--set", kv)]
 
 
-def quickstart_wall(in_process: bool, env: dict | None = None, timeout: float = 1800) -> dict:
-    """Seconds from launch to exit of one quickstart run in a fresh temporary output directory."""
+def quickstart_wall(in_process: bool, env: dict | None = None, timeout: float = 1800, sets: tuple[str, ...] = ()) -> dict:
+    """Seconds from launch to exit of one quickstart run (config overrides `sets`) in a fresh
+    temporary output directory, and the accuracy the run wrote."""
     with tempfile.TemporaryDirectory(prefix="perf-e2e-") as tmp:
-        cmd = quickstart_command(tmp, in_process)
+        cmd = quickstart_command(tmp, in_process, sets)
         lines: list[tuple[float, str]] = []
         start = time.perf_counter()
         proc = subprocess.Popen(cmd, cwd=REPO, env=child_env({**BASE_ENV, **(env or {})}, unset=THREAD_POLICY + MALLOC),
@@ -54,11 +56,14 @@ def quickstart_wall(in_process: bool, env: dict | None = None, timeout: float = 
                 proc.kill()
                 proc.wait()
         wall = time.perf_counter() - start
+        results = [json.loads(f.read_text()) for f in Path(tmp).glob("*/results.json")]
     if proc.returncode != 0:
         tail = "\n".join(text for _, text in lines[-15:])
         raise RuntimeError(f"quickstart failed (exit {proc.returncode}): {tail[-1500:]}")
     shown = " ".join(["python", *cmd[1:3], "--output-basedir", "<tmp>", *cmd[5:]])
-    return {"command": shown, "in_process": in_process, "env": env or {}, "wall_s": wall, **timeline(lines)}
+    accuracy = {k: results[0][k] for k in ("avg_incremental_accuracy", "last_accuracy")} if len(results) == 1 else None
+    return {"command": shown, "in_process": in_process, "env": env or {}, "wall_s": wall, "accuracy": accuracy,
+            **timeline(lines)}
 
 
 def timeline(lines: list[tuple[float, str]]) -> dict:

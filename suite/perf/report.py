@@ -198,9 +198,27 @@ def markdown(res: dict) -> str:
     else:
         lines += [f"Not measured: {alloc or 'skipped'}", ""]
 
+    lines += _accuracy_section(res.get("accuracy"))
     if res.get("errors"):
         lines += ["## Errors", ""] + [f"- {k}: {v}" for k, v in res["errors"].items()] + [""]
     return "\n".join(lines)
+
+
+def _accuracy_section(part) -> list[str]:
+    lines = ["## 8. bf16 against fp32: quickstart accuracy", ""]
+    if not isinstance(part, dict) or not part.get("runs"):
+        return lines + [f"Not measured: {part or 'skipped'}", ""]
+    lines += [f"`{part['command']}`, seeds {', '.join(map(str, part['seeds']))}, in launch order; accuracies in %.", ""]
+    lines += _table(["seed", "precision", "avg incremental accuracy", "last accuracy", "wall (s)"],
+                    [[str(r["seed"]), r["precision"], _f(r["avg_incremental_accuracy"], 2), _f(r["last_accuracy"], 2),
+                      _f(r["wall_s"])] for r in part["runs"]])
+    lines.append("")
+    for metric, label in (("avg_incremental_accuracy", "Average incremental accuracy"), ("last_accuracy", "Last accuracy")):
+        m = part["summary"][metric]
+        lines.append(f"- {label}: fp32 mean {m['fp32']['mean']:.2f}, bf16 mean {m['bf16']['mean']:.2f}; bf16 − fp32 "
+                     f"{m['difference']:+.2f} points (per seed: {', '.join(f'{d:+.2f}' for d in m['paired'])}); "
+                     f"seed range (run-to-run noise) {m['noise']:.2f}")
+    return lines + [""]
 
 
 def _background(bg) -> list[str]:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-PARTS = ("matmul", "step", "bf16", "compile", "ray", "contention", "loader", "sweep", "e2e", "allocator")
+PARTS = ("matmul", "step", "bf16", "compile", "ray", "contention", "loader", "sweep", "e2e", "allocator", "accuracy")
 
 
 @dataclass(frozen=True)
@@ -51,6 +51,9 @@ class Settings:
     alloc_keys: int = 10
     alloc_rounds: int = 2
     alloc_repeats: int = 2
+    # bf16 against fp32 on the quickstart's accuracy: seeds, and config overrides of every run
+    accuracy_seeds: tuple[int, ...] = (0, 1, 2)
+    accuracy_sets: tuple[str, ...] = ()
 
 
 FULL = Settings()
@@ -58,7 +61,8 @@ FULL = Settings()
 QUICK = Settings(batch=8, repeats=2, heavy_repeats=1, keys=(1, 10), matmul_n=1024, matmul_repeats=3,
                  bf16_probe_batch=2, bf16_probe_repeats=1, ray_small_repeats=3, ray_small_inner=5,
                  ray_variants=("default", "passive"), ray_cifar=False, compile_repeats=3, compile_cifar=False, ray_background_s=10, contention_repeats=3, contention_inner=5, loader_batches=3, loader_repeats=2,
-                 sweep_trials=2, sweep_epochs=1, e2e_repeats=1, alloc_rounds=1, alloc_repeats=2)
+                 sweep_trials=2, sweep_epochs=1, e2e_repeats=1, alloc_rounds=1, alloc_repeats=2,
+                 accuracy_seeds=(0, 1), accuracy_sets=("train.epochs=1", "finetune.epochs=1"))
 
 # On a GPU a step is milliseconds: more samples, several steps each.
 GPU_FULL = replace(FULL, repeats=10, heavy_repeats=10, warmup=3, inner=5, matmul_n=8192, matmul_repeats=10,

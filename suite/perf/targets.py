@@ -72,6 +72,7 @@ def judge(results: dict) -> list[dict]:
     out.append(_target("bf16 batched / fp32 naive, 10 keys", "≥ 3× (AMX CPUs and GPUs only)",
                        pairs.get(batch), 3.0, " ".join(x for x in (f"{measured}.", why) if x),
                        applicable=bool(bf16_fast)))
+    out.append(_bf16_accuracy(_part(results, "accuracy").get("summary")))
 
     out.append(_gpu_utilisation(machine, rows, _part(results, "compile").get("rows", [])))
 
@@ -132,3 +133,22 @@ def _gpu_utilisation(machine: dict, step_rows: list[dict], compile_rows: list[di
     value, where = max(candidates)
     others = ", ".join(f"{w}: {v:.2f}" for v, w in sorted(candidates, reverse=True)[1:4])
     return _target(name, goal, value, 0.4, f"best: {where}" + (f"; next: {others}" if others else ""))
+
+
+def _bf16_accuracy(summary: Optional[dict]) -> dict:
+    """bf16 leaves the quickstart's accuracy within run-to-run noise: for both the average incremental
+    and the last accuracy, |mean bf16 − mean fp32| ≤ the wider of the two seed ranges."""
+    name, goal = "bf16 quickstart accuracy (bf16 − fp32, avg inc.)", "within run-to-run noise (seed range)"
+    if not summary:
+        return {"name": name, "goal": goal, "value": None, "threshold": None, "met": None, "note": "not measured"}
+    metrics = {"avg inc.": summary["avg_incremental_accuracy"], "last": summary["last_accuracy"]}
+    note = "; ".join(f"{label}: fp32 {m['fp32']['mean']:.2f} ({m['fp32']['min']:.2f}–{m['fp32']['max']:.2f}), "
+                     f"bf16 {m['bf16']['mean']:.2f} ({m['bf16']['min']:.2f}–{m['bf16']['max']:.2f}), "
+                     f"bf16 − fp32 {m['difference']:+.2f} points against a seed range of {m['noise']:.2f}"
+                     for label, m in metrics.items())
+    seeds = metrics["avg inc."]["seeds"]
+    met = None if seeds < 2 else all(abs(m["difference"]) <= m["noise"] for m in metrics.values())
+    if met is None:
+        note += "; one seed: no run-to-run noise to compare with"
+    return {"name": name, "goal": goal, "value": metrics["avg inc."]["difference"], "threshold": None, "met": met,
+            "note": f"{seeds} seeds; {note}"}
