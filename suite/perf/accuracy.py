@@ -3,8 +3,8 @@ and `=bf16`, over a few seeds, so that the precision's effect on accuracy can be
 seed-to-seed spread (the bf16 target asks for accuracy unchanged within run-to-run noise).
 
 The runs use whatever device the quickstart picks. On a CPU without native bf16 the bf16 runs are
-slower (emulated) but round like bf16 anywhere: autocast casts the matmul inputs to bf16 and
-accumulates in fp32.
+slower (emulated); autocast still casts the matmul inputs to bf16 there (CPU and CUDA autocast
+differ in which other ops they cast).
 """
 from __future__ import annotations
 
