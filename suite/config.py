@@ -16,8 +16,9 @@ from typing import Any, Optional, Union
 import yaml
 
 from suite.errors import UserError
+from suite.methods import METHODS
 
-METHODS = ("daformer_s", "daformer_m", "daformer", "dytox", "replay", "finetune", "joint")
+RELEASE_AUTO_AUGMENT = "rand-m9-mstd0.5-inc1"  # timm policy of the DAFormer and DyTox releases
 DATASETS = ("digits", "cifar100", "imagenet_subset", "imagenet", "imagefolder", "synthetic")
 
 
@@ -39,7 +40,10 @@ class DataConfig:
     test_per_class: int = _key(20, "synthetic only: test images per class", minimum=1)
     input_size: Optional[int] = _key(None, "resize images to this side (default: the data set's own)", minimum=4)
     augment: bool = _key(True, "random crop + flip on training images")
-    randaugment: bool = _key(False, "RandAugment on training images")
+    auto_augment: Optional[str] = _key(RELEASE_AUTO_AUGMENT, "timm augmentation policy on training images, e.g. "
+                                       "'rand-m9-mstd0.5-inc1' (the releases'); null: off")
+    repeated_augmentation: int = _key(3, "repeated augmentation: each image this many times per epoch, on different "
+                                      "workers or in one batch (the releases: 3; 1: off)", minimum=1)
     num_workers: int = _key(0, "data-loader worker processes per training worker", minimum=0)
 
 
@@ -59,7 +63,10 @@ class ModelConfig:
     mlp_ratio: float = _key(4.0, "MLP hidden width / embed_dim", minimum=0.5)
     drop_path: float = _key(0.0, "stochastic depth, linear over all blocks", minimum=0.0, maximum=1.0)
     num_keys: Optional[int] = _key(None, "external keys K (daformer only; default: one per task)", minimum=1)
-    out_proj: bool = _key(True, "apply the dual block's output projection (false reproduces the release)")
+    out_proj: bool = _key(False, "apply the dual block's output projection (the release builds it and never "
+                          "applies it; true is our ablation)")
+    task_token_init: str = _key("random", "DyTox's new task token: random (trunc_normal std 0.02, the release) or "
+                                "copy (the previous task's token)", choices=("random", "copy"))
     locality_strength: float = _key(1.0, "GPSA locality strength", minimum=0.0)
 
 
@@ -84,6 +91,8 @@ class TrainConfig:
     label_smoothing: float = _key(0.0, "label smoothing", minimum=0.0, maximum=1.0)
     divergence_weight: float = _key(0.1, "weight of the divergence-head loss", minimum=0.0)
     asam_rho: float = _key(0.0, "ASAM radius from task 1 on (0: off; paper 3.0)", minimum=0.0)
+    asam_eta: float = _key(0.0, "ASAM's eta added to |w| in the adaptive scale (the release: 0, so zero weights "
+                           "are never perturbed; Kwon et al.: 0.01)", minimum=0.0)
     clip_grad: Optional[float] = _key(None, "gradient-norm clip", minimum=0.0)
     precision: str = _key("auto", "autocast: auto (bf16 where fast), bf16, fp32", choices=("auto", "bf16", "fp32"))
     eval_batch_size: int = _key(256, "evaluation and feature-extraction batch size", minimum=1)
@@ -96,7 +105,8 @@ class TrainConfig:
 @dataclass
 class FinetuneConfig:
     epochs: int = _key(2, "balanced finetuning epochs per task (0: off)", minimum=0)
-    lr: float = _key(5e-5, "balanced finetuning constant learning rate", minimum=0.0)
+    lr: float = _key(5e-5, "balanced finetuning constant learning rate, scaled by global batch / 512", minimum=0.0)
+    mixup: bool = _key(True, "keep the recipe's MixUp (train.mixup) in finetuning, as the releases do")
     shuffle: bool = _key(True, "shuffle finetuning batches (false reproduces the release)")
 
 
@@ -107,7 +117,8 @@ class DistillConfig:
                              "per-sample KL / old classes) or per sample ('batchmean')", choices=("mean", "batchmean"))
     knn_k: int = _key(5, "neighbours per sample in KNN-invariant distillation", minimum=1)
     knn_temperature: float = _key(0.1, "temperature of the neighbourhood softmax", minimum=1e-6)
-    knn_weight: float = _key(0.5, "weight beta of KNN-invariant distillation (0: off)", minimum=0.0)
+    knn_weight: float = _key(0.0, "weight beta of our KNN-invariant distillation (0: off, as in the releases; "
+                             "daformer methods only)", minimum=0.0)
 
 
 @dataclass
@@ -282,6 +293,24 @@ def read_yaml(path: str | Path) -> dict:
     return tree
 
 
+def config_layers(path: Path, seen: tuple[Path, ...] = ()) -> list[tuple[Path, dict]]:
+    """A config file after the files its `include:` names (paths relative to it), depth first.
+
+    Presets build on each other this way: DyTox+ is DyTox with MixUp, DAFormer's recipe DyTox++'s."""
+    if path.resolve() in seen:
+        raise UserError(f"config file '{path}' includes itself (through {' -> '.join(str(p) for p in seen)})")
+    tree = read_yaml(path)
+    included = tree.pop("include", None) or []
+    if isinstance(included, str):
+        included = [included]
+    if not isinstance(included, list) or not all(isinstance(name, str) for name in included):
+        raise UserError(f"config file '{path}': 'include' must be a file name or a list of them")
+    layers = []
+    for name in included:
+        layers += config_layers(path.parent / name, seen + (path.resolve(),))
+    return layers + [(path, tree)]
+
+
 def parse_set(item: str) -> tuple[str, Any]:
     """'memory.size=500' -> ('memory.size', 500); the value is read as YAML."""
     if "=" not in item:
@@ -301,7 +330,8 @@ def load(files: list[str | Path], sets: list[str] = (), extra: dict[str, Any] | 
     `where` names the origin of an `extra` key in errors (e.g. the flag that set it)."""
     cfg = Config()
     for path in files:
-        cfg = apply(cfg, _flatten(read_yaml(path), str(path)), str(path))
+        for layer, tree in config_layers(Path(path)):
+            cfg = apply(cfg, _flatten(tree, str(layer)), str(layer))
     for key, value in (extra or {}).items():
         cfg = apply(cfg, {key: value}, (where or {}).get(key, "command line"))
     for item in sets:

@@ -9,10 +9,8 @@ from suite.data.registry import DataSet, count_classes
 from suite.data.scenario import Scenario, plan_scenario
 from suite.errors import UserError
 from suite.learner.memory import per_class_budget
-from suite.models import METHODS, build_model
-from suite.models.daformer import num_keys_for
-
-KEYED = {"daformer_s": 1, "daformer_m": None}  # fixed key counts (None: one per task)
+from suite.methods import CONFIGURED, METHODS
+from suite.models import build_model
 
 
 def check_config(cfg: Config) -> Scenario:
@@ -21,14 +19,20 @@ def check_config(cfg: Config) -> Scenario:
     if m.embed_dim % m.num_heads:
         raise UserError(f"model.num_heads = {m.num_heads} does not divide model.embed_dim = {m.embed_dim}; "
                         "expected a divisor of the embedding width")
+    method = METHODS[cfg.method]
+    if cfg.distill.knn_weight > 0 and not method.knn:
+        allowed = ", ".join(m.name for m in METHODS.values() if m.knn)
+        raise UserError(f"distill.knn_weight = {cfg.distill.knn_weight:g} is our KNN distillation, which only "
+                        f"DAFormer takes ({allowed}); method '{cfg.method}' has none: set it to 0")
     scenario = plan_scenario(cfg, count_classes(cfg.data))
     tasks = scenario.num_tasks
     keys = cfg.model.num_keys
     if keys is not None:
-        if cfg.method in KEYED and keys != (KEYED[cfg.method] or tasks):
-            raise UserError(
-                f"model.num_keys = {keys} contradicts method '{cfg.method}' "
-                f"(which uses {KEYED[cfg.method] or tasks}); use method 'daformer' to choose the key count")
+        if method.keys != CONFIGURED and keys != method.num_keys(None, tasks):
+            fixed = method.num_keys(None, tasks)
+            uses = f"which uses {fixed}" if fixed else "which has no external keys"
+            raise UserError(f"model.num_keys = {keys} contradicts method '{cfg.method}' ({uses}); "
+                            "use method 'daformer' to choose the key count")
         if keys > tasks:
             raise UserError(f"model.num_keys = {keys} is larger than the {tasks} tasks; expected 1..{tasks}")
     if cfg.memory.per_class is None and 0 < cfg.memory.size < len(scenario.class_order):
@@ -94,9 +98,10 @@ class Plan:
             mem = f"memory {per_class_budget(cfg.memory, seen)}/class" if method.rehearsal else "no memory"
             lines.append(f"  task {t + 1:3d}: {len(classes):3d} classes {list(classes)}  ({mem})")
         params = count_params(cfg, data, sc)
-        keys = f", {num_keys_for(cfg.method, cfg.model.num_keys, sc.num_tasks)} external key(s)" if cfg.method.startswith("daformer") else ""
+        num_keys = method.num_keys(cfg.model.num_keys, sc.num_tasks)
+        keys = f", {num_keys} external key(s)" if num_keys else ""
         lines += [
-            f"method    {cfg.method} ({method.description}){keys}",
+            f"method    {cfg.method}: {method.display_label(cfg.distill.knn_weight)} ({method.description}){keys}",
             f"model     embed {cfg.model.embed_dim}, depth {cfg.model.depth}+1, heads {cfg.model.num_heads}, "
             f"patch {cfg.model.patch_size}; parameters after the last task: {params[-1]:,} ({params[-1] / 1e6:.2f}M)",
             f"training  {cfg.train.epochs} epochs/task, batch {cfg.train.batch_size}/worker, lr {cfg.train.lr:g} "

@@ -10,6 +10,7 @@ from pathlib import Path
 from suite import metrics
 from suite.config import Config
 from suite.data.scenario import Scenario
+from suite.methods import METHODS
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -47,6 +48,7 @@ def results_document(cfg: Config, scenario: Scenario, history, status: str, prov
     doc = {
         "status": status,
         "method": cfg.method,
+        "label": METHODS[cfg.method].display_label(cfg.distill.knn_weight),
         "dataset": cfg.data.name,
         "setting": scenario.setting,
         "class_order": list(scenario.class_order),

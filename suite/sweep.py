@@ -2,6 +2,8 @@
 
     name: quick                        # default output name (--name overrides)
     base: [configs/quickstart.yaml]    # config files, layered left to right
+    recipes:                           # per method: config files layered after base (optional)
+      dytox: [configs/model/cifar_dytox.yaml]
     set: {train.epochs: 3}             # overrides for every trial (optional)
     axes:                              # grid: a list of values per config key
       scenario.class_order: [null, "seed:1"]
@@ -30,7 +32,7 @@ from suite.config import Config
 from suite.errors import UserError
 from suite.storage import join
 
-SWEEP_KEYS = {"name", "base", "set", "axes", "num_samples", "seed", "max_concurrent_trials"}
+SWEEP_KEYS = {"name", "base", "recipes", "set", "axes", "num_samples", "seed", "max_concurrent_trials"}
 DISTRIBUTIONS = {
     "uniform": lambda rng, lo, hi: float(rng.uniform(lo, hi)),
     "loguniform": lambda rng, lo, hi: float(np.exp(rng.uniform(np.log(lo), np.log(hi)))),
@@ -100,6 +102,15 @@ def _check_spec(spec: dict, where: str) -> None:
                 raise UserError(f"{where}: axis '{key}' needs [low, high] with low < high, got {bounds!r}")
         elif not isinstance(values, list) or not values:
             raise UserError(f"{where}: axis '{key}' must be a non-empty list of values, got {values!r}")
+    recipes = spec.get("recipes", {})
+    if not isinstance(recipes, dict) or not all(
+            isinstance(files, (str, list)) for files in recipes.values()):
+        raise UserError(f"{where}: 'recipes' must map method names to config files")
+    methods = axes.get("method", [spec.get("set", {}).get("method")])
+    stray = sorted(set(recipes) - set(methods))
+    if stray:
+        raise UserError(f"{where}: recipes name {', '.join(stray)}, which no trial runs; expected methods of the "
+                        f"'method' axis ({', '.join(map(str, methods))})")
     for key in ("num_samples", "max_concurrent_trials", "seed"):
         value = spec.get(key, 1)
         if not isinstance(value, int) or isinstance(value, bool) or value < (0 if key == "seed" else 1):
@@ -149,7 +160,10 @@ def load_sweep(path: Path, resolve_config, overrides: dict, sets: list[str], nam
         extra = {**common, **values, "output.basedir": sweep_dir, "output.name": tname}
         origin = {**{k: f"{where}: set" for k in spec.get("set", {})}, **{k: flags[k] for k in overrides if k in flags},
                   **{k: f"{where}: trial {tname}" for k in values}}
-        cfg = config_mod.load(files, sets, extra, origin)
+        method = values.get("method", common.get("method"))
+        recipe = spec.get("recipes", {}).get(method, [])
+        recipe = [recipe] if isinstance(recipe, str) else recipe
+        cfg = config_mod.load(files + [resolve_config(r) for r in recipe], sets, extra, origin)
         if cfg.output.storage_path:  # the trials of a sweep persist under STORAGE/<sweep name>/<trial>
             cfg = config_mod.apply(cfg, {"output.storage_path": join(cfg.output.storage_path, name)}, where)
         try:

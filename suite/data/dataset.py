@@ -3,6 +3,12 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from timm.data import IMAGENET_DEFAULT_MEAN
+from PIL import Image
+from timm.data.auto_augment import (
+    augment_and_mix_transform, auto_augment_transform, posterize, rand_augment_transform,
+)
+from timm.data.transforms import str_to_pil_interp
 from torch.utils.data import Dataset
 from torchvision.transforms import v2
 
@@ -10,10 +16,39 @@ from suite.config import DataConfig
 from suite.data.registry import DataSet, Split
 
 
+def auto_augment(policy: str, size: int, channels: int):
+    """timm's augmentation policy (e.g. 'rand-m9-mstd0.5-inc1') built as the releases build it
+    through timm's create_transform: translations up to 0.45 of the side, bicubic, ImageNet-mean fill."""
+    fill = tuple(min(255, round(255 * m)) for m in IMAGENET_DEFAULT_MEAN)
+    params = {"translate_const": int(size * 0.45), "img_mean": fill if channels == 3 else fill[0],
+              "interpolation": str_to_pil_interp("bicubic")}
+    if policy.startswith("rand"):
+        transform = rand_augment_transform(policy, params)
+    elif policy.startswith("augmix"):
+        transform = augment_and_mix_transform(policy, {**params, "translate_pct": 0.3})
+    else:
+        transform = auto_augment_transform(policy, params)
+    for op in getattr(transform, "ops", ()):
+        if op.aug_fn is posterize:
+            op.aug_fn = posterize_to_zero_bits
+    return transform
+
+
+def posterize_to_zero_bits(image: Image.Image, bits: int, **kwargs) -> Image.Image:
+    """timm's posterize, with 0 bits kept meaning a black image, as in the Pillow the releases ran
+    on: Pillow 13 refuses 0 bits, which timm's increasing posterize asks for at magnitude 10."""
+    if bits > 0:
+        return posterize(image, bits, **kwargs)
+    return Image.new(image.mode, image.size)
+
+
 def build_transform(data: DataSet, cfg: DataConfig, train: bool) -> v2.Compose:
-    """Per-data-set transforms with that set's mean and std: crop + flip (+ RandAugment) to train."""
+    """Per-data-set transforms with that set's mean and std: crop + flip (+ timm's policy) to train.
+
+    timm's policies work on PIL images: with one, the image is a PIL image until after it."""
     size = cfg.input_size or data.image_size
-    steps: list = []
+    policy = cfg.auto_augment if train else None
+    steps: list = [v2.ToPILImage()] if policy else []
     on_disk = not data.train.in_memory
     if on_disk:  # full-size photos: the ImageNet recipe
         steps += [v2.RandomResizedCrop(size, antialias=True)] if train else [v2.Resize(int(size * 8 / 7), antialias=True), v2.CenterCrop(size)]
@@ -24,8 +59,8 @@ def build_transform(data: DataSet, cfg: DataConfig, train: bool) -> v2.Compose:
             steps.append(v2.RandomCrop(size, padding=max(1, size // 8)))
         if data.flip:
             steps.append(v2.RandomHorizontalFlip())
-    if train and cfg.randaugment:
-        steps.append(v2.RandAugment())
+    if policy:
+        steps += [auto_augment(policy, size, data.channels), v2.ToImage()]
     steps += [v2.ToDtype(torch.float32, scale=True), v2.Normalize(data.mean, data.std)]
     return v2.Compose(steps)
 

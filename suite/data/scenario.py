@@ -16,6 +16,7 @@ import numpy as np
 from suite.config import Config
 from suite.data.registry import DataSet
 from suite.errors import UserError
+from suite.methods import METHODS
 
 ORDERS_DIR = Path(__file__).resolve().parents[2] / "configs" / "orders"
 
@@ -107,7 +108,7 @@ def plan_scenario(cfg: Config, num_classes: int) -> Scenario:
     order = resolve_class_order(cfg.scenario.class_order, num_classes)
     sizes = task_sizes(num_classes, cfg.scenario.increment, cfg.scenario.initial_increment)
     setting = setting_name(sizes, cfg.scenario.increment)
-    if cfg.method == "joint":
+    if METHODS[cfg.method].single_task:
         sizes = [num_classes]  # the upper bound: every class in one task, reported under the same setting
     bounds = np.cumsum([0] + sizes)
     tasks = tuple(tuple(order[a:b]) for a, b in zip(bounds[:-1], bounds[1:]))

@@ -1,6 +1,8 @@
 """ASAM (adaptive sharpness-aware minimisation, Kwon et al. 2021) around any optimizer.
 
-Not in torch or timm; small enough to keep here. Use: loss.backward(); ascend(); zero grads;
+Not in torch or timm; small enough to keep here. The perturbation is e = ρ·T²∇ / ‖T∇‖ with
+T = |w| + η; η = 0 is the DyTox/DAFormer releases' ASAM (a zero weight is never perturbed), Kwon et
+al. use η = 0.01. Use: loss.backward(); ascend(); zero grads;
 recompute the loss and backward at the perturbed weights; descend() (restores and steps).
 """
 from __future__ import annotations
@@ -9,7 +11,7 @@ import torch
 
 
 class ASAM:
-    def __init__(self, optimizer: torch.optim.Optimizer, rho: float, eta: float = 0.01):
+    def __init__(self, optimizer: torch.optim.Optimizer, rho: float, eta: float = 0.0):
         self.optimizer = optimizer
         self.rho = rho
         self.eta = eta

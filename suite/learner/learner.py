@@ -16,12 +16,13 @@ from typing import Callable, Optional
 import numpy as np
 import torch
 from timm.data.mixup import Mixup, mixup_target
-from torch.utils.data import DataLoader, DistributedSampler
+from torch.utils.data import DataLoader
 
 from suite import metrics
 from suite.config import Config
 from suite.data.dataset import IndexedImages, build_transform, indices_of_classes
 from suite.data.registry import DataSet
+from suite.data.sampler import RepeatedAugmentationSampler
 from suite.data.scenario import Scenario
 from suite.learner import dist
 from suite.learner.asam import ASAM
@@ -30,7 +31,8 @@ from suite.learner.losses import (
 )
 from suite.learner.memory import Memory, per_class_budget, select_exemplars
 from suite.learner.precision import autocast_dtype
-from suite.models import METHODS, build_model
+from suite.methods import METHODS
+from suite.models import build_model
 
 
 @dataclass
@@ -139,12 +141,12 @@ class Learner:
         indices = indices_of_classes(self.data.train, self.scenario.tasks[task])
         if self.method.rehearsal and len(self.memory):
             indices = np.concatenate([indices, self.memory.indices()])
-        loader = self._loader(indices, shuffle=True, batch_size=cfg.batch_size, seed_offset=task)
-        lr = cfg.lr * cfg.batch_size * dist.world_size() / 512
+        loader = self._loader(indices, shuffle=True, seed_offset=task, repeats=self.cfg.data.repeated_augmentation)
         steps = cfg.epochs * len(loader)
-        self.optimizer, self.scheduler = self._optimizer(lr, steps, warmup=cfg.warmup_epochs * len(loader))
+        self.optimizer, self.scheduler = self._optimizer(self._scaled(cfg.lr), steps,
+                                                         warmup=cfg.warmup_epochs * len(loader))
         use_asam = cfg.asam_rho > 0 and task > 0
-        asam = ASAM(self.optimizer, cfg.asam_rho) if use_asam else None
+        asam = ASAM(self.optimizer, cfg.asam_rho, cfg.asam_eta) if use_asam else None
         mixup = self._mixup()
         ddp = self._compiled(dist.wrap_ddp(self.model, self.device))
         num_old = sum(len(t) for t in self.scenario.tasks[:task])
@@ -152,15 +154,16 @@ class Learner:
             self._epoch(task, "train", epoch, cfg.epochs, loader, ddp, num_old, mixup, asam)
 
     def finetune(self, task: int) -> None:
-        """Balanced finetuning on the memory only: encoder frozen, small constant lr."""
+        """Balanced finetuning on the memory only: encoder frozen, small constant lr scaled like the
+        main lr, the recipe's MixUp kept (finetune.mixup), no repeated augmentation (as released)."""
         cfg = self.cfg.finetune
         self.model.set_phase("finetune")
-        loader = self._loader(self.memory.indices(), shuffle=cfg.shuffle,
-                              batch_size=self.cfg.train.batch_size, seed_offset=1000 + task)
-        self.optimizer, self.scheduler = self._optimizer(cfg.lr, None, warmup=0)
+        loader = self._loader(self.memory.indices(), shuffle=cfg.shuffle, seed_offset=1000 + task, repeats=1)
+        self.optimizer, self.scheduler = self._optimizer(self._scaled(cfg.lr), None, warmup=0)
+        mixup = self._mixup() if cfg.mixup else None
         ddp = self._compiled(dist.wrap_ddp(self.model, self.device))
         for epoch in range(cfg.epochs):
-            self._epoch(task, "finetune", epoch, cfg.epochs, loader, ddp, None, None, None)
+            self._epoch(task, "finetune", epoch, cfg.epochs, loader, ddp, None, mixup, None)
 
     @torch.no_grad()
     def update_memory(self, task: int) -> None:
@@ -231,8 +234,7 @@ class Learner:
 
     def _epoch(self, task, phase, epoch, epochs, loader, ddp, num_old, mixup, asam) -> None:
         ddp.train()
-        if isinstance(loader.sampler, DistributedSampler):
-            loader.sampler.set_epoch(epoch)
+        loader.sampler.set_epoch(epoch)
         start, seen, loss_sum = time.perf_counter(), 0, 0.0
         for images, labels, _ in loader:
             images, labels = images.to(self.device, non_blocking=True), labels.to(self.device, non_blocking=True)
@@ -320,13 +322,18 @@ class Learner:
 
     # ------------------------------------------------------------------ plumbing
 
-    def _loader(self, indices: np.ndarray, shuffle: bool, batch_size: int, seed_offset: int) -> DataLoader:
+    def _scaled(self, lr: float) -> float:
+        """A base learning rate scaled by the global batch / 512, as the releases scale theirs."""
+        return lr * self.cfg.train.batch_size * dist.world_size() / 512
+
+    def _loader(self, indices: np.ndarray, shuffle: bool, seed_offset: int, repeats: int) -> DataLoader:
         dataset = IndexedImages(self.data.train, indices, self.label_of_class, self.train_transform)
-        sampler = DistributedSampler(dataset, num_replicas=dist.world_size(), rank=dist.rank(), shuffle=shuffle,
-                                     seed=self.cfg.seed * 7919 + seed_offset)
+        sampler = RepeatedAugmentationSampler(len(dataset), dist.world_size(), dist.rank(), repeats, shuffle,
+                                              seed=self.cfg.seed * 7919 + seed_offset)
         workers = self.cfg.data.num_workers
+        batch_size = self.cfg.train.batch_size
         return DataLoader(dataset, batch_size=batch_size, sampler=sampler,
-                          drop_last=len(dataset) // dist.world_size() > batch_size,
+                          drop_last=len(sampler) > batch_size,
                           num_workers=workers, persistent_workers=workers > 0,
                           pin_memory=self.device.type == "cuda")
 

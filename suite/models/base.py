@@ -1,8 +1,9 @@
 """What every incremental model gives the learner: grow by a task, forward, freeze per phase.
 
 A new method subclasses `IncrementalModel`, implements `embed` (tokens -> per-slot embeddings)
-and, if it has task-specific parameters, `_grow` and `_old_task_parameters`; then registers a
-`Method` in its own file under `suite/models/`.
+and, if it has task-specific parameters, `_grow` and `_old_task_parameters`; then registers its
+builder in its own file under `suite/models/` (`register_builder`), under the name of its record
+in `suite/methods.py`.
 """
 from __future__ import annotations
 
@@ -35,15 +36,18 @@ class TaskHead(nn.Sequential):
 
 
 class IncrementalModel(nn.Module):
-    uses_divergence = True  # a divergence head on the current task's embedding while training
-    freezes_old_heads = True
+    """divergence: a divergence head on the current task's embedding while training;
+    freezes_old_heads: old tasks' heads frozen in the main phase (both from the method's record)."""
 
-    def __init__(self, cfg: ModelConfig, image_size: int, channels: int):
+    def __init__(self, cfg: ModelConfig, image_size: int, channels: int, divergence: bool = True,
+                 freezes_old_heads: bool = True):
         super().__init__()
+        self.uses_divergence = divergence
+        self.freezes_old_heads = freezes_old_heads
         self.embed_dim = cfg.embed_dim
         self.encoder = Encoder(cfg, image_size, channels)
         self.heads = nn.ModuleList()
-        self.div_head: Optional[nn.Linear] = None
+        self.div_head: Optional[TaskHead] = None
 
     @property
     def num_tasks(self) -> int:
@@ -65,7 +69,8 @@ class IncrementalModel(nn.Module):
         self._grow(self.num_tasks)
         self.heads.append(self.make_head(num_classes))
         has_old = self.num_tasks > 1
-        self.div_head = nn.Linear(self.embed_dim, num_classes + 1) if self.uses_divergence and has_old else None
+        # LayerNorm + Linear, the releases' ContinualClassifier; all old classes in one bucket
+        self.div_head = TaskHead(self.embed_dim, num_classes + 1) if self.uses_divergence and has_old else None
 
     def slot_of_task(self, task: int) -> int:
         """Which embedding slot feeds task `task`'s head."""
@@ -108,18 +113,11 @@ class IncrementalModel(nn.Module):
         return iter(())
 
 
-@dataclass(frozen=True)
-class Method:
-    name: str
-    build: Callable[..., IncrementalModel]  # (model cfg, image_size, channels, num_tasks) -> model
-    rehearsal: bool = True  # keeps a memory of old exemplars
-    distill: bool = True  # logit + KNN distillation from the previous model
-    description: str = ""
+Builder = Callable[..., IncrementalModel]  # (model cfg, image_size, channels, num_tasks, Method) -> model
+BUILDERS: dict[str, Builder] = {}
 
 
-METHODS: dict[str, Method] = {}
-
-
-def register_method(method: Method) -> Method:
-    METHODS[method.name] = method
-    return method
+def register_builder(name: str, build: Builder) -> Builder:
+    """The model of method `name` (its record is `suite.methods.METHODS[name]`)."""
+    BUILDERS[name] = build
+    return build

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from timm.layers import DropPath, Mlp
 from torch import nn
 
-from suite.models.base import IncrementalModel, Method, register_method
+from suite.models.base import IncrementalModel, register_builder
 from suite.models.encoder import drop_path_rates, init_weights
 
 
@@ -114,21 +114,9 @@ class DAFormer(IncrementalModel):
         return self.dual(tokens)
 
 
-def num_keys_for(method: str, model_num_keys, num_tasks: int) -> int:
-    if method == "daformer_s":
-        return 1
-    if method == "daformer_m":
-        return num_tasks
-    return model_num_keys or num_tasks
+def build(cfg, image_size, channels, num_tasks, method):
+    return DAFormer(cfg, image_size, channels, num_tasks, method.num_keys(cfg.num_keys, num_tasks))
 
 
-def _builder(method: str):
-    def build(cfg, image_size, channels, num_tasks):
-        return DAFormer(cfg, image_size, channels, num_tasks, num_keys_for(method, cfg.num_keys, num_tasks))
-
-    return build
-
-
-register_method(Method("daformer_s", _builder("daformer_s"), description="DAFormer-S: one external key shared by all tasks"))
-register_method(Method("daformer_m", _builder("daformer_m"), description="DAFormer-M: one external key per task"))
-register_method(Method("daformer", _builder("daformer"), description="DAFormer with model.num_keys keys over contiguous task groups"))
+for _name in ("daformer_s", "daformer_m", "daformer"):
+    register_builder(_name, build)

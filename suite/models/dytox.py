@@ -9,7 +9,7 @@ import torch
 from timm.layers import DropPath, Mlp, trunc_normal_
 from torch import nn
 
-from suite.models.base import IncrementalModel, Method, register_method
+from suite.models.base import IncrementalModel, register_builder
 from suite.models.encoder import drop_path_rates, init_weights
 
 
@@ -50,17 +50,20 @@ class ClassAttentionBlock(nn.Module):
 
 
 class DyTox(IncrementalModel):
-    def __init__(self, cfg, image_size: int, channels: int, num_tasks: int):
+    def __init__(self, cfg, image_size: int, channels: int):
         super().__init__(cfg, image_size, channels)
+        self.token_init = cfg.task_token_init
         self.tab = ClassAttentionBlock(cfg.embed_dim, cfg.num_heads, cfg.mlp_ratio, drop_path_rates(cfg)[-1])
         init_weights(self.tab)
         self.task_tokens = nn.ParameterList()
 
     def _grow(self, task: int) -> None:
-        if task == 0:
-            token = trunc_normal_(torch.zeros(1, self.embed_dim), std=0.02)
-        else:  # DyTox starts a new task token from the previous one
+        """A fresh task token (trunc_normal, std 0.02): the release deep-copies the last token and
+        re-initialises the copy; model.task_token_init=copy keeps the copy instead."""
+        if task > 0 and self.token_init == "copy":
             token = self.task_tokens[-1].detach().clone()
+        else:
+            token = trunc_normal_(torch.zeros(1, self.embed_dim), std=0.02)
         self.task_tokens.append(nn.Parameter(token))
 
     def _old_task_parameters(self):
@@ -71,8 +74,4 @@ class DyTox(IncrementalModel):
         return self.tab(tokens, patches)
 
 
-register_method(Method(
-    "dytox",
-    lambda cfg, image_size, channels, num_tasks: DyTox(cfg, image_size, channels, num_tasks),
-    description="DyTox: task tokens + class-attention block",
-))
+register_builder("dytox", lambda cfg, image_size, channels, num_tasks, method: DyTox(cfg, image_size, channels))

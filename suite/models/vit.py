@@ -8,16 +8,13 @@ from timm.models.convit import Block
 from torch import nn
 
 from suite.models.attention import fuse_attention
-from suite.models.base import IncrementalModel, Method, register_method
+from suite.models.base import IncrementalModel, register_builder
 from suite.models.encoder import drop_path_rates, init_weights
 
 
 class PlainViT(IncrementalModel):
-    uses_divergence = False
-    freezes_old_heads = False
-
-    def __init__(self, cfg, image_size: int, channels: int):
-        super().__init__(cfg, image_size, channels)
+    def __init__(self, cfg, image_size: int, channels: int, divergence: bool = False, freezes_old_heads: bool = False):
+        super().__init__(cfg, image_size, channels, divergence, freezes_old_heads)
         self.block = fuse_attention(Block(cfg.embed_dim, cfg.num_heads, cfg.mlp_ratio, qkv_bias=False,
                                           drop_path=drop_path_rates(cfg)[-1], use_gpsa=False))
         self.norm = nn.LayerNorm(cfg.embed_dim)
@@ -33,10 +30,9 @@ class PlainViT(IncrementalModel):
         return self.norm(self.block(tokens).mean(dim=1)).unsqueeze(1)
 
 
-def _build(cfg, image_size, channels, num_tasks):
-    return PlainViT(cfg, image_size, channels)
+def _build(cfg, image_size, channels, num_tasks, method):
+    return PlainViT(cfg, image_size, channels, method.divergence, method.freezes_old_heads)
 
 
-register_method(Method("replay", _build, distill=False, description="plain ViT, rehearsal only"))
-register_method(Method("finetune", _build, rehearsal=False, distill=False, description="plain ViT, no memory (lower bound)"))
-register_method(Method("joint", _build, rehearsal=False, distill=False, description="plain ViT, every class in one task (upper bound)"))
+for _name in ("replay", "finetune", "joint"):
+    register_builder(_name, _build)

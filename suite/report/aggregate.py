@@ -12,13 +12,11 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from suite.methods import METHODS
+
 SETTING_CONFIG_KEYS = ("cfg.scenario.increment", "cfg.scenario.initial_increment")
-METHOD_NAMES = {
-    "finetune": "Finetune", "replay": "Replay", "dytox": "DyTox",
-    "daformer_s": "DAFormer-S", "daformer_m": "DAFormer-M", "daformer": "DAFormer", "joint": "Joint",
-}
-METHOD_ORDER = tuple(METHOD_NAMES)
-UPPER_BOUNDS = ("joint",)  # shown, but never marked best
+METHOD_ORDER = tuple(METHODS)
+UPPER_BOUNDS = tuple(m.name for m in METHODS.values() if m.bound == "upper")  # shown, but never marked best
 RUN_GROUP = ["dataset", "setting", "method", "variant"]
 
 
@@ -49,7 +47,8 @@ def finished_runs(runs: pd.DataFrame, ignore: tuple[str, ...] = ()) -> pd.DataFr
     if finished.empty:
         return finished.assign(variant=pd.Series(dtype=str), label=pd.Series(dtype=str))
     variant = variant_labels(finished, ignore)
-    return finished.assign(variant=variant, label=[method_label(m, v) for m, v in zip(finished["method"], variant)])
+    labels = [method_label(m, v, name) for m, v, name in zip(finished["method"], variant, finished["method_name"])]
+    return finished.assign(variant=variant, label=labels)
 
 
 def variant_labels(runs: pd.DataFrame, ignore: tuple[str, ...] = ()) -> pd.Series:
@@ -88,8 +87,9 @@ def _plain(json_text: str) -> str:
     return value if isinstance(value, str) else json.dumps(value)
 
 
-def method_label(method: str, variant: str) -> str:
-    name = METHOD_NAMES.get(method, method)
+def method_label(method: str, variant: str, name: str | None = None) -> str:
+    """'DAFormer-M (memory.size=500)'; `name` is the run's own label ('DAFormer-M + KNN (ours)')."""
+    name = name or (METHODS[method].label if method in METHODS else method)
     return f"{name} ({variant})" if variant else name
 
 

@@ -17,6 +17,7 @@ import pandas as pd
 
 from suite.config import Config
 from suite.errors import UserError
+from suite.methods import METHODS
 
 RESULTS_NAME = "results.json"
 REQUIRED_KEYS = ("status", "method", "dataset", "setting", "acc", "acc_matrix", "classes_per_task", "config")
@@ -31,8 +32,6 @@ NUMERIC_COLUMNS = (
     "seed", "num_keys", "memory_budget", "task", "classes_seen", "acc", "acc_top5", "num_params", "memory_used",
     "task_time_s", "avg_incremental_accuracy", "last_accuracy", "forgetting", "bwt", "bwt_all_pairs", "total_time_s",
 )
-MULTI_KEY_METHODS = ("daformer_m", "daformer")  # one external key per task unless model.num_keys says otherwise
-SINGLE_KEY_METHODS = ("daformer_s",)
 
 
 def load_results(results_dir: Path) -> pd.DataFrame:
@@ -125,6 +124,7 @@ def run_fields(result: dict, run: str, path: Path) -> dict[str, Any]:
         "setting": result["setting"],
         "order": class_order_id(config.get("scenario.class_order")),
         "seed": config.get("seed"),
+        "method_name": result.get("label") or method_name(result["method"], config.get("distill.knn_weight") or 0),
         "num_keys": effective_num_keys(result["method"], config.get("model.num_keys"), n_tasks),
         "memory_budget": memory_budget,
         "memory_mode": memory_mode,
@@ -167,15 +167,14 @@ def class_order_id(order: Any) -> str:
     return str(order)
 
 
+def method_name(method: str, knn_weight: float) -> str:
+    """The label a run of `method` prints under (older results.json files carry none)."""
+    return METHODS[method].display_label(knn_weight) if method in METHODS else method
+
+
 def effective_num_keys(method: str, num_keys: int | None, n_tasks: int) -> int | None:
-    """DAFormer's external key count: model.num_keys when set, else one per task (M) or one (S)."""
-    if num_keys is not None:
-        return num_keys
-    if method in MULTI_KEY_METHODS:
-        return n_tasks
-    if method in SINGLE_KEY_METHODS:
-        return 1
-    return None
+    """DAFormer's external key count (None for methods without keys, or unknown to this suite)."""
+    return METHODS[method].num_keys(num_keys, n_tasks) if method in METHODS else None
 
 
 def memory_axis(config: dict[str, Any], n_classes: int) -> tuple[int | None, str]:

@@ -1,0 +1,60 @@
+"""What each method is, stated once: its facts, its key policy and the name papers print.
+
+Plain data (no torch): the config validates `method` against it, the planner and the learner read
+its facts, the report its labels and order. The model itself is built by the method's family in
+`suite/models/` (registered under the same name). A new method adds its record here and its
+model file there.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+PER_TASK = "per_task"  # one external key per task
+CONFIGURED = "configured"  # model.num_keys (default: one per task)
+
+
+@dataclass(frozen=True)
+class Method:
+    name: str
+    label: str  # as a paper's table prints it
+    description: str
+    rehearsal: bool = True  # keeps a memory of old exemplars (and finetunes on it)
+    distill: bool = True  # logit distillation from the previous task's model
+    divergence: bool = True  # the releases' divergence head on the current task's embedding
+    freezes_old_heads: bool = True
+    knn: bool = False  # may add our KNN-invariant distillation (distill.knn_weight > 0)
+    keys: Optional[int | str] = None  # external keys: None (none), a fixed count, PER_TASK or CONFIGURED
+    single_task: bool = False  # learns every class in one task (the upper bound)
+    bound: Optional[str] = None  # "lower" / "upper": shown in tables, never marked best
+    release: str = ""  # the published code and recipe it follows
+
+    def num_keys(self, configured: Optional[int], num_tasks: int) -> Optional[int]:
+        """The run's external key count (None for methods without keys)."""
+        if self.keys == CONFIGURED:
+            return configured or num_tasks
+        if self.keys == PER_TASK:
+            return num_tasks
+        return self.keys
+
+    def display_label(self, knn_weight: float) -> str:
+        """'DAFormer-M', or 'DAFormer-M + KNN (ours)' when our KNN distillation is on."""
+        return f"{self.label} + KNN (ours)" if self.knn and knn_weight > 0 else self.label
+
+
+_DAFORMER = dict(knn=True, release="DAFormer release (wangsfan/DAFormer), DyTox++ recipe")
+_PLAIN_VIT = dict(distill=False, divergence=False, freezes_old_heads=False)
+
+# In the order tables list them: lower bound first, upper bound last.
+METHODS: dict[str, Method] = {m.name: m for m in (
+    Method("finetune", "Finetune", "plain ViT, no memory (lower bound)", rehearsal=False, bound="lower", **_PLAIN_VIT),
+    Method("replay", "Replay", "plain ViT, rehearsal only", **_PLAIN_VIT),
+    Method("dytox", "DyTox", "DyTox: task tokens + class-attention block",
+           release="DyTox release (arthurdouillard/dytox): DyTox, DyTox+ or DyTox++ by preset"),
+    Method("daformer_s", "DAFormer-S", "DAFormer-S: one external key shared by all tasks", keys=1, **_DAFORMER),
+    Method("daformer_m", "DAFormer-M", "DAFormer-M: one external key per task", keys=PER_TASK, **_DAFORMER),
+    Method("daformer", "DAFormer", "DAFormer with model.num_keys keys over contiguous task groups",
+           keys=CONFIGURED, **_DAFORMER),
+    Method("joint", "Joint", "plain ViT, every class in one task (upper bound)", rehearsal=False,
+           single_task=True, bound="upper", **_PLAIN_VIT),
+)}
