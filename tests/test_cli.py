@@ -30,20 +30,22 @@ def test_seed_command_resolves_to_the_paper_protocol(cifar_root, tmp_path, capsy
     assert "task   1:  10 classes [87, 0, 52, 58, 44, 91, 68, 97, 51, 15]" in out  # order1
     assert "memory    total 2000, herding" in out
     assert "embed 384, depth 5+1, heads 12, patch 4" in out
-    assert "(10.75M)" in out
+    assert "(10.60M)" in out  # the release's 10.75M counts its unused output projection (384 x 384 + 384)
     assert f"output    {out_dir / 'DualVit'}" in out
     assert not out_dir.exists()  # a dry run writes nothing
 
 
 def test_cifar_preset_parameter_counts(cifar_root):
-    """SPEC section 7: about 10.75M for DAFormer-M and 10.73M for DyTox after 10 tasks."""
+    """About 10.75M for DAFormer-M and 10.73M for DyTox after 10 tasks, as the releases print them;
+    the DAFormer release counts its dual block's output projection, built and never applied."""
     files = [cli.resolve_config_path(f) for f in SEED_ARGS[1:4]]
     counts = {}
     for method in ("daformer_m", "dytox", "daformer_s"):
         cfg = load(files, [f"method={method}", f"data.path={cifar_root}"])
         data = load_dataset(cfg.data)
         counts[method] = count_params(cfg, data, plan_scenario(cfg, 100))
-    assert counts["daformer_m"][-1] == pytest.approx(10.75e6, rel=2e-3)
+    unused_projection = 384 * 384 + 384
+    assert counts["daformer_m"][-1] + unused_projection == pytest.approx(10.75e6, rel=2e-3)
     assert counts["dytox"][-1] == pytest.approx(10.73e6, rel=2e-3)
     per_task_m = [b - a for a, b in zip(counts["daformer_m"], counts["daformer_m"][1:])]
     per_task_s = [b - a for a, b in zip(counts["daformer_s"], counts["daformer_s"][1:])]
