@@ -1,0 +1,115 @@
+"""Run our suite (suite/run.py --in-process) with the release's recipe, scaled down the same way.
+
+Our cifar100 source takes CIFAR-100's 100 classes only and our scenarios have no "stop after
+task T": the run is given all 100 classes in the benchmark's order and is stopped once its
+results.json (rewritten after every task) holds T tasks. Nothing that a run does up to task T
+depends on classes it has not seen (memory per class = total // seen classes).
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from functools import lru_cache
+from pathlib import Path
+
+from bench.parity import proc
+from bench.parity.recipe import Method, Recipe
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@lru_cache(maxsize=None)
+def known_keys(python: str) -> frozenset[str]:
+    """The config keys our suite knows now (suite/run.py --help-keys)."""
+    out = subprocess.run([python, "suite/run.py", "--help-keys"], cwd=REPO, capture_output=True, text=True,
+                         check=True).stdout
+    return frozenset(line.split()[0] for line in out.splitlines() if line.strip())
+
+
+def wanted_sets(method: Method, recipe: Recipe, seed: int) -> list[str]:
+    """Every key the parity run sets, known to our suite or not."""
+    return [
+        "data.name=cifar100",
+        f"data.num_workers={recipe.num_workers}",
+        f"model.embed_dim={recipe.embed_dim}",
+        f"model.depth={recipe.encoder_depth}",
+        f"model.num_heads={recipe.num_heads}",
+        f"model.patch_size={recipe.patch_size}",
+        "model.drop_path=0.1",
+        f"scenario.increment={recipe.increment}",
+        "scenario.initial_increment=0",
+        f"scenario.class_order={json.dumps(recipe.class_order)}",
+        f"memory.size={recipe.memory}",
+        "memory.selection=herding",
+        "memory.per_worker=false",
+        f"train.epochs={recipe.epochs}",
+        f"train.batch_size={recipe.batch_size}",
+        f"train.lr={recipe.lr}",
+        # a cosine whose floor is its start: eta_min = min(train.min_lr, lr) = lr, a constant lr
+        "train.min_lr=1.0",
+        "train.weight_decay=0.000001",
+        "train.precision=fp32",
+        "train.compile=false",
+        f"finetune.epochs={recipe.finetune_epochs}",
+        f"finetune.lr={recipe.finetune_lr}",
+        "ray.num_workers=1",
+        f"seed={seed}",
+        *method.ours_sets,
+    ]
+
+
+def config_file(method: Method) -> str:
+    return method.ours_config if (REPO / method.ours_config).is_file() else method.ours_fallback
+
+
+def command(method: Method, recipe: Recipe, seed: int, python: str, data: Path, work: Path, name: str,
+            sets: list[str]) -> list[str]:
+    cmd = [python, "suite/run.py", config_file(method), "--in-process", "--data-path", str(data),
+           "--output-basedir", str(work), "--name", name, "--set", f"method={method.ours_method}"]
+    for item in sets:
+        cmd += ["--set", item]
+    return cmd
+
+
+def _tasks_done(results: Path) -> int:
+    try:
+        return len(json.loads(results.read_text()).get("acc", []))
+    except (OSError, ValueError):
+        return 0
+
+
+def run(method: Method, recipe: Recipe, seed: int, python: str, data: Path, work: Path, name: str) -> dict:
+    if work.exists():
+        shutil.rmtree(work)  # a fresh run, never a resumed one
+    work.mkdir(parents=True)
+    known = known_keys(python)
+    wanted = wanted_sets(method, recipe, seed)
+    sets = [s for s in wanted if s.split("=", 1)[0] in known]
+    missing = [s for s in wanted if s.split("=", 1)[0] not in known]
+    cmd = command(method, recipe, seed, python, data, work, name, sets)
+    results = work / name / "results.json"
+    log = work / "stdout.txt"
+    rc, wall, stopped = proc.run(cmd, log, cwd=REPO, stop=lambda: _tasks_done(results) >= recipe.tasks)
+    record = {"command": cmd, "config_file": config_file(method), "missing_keys": missing, "wall_s": wall,
+              "rc": rc, "stopped_after_tasks": stopped, "stdout": str(log), "python": sys.executable}
+    if results.is_file():
+        res = json.loads(results.read_text())
+        acc = res["acc"][: recipe.tasks]
+        record.update({
+            "acc": acc,
+            "acc_matrix": res["acc_matrix"][: recipe.tasks],
+            "avg_incremental_accuracy": sum(acc) / len(acc) if acc else None,
+            "last_accuracy": acc[-1] if acc else None,
+            "memory_size": res.get("memory_size", [])[: recipe.tasks],
+            "num_params": res.get("num_params", [])[: recipe.tasks],
+            "per_task_s": res.get("timings", {}).get("per_task_s", [])[: recipe.tasks],
+            "provenance": res.get("provenance"),
+            "resolved_config": res.get("config"),
+        })
+    done = len(record.get("acc", [])) == recipe.tasks and (rc == 0 or stopped)
+    record["status"] = "finished" if done else "failed"
+    if not done:
+        record["log_tail"] = proc.tail(log)
+    return record

@@ -1,0 +1,203 @@
+"""reports/parity/README.md and runs.json, rebuilt from the stored run records only."""
+from __future__ import annotations
+
+import json
+import statistics
+from pathlib import Path
+
+from bench.parity import release
+from bench.parity.wrapper import PATCHES
+
+
+def _stats(values: list[float]) -> dict | None:
+    if not values:
+        return None
+    return {"mean": statistics.mean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0,
+            "range": max(values) - min(values), "n": len(values)}
+
+
+def compare(records: list[dict]) -> list[dict]:
+    """Per method: release and ours over seeds, ours - release, and whether that gap lies within
+    the seed spread (|gap| <= the larger of the two sides' seed ranges, max - min)."""
+    rows = []
+    for method in sorted({r["method"] for r in records}):
+        row = {"method": method}
+        for metric in ("avg_incremental_accuracy", "last_accuracy"):
+            side = {impl: _stats([r[metric] for r in records if r["method"] == method and r["impl"] == impl
+                                  and r["status"] == "finished"]) for impl in ("release", "ours")}
+            entry = {"release": side["release"], "ours": side["ours"], "gap": None, "within_spread": None}
+            if side["release"] and side["ours"]:
+                entry["gap"] = side["ours"]["mean"] - side["release"]["mean"]
+                if min(side["release"]["n"], side["ours"]["n"]) > 1:
+                    spread = max(side["release"]["range"], side["ours"]["range"])
+                    entry["within_spread"] = abs(entry["gap"]) <= spread
+            row[metric] = entry
+        rows.append(row)
+    return rows
+
+
+def _ms(s: dict | None) -> str:
+    if s is None:
+        return "–"
+    return f"{s['mean']:.2f} ± {s['std']:.2f} (range {s['range']:.2f}, n={s['n']})"
+
+
+def _fmt(x, digits=2) -> str:
+    return "–" if x is None else f"{x:.{digits}f}"
+
+
+def _recipe_table(recipe: dict) -> list[str]:
+    rows = [
+        ("classes, tasks", f"{recipe['classes']} (first {recipe['classes']} sorted wnids, labels 0..{recipe['classes'] - 1}, "
+                           f"in that order), {recipe['tasks']} tasks of {recipe['increment']} (B0)"),
+        ("model", f"embed {recipe['embed_dim']}, {recipe['encoder_depth']} GPSA blocks + 1 task block "
+                  f"(release: depth {recipe['encoder_depth'] + 1}, local_up_to_layer {recipe['encoder_depth']}), "
+                  f"{recipe['num_heads']} heads, patch {recipe['patch_size']}, drop-path 0.1"),
+        ("epochs", f"{recipe['epochs']} per task (first task too), balanced finetuning {recipe['finetune_epochs']}"),
+        ("memory", f"{recipe['memory']} in total (global; per class = total // seen classes), iCaRL herding"),
+        ("batch, lr", f"batch {recipe['batch_size']}; main lr {recipe['lr']} x {recipe['batch_size']}/512 = "
+                      f"{recipe['lr'] * recipe['batch_size'] / 512:g}, constant (no warm-up); finetuning lr "
+                      f"{recipe['finetune_lr']} x {recipe['batch_size']}/512 = {recipe['finetune_lr'] * recipe['batch_size'] / 512:g}, constant"),
+        ("data loading", f"{recipe['num_workers']} workers per run, both sides"),
+    ]
+    return ["| knob | value |", "|---|---|"] + [f"| {k} | {v} |" for k, v in rows]
+
+
+def _run_table(records: list[dict]) -> list[str]:
+    lines = ["| method | implementation | seed | status | avg incremental | last | top-1 after each task | wall s | notes |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for r in sorted(records, key=lambda r: (r["method"], r["impl"], r["seed"])):
+        notes = []
+        if r.get("missing_keys"):
+            notes.append("keys our suite lacked: " + ", ".join(s.split("=")[0] for s in r["missing_keys"]))
+        if r.get("config_file"):
+            notes.append(f"config {r['config_file']}")
+        if r.get("suite_dirty"):
+            notes.append("suite/ or configs/ had uncommitted changes")
+        if r["status"] != "finished":
+            notes.append("see its record for the log tail")
+        acc = " / ".join(f"{a:.1f}" for a in r.get("acc", []))
+        lines.append(f"| {r['method']} | {r['impl']} | {r['seed']} | {r['status']} | {_fmt(r.get('avg_incremental_accuracy'))} | "
+                     f"{_fmt(r.get('last_accuracy'))} | {acc} | {_fmt(r.get('wall_s'), 0)} | {'; '.join(notes)} |")
+    return lines
+
+
+def _compare_table(rows: list[dict]) -> list[str]:
+    lines = ["| method | metric | release | ours | ours − release | within seed spread |", "|---|---|---|---|---|---|"]
+    for row in rows:
+        for metric, label in (("avg_incremental_accuracy", "avg incremental"), ("last_accuracy", "last")):
+            e = row[metric]
+            within = {True: "yes", False: "**no**", None: "–"}[e["within_spread"]]
+            lines.append(f"| {row['method']} | {label} | {_ms(e['release'])} | {_ms(e['ours'])} | {_fmt(e['gap'])} | {within} |")
+    return lines
+
+
+def _timing_table(timing: dict | None) -> list[str]:
+    if not timing:
+        return ["Not measured in this report."]
+    lines = ["| keys | batch | repeats | release ms/step (median) | ours ms/step (median) | release / ours | params release / ours |",
+             "|---|---|---|---|---|---|---|"]
+    for r in timing["rows"]:
+        lines.append(f"| {r['keys']} | {r['batch']} | {r['repeats']} | {r['release_ms']:.0f} | {r['ours_ms']:.0f} | "
+                     f"{r['ratio_release_over_ours']:.2f} | {r['release_params']:,} / {r['ours_params']:,} |")
+    lines += ["", f"One process, interleaved (the two alternate, and alternate which goes first), "
+                  f"{timing['threads']} torch threads, peak RSS {timing['peak_rss_mib']:.0f} MiB."]
+    return lines
+
+
+def write(out: Path, records: list[dict], meta: dict, timing: dict | None) -> Path:
+    rows = compare(records)
+    (out / "runs.json").write_text(json.dumps({"meta": meta, "comparison": rows, "runs": records,
+                                               "step_timing": timing}, indent=1) + "\n")
+    recipe = meta["recipe"]
+    example = {(r["method"], r["impl"]): r["command"] for r in records if r.get("command")}
+    text = [
+        "# Release parity: the published DAFormer and DyTox beside our suite",
+        "",
+        f"Built by `python -m bench.parity` (bench/parity/) from the run records in `runs/`; every number "
+        f"below is in `runs.json`. Our repository at commit `{meta['git_commit']}`"
+        + (" with uncommitted changes under suite/ or configs/ (each run records its own state)" if meta["suite_dirty"] else "")
+        + f"; report written {meta['written']}.",
+        "",
+        "Differences between the releases and our suite found while building this (recipe, data "
+        "pipeline, schedule, bugs): [DIFFERENCES.md](DIFFERENCES.md).",
+        "",
+        "## Machine",
+        "",
+        f"{meta['machine']['cpu']}, {meta['machine']['cores']} cores ({meta['machine']['isa']}), "
+        f"{meta['machine']['memory_gib']:.0f} GiB, Python {meta['machine']['python']}, no GPU. "
+        f"Shared with other work: wall times are indicative, not benchmarks.",
+        "",
+        "## Sources",
+        "",
+        *[f"- {name}: `{src['path']}`" + (f", commit `{src['commit']}`" if src.get("commit") else "")
+          + f", content sha256 `{src['tree_sha256'][:16]}`" for name, src in meta["sources"].items()],
+        f"- release venv: `{meta['release_python']}` ({meta['release_versions']})",
+        f"- our venv: `{meta['ours_python']}` ({meta['ours_versions']})",
+        "",
+        "## Data",
+        "",
+        f"Tiny-ImageNet-100 (`{meta['data']['source']}`), every image resized once to 32x32 "
+        f"({meta['data']['resize']}) and written in CIFAR-100's python-pickle layout to `{meta['data']['pack']}` "
+        f"(`cifar-100-python/train`, `test`, `meta`; keys `data` uint8 (N, 3072) channel-major, `fine_labels`, "
+        f"`filenames`, `batch_label`, meta `fine_label_names`; Python 2 strings as in CIFAR's files). "
+        f"All 100 classes are packed (500 train / 50 test each), because our cifar100 source accepts exactly "
+        f"100; labels are the sorted-wnid positions. The releases read it with `--data-set CIFAR` (continuum "
+        f"1.2.7's CIFAR100 over torchvision's reader), ours with `data.name: cifar100`. Both learn the first "
+        f"{recipe['classes']} labels in order and stop after {recipe['tasks']} tasks (release `--max-task`, ours "
+        f"stopped by the benchmark once results.json holds {recipe['tasks']} tasks). Seeds change initialisation "
+        f"and augmentation only; the class order is the same for every seed.",
+        "",
+        "## Recipe (identical on both sides)",
+        "",
+        *_recipe_table(recipe),
+        "",
+        "Per method, the rest is each release's own preset: DAFormer-M `options/model/cifar_dual.yaml` "
+        "(MixUp 0.8 + label smoothing 0.1, ASAM rho 3 adaptive from task 1, BCE, auto-KD, divergence head 0.1, "
+        "RandAugment rand-m9-mstd0.5-inc1, repeated augmentation x3); DyTox `options/model/cifar_dytox.yaml` (the same "
+        "without MixUp and ASAM). Ours gets the matching keys (see each run's command).",
+        "",
+        "## Commands",
+        "",
+        "```",
+        meta["benchmark_command"],
+        "```",
+        "",
+        *[line for (method, impl), cmd in sorted(example.items())
+          for line in (f"{method}, {impl} (one seed shown):", "", "```", " ".join(cmd), "```", "")],
+        "Release flags beside the recipe:",
+        "",
+        *[f"- `{flag}`: {why}" for flag, why in release.FLAG_NOTES.items()],
+        "",
+        "## Runtime patches (releases)",
+        "",
+        "Applied by bench/parity/wrapper.py before the release's script runs (it is run with runpy; "
+        "no file of theirs is edited or copied):",
+        "",
+        *[f"- {what}: {why}" for what, why in PATCHES],
+        "",
+        *[f"- {note}" for note in meta["release_environment"]],
+        "",
+        "## Runs",
+        "",
+        *_run_table(records),
+        "",
+        "## Release against ours",
+        "",
+        "Mean ± standard deviation over seeds (top-1 %, 0..100). The gap is within the seed spread when "
+        "|ours − release| is at most the larger of the two sides' ranges (max − min over seeds).",
+        "",
+        *_compare_table(rows),
+        "",
+        "## Step timing: the release's DAFormer model against ours",
+        "",
+        "CIFAR preset (embed 384, 5 GPSA blocks + 1 dual block, 12 heads, patch 4, 32x32), fp32, "
+        "forward + backward + AdamW step, the release with one key per task (K tasks), ours `daformer_m` "
+        "with K keys and `model.out_proj: false` (bench/parity/steptime.py).",
+        "",
+        *_timing_table(timing),
+        "",
+    ]
+    path = out / "README.md"
+    path.write_text("\n".join(text))
+    return path

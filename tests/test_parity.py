@@ -1,0 +1,144 @@
+"""bench/parity without the releases: the CIFAR-layout pack, our side's quick run, the report."""
+from __future__ import annotations
+
+import json
+import pickle
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from bench.parity import pack, report
+from bench.parity.__main__ import main as parity_main
+from suite.config import DataConfig
+from suite.data.sources.cifar import load as load_cifar
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def fake_tiny_imagenet(root: Path, classes: int = 100, train: int = 2, val: int = 1) -> list[str]:
+    """Stanford's layout with small random JPEGs (64x64; every tenth class greyscale)."""
+    rng = np.random.default_rng(0)
+    wnids = [f"n{9000000 - i:08d}" for i in range(classes)]  # written unsorted on purpose
+    (root / "val" / "images").mkdir(parents=True)
+    (root / "wnids.txt").write_text("\n".join(wnids) + "\n")
+    annotations, k = [], 0
+    for c, wnid in enumerate(wnids):
+        mode, shape = ("L", (64, 64)) if c % 10 == 0 else ("RGB", (64, 64, 3))
+        images = root / "train" / wnid / "images"
+        images.mkdir(parents=True)
+        for i in range(train):
+            Image.fromarray(rng.integers(0, 256, shape, dtype=np.uint8), mode).save(images / f"{wnid}_{i}.JPEG")
+        for _ in range(val):
+            Image.fromarray(rng.integers(0, 256, shape, dtype=np.uint8), mode).save(root / "val" / "images" / f"val_{k}.JPEG")
+            annotations.append(f"val_{k}.JPEG\t{wnid}\t0\t0\t63\t63")
+            k += 1
+    (root / "val" / "val_annotations.txt").write_text("\n".join(annotations) + "\n")
+    return wnids
+
+
+@pytest.fixture(scope="module")
+def packed(tmp_path_factory):
+    base = tmp_path_factory.mktemp("parity")
+    wnids = fake_tiny_imagenet(base / "tiny")
+    manifest = pack.pack(base / "tiny", base / "pack")
+    return base, wnids, manifest
+
+
+def test_pack_is_read_by_our_cifar100_source(packed):
+    base, wnids, manifest = packed
+    data = load_cifar(DataConfig(name="cifar100", path=str(base / "pack")))
+    assert data.train.images.shape == (200, 32, 32, 3) and data.test.images.shape == (100, 32, 32, 3)
+    assert data.class_names == sorted(wnids) == manifest["classes"]
+    assert sorted(np.bincount(data.train.labels).tolist()) == [2] * 100
+    last = sorted(wnids)[-1]  # label 99, written first: a greyscale source, converted to RGB
+    expected = Image.open(base / "tiny" / "train" / last / "images" / f"{last}_0.JPEG").convert("RGB")
+    expected = np.asarray(expected.resize((32, 32), Image.Resampling.BICUBIC))
+    assert data.train.labels[198] == 99 and np.array_equal(data.train.images[198], expected)
+    val_labels = [sorted(wnids).index(line.split("\t")[1])
+                  for line in (base / "tiny" / "val" / "val_annotations.txt").read_text().splitlines()]
+    assert data.test.labels.tolist() == val_labels
+
+
+def test_pack_pickles_load_like_cifar(packed):
+    """torchvision's reader (latin1: str keys) and CIFAR's own recipe (encoding='bytes': b'data')."""
+    base, _, _ = packed
+    folder = base / "pack" / pack.RELEASE_DIR
+    latin1 = pickle.loads((folder / "train").read_bytes(), encoding="latin1")
+    raw = pickle.loads((folder / "train").read_bytes(), encoding="bytes")
+    assert {"data", "fine_labels", "filenames", "batch_label"} <= set(latin1)
+    assert np.array_equal(raw[b"data"], latin1["data"]) and raw[b"fine_labels"] == latin1["fine_labels"]
+    assert len(pickle.loads((folder / "meta").read_bytes(), encoding="latin1")["fine_label_names"]) == 100
+
+
+def test_pack_is_kept_when_the_source_is_unchanged(packed):
+    base, _, _ = packed
+    train = base / "pack" / pack.RELEASE_DIR / "train"
+    before = train.stat().st_mtime_ns
+    pack.pack(base / "tiny", base / "pack")
+    assert train.stat().st_mtime_ns == before
+
+
+def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys):
+    assert parity_main(["--tiny-imagenet", str(tmp_path / "none"), "--quick", "--no-timing", "--impl", "ours"]) == 2
+    assert capsys.readouterr().err.count("\n") == 1
+    fake_tiny_imagenet(tmp_path / "tiny", classes=100, train=1, val=1)
+    code = parity_main(["--tiny-imagenet", str(tmp_path / "tiny"), "--quick", "--no-timing", "--impl", "release",
+                        "--release-python", sys.executable, "--daformer", str(tmp_path / "missing")])
+    assert code == 2 and "missing mainDual.py" in capsys.readouterr().err
+
+
+def test_quick_ours_runs_and_reports(packed, tmp_path):
+    """Our side of --quick end to end: 4 classes in 2 tasks, stopped after task 2, then the report."""
+    base, _, _ = packed
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "bench.parity", "--quick", "--impl", "ours", "--no-timing", "--seeds", "0",
+           "--methods", "DyTox", "--tiny-imagenet", str(base / "tiny"), "--data-dir", str(base / "pack"),
+           "--work-dir", str(tmp_path / "work"), "--out", str(out)]
+    done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr
+    record = json.loads((out / "runs" / "quick-dytox-ours-seed0.json").read_text())
+    assert record["status"] == "finished", record.get("log_tail")
+    assert len(record["acc"]) == 2 and len(record["acc_matrix"][1]) == 2
+    assert record["avg_incremental_accuracy"] == pytest.approx(sum(record["acc"]) / 2)
+    assert "| DyTox | ours | 0 | finished |" in (out / "README.md").read_text()
+
+
+def _record(method, impl, seed, avg, last):
+    return {"key": f"{method}-{impl}-{seed}", "method": method, "impl": impl, "seed": seed, "status": "finished",
+            "avg_incremental_accuracy": avg, "last_accuracy": last, "acc": [avg, last], "wall_s": 10.0,
+            "command": ["python", impl]}
+
+
+def test_compare_gap_and_seed_spread():
+    records = [_record("DyTox", "release", 0, 50.0, 40.0), _record("DyTox", "release", 1, 54.0, 42.0),
+               _record("DyTox", "ours", 0, 51.0, 30.0), _record("DyTox", "ours", 1, 53.0, 31.0)]
+    (row,) = report.compare(records)
+    avg, last = row["avg_incremental_accuracy"], row["last_accuracy"]
+    assert avg["gap"] == pytest.approx(0.0) and avg["within_spread"] is True
+    assert last["gap"] == pytest.approx(-10.5) and last["within_spread"] is False
+    assert avg["release"]["range"] == pytest.approx(4.0) and avg["release"]["n"] == 2
+
+
+def test_report_writes_readme_and_json(tmp_path):
+    records = [_record("DAFormer-M", impl, s, 40.0 + s, 30.0 + s) for impl in ("release", "ours") for s in (0, 1)]
+    recipe = {"classes": 4, "increment": 2, "tasks": 2, "embed_dim": 32, "encoder_depth": 1, "num_heads": 2,
+              "patch_size": 4, "epochs": 1, "finetune_epochs": 1, "memory": 100, "batch_size": 32, "lr": 5e-4,
+              "finetune_lr": 5e-5, "num_workers": 2}
+    meta = {"recipe": recipe, "git_commit": "abc", "suite_dirty": False, "written": "now",
+            "machine": {"cpu": "CPU", "cores": 2, "isa": "AVX2", "memory_gib": 24.0, "python": "3.11"},
+            "sources": {"daformer release": {"path": "/x", "tree_sha256": "0" * 64, "commit": "c0ffee"}},
+            "release_python": "py", "release_versions": "v", "ours_python": "py", "ours_versions": "v",
+            "data": {"source": "tiny", "pack": "pack", "resize": "bicubic"}, "benchmark_command": "python -m bench.parity",
+            "release_environment": ["note"]}
+    timing = {"rows": [{"keys": 1, "batch": 8, "repeats": 2, "release_ms": 20.0, "ours_ms": 10.0,
+                        "ratio_release_over_ours": 2.0, "release_params": 5, "ours_params": 4}],
+              "threads": 1, "peak_rss_mib": 100.0}
+    text = report.write(tmp_path, records, meta, timing).read_text()
+    assert "| DAFormer-M | avg incremental |" in text and "| 1 | 8 | 2 | 20 | 10 | 2.00 |" in text
+    assert "commit `c0ffee`" in text and "torch.distributed.init_process_group" in text
+    saved = json.loads((tmp_path / "runs.json").read_text())
+    assert len(saved["runs"]) == 4 and saved["comparison"][0]["method"] == "DAFormer-M"
