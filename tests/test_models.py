@@ -3,7 +3,8 @@ import pytest
 import torch
 
 from suite.config import Config, ModelConfig
-from suite.models import METHODS, build_model
+from suite.methods import METHODS
+from suite.models import build_model
 from suite.models.daformer import DAFormer, key_of_task
 
 SMALL = ModelConfig(embed_dim=32, depth=1, num_heads=4, patch_size=2)

@@ -119,7 +119,7 @@ class Step:
         size, channels = PRESETS[case.preset].image_size, PRESETS[case.preset].channels
         self.images = torch.randn(case.batch, channels, size, size, generator=gen).to(device)
         self.labels = torch.randint(0, self.model.num_classes, (case.batch,), generator=gen).to(device)
-        div = self.model.div_head.out_features if self.model.div_head is not None else 1
+        div = self.model.div_head[-1].out_features if self.model.div_head is not None else 1
         self.div_labels = torch.randint(0, div, (case.batch,), generator=gen).to(device)
 
     def _autocast(self):
