@@ -313,3 +313,18 @@ def test_a_recipe_for_a_method_no_trial_runs_is_refused(tmp_path):
                     "axes:\n  method: [daformer_m]\n")
     with pytest.raises(UserError, match="recipes name dytox"):
         load_sweep(path, lambda p: REPO / p, {}, [], None, tmp_path)
+
+
+def test_reports_label_a_knn_run_as_ours(tmp_path):
+    from suite.report.aggregate import finished_runs, runs_frame
+    from suite.report.load import load_results
+    from tests.test_report import make_result, write_run
+
+    for seed, knn in enumerate([0.0, 0.5]):
+        result = make_result("daformer_m", seed=seed, num_keys=None)
+        result["config"]["distill"] = {"knn_weight": knn}
+        write_run(tmp_path, f"run{seed}", result)
+    runs = finished_runs(runs_frame(load_results(tmp_path)))
+    labels = dict(zip(runs["seed"], runs["label"]))
+    assert labels[0].startswith("DAFormer-M") and "KNN" not in labels[0]
+    assert labels[1].startswith("DAFormer-M + KNN (ours)")
