@@ -41,6 +41,7 @@ def parse(argv) -> argparse.Namespace:
     p.add_argument("--methods", nargs="+", choices=sorted(METHODS), default=sorted(METHODS))
     p.add_argument("--impl", nargs="+", choices=["release", "ours"], default=["release", "ours"])
     p.add_argument("--no-timing", action="store_true", help="skip the step timing")
+    p.add_argument("--report-only", action="store_true", help="rebuild the report from the stored records, run nothing")
     p.add_argument("--quick", action="store_true", help="a tiny recipe (4 classes, 2 tasks, 1 epoch, embed 32)")
     return p.parse_args(argv)
 
@@ -100,7 +101,7 @@ def run_one(args, recipe: Recipe, name: str, impl: str, seed: int, data: Path) -
 def step_timing(args, out: Path) -> dict | None:
     """The step timing, in a process of its own (allocator settings apply from its start)."""
     path = out / ("steptime-quick.json" if args.quick else "steptime.json")
-    if args.no_timing:
+    if args.no_timing or args.report_only:
         return json.loads(path.read_text()) if path.is_file() else None
     if not path.is_file():
         cmd = [args.ours_python, "-W", "ignore", "-m", "bench.parity.steptime", "--daformer",
@@ -124,7 +125,7 @@ def main(argv=None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     manifest = pack.pack(args.tiny_imagenet, args.data_dir)
     data = args.data_dir.resolve()
-    for seed in args.seeds:  # seed-major: a stopped benchmark still has both sides of some seeds
+    for seed in [] if args.report_only else args.seeds:  # seed-major: a stopped benchmark still has both sides of some seeds
         for name in args.methods:
             for impl in args.impl:
                 key = run_key(args, name, impl, seed)
