@@ -71,7 +71,7 @@ def results_sections(tasks: pd.DataFrame, finished: pd.DataFrame, references: pd
         return [Section("Main results", paragraphs=["No finished run yet."])]
     stats = main_stats(finished)
     curves = curve_stats(tasks, finished)
-    tables = [main_table(dataset, frame, references) for dataset, frame in stats.groupby("dataset")]
+    tables = [main_table(dataset, frame, references, finished) for dataset, frame in stats.groupby("dataset")]
     return [
         Section("Main results", tables=tables),
         Section("Accuracy against classes seen", plots=plots.accuracy_curves(curves, out_dir)),

@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from suite.report.aggregate import UPPER_BOUNDS, Axis, method_label, setting_rank, sort_rows
+from suite.report.aggregate import RUN_GROUP, UPPER_BOUNDS, Axis, method_label, setting_rank, sort_rows
+from suite.report.references import MEMORY_PROTOCOLS, PROTOCOL_SWITCH, run_comparison
 
 MISSING = "–"
 PER_CLASS = " (per class × classes)"  # marks a memory budget given as memory.per_class
@@ -52,30 +53,80 @@ def best_cells(cells: pd.DataFrame) -> frozenset[tuple[int, int]]:
     return frozenset(zip(rounded.loc[best, "row"], rounded.loc[best, "col"]))
 
 
-def main_table(dataset: str, stats: pd.DataFrame, references: pd.DataFrame) -> Table:
-    """Rows: published results, our methods, our difference to the published result of the same
-    method. Columns: Params (M), then Avg, Last and n per setting. Best Avg/Last in bold."""
+def main_table(dataset: str, stats: pd.DataFrame, references: pd.DataFrame, runs: pd.DataFrame) -> Table:
+    """Rows: published results of our runs' memory protocols, our methods, our difference to the published
+    result of the same method, memory protocol and recipe, then published results of other protocols (never
+    compared). Columns: Params (M), then Avg, Last and n per setting. Best Avg/Last in bold."""
     settings = sorted(stats["setting"].unique(), key=setting_rank)
-    published = references[(references["dataset"] == dataset) & references["setting"].isin(settings)]
-    scored = published_rows(published, settings) + our_rows(stats, settings)
-    differences = difference_rows(stats, published, settings)
-    rows = [row for row, _ in scored] + differences
+    ours = stats.merge(run_comparison(runs), on=RUN_GROUP, how="left")
+    shown = references[(references["dataset"] == dataset) & references["setting"].isin(settings)]
+    shown = shown.dropna(subset=["avg", "last"], how="all")  # top-5-only figures have no top-1 cell here
+    same_protocol = shown["memory_protocol"].isin(ours["memory_protocol"])
+    compared, listed = shown[same_protocol], shown[~same_protocol]
+    scored = published_rows(compared, settings) + our_rows(ours, settings)
+    differences = difference_rows(ours, compared, settings)
+    rows = [row for row, _ in scored] + [row for row, _ in differences] + [row for row, _ in
+                                                                           published_rows(listed, settings)]
     cells = pd.DataFrame(
         [(index, col, 0, value) for index, (_, values) in enumerate(scored) for col, value in values.items()],
         columns=["row", "col", "block", "value"],
     )
+    block_starts = (compared["label"].nunique(), len(scored), len(scored) + len(differences))
     return Table(
         name=f"main_{dataset}",
-        title=f"{dataset}: average incremental (Avg) and last (Last) top-1 accuracy, %",
+        title=f"{dataset}: average incremental (Avg) and last (Last) top-1 accuracy, %; "
+              f"our runs: {protocol_names(ours['memory_protocol'])}",
         groups=[("", len(LEAD_COLUMNS))] + [(setting, len(SETTING_COLUMNS)) for setting in settings],
         header=LEAD_COLUMNS + SETTING_COLUMNS * len(settings),
         rows=rows,
-        data=main_data(stats, published),
+        data=main_data(ours, shown),
         bold=best_cells(cells.dropna()),
-        breaks=frozenset(i for i in (published["label"].nunique(), len(scored)) if 0 < i < len(rows)),
-        notes=[f"{label}: {ref['source'].iloc[0]} ({ref['note'].iloc[0]})."
-               for label, ref in published.groupby("label", sort=False)],
+        breaks=frozenset(i for i in block_starts if 0 < i < len(rows)),
+        notes=protocol_notes(ours, compared, listed) + [note for _, note in differences] + source_notes(shown),
     )
+
+
+def protocol_names(protocols: pd.Series) -> str:
+    """'global memory', or 'global memory and per-GPU memory' when runs differ."""
+    return " and ".join(MEMORY_PROTOCOLS[protocol] for protocol in protocols.drop_duplicates())
+
+
+def protocol_notes(ours: pd.DataFrame, compared: pd.DataFrame, listed: pd.DataFrame) -> list[str]:
+    """Which memory protocol our runs used, and which published rows are compared with them."""
+    by_protocol = ours.drop_duplicates(["memory_protocol", "label"]).groupby("memory_protocol", sort=False)["label"]
+    if by_protocol.ngroups == 1:
+        runs = f"{protocol_names(ours['memory_protocol'])} ({PROTOCOL_SWITCH[ours['memory_protocol'].iloc[0]]})"
+    else:
+        runs = "; ".join(f"{MEMORY_PROTOCOLS[protocol]} ({PROTOCOL_SWITCH[protocol]}) for {', '.join(labels)}"
+                         for protocol, labels in by_protocol)
+    notes = [f"Memory protocol of our runs: {runs}."]
+    if not compared.empty:
+        notes.append(f"Published rows above ours share our runs' memory protocol "
+                     f"({protocol_names(compared['memory_protocol'])}); a Δ row compares our runs only with the "
+                     "published result of the same method, memory protocol and (for DyTox) recipe.")
+    if not listed.empty:
+        notes.append(f"Published rows at the bottom: {protocol_names(listed['memory_protocol'])}, not our runs' "
+                     "protocol, listed for information and never compared (this suite has no distributed memory).")
+    return notes
+
+
+def source_notes(published: pd.DataFrame) -> list[str]:
+    """Per published row: its source, note, memory protocol, GPU count and recipe."""
+    return [f"{label}: {ref['source'].iloc[0]} ({reference_facts(ref.iloc[0])})."
+            for label, ref in published.groupby("label", sort=False)]
+
+
+def reference_facts(ref: pd.Series) -> str:
+    """'2000 exemplars in one global memory; global memory, 2 GPUs, recipe DyTox'."""
+    lead = f"{ref['note']}; " if pd.notna(ref["note"]) else ""
+    return lead + protocol_facts(ref)
+
+
+def protocol_facts(ref: pd.Series) -> str:
+    """'global memory, 2 GPUs, recipe DyTox' for a published result."""
+    gpus = "GPU count not given" if pd.isna(ref["gpus"]) else f"{ref['gpus']:g} GPUs"
+    recipe = f", recipe {ref['recipe']}" if pd.notna(ref["recipe"]) else ""
+    return f"{MEMORY_PROTOCOLS[ref['memory_protocol']]}, {gpus}{recipe}"
 
 
 def published_rows(published: pd.DataFrame, settings: list[str]) -> list[tuple[list[str], dict[int, float]]]:
@@ -83,7 +134,7 @@ def published_rows(published: pd.DataFrame, settings: list[str]) -> list[tuple[l
     rows = []
     for label, ref in published.groupby("label", sort=False):
         by_setting = ref.set_index("setting").reindex(settings)
-        row = [label, number(ref["params_m"].iloc[0])]
+        row = [label, params_range(ref["params_m"])]
         for avg, last in zip(by_setting["avg"], by_setting["last"]):
             row += [number(avg), number(last), ""]
         rows.append((row, score_columns(by_setting["avg"], by_setting["last"])))
@@ -110,18 +161,33 @@ def score_columns(avg: pd.Series, last: pd.Series) -> dict[int, float]:
     return {col: value for col, value in zip(first, avg)} | {col + 1: value for col, value in zip(first, last)}
 
 
-def difference_rows(stats: pd.DataFrame, published: pd.DataFrame, settings: list[str]) -> list[list[str]]:
-    """'Δ ours − published' per setting, for each of our rows whose method has a published result."""
+def difference_rows(ours: pd.DataFrame, compared: pd.DataFrame, settings: list[str]) -> list[tuple[list[str], str]]:
+    """'Δ ours − published' per setting, with a note naming what is compared, for each of our rows and each
+    published result of its method, memory protocol and recipe (a reference without recipe: any recipe)."""
     rows = []
-    for (method, label), group in sort_rows(stats, ["method", "variant"]).groupby(["method", "label"], sort=False):
-        ours = group.set_index("setting").reindex(settings)
-        for ref_label, ref in published[published["method"] == method].groupby("label", sort=False):
+    for (method, label), group in sort_rows(ours, ["method", "variant"]).groupby(["method", "label"], sort=False):
+        mine = group.set_index("setting").reindex(settings)
+        for ref_label, ref in compared[compared["method"] == method].groupby("label", sort=False):
             theirs = ref.set_index("setting").reindex(settings)
+            same = (mine["memory_protocol"] == theirs["memory_protocol"]) & (
+                theirs["recipe"].isna() | (theirs["recipe"] == mine["recipe"]))
+            if not same.any():
+                continue
             row = [f"Δ {label} − {ref_label}", ""]
-            for avg, last in zip(ours["avg_mean"] - theirs["avg"], ours["last_mean"] - theirs["last"]):
+            for avg, last in zip((mine["avg_mean"] - theirs["avg"]).where(same),
+                                 (mine["last_mean"] - theirs["last"]).where(same)):
                 row += [number(avg, signed=True), number(last, signed=True), ""]
-            rows.append(row)
+            rows.append((row, difference_note(row[0], mine[same], theirs[same].iloc[0])))
     return rows
+
+
+def difference_note(difference: str, mine: pd.DataFrame, ref: pd.Series) -> str:
+    """'Δ DyTox − DyTox (erratum, 2k global memory): our runs with global memory, recipe DyTox, 2 worker(s);
+    the published figures: global memory, 2 GPUs, recipe DyTox.'"""
+    recipe = f", recipe {mine['recipe'].iloc[0]}" if pd.notna(mine["recipe"].iloc[0]) else ""
+    workers = ", ".join(f"{count:g}" for count in mine["workers"].drop_duplicates())
+    return (f"{difference}: our runs with {MEMORY_PROTOCOLS[mine['memory_protocol'].iloc[0]]}{recipe}, "
+            f"{workers} worker(s); the published figures: {protocol_facts(ref)}.")
 
 
 def params_range(params_m: pd.Series) -> str:
@@ -130,13 +196,13 @@ def params_range(params_m: pd.Series) -> str:
     return number(low) if pd.isna(low) or round(low, 2) == round(high, 2) else f"{low:.2f}–{high:.2f}"
 
 
-def main_data(stats: pd.DataFrame, published: pd.DataFrame) -> pd.DataFrame:
-    """Our summaries and the published numbers in one long frame (the CSV)."""
-    ours = stats.assign(source="ours")
+def main_data(ours: pd.DataFrame, published: pd.DataFrame) -> pd.DataFrame:
+    """Our summaries and the published numbers in one long frame (the CSV), each with its memory protocol."""
     theirs = published.rename(columns={"avg": "avg_mean", "last": "last_mean"}).assign(variant="")
-    columns = ["source", "dataset", "setting", "method", "variant", "label", "params_m",
-               "avg_mean", "avg_std", "avg_min", "avg_max", "last_mean", "last_std", "last_min", "last_max", "n"]
-    return pd.concat([theirs, ours], ignore_index=True).reindex(columns=columns)
+    columns = ["source", "dataset", "setting", "method", "variant", "label", "memory_protocol", "recipe", "gpus",
+               "workers", "params_m", "avg_mean", "avg_std", "avg_min", "avg_max", "last_mean", "last_std",
+               "last_min", "last_max", "n"]
+    return pd.concat([theirs, ours.assign(source="ours")], ignore_index=True).reindex(columns=columns)
 
 
 def ablation_table(dataset: str, stats: pd.DataFrame, axis: Axis) -> Table:
