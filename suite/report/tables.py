@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from suite.report.aggregate import RUN_GROUP, UPPER_BOUNDS, Axis, method_label, setting_rank, sort_rows
+from suite.report.aggregate import RUN_GROUP, UPPER_BOUNDS, Axis, setting_rank, sort_rows
 from suite.report.references import MEMORY_PROTOCOLS, PROTOCOL_SWITCH, run_comparison
 
 MISSING = "–"
@@ -211,7 +211,7 @@ def ablation_table(dataset: str, stats: pd.DataFrame, axis: Axis) -> Table:
     blocks = stats.groupby(["setting", "method", "variant", "memory_mode"], sort=False, dropna=False)
     for block, ((setting, method, variant, mode), group) in enumerate(blocks):
         breaks.append(len(rows))
-        label = method_label(method, variant)
+        label = group["label"].iloc[0]  # the runs' own label (e.g. "DAFormer-M + KNN (ours)")
         for _, cell in group.iterrows():
             value = f"{cell[axis.column]:g}" + (PER_CLASS if mode == "per_class" else "")
             cells += [(len(rows), 3, block, cell["avg_mean"]), (len(rows), 4, block, cell["last_mean"])]
