@@ -169,8 +169,9 @@ class Learner:
     def update_memory(self, task: int) -> None:
         """Herding (or random) on un-augmented features: one global selection for the whole job.
 
-        With memory.per_worker (DyTox's erratum), each worker selects the full budget from its own
-        shard and the union is kept, so the effective memory is the budget times the workers.
+        With memory.per_worker (the DyTox paper's per-GPU memory, which its erratum corrects), each
+        worker selects the full budget from its own shard and the union is kept, so the effective
+        memory is the budget times the workers.
         """
         cfg = self.cfg.memory
         m = per_class_budget(cfg, len(self.scenario.classes_up_to(task)))
