@@ -13,7 +13,7 @@ from suite.models.encoder import drop_path_rates, init_weights
 
 
 class PlainViT(IncrementalModel):
-    def __init__(self, cfg, image_size: int, channels: int, divergence: bool = False, freezes_old_heads: bool = False):
+    def __init__(self, cfg, image_size: int, channels: int, divergence: bool, freezes_old_heads: bool):
         super().__init__(cfg, image_size, channels, divergence, freezes_old_heads)
         self.block = fuse_attention(Block(cfg.embed_dim, cfg.num_heads, cfg.mlp_ratio, qkv_bias=False,
                                           drop_path=drop_path_rates(cfg)[-1], use_gpsa=False))
