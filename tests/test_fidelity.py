@@ -142,6 +142,40 @@ def test_finetune_lr_is_scaled_by_global_batch(monkeypatch):
     assert seen[2] == pytest.approx(0.0008 * 32 / 512)  # task 2's finetuning
 
 
+
+def test_weight_decay_spares_biases_and_one_dimensional_parameters():
+    """timm's create_optimizer (the releases') puts no weight decay on biases and 1-D parameters."""
+    learner = small_learner("method=dytox", "train.weight_decay=0.05")
+    learner.model.add_task(2)
+    learner.model.set_phase("main")
+    optimizer, _ = learner._optimizer(1e-3, 10, warmup=0)
+    decay_of = {id(p): g["weight_decay"] for g in optimizer.param_groups for p in g["params"]}
+    named = dict(learner.model.named_parameters())
+    assert decay_of[id(named["tab.q.weight"])] == 0.05
+    assert decay_of[id(named["task_tokens.0"])] == 0.05  # 2-D, as the release's (1, 1, C) token
+    assert decay_of[id(named["tab.proj.bias"])] == 0.0
+    assert decay_of[id(named["tab.norm1.weight"])] == 0.0
+    assert set(decay_of) == {id(p) for p in learner.model.parameters() if p.requires_grad}
+
+
+def test_finetuning_reads_the_memory_in_the_order_classes_were_learnt(monkeypatch):
+    """The releases' memory grows by concatenation, task by task; unshuffled finetuning sees that."""
+    learner = small_learner("method=replay", "scenario.class_order=[3, 1, 4, 0, 5, 2]", "finetune.shuffle=false")
+    finetuned = []
+    real = Learner._loader
+
+    def spy(self, indices, shuffle, seed_offset, repeats):
+        if seed_offset >= 1000:
+            finetuned.append(self.data.train.labels[indices].tolist())
+        return real(self, indices, shuffle, seed_offset, repeats)
+
+    monkeypatch.setattr(Learner, "_loader", spy)
+    learner.run()
+    labels = finetuned[-1]
+    first_seen = list(dict.fromkeys(labels))
+    assert first_seen == [3, 1, 4, 0, 5, 2]
+    assert labels == sorted(labels, key=first_seen.index)  # each class in one block
+
 @pytest.mark.parametrize("keep", [True, False])
 def test_finetuning_keeps_the_recipes_mixup(monkeypatch, keep):
     learner = small_learner("method=daformer_m", "train.mixup=0.8", f"finetune.mixup={str(keep).lower()}")

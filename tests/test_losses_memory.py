@@ -171,7 +171,7 @@ def test_memory_state_round_trip(tmp_path):
     mem.add(9, [])
     again = Memory.from_state(mem.state())
     assert again.ranked == {3: [5, 1, 2], 0: [7], 9: []}
-    assert again.indices().tolist() == [7, 5, 1, 2]
+    assert again.indices().tolist() == [5, 1, 2, 7]  # the order classes were added in
     # ... and through a file that loads with weights_only=True, as checkpoints do
     torch.save(mem.state(), tmp_path / "mem.pt")
     loaded = Memory.from_state(torch.load(tmp_path / "mem.pt", weights_only=True))

@@ -16,6 +16,7 @@ from typing import Callable, Optional
 import numpy as np
 import torch
 from timm.data.mixup import Mixup, mixup_target
+from timm.optim import param_groups_weight_decay
 from torch.utils.data import DataLoader
 
 from suite import metrics
@@ -339,8 +340,9 @@ class Learner:
                           pin_memory=self.device.type == "cuda")
 
     def _optimizer(self, lr: float, steps: Optional[int], warmup: int):
-        params = [p for p in self.model.parameters() if p.requires_grad]
-        optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=self.cfg.train.weight_decay)
+        # biases and 1-D parameters without weight decay, as timm's create_optimizer gives the releases
+        groups = param_groups_weight_decay(self.model, self.cfg.train.weight_decay)
+        optimizer = torch.optim.AdamW(groups, lr=lr)
         if steps is None:
             return optimizer, None
         cosine = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, steps - warmup),

@@ -48,7 +48,9 @@ class Memory:
         return sum(len(v) for v in self.ranked.values())
 
     def indices(self) -> np.ndarray:
-        return np.array([i for cls in sorted(self.ranked) for i in self.ranked[cls]], dtype=np.int64)
+        """Classes in the order they were learnt, each best first: the releases' memory order, which
+        unshuffled finetuning (finetune.shuffle=false) reads as it is."""
+        return np.array([i for idx in self.ranked.values() for i in idx], dtype=np.int64)
 
     def trim(self, per_class: int) -> None:
         """Old classes keep only their best-ranked exemplars."""

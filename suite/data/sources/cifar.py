@@ -19,8 +19,8 @@ SIDE = 32
 FILES = ("train", "test", "meta")
 RELEASE_DIR = "cifar-100-python"
 EXPECTED = f"CIFAR-100's python release: {RELEASE_DIR}/{{{','.join(FILES)}}} or those files directly"
-MEAN = (0.5071, 0.4865, 0.4409)
-STD = (0.2673, 0.2564, 0.2762)
+MEAN = (0.5071, 0.4867, 0.4408)  # the DyTox and DAFormer releases' constants
+STD = (0.2675, 0.2565, 0.2761)
 
 # Everything a CIFAR pickle may name: numpy's array reconstruction (under numpy 1 and numpy 2
 # module names, in-band protocol 5 buffers) and `_codecs.encode`, which Python 3 uses for
