@@ -162,6 +162,15 @@ def test_cli_builds_report(tmp_path, capsys):
     assert (tmp_path / "out" / "index.html").is_file() and "index.html" in capsys.readouterr().out
 
 
+def test_summary_names_the_commits_the_runs_were_made_at(tmp_path):
+    for i, commit in enumerate(["b" * 40, "a" * 40, "b" * 40, None]):
+        result = make_result(n_tasks=2, num_classes=4, seed=i)
+        result["provenance"]["git_commit"] = commit
+        write_run(tmp_path, f"run{i}", result)
+    page = read(build_report(tmp_path, tmp_path / "out") / "README.md")
+    assert f"made at commit {'a' * 12}, {'b' * 12};" in page
+
+
 # ---------------------------------------------------------------- tables
 
 def test_main_stats_mean_std_n(tmp_path):

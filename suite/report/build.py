@@ -58,8 +58,10 @@ def build_report(results_dir: Path | str, out_dir: Path | str | None = None) -> 
 def summary_section(runs: pd.DataFrame, results_dir: Path) -> Section:
     counts = runs["status"].value_counts()
     states = ", ".join(f"{count} {status}" for status, count in counts.items())
+    commits = sorted({str(c)[:12] for c in runs["git_commit"] if isinstance(c, str) and c})
+    made_at = f"made at commit {', '.join(commits)}" if commits else "made outside a git checkout"
     return Section("Summary", paragraphs=[
-        f"{len(runs)} runs under {results_dir} ({states}); "
+        f"{len(runs)} runs under {results_dir} ({states}), {made_at}; "
         f"datasets: {', '.join(sorted(runs['dataset'].unique()))}. All results, one row per run and task:",
     ], files=[TIDY_CSV])
 
