@@ -1,4 +1,4 @@
-"""Class-incremental metrics (SPEC section 5) as pure functions of an accuracy matrix.
+"""Class-incremental metrics as pure functions of an accuracy matrix.
 
 Conventions, all in percent (0..100):
 - ``acc_matrix[i] = [A[i][0], ..., A[i][i]]``: A[i][j] is the top-1 accuracy on the test classes
@@ -95,7 +95,7 @@ def bwt_all_pairs(acc_matrix: Sequence[Sequence[float]]) -> Optional[float]:
 
 
 def summary(acc_matrix: Sequence[Sequence[float]], acc: Sequence[float], acc_top5: Sequence[float]) -> dict:
-    """Every SPEC metric of one run, keyed by its report name."""
+    """Every metric of one run, keyed by its report name."""
     if len(acc) != len(acc_matrix) or len(acc_top5) != len(acc_matrix):
         raise ValueError(f"{len(acc_matrix)} matrix rows but {len(acc)} accuracies and "
                          f"{len(acc_top5)} top-5 accuracies")

@@ -1,4 +1,4 @@
-"""The results file of one run (SPEC section 9): built from the learner's history, written atomically."""
+"""The results file of one run: built from the learner's history, written atomically."""
 from __future__ import annotations
 
 import platform

@@ -1,4 +1,4 @@
-"""The learner end to end (SPEC sections 4, 5, 9): determinism, resume, checkpoints, results.json.
+"""The learner end to end: determinism, resume, checkpoints, results.json.
 
 Every run is the same tiny synthetic scenario: 6 classes of 8x8 images, three tasks of two
 classes, a one-block model of width 16, one epoch per phase (well under a second per run).
@@ -100,7 +100,7 @@ def test_different_seed_different_model(reference):
 
 
 def test_memory_size_is_listed_per_task_without_rehearsal():
-    """SPEC 9: memory_size is the effective size per task, like num_params; a method with no memory
+    """memory_size is the effective size per task, like num_params; a method with no memory
     ('finetune', the lower bound) has 0 exemplars after every task, not an empty list."""
     learner = make_learner(tiny("method=finetune"))
     learner.run()

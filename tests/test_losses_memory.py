@@ -1,4 +1,4 @@
-"""The rehearsal memory (SPEC section 4, step 4) and the losses (SPEC section 3).
+"""The rehearsal memory and the losses.
 
 Pure functions are checked against hand-worked values; the budgets over a run of tasks use a
 tiny synthetic Learner (three tasks of two classes, well under a second per run).

@@ -1,7 +1,7 @@
 """suite.metrics: hand-computed values, and agreement with continuum 1.2.7's Logger.
 
 continuum's ``forgetting`` and ``backward_transfer`` each stop one index short of their papers'
-definitions (and of SPEC section 5), so for those two the tests pin continuum's exact formula on
+definitions (which the suite follows), so for those two the tests pin continuum's exact formula on
 our accuracy matrix instead of equality: the inputs (accuracies per task) agree, the formulas
 do not.
 """

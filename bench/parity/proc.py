@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 from typing import Callable, Optional
 
-# Both sides run with the same environment. The allocator settings are ENV.md's (glibc's
+# Both sides run with the same environment. The allocator settings are the suite's (glibc's
 # default cost up to 24% of a ViT step here); they must be set before a process starts. One
 # compute thread per run: this 2-core machine is shared, and an OpenMP team of 2 beside any other
 # busy process spin-waits (measured here: a release step at embed 128 took 5.2 s on 2 threads

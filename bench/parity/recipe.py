@@ -5,7 +5,7 @@ classes and, with it, the memory, kept at 20 per class as 2000/100). One more ch
 sides: the learning rate is constant during the main phase (no warm-up, no cosine). timm's cosine
 schedule, which the releases use, steps once per epoch, one epoch behind, with a 5-epoch warm-up
 that is not a prefix of it: at a few epochs per task the releases would train mostly in warm-up,
-and no per-step schedule of ours could follow it (ENV.md). A constant lr is the one schedule
+and no per-step schedule of ours could follow it. A constant lr is the one schedule
 both sides can run exactly. The balanced finetuning lr is constant in the releases already.
 """
 from __future__ import annotations
@@ -68,7 +68,7 @@ class Method:
     ours_config: str  # our preset (configs/...)
     ours_fallback: str  # used while ours_config does not exist yet
     ours_method: str
-    # Recipe keys of ours that make it the release's recipe (SPEC sections 2-4); a key our
+    # Recipe keys of ours that make it the release's recipe; a key our
     # suite does not know (yet) is left out and listed in the run's record.
     ours_sets: tuple[str, ...]
 

@@ -11,7 +11,7 @@ WORKER_ENV = {
     "RAY_USAGE_STATS_ENABLED": "0",
     "HF_HUB_OFFLINE": "1",
     "RAY_TRAIN_ENABLE_PRINT_PATCH": "0",  # else Ray Train V2 prints every worker line twice
-    # glibc's default allocator cost up to 24% of a training step here in page faults (ENV.md)
+    # glibc's default allocator cost up to 24% of a training step here in page faults (reports/perf/)
     "MALLOC_MMAP_MAX_": "0",
     "MALLOC_TRIM_THRESHOLD_": "68719476736",
     # Ray Train's controller polls the workers every 2 s by default: a run then ends up to 2 s after

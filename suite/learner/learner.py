@@ -1,4 +1,4 @@
-"""The class-incremental protocol of SPEC section 4, one task at a time. Knows nothing of Ray.
+"""The class-incremental protocol, one task at a time. Knows nothing of Ray.
 
 Works in one process, or in each of several torch.distributed workers (Ray Train sets those up):
 each worker trains on its own shard, the rehearsal memory is one global selection, and the
@@ -300,7 +300,7 @@ class Learner:
         return dist.all_reduce_sum([float(not torch.isfinite(loss))])[0] == 0
 
     def _loss(self, out, teacher_out, soft, num_old) -> torch.Tensor:
-        """SPEC section 3: (1-λ)·L_cls + λ·τ²·KL + w_div·L_div + β·L_knn (each term where it applies)."""
+        """(1-λ)·L_cls + λ·τ²·KL + w_div·L_div + β·L_knn (each term where it applies)."""
         cfg = self.cfg
         logits = out.logits.float()
         cls = classification_loss(logits, soft, cfg.train.loss)

@@ -1,4 +1,4 @@
-"""The losses of SPEC section 3, as pure functions of logits, targets and features."""
+"""The training losses, as pure functions of logits, targets and features."""
 from __future__ import annotations
 
 import torch

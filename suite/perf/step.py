@@ -34,7 +34,7 @@ class Preset:
 
 
 PRESETS = {
-    # the CIFAR preset (SPEC section 2): embed 384, depth 5 + 1 task block, 12 heads, patch 4, 32x32
+    # the CIFAR preset: embed 384, depth 5 + 1 task block, 12 heads, patch 4, 32x32
     "cifar": Preset(REPO / "configs" / "model" / "cifar_dual.yaml", 32, 3, 10),
     # the quickstart model on digits-sized input (8x8, 1 channel, 2 classes per task): a small step
     "quickstart": Preset(REPO / "configs" / "quickstart.yaml", 8, 1, 2),
