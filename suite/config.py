@@ -19,7 +19,7 @@ from suite.errors import UserError
 from suite.methods import METHODS
 
 RELEASE_AUTO_AUGMENT = "rand-m9-mstd0.5-inc1"  # timm policy of the DAFormer and DyTox releases
-DATASETS = ("digits", "cifar100", "imagenet_subset", "imagenet", "imagefolder", "synthetic")
+DATASETS = ("digits", "cifar100", "tinyimagenet", "imagenet_subset", "imagenet", "imagefolder", "synthetic")
 
 
 def _key(default, help, choices=None, minimum=None, maximum=None):
@@ -38,6 +38,8 @@ class DataConfig:
     image_size: int = _key(16, "synthetic only: image side in pixels", minimum=4)
     train_per_class: int = _key(100, "synthetic only: training images per class", minimum=1)
     test_per_class: int = _key(20, "synthetic only: test images per class", minimum=1)
+    max_classes: Optional[int] = _key(None, "keep only the data set's first N classes (labels 0..N-1); null: all",
+                                      minimum=2)
     input_size: Optional[int] = _key(None, "resize images to this side (default: the data set's own)", minimum=4)
     augment: bool = _key(True, "random crop + flip on training images")
     auto_augment: Optional[str] = _key(RELEASE_AUTO_AUGMENT, "timm augmentation policy on training images, e.g. "

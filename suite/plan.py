@@ -78,6 +78,13 @@ def count_params(cfg: Config, data: DataSet, scenario: Scenario) -> list[int]:
     return counts
 
 
+def class_names(data: DataSet, classes, shown: int = 6) -> str:
+    """'tailed frog, American alligator, ... (+4 more)': the first `shown` names of `classes`."""
+    names = [data.class_names[c] for c in classes]
+    more = f", ... (+{len(names) - shown} more)" if len(names) > shown else ""
+    return ", ".join(names[:shown]) + more
+
+
 @dataclass
 class Plan:
     cfg: Config
@@ -97,6 +104,8 @@ class Plan:
             seen = len(sc.classes_up_to(t))
             mem = f"memory {per_class_budget(cfg.memory, seen)}/class" if method.rehearsal else "no memory"
             lines.append(f"  task {t + 1:3d}: {len(classes):3d} classes {list(classes)}  ({mem})")
+            if any(data.class_names[c] != str(c) for c in classes):
+                lines.append(f"             {class_names(data, classes)}")
         params = count_params(cfg, data, sc)
         num_keys = method.num_keys(cfg.model.num_keys, sc.num_tasks)
         keys = f", {num_keys} external key(s)" if num_keys else ""

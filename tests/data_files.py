@@ -65,3 +65,44 @@ def make_cifar(directory: Path, train_per_class: int = 2) -> Path:
     write_pickle(directory / "test", cifar_batch(1, seed=1), protocol=pickle.HIGHEST_PROTOCOL)
     write_py2_pickle(directory / "meta", {"fine_label_names": CIFAR100_NAMES, "coarse_label_names": ["c"] * 20})
     return directory
+
+
+def tiny_imagenet_colour(label: int, i: int) -> tuple[int, int, int]:
+    """The flat colour of training image i of class `label` (val images use i = -1)."""
+    return (20 * label % 256, 10 + 30 * (i + 1) % 200, 255 - 20 * label % 256)
+
+
+def make_tiny_imagenet(root: Path, wnids: list[str], train_per_class: int = 3, val_per_class: int = 2,
+                       grey_wnid: str | None = None, other_val_wnids: tuple[str, ...] = ()) -> Path:
+    """A small tree in Stanford's Tiny-ImageNet layout: 64x64 JPEGs of flat colours.
+
+    words.txt names every wnid (and one unrelated), like the release's 82k-line file; val
+    annotations are shuffled across classes, and `other_val_wnids` adds val images of classes
+    wnids.txt does not list (as a 100-class subset of the 200-class val folder would hold)."""
+    from PIL import Image
+
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "wnids.txt").write_text("".join(f"{w}\n" for w in wnids))
+    (root / "words.txt").write_text("n00000000\tentity\n" + "".join(
+        f"{w}\tthing {k}, other name {k}\n" for k, w in enumerate(list(wnids) + list(other_val_wnids))))
+    for label, wnid in enumerate(wnids):
+        images = root / "train" / wnid / "images"
+        images.mkdir(parents=True)
+        for i in range(train_per_class):
+            img = Image.new("RGB", (64, 64), tiny_imagenet_colour(label, i))
+            (img.convert("L") if wnid == grey_wnid else img).save(images / f"{wnid}_{i}.JPEG", quality=95)
+        (root / "train" / wnid / f"{wnid}_boxes.txt").write_text("".join(f"{wnid}_{i}.JPEG\t0\t0\t63\t63\n"
+                                                                         for i in range(train_per_class)))
+    (root / "val" / "images").mkdir(parents=True)
+    lines = []
+    everyone = list(wnids) + list(other_val_wnids)
+    shuffled = np.random.default_rng(0).permutation(np.repeat(np.arange(len(everyone)), val_per_class))
+    for k, label in enumerate(shuffled.tolist()):
+        wnid = everyone[label]
+        name = f"val_{k}.JPEG"
+        Image.new("RGB", (64, 64), tiny_imagenet_colour(label, -1)).save(root / "val" / "images" / name, quality=95)
+        lines.append(f"{name}\t{wnid}\t0\t0\t63\t63\n")
+    (root / "val" / "val_annotations.txt").write_text("".join(lines))
+    (root / "test" / "images").mkdir(parents=True)
+    (root / "test" / "images" / "test_0.JPEG").write_text("unlabelled; never read")
+    return root

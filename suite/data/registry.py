@@ -1,7 +1,7 @@
 """One registry of data sets. Each yields images, labels (original class ids) and class names."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable
 
 import numpy as np
@@ -67,12 +67,25 @@ def _loader(name: str) -> Loader:
     return LOADERS[name]
 
 
+def first_classes(data: DataSet, n: int | None) -> DataSet:
+    """The data set with only its classes 0..n-1 (all of them when n is None or not smaller)."""
+    if n is None or n >= data.num_classes:
+        return data
+
+    def keep(split: Split) -> Split:
+        mask = split.labels < n
+        return Split(split.images[mask], split.labels[mask])
+
+    return replace(data, train=keep(data.train), test=keep(data.test), class_names=data.class_names[:n])
+
+
 def load_dataset(cfg: DataConfig) -> DataSet:
-    return _loader(cfg.name).load(cfg)
+    return first_classes(_loader(cfg.name).load(cfg), cfg.max_classes)
 
 
 def count_classes(cfg: DataConfig) -> int:
-    return _loader(cfg.name).num_classes(cfg)
+    total = _loader(cfg.name).num_classes(cfg)
+    return min(total, cfg.max_classes) if cfg.max_classes else total
 
 
 def require_path(cfg: DataConfig, expected: str):
