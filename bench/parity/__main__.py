@@ -106,7 +106,7 @@ def step_timing(args, out: Path) -> dict | None:
     if not path.is_file():
         cmd = [args.ours_python, "-W", "ignore", "-m", "bench.parity.steptime", "--daformer",
                str(args.daformer.resolve()), "--out", str(path.resolve())] + (["--quick"] if args.quick else [])
-        rc, wall, _ = proc.run(cmd, args.work_dir.resolve() / "steptime.txt", cwd=meta.REPO)
+        rc, wall = proc.run(cmd, args.work_dir.resolve() / "steptime.txt", cwd=meta.REPO)
         if rc != 0:
             print(f"[parity] step timing failed (rc {rc}); see {args.work_dir / 'steptime.txt'}", flush=True)
             return None

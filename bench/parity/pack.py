@@ -5,8 +5,8 @@ Both implementations then read the very same pixels: the releases through contin
 `fine_label_names`, pickles loaded with encoding latin1), ours through `data.name: cifar100`
 (suite/data/sources/cifar.py: the same keys, exactly 100 classes, uint8 rows of 3072).
 
-All 100 classes are packed, because our reader accepts nothing but CIFAR-100's 100 classes;
-a benchmark of C classes puts them first in the class order and stops after C/increment tasks.
+All 100 classes are packed, because both readers check for CIFAR-100's 100 classes; a benchmark
+of C classes learns the first C labels (release `--max-task`, ours `data.max_classes`).
 Labels are the positions of the wnids in sorted order. Strings are written as Python 2 `str`
 (pickle's BINSTRING opcodes), as in CIFAR's own files: they load as `str` with
 encoding='latin1' and as `bytes` (b'data', ...) with encoding='bytes'.

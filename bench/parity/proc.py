@@ -1,12 +1,10 @@
-"""Run one command with its output in a log file; optionally stop it once a condition holds."""
+"""Run one command with its output in a log file."""
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import time
 from pathlib import Path
-from typing import Callable, Optional
 
 # Both sides run with the same environment. The allocator settings are the suite's (glibc's
 # default cost up to 24% of a ViT step here); they must be set before a process starts. One
@@ -24,34 +22,16 @@ ENV = {
 }
 
 
-def run(cmd: list[str], log: Path, cwd: Path, stop: Optional[Callable[[], bool]] = None,
-        poll_s: float = 2.0) -> tuple[int, float, bool]:
-    """(exit code, wall seconds, stopped by `stop`). The command gets a session of its own, so
-    that stopping it ends its data-loader workers too."""
+def run(cmd: list[str], log: Path, cwd: Path) -> tuple[int, float]:
+    """(exit code, wall seconds), the command's output in `log`."""
     log.parent.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, **ENV}
     start = time.perf_counter()
     with open(log, "w") as out:
         out.write("$ " + " ".join(cmd) + "\n\n")
         out.flush()
-        proc = subprocess.Popen(cmd, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, env=env,
-                                start_new_session=True)
-        stopped = False
-        while proc.poll() is None:
-            if stop is not None and stop():
-                stopped = True
-                _end(proc)
-                break
-            time.sleep(poll_s)
-    return proc.wait(), time.perf_counter() - start, stopped
-
-
-def _end(proc: subprocess.Popen) -> None:
-    os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
+        rc = subprocess.run(cmd, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, env=env).returncode
+    return rc, time.perf_counter() - start
 
 
 def tail(log: Path, lines: int = 15) -> str:

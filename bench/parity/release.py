@@ -91,7 +91,7 @@ def run(method: Method, recipe: Recipe, seed: int, checkout: Path, python: str, 
     work.mkdir(parents=True, exist_ok=True)
     cmd = command(method, recipe, seed, checkout, python, data, work, name)
     log = work / "stdout.txt"
-    rc, wall, _ = proc.run(cmd, log, cwd=work)
+    rc, wall = proc.run(cmd, log, cwd=work)
     record = {"command": cmd, "options_overlay": overlay(recipe), "wall_s": wall, "rc": rc, "stdout": str(log)}
     try:
         record.update(read_logs(work))

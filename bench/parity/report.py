@@ -149,11 +149,11 @@ def write(out: Path, records: list[dict], meta: dict, timing: dict | None) -> Pa
         f"({meta['data']['resize']}) and written in CIFAR-100's python-pickle layout to `{meta['data']['pack']}` "
         f"(`cifar-100-python/train`, `test`, `meta`; keys `data` uint8 (N, 3072) channel-major, `fine_labels`, "
         f"`filenames`, `batch_label`, meta `fine_label_names`; Python 2 strings as in CIFAR's files). "
-        f"All 100 classes are packed (500 train / 50 test each), because our cifar100 source accepts exactly "
+        f"All 100 classes are packed (500 train / 50 test each), because both readers check for CIFAR-100's "
         f"100; labels are the sorted-wnid positions. The releases read it with `--data-set CIFAR` (continuum "
         f"1.2.7's CIFAR100 over torchvision's reader), ours with `data.name: cifar100`. Both learn the first "
-        f"{recipe['classes']} labels in order and stop after {recipe['tasks']} tasks (release `--max-task`, ours "
-        f"stopped by the benchmark once results.json holds {recipe['tasks']} tasks). Seeds change initialisation "
+        f"{recipe['classes']} labels in order, {recipe['tasks']} tasks (release `--max-task {recipe['tasks']}`, "
+        f"ours `data.max_classes={recipe['classes']}`). Seeds change initialisation "
         f"and augmentation only; the class order is the same for every seed.",
         "",
         "## Recipe (identical on both sides)",
