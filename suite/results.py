@@ -53,6 +53,8 @@ def results_document(cfg: Config, scenario: Scenario, history, status: str, prov
         "setting": scenario.setting,
         "class_order": list(scenario.class_order),
         "classes_per_task": [list(t) for t in scenario.tasks],
+        "class_names_per_task": [[scenario.class_names[c] for c in t] for t in scenario.tasks]
+        if scenario.class_names else None,
         "tasks_done": done,
         "acc_matrix": history.acc_matrix,
         "acc": history.acc,

@@ -232,6 +232,7 @@ def test_results_json_schema(tmp_path, monkeypatch):
     assert isinstance(doc["setting"], str) and doc["setting"] == "B0-3steps"
     assert doc["class_order"] == [0, 1, 2, 3, 4, 5]
     assert doc["classes_per_task"] == [[0, 1], [2, 3], [4, 5]]
+    assert doc["class_names_per_task"] == [["class0", "class1"], ["class2", "class3"], ["class4", "class5"]]
 
     T = 3
     assert len(doc["acc_matrix"]) == T

@@ -171,6 +171,19 @@ def test_summary_names_the_commits_the_runs_were_made_at(tmp_path):
     assert f"made at commit {'a' * 12}, {'b' * 12};" in page
 
 
+def test_class_orders_section_names_each_tasks_classes(tmp_path):
+    named = make_result(n_tasks=2, num_classes=4, order="seed:3")
+    named["class_names_per_task"] = [["tailed frog", "boa"], ["altar", "ox"]]
+    write_run(tmp_path, "named", named)
+    write_run(tmp_path, "older", make_result(n_tasks=2, num_classes=4, order="seed:4"))  # no names stored
+    out = build_report(tmp_path, tmp_path / "out")
+    page = read(out / "README.md")
+    assert "## Class orders" in page
+    assert ["1", "tailed frog, boa"] in table_rows(page, "1") and ["2", "altar, ox"] in table_rows(page, "2")
+    assert ["2", "2, 3"] in table_rows(page, "2")  # class ids where a run stored no names
+    assert (out / "tables" / "classes_cifar100_B0-2steps_seed3.csv").is_file()
+
+
 # ---------------------------------------------------------------- tables
 
 def test_main_stats_mean_std_n(tmp_path):

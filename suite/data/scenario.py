@@ -8,7 +8,7 @@ exemplars must be indices, to checkpoint and broadcast them) and original class 
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +26,7 @@ class Scenario:
     class_order: tuple[int, ...]  # original class ids, in the order they are learned
     tasks: tuple[tuple[int, ...], ...]  # original class ids of each task
     setting: str  # e.g. "B0-10steps", "B50-5steps"
+    class_names: tuple[str, ...] = ()  # by original class id, once the data set is loaded
 
     @property
     def num_tasks(self) -> int:
@@ -121,4 +122,4 @@ def build_scenario(cfg: Config, data: DataSet) -> Scenario:
     missing = set(scenario.class_order) - set(np.unique(data.train.labels).tolist())
     if missing:
         raise UserError(f"data set '{data.name}' has no training images of classes {sorted(missing)[:5]}")
-    return scenario
+    return replace(scenario, class_names=tuple(data.class_names))

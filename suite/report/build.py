@@ -12,7 +12,7 @@ from suite.report.load import load_results
 from suite.report.page import Section, write_page
 from suite.report.references import load_references
 from suite.report.render import write_table
-from suite.report.tables import ablation_table, main_table, runs_table
+from suite.report.tables import ablation_table, class_order_table, main_table, runs_table
 
 TIDY_CSV = "results_tidy.csv"
 DEFINITIONS = [
@@ -46,6 +46,7 @@ def build_report(results_dir: Path | str, out_dir: Path | str | None = None) -> 
         *results_sections(tasks, finished, load_references(), out_dir),
         *ablation_sections(runs, out_dir),
         runs_section(tasks, runs, out_dir),
+        class_orders_section(tasks),
         Section("Definitions", paragraphs=DEFINITIONS),
     ]
     for table in (table for section in sections for table in section.tables):
@@ -98,3 +99,11 @@ def runs_section(tasks: pd.DataFrame, runs: pd.DataFrame, out_dir: Path) -> Sect
     return Section("Runs", tables=[runs_table(runs)], plots=plots.heat_maps(tasks, out_dir), small_plots=True,
                    paragraphs=["Accuracy matrices: A[i][j] is the top-1 accuracy on the classes of task j "
                                "after training task i."])
+
+
+def class_orders_section(tasks: pd.DataFrame) -> Section:
+    """Which classes each task held, per data set and class order (the runs of an order share it)."""
+    known = tasks.dropna(subset=["task", "task_classes"])
+    tables = [class_order_table(dataset, setting, order, frame)
+              for (dataset, setting, order), frame in known.groupby(["dataset", "setting", "order"])]
+    return Section("Class orders", tables=tables)

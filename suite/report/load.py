@@ -89,8 +89,10 @@ def run_rows(result: dict, run: str, path: Path) -> list[dict]:
     if not acc:
         return [fields]
     classes_seen = pd.Series([len(c) for c in result["classes_per_task"]]).cumsum().tolist()
+    names = result.get("class_names_per_task") or [[str(c) for c in t] for t in result["classes_per_task"]]
     per_task = {
         "classes_seen": classes_seen,
+        "task_classes": [", ".join(t) for t in names],
         "acc": acc,
         "acc_top5": result.get("acc_top5") or [],
         "acc_row": result["acc_matrix"],

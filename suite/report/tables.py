@@ -267,3 +267,16 @@ def run_row(run) -> list[str]:
         number(run.bwt, signed=True), number(run.bwt_all_pairs, signed=True), number(run.params_m),
         number(run.total_time_s, digits=0),
     ]
+
+
+def class_order_table(dataset: str, setting: str, order: str, tasks: pd.DataFrame) -> Table:
+    """The classes of each task of one class order (names where the data set has them)."""
+    data = tasks[["task", "task_classes"]].drop_duplicates("task").sort_values("task")
+    return Table(
+        name=f"classes_{dataset}_{setting}_{order}".replace(":", "").replace("/", "_"),
+        title=f"{dataset} {setting}, class order {order}: the classes of each task",
+        header=["Task", "Classes"],
+        rows=[[str(task + 1), classes] for task, classes in data.itertuples(index=False)],
+        data=data.assign(task=data["task"] + 1),
+        text_columns=2,
+    )
