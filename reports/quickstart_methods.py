@@ -56,7 +56,8 @@ def render(runs: dict[tuple[str, str], dict]) -> str:
                      f"{mean_std([r['last_accuracy'] for r in mine])} | "
                      f"{statistics.median(r['timings']['total_s'] for r in mine):.0f} |")
     lines += ["", "Per order, avg / last, and each task's accuracy right after it was trained (the diagonal "
-              "of the accuracy matrix; chance on a 2-class task is 50):", "",
+              "of the accuracy matrix: that task's test images, classified among every class seen so far, "
+              "so chance is 50, 25, 17, 12.5 and 10 for tasks 1 to 5):", "",
               "| Method | " + " | ".join(ORDERS) + " |", "|---" * (len(ORDERS) + 1) + "|"]
     for name in methods:
         cells = []
