@@ -7,5 +7,7 @@ set -euo pipefail
 data=${1:?usage: bash reports/tinyimagenet.sh TINY_IMAGENET_DIR [RUNS_DIR]}
 runs=${2:-runs}
 cd "$(dirname "$0")/.."
-python suite/run.py --sweep configs/sweeps/tinyimagenet.yaml --data-path "$data" --output-basedir "$runs" || true
-python -m suite.report "$runs/tinyimagenet" --out reports/tinyimagenet
+rc=0
+python suite/run.py --sweep configs/sweeps/tinyimagenet.yaml --data-path "$data" --output-basedir "$runs" || rc=$?
+python -m suite.report "$runs/tinyimagenet" --out reports/tinyimagenet  # what has finished so far
+exit $rc
