@@ -16,7 +16,7 @@ from PIL import Image
 from suite import cli
 from suite.report.__main__ import main as report_main
 from tests.conftest import REPO, TINY
-from tests.data_files import make_cifar
+from tests.data_files import make_cifar, make_tiny_imagenet
 
 RUN = "tiny"  # the finished run every resume case copies
 
@@ -65,6 +65,16 @@ def image_folder(build):
         build(root)
         return [*sets("data.name=imagefolder", "scenario.initial_increment=1", "scenario.increment=1",
                       "method=finetune", "model.patch_size=16"), "--data-path", str(root), "--in-process"]
+    return setup
+
+
+def tiny_imagenet(damage):
+    """A 4-class Tiny-ImageNet tree under tmp/in/tiny, changed by `damage(root)`."""
+    def setup(tmp, run):
+        root = make_tiny_imagenet(tmp / "in" / "tiny", ["n01443537", "n01629819", "n01641577", "n01644900"])
+        damage(root)
+        return [*sets("data.name=tinyimagenet", "data.input_size=16", "model.patch_size=4", "memory.size=4"),
+                "--data-path", str(root), "--in-process"]
     return setup
 
 
@@ -134,6 +144,9 @@ CASES = {
     "cifar pickle truncated": (cifar(lambda d: truncate(d / "train")), ["train", "is not a valid CIFAR-100 pickle"]),
     "cifar pickle garbled": (cifar(lambda d: (d / "test").write_bytes(b"\x00garbage" * 50)), ["test", "is not a valid CIFAR-100 pickle"]),
     "cifar pickle with code": (cifar(lambda d: (d / "meta").write_bytes(b"cos\nsystem\n(S'true'\ntR.")), ["meta", "is not a valid CIFAR-100 pickle"]),
+    "tiny-imagenet without wnids.txt": (tiny_imagenet(lambda root: (root / "wnids.txt").unlink()), ["no 'wnids.txt'"]),
+    "tiny-imagenet val file absent": (tiny_imagenet(lambda root: (root / "val" / "images" / "val_3.JPEG").unlink()),
+                                      ["val_annotations.txt", "absent from", "val_3.JPEG"]),
     "image folder without val": (image_folder(lambda root: shutil.rmtree(root / "val")), ["no 'val' directory"]),
     "empty class folder": (image_folder(lambda root: [(root / split / "c").mkdir() for split in ("train", "val")]),
                            ["train/c", "holds no image files"]),
