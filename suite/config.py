@@ -78,6 +78,9 @@ class MemoryConfig:
     per_class: Optional[int] = _key(None, "exemplars per class instead of a fixed total", minimum=1)
     selection: str = _key("herding", "exemplar selection", choices=("herding", "random"))
     per_worker: bool = _key(False, "reproduce DyTox's per-GPU memory (budget × workers); never the default")
+    herding_images: str = _key("clean", "images herding ranks: clean (the test transform, as iCaRL) or augmented "
+                               "(one pass of the training transform, as the DyTox and DAFormer releases)",
+                               choices=("clean", "augmented"))
 
 
 @dataclass

@@ -176,6 +176,24 @@ def test_finetuning_reads_the_memory_in_the_order_classes_were_learnt(monkeypatc
     assert first_seen == [3, 1, 4, 0, 5, 2]
     assert labels == sorted(labels, key=first_seen.index)  # each class in one block
 
+
+@pytest.mark.parametrize("images", ["clean", "augmented"])
+def test_herding_ranks_clean_or_augmented_images(monkeypatch, images):
+    """The releases herd on one pass of the training transform; ours by default on the test one."""
+    learner = small_learner("method=replay", f"memory.herding_images={images}")
+    used = []
+    real = Learner._features
+
+    def spy(self, indices, transform):
+        used.append(transform)
+        return real(self, indices, transform)
+
+    monkeypatch.setattr(Learner, "_features", spy)
+    learner.run()
+    expected = learner.train_transform if images == "augmented" else learner.test_transform
+    assert used and all(t is expected for t in used)
+    assert len(learner.memory) == 12
+
 @pytest.mark.parametrize("keep", [True, False])
 def test_finetuning_keeps_the_recipes_mixup(monkeypatch, keep):
     learner = small_learner("method=daformer_m", "train.mixup=0.8", f"finetune.mixup={str(keep).lower()}")

@@ -82,6 +82,7 @@ _COMMON = (
     "train.asam_eta=0",
     "finetune.shuffle=false",  # ft_no_sampling: the finetuning loader has no sampler, no shuffle
     "train.warmup_epochs=0",
+    "memory.herding_images=augmented",  # the releases herd on one pass of the training transform
 )
 
 METHODS = {

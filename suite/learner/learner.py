@@ -168,7 +168,11 @@ class Learner:
 
     @torch.no_grad()
     def update_memory(self, task: int) -> None:
-        """Herding (or random) on un-augmented features: one global selection for the whole job.
+        """Herding (or random) on features in eval mode: one global selection for the whole job.
+
+        Herding ranks un-augmented images (memory.herding_images=clean, iCaRL's way) or one
+        augmented view of each (augmented: what the releases do, their herding loader using the
+        training transform).
 
         With memory.per_worker (the DyTox paper's per-GPU memory, which its erratum corrects), each
         worker selects the full budget from its own shard and the union is kept, so the effective
@@ -181,13 +185,14 @@ class Learner:
         new_classes = self.scenario.tasks[task]
         local = dist.shard(indices_of_classes(self.data.train, new_classes))
         rng = np.random.default_rng([self.cfg.seed, task])
+        transform = self.train_transform if cfg.herding_images == "augmented" else self.test_transform
         if cfg.per_worker:
-            mine = select_exemplars(self._features(local), self.data.train.labels[local], local, new_classes,
-                                    m, cfg.selection, rng)
+            mine = select_exemplars(self._features(local, transform), self.data.train.labels[local], local,
+                                    new_classes, m, cfg.selection, rng)
             parts = dist.all_gather_objects(mine)
             chosen = {c: [i for part in parts for i in part[c]] for c in mine}
         else:
-            gathered = dist.all_gather_objects((local, self._features(local)))
+            gathered = dist.all_gather_objects((local, self._features(local, transform)))
             chosen = None
             if dist.is_main():
                 order = np.concatenate([g[0] for g in gathered])
@@ -372,10 +377,10 @@ class Learner:
                               enabled=self.amp_dtype is not None)
 
     @torch.no_grad()
-    def _features(self, indices: np.ndarray) -> torch.Tensor:
-        """Un-augmented features of train images, in large batches."""
+    def _features(self, indices: np.ndarray, transform) -> torch.Tensor:
+        """Features of train images under `transform`, in eval mode, in large batches."""
         self.model.eval()
-        dataset = IndexedImages(self.data.train, indices, self.label_of_class, self.test_transform)
+        dataset = IndexedImages(self.data.train, indices, self.label_of_class, transform)
         loader = DataLoader(dataset, batch_size=self.cfg.train.eval_batch_size, num_workers=self.cfg.data.num_workers)
         feats = []
         for images, _, _ in loader:
