@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 import sys
-from functools import lru_cache
 from pathlib import Path
 
 from bench.parity import proc
@@ -19,16 +17,8 @@ from bench.parity.recipe import Method, Recipe
 REPO = Path(__file__).resolve().parents[2]
 
 
-@lru_cache(maxsize=None)
-def known_keys(python: str) -> frozenset[str]:
-    """The config keys our suite knows now (suite/run.py --help-keys)."""
-    out = subprocess.run([python, "suite/run.py", "--help-keys"], cwd=REPO, capture_output=True, text=True,
-                         check=True).stdout
-    return frozenset(line.split()[0] for line in out.splitlines() if line.strip())
-
-
 def wanted_sets(method: Method, recipe: Recipe, seed: int) -> list[str]:
-    """Every key the parity run sets, known to our suite or not."""
+    """Every key the parity run sets on our side."""
     return [
         "data.name=cifar100",
         f"data.num_workers={recipe.num_workers}",
@@ -60,13 +50,9 @@ def wanted_sets(method: Method, recipe: Recipe, seed: int) -> list[str]:
     ]
 
 
-def config_file(method: Method) -> str:
-    return method.ours_config if (REPO / method.ours_config).is_file() else method.ours_fallback
-
-
 def command(method: Method, recipe: Recipe, seed: int, python: str, data: Path, work: Path, name: str,
             sets: list[str]) -> list[str]:
-    cmd = [python, "suite/run.py", config_file(method), "--in-process", "--data-path", str(data),
+    cmd = [python, "suite/run.py", method.ours_config, "--in-process", "--data-path", str(data),
            "--output-basedir", str(work), "--name", name, "--set", f"method={method.ours_method}"]
     for item in sets:
         cmd += ["--set", item]
@@ -77,15 +63,11 @@ def run(method: Method, recipe: Recipe, seed: int, python: str, data: Path, work
     if work.exists():
         shutil.rmtree(work)  # a fresh run, never a resumed one
     work.mkdir(parents=True)
-    known = known_keys(python)
-    wanted = wanted_sets(method, recipe, seed)
-    sets = [s for s in wanted if s.split("=", 1)[0] in known]
-    missing = [s for s in wanted if s.split("=", 1)[0] not in known]
-    cmd = command(method, recipe, seed, python, data, work, name, sets)
+    cmd = command(method, recipe, seed, python, data, work, name, wanted_sets(method, recipe, seed))
     results = work / name / "results.json"
     log = work / "stdout.txt"
     rc, wall = proc.run(cmd, log, cwd=REPO)
-    record = {"command": cmd, "config_file": config_file(method), "missing_keys": missing, "wall_s": wall,
+    record = {"command": cmd, "config_file": method.ours_config, "wall_s": wall,
               "rc": rc, "stdout": str(log), "python": sys.executable}
     if results.is_file():
         res = json.loads(results.read_text())

@@ -68,8 +68,6 @@ def _run_table(records: list[dict]) -> list[str]:
              "|---|---|---|---|---|---|---|---|---|"]
     for r in sorted(records, key=lambda r: (r["method"], r["impl"], r["seed"])):
         notes = []
-        if r.get("missing_keys"):
-            notes.append("keys our suite lacked: " + ", ".join(s.split("=")[0] for s in r["missing_keys"]))
         if r.get("config_file"):
             notes.append(f"config {r['config_file']}")
         if r.get("suite_dirty") and r["impl"] == "ours":
