@@ -1,4 +1,5 @@
 """Tiny-ImageNet in Stanford's layout: loading, resizing once, class subsets, names, and bad trees."""
+import json
 from pathlib import Path
 
 import numpy as np
@@ -124,16 +125,24 @@ def test_missing_directory_names_the_layout(tmp_path):
     assert "wnids.txt" in message and "val_annotations.txt" in message
 
 
-def test_presets_name_ten_tasks_with_class_names(tmp_path):
+PRESETS = [(f"tinyimagenet{n}_{suffix}", per_task) for n, per_task, first in ((100, 10, "10-10"), (50, 5, "5-5"))
+           for suffix in (first, "order1", "order2", "order3")]
+
+
+@pytest.mark.parametrize("preset,per_task", PRESETS)
+def test_presets_name_ten_tasks_with_class_names(tmp_path, preset, per_task):
     wnids = [f"n{10_000_000 + k:08d}" for k in range(100)]
     root = make_tiny_imagenet(tmp_path / "tiny100", wnids, train_per_class=1, val_per_class=1)
-    for order in ("tinyimagenet100_10-10", "tinyimagenet100_order1", "tinyimagenet100_order2", "tinyimagenet100_order3"):
-        proc = run_cli("configs/quickstart.yaml", f"configs/data/{order}.yaml", "--data-path", str(root),
-                       "--dry-run", "--set", "memory.size=100")
-        assert proc.returncode == 0, proc.stderr
-        tasks = [line for line in proc.stdout.splitlines() if line.strip().startswith("task ")]
-        assert len(tasks) == 10 and all(" 10 classes " in line for line in tasks)
-        assert "thing " in proc.stdout and "(+4 more)" in proc.stdout
-        if order.endswith(("1", "2", "3")):
-            listed = yaml.safe_load((REPO / "configs" / "orders" / f"{order}.yaml").read_text())["class_order"]
-            assert f"10 classes {listed[:10]}" in tasks[0]
+    proc = run_cli("configs/quickstart.yaml", f"configs/data/{preset}.yaml", "--data-path", str(root),
+                   "--dry-run", "--set", f"memory.size={10 * per_task}")
+    assert proc.returncode == 0, proc.stderr
+    tasks = [line for line in proc.stdout.splitlines() if line.strip().startswith("task ")]
+    assert len(tasks) == 10 and all(f" {per_task} classes " in line for line in tasks)
+    assert "thing " in proc.stdout
+    if per_task > 5:
+        assert "(+4 more)" in proc.stdout  # the dry run names 6 classes a task, then counts the rest
+    if "order" in preset:
+        listed = yaml.safe_load((REPO / "configs" / "orders" / f"{preset}.yaml").read_text())["class_order"]
+        assert f"{per_task} classes {listed[:per_task]}" in tasks[0]
+        assert sorted(c for line in tasks for c in json.loads(line[line.index("["):line.index("]") + 1])) == \
+            list(range(10 * per_task))
