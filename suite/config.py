@@ -88,6 +88,8 @@ class TrainConfig:
     epochs: int = _key(5, "main-phase epochs per task", minimum=1)
     batch_size: int = _key(64, "batch size per worker", minimum=1)
     lr: float = _key(5e-4, "base learning rate, scaled by global batch / 512", minimum=0.0)
+    incremental_lr: Optional[float] = _key(None, "base learning rate of every task after the first, scaled "
+                                           "like lr (the releases' incremental_lr); null: lr", minimum=0.0)
     min_lr: float = _key(1e-5, "cosine schedule floor", minimum=0.0)
     weight_decay: float = _key(1e-6, "AdamW weight decay", minimum=0.0)
     warmup_epochs: int = _key(0, "linear warm-up epochs per task", minimum=0)

@@ -113,7 +113,7 @@ class Plan:
             f"method    {cfg.method}: {method.display_label(cfg.distill.knn_weight)} ({method.description}){keys}",
             f"model     embed {cfg.model.embed_dim}, depth {cfg.model.depth}+1, heads {cfg.model.num_heads}, "
             f"patch {cfg.model.patch_size}; parameters after the last task: {params[-1]:,} ({params[-1] / 1e6:.2f}M)",
-            f"training  {cfg.train.epochs} epochs/task, batch {cfg.train.batch_size}/worker, lr {cfg.train.lr:g} "
+            f"training  {cfg.train.epochs} epochs/task, batch {cfg.train.batch_size}/worker, lr {self._lr()} "
             f"(x global batch / 512), finetuning {cfg.finetune.epochs} epochs",
             f"memory    {'per class ' + str(cfg.memory.per_class) if cfg.memory.per_class else 'total ' + str(cfg.memory.size)}, "
             f"{cfg.memory.selection}",
@@ -121,6 +121,12 @@ class Plan:
             f"output    {self.run_dir}",
         ]
         return "\n".join(lines)
+
+    def _lr(self) -> str:
+        train = self.cfg.train
+        if train.incremental_lr is None or train.incremental_lr == train.lr:
+            return f"{train.lr:g}"
+        return f"{train.lr:g}, tasks 2+ {train.incremental_lr:g}"
 
     def _resources(self) -> str:
         r = self.cfg.ray

@@ -129,16 +129,27 @@ def check_in_process_storage(cfg: Config) -> None:
                         "drop --in-process, or use a directory")
 
 
+def in_process_device(cfg: Config) -> torch.device:
+    """The GPU when ray.use_gpu asks for one (the device a Ray Train worker would get), else the CPU."""
+    if not cfg.ray.use_gpu:
+        return torch.device("cpu")
+    if not torch.cuda.is_available():
+        raise UserError("ray.use_gpu = true, but this machine has no CUDA device; "
+                        "expected a GPU, or ray.use_gpu=false")
+    return torch.device("cuda", torch.cuda.current_device())
+
+
 def run_in_process(cfg: Config, run_dir: Path, resume: bool) -> dict:
     """The whole run in this process (no Ray): used by tests and as the learner's reference path."""
     check_in_process_storage(cfg)
     location = persist_dir(cfg, run_dir)
+    device = in_process_device(cfg)
     data, scenario = prepare(cfg)
-    learner = Learner(cfg, data, scenario)
+    learner = Learner(cfg, data, scenario, device)
     ckpt = Path(location) / CHECKPOINT
     if resume and ckpt.exists():
         restore(learner, cfg, load_checkpoint(ckpt), str(ckpt))
-    recorder = RunRecorder(cfg, scenario, location, world_size=1, device="cpu")
+    recorder = RunRecorder(cfg, scenario, location, world_size=1, device=str(device))
 
     def on_task_end(task: int, lrn: Learner) -> None:
         save_checkpoint(ckpt, checkpoint_payload(lrn, cfg))

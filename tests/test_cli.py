@@ -2,12 +2,15 @@
 import json
 
 import pytest
+import torch
 
 from suite import cli
 from suite.config import load
 from suite.data.scenario import plan_scenario
 from suite.plan import count_params
 from suite.data.registry import load_dataset
+from suite.errors import UserError
+from suite.runner import in_process_device
 from tests.data_files import make_cifar
 
 SEED_ARGS = ["--options", "options/data/cifar100_10-10.yaml", "options/data/cifar100_order1.yaml",
@@ -68,3 +71,15 @@ def test_in_process_run_persists_to_a_storage_directory(tmp_path):
     assert stored["status"] == "finished" and (store / "r" / "checkpoints" / "latest.pt").is_file()
     assert json.loads((runs / "r" / "results.json").read_text()) == stored
     assert (runs / "r" / "report" / "index.html").is_file() and not (runs / "r" / "checkpoints").exists()
+
+
+def test_in_process_trains_where_ray_use_gpu_says(monkeypatch):
+    """--in-process takes the GPU a Ray Train worker would get, and refuses one that is not there."""
+    assert in_process_device(load([], [])) == torch.device("cpu")
+    gpu = load([], ["ray.use_gpu=true"])
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(UserError, match="ray.use_gpu = true, but this machine has no CUDA device"):
+        in_process_device(gpu)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    assert in_process_device(gpu) == torch.device("cuda", 0)

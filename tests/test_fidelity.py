@@ -33,7 +33,7 @@ CIFAR_BASE = {
     "model.embed_dim": 384, "model.depth": 5, "model.num_heads": 12, "model.patch_size": 4, "model.mlp_ratio": 4.0,
     "model.drop_path": 0.1, "data.augment": True, "data.auto_augment": "rand-m9-mstd0.5-inc1",
     "data.repeated_augmentation": 3, "memory.size": 2000, "memory.selection": "herding",
-    "train.epochs": 500, "train.batch_size": 128, "train.lr": 5e-4, "train.min_lr": 1e-5, "train.warmup_epochs": 5,
+    "train.epochs": 500, "train.batch_size": 128, "train.lr": 5e-4, "train.incremental_lr": 5e-4, "train.min_lr": 1e-5, "train.warmup_epochs": 5,
     "train.weight_decay": 1e-6, "train.loss": "bce", "train.divergence_weight": 0.1, "finetune.epochs": 20,
     "finetune.lr": 5e-5, "finetune.mixup": True, "distill.tau": 1.0, "distill.kd_reduction": "mean",
     "distill.knn_weight": 0.0,
@@ -140,6 +140,24 @@ def test_finetune_lr_is_scaled_by_global_batch(monkeypatch):
     main_lr = learner.cfg.train.lr * 32 / 512
     assert seen[:2] == pytest.approx([main_lr, main_lr])  # tasks 1 and 2, main phase
     assert seen[2] == pytest.approx(0.0008 * 32 / 512)  # task 2's finetuning
+
+
+def test_tasks_after_the_first_train_at_the_incremental_lr(monkeypatch):
+    """The releases' incremental_lr: the first task at lr, every later one at incremental_lr."""
+    learner = small_learner("method=dytox", "train.batch_size=32", "train.lr=0.004", "train.incremental_lr=0.001",
+                            "finetune.lr=0.0008", "data.num_classes=6")
+    seen = []
+    real = Learner._optimizer
+
+    def spy(self, lr, steps, warmup):
+        seen.append(lr)
+        return real(self, lr, steps, warmup)
+
+    monkeypatch.setattr(Learner, "_optimizer", spy)
+    learner.run()
+    scale = 32 / 512
+    # task 1; task 2 and its finetuning; task 3 and its finetuning
+    assert seen == pytest.approx([0.004 * scale, 0.001 * scale, 0.0008 * scale, 0.001 * scale, 0.0008 * scale])
 
 
 

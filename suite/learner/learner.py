@@ -144,7 +144,8 @@ class Learner:
             indices = np.concatenate([indices, self.memory.indices()])
         loader = self._loader(indices, shuffle=True, seed_offset=task, repeats=self.cfg.data.repeated_augmentation)
         steps = cfg.epochs * len(loader)
-        self.optimizer, self.scheduler = self._optimizer(self._scaled(cfg.lr), steps,
+        base_lr = cfg.incremental_lr if task > 0 and cfg.incremental_lr is not None else cfg.lr
+        self.optimizer, self.scheduler = self._optimizer(self._scaled(base_lr), steps,
                                                          warmup=cfg.warmup_epochs * len(loader))
         use_asam = cfg.asam_rho > 0 and task > 0
         asam = ASAM(self.optimizer, cfg.asam_rho, cfg.asam_eta) if use_asam else None
