@@ -109,8 +109,12 @@ def step_rate_at(step_rates: dict[int, float], keys: int) -> tuple[float, str]:
     known = sorted(step_rates)
     if len(known) < 2:
         raise ValueError("the step rate at other key counts needs at least two measured key counts")
-    lo, hi = (known[0], known[1]) if keys < known[0] else (known[-2], known[-1]) if keys > known[-1] else \
-        max((k for k in known if k < keys)), min((k for k in known if k > keys))
+    if keys < known[0]:
+        lo, hi = known[0], known[1]
+    elif keys > known[-1]:
+        lo, hi = known[-2], known[-1]
+    else:
+        lo, hi = max(k for k in known if k < keys), min(k for k in known if k > keys)
     s_lo, s_hi = 1 / step_rates[lo], 1 / step_rates[hi]
     seconds = s_lo + (s_hi - s_lo) * (keys - lo) / (hi - lo)
     return 1 / seconds, ("interpolated" if known[0] < keys < known[-1] else "extrapolated") + f" from {lo}, {hi} keys"

@@ -144,7 +144,7 @@ def _session_members(sid: int) -> list[int]:
             fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        if int(fields[3]) == sid:
+        if int(fields[3]) == sid and fields[0] != "Z":  # a zombie is dead already
             pids.append(int(entry.name))
     return pids
 
@@ -384,8 +384,11 @@ def main(argv=None) -> int:
     p.add_argument("--cpu-smoke", action="store_true", help="tiny sizes on the CPU: the same code, in minutes")
     p.add_argument("--parts", default="", help=f"comma-separated, in this order: {', '.join(PARTS)} (default: all)")
     p.add_argument("--work", type=Path, help="where the runs go (default: a new temporary directory)")
+    p.add_argument("--deadline", type=float, help="seconds for all measurements (default: the mode's, 450 on a GPU)")
     args = p.parse_args(argv)
     sizes = SMOKE if args.cpu_smoke else GPU
+    if args.deadline:
+        sizes = replace(sizes, deadline_s=args.deadline)
     wanted = tuple(x.strip() for x in args.parts.split(",") if x.strip())
     unknown = set(wanted) - set(PARTS)
     if unknown:

@@ -162,7 +162,7 @@ def resolve(dest: Path, on_device: set[str], pin=installed_version) -> Closure:
                 raise SystemExit(f"error: {name} (needed by {parent}) is not installed here, so it has no pin; "
                                  f"run with CI's environment (pip install -r requirements.txt)")
             if not req.specifier.contains(version, prereleases=True):
-                raise SystemExit(f"error: {parent} needs {req}, but {name} {version} is installed here")
+                raise SystemExit(f"error: {parent} needs {req.name}{req.specifier}, but {name} {version} is installed here")
             level[name] = (version, set(req.extras))
         if not level:
             break
