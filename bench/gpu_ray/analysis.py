@@ -90,7 +90,8 @@ def run_figures(epochs: list[dict], per_task_s: list[float], memory_size: list[i
             images = epoch_images(n, protocol.batch)
             epochs_s += sum(images / r for r in rates if r > 0)
             phases[phase] = {"items": n, "epoch_images": images, "rates": rates, "steady_images_per_s": steady(rates),
-                             "warm_epochs": max(len(rates) - 1, 0)}
+                             "warm_epochs": max(len(rates) - 1, 0),
+                             "first_epoch_s": images / rates[0] if rates and rates[0] > 0 else None}
         tasks.append({"task": t, "keys": t, **phases, "task_s": per_task_s[t - 1], "epochs_s": epochs_s,
                       "other_s": max(per_task_s[t - 1] - epochs_s, 0.0),
                       "eval_and_herding_images": protocol.eval_and_herding_images(t)})

@@ -43,7 +43,9 @@ def pipeline_rows(doc: dict) -> list[dict]:
             eager = step_rate(doc, task["keys"], v["precision"], rec["batch"])
             row = {"part": part, "path": "in-process" if v["in_process"] else "Ray Train", "precision": v["precision"],
                    "compile": v["compile"], "batch": rec["batch"], "task": task["task"], "keys": task["keys"],
-                   "warm_epochs": task["train"]["warm_epochs"], "pipeline_images_per_s": main,
+                   "warm_epochs": task["train"]["warm_epochs"], "first_epoch_s": task["train"].get("first_epoch_s"),
+                   "steady_epoch_s": analysis.ratio(task["train"].get("epoch_images"), main),
+                   "pipeline_images_per_s": main,
                    "step_images_per_s": eager, "pipeline_per_step": analysis.ratio(main, eager),
                    "finetune_images_per_s": task["finetune"]["steady_images_per_s"], "task_s": task["task_s"],
                    "other_s": task["other_s"]}
@@ -189,16 +191,19 @@ def markdown(doc: dict) -> str:
             for t in s["targets"]]
     out += ["", "## 1. Pipeline against the bare step", "",
             "| run | path | dtype | compile | batch | task (keys) | pipeline img/s | bare step img/s | ratio | "
-            "compiled step img/s | finetune img/s | task s | outside epochs s |", "|" + "---|" * 13]
+            "compiled step img/s | finetune img/s | first / steady epoch s | task s | outside epochs s |",
+            "|" + "---|" * 14]
     for r in s["pipeline"]:
         out.append(f"| {r['part']} | {r['path']} | {r['precision']} | {r['compile']} | {r['batch']} | {r['task']} | "
                    f"{_f(r['pipeline_images_per_s'])} ({r['warm_epochs']} warm epochs) | "
                    f"{_f(r['step_images_per_s'])} | {_f(r['pipeline_per_step'], '.2f')} | "
                    f"{_f(r.get('compiled_step_images_per_s'))} | {_f(r['finetune_images_per_s'])} | "
+                   f"{_f(r['first_epoch_s'], '.2f')} / {_f(r['steady_epoch_s'], '.2f')} | "
                    f"{_f(r['task_s'], '.1f')} | {_f(r['other_s'], '.1f')} |")
     out += ["", "The bare step (suite/perf/step.py) is one forward and backward, no optimiser, no loader; the "
             "pipeline adds the loader, MixUp, AdamW, and from task 2 the teacher's forward and ASAM's second "
-            "forward and backward.", "", "## 2. Ray Train ÷ in-process", "",
+            "forward and backward. The first epoch's excess over a steady one is start-up: the loader's workers, "
+            "and with train.compile the compilation.", "", "## 2. Ray Train ÷ in-process", "",
             "| pair | task | Ray img/s | in-process img/s | ratio | task s (Ray / in-process) | "
             "launch → first epoch s | wall s |", "|" + "---|" * 8]
     for r in s["ray_vs_in_process"]:

@@ -30,13 +30,14 @@ import sys
 import tempfile
 import threading
 import time
+import traceback
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
 
 from bench.gpu_ray import analysis, report
-from bench.gpu_ray.wheels import applies
+from bench.gpu_ray.wheels import EXCLUDED_PACKAGES, applies
 
 REPO = Path(__file__).resolve().parents[2]
 PRESET = "configs/model/cifar_dual.yaml"
@@ -177,8 +178,13 @@ class Bench:
 
     def save(self) -> None:
         self.doc["elapsed_s"] = time.monotonic() - self.start
-        self.doc["summary"] = report.summarize(self.doc)
-        for name, text in (("report.json", json.dumps(self.doc, indent=1)), ("report.md", report.markdown(self.doc))):
+        try:
+            self.doc["summary"] = report.summarize(self.doc)
+            md = report.markdown(self.doc)
+        except Exception as e:  # a figure's bug must not lose the measurements: report.json keeps them all
+            self.doc["summary"] = {"error": traceback.format_exc()}
+            md = f"# Ray on the GPU\n\nThe summary failed ({type(e).__name__}: {e}); report.json has every sample.\n"
+        for name, text in (("report.json", json.dumps(self.doc, indent=1)), ("report.md", md)):
             tmp = self.out / (name + ".tmp")
             tmp.write_text(text)
             os.replace(tmp, self.out / name)
@@ -241,7 +247,10 @@ def environment() -> dict:
                              capture_output=True, text=True, timeout=30).stdout.strip() or None
     except (OSError, subprocess.TimeoutExpired):
         pass
-    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
+    try:  # the device's copy of the working tree may have no .git, the machine no git
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
+    except OSError:
+        commit = ""
     return {"host": platform.node(), "python": platform.python_version(), "executable": sys.executable,
             "cores": os.cpu_count(), "gpu": gpu, "load_average": [round(x, 2) for x in os.getloadavg()],
             "git_commit": commit or None, "versions": {n: version(n) for n in VERSIONS},
@@ -263,7 +272,8 @@ def unmet_ray_requirements() -> list[str]:
         try:
             have = metadata.version(req.name)
         except metadata.PackageNotFoundError:
-            unmet.append(f"{req.name}: missing ({req.specifier or 'any'})")
+            why = " (left out by wheels.py)" if req.name in EXCLUDED_PACKAGES else ""
+            unmet.append(f"{req.name}: missing{why}")
             continue
         if not req.specifier.contains(have, prereleases=True):
             unmet.append(f"{req.name}: {have}, needs {req.specifier}")
@@ -301,9 +311,9 @@ def probe_command(b: Bench, out: Path, compiled: bool) -> list[str]:
     steps = [f"{k}:fp32:{s.small_batch}" for k in s.step_keys]
     steps += [f"{k}:{d}:{batch}" for d in dtypes for batch in (s.small_batch, "large") for k in (1, 2)
               if f"{k}:{d}:{batch}" not in steps]
-    if s.use_gpu:
-        steps += [f"2:{d}:max" for d in dtypes]
-        cmd += ["--probe-limit", "65536"]
+    if s.use_gpu:  # where the step rate stops growing with the batch: bf16 at the largest batch
+        steps.append("2:bf16:max")
+        cmd += ["--probe-limit", "16384"]
     return cmd + ["--large-cap", str(s.large_batch_cap), "--steps", ",".join(steps),
                   "--loader-workers", ",".join(map(str, s.loader_counts)), "--loader-batch", str(s.small_batch),
                   "--loader-batches", str(s.loader_batches), "--loader-repeats", str(s.loader_repeats),
@@ -402,14 +412,18 @@ def main(argv=None) -> int:
     b.save()
     _log(f"parts: {', '.join(parts)}; runs in {work}; deadline {sizes.deadline_s:.0f} s")
     for part in parts:
-        if part == "probe":
-            measure_probe(b, part)
-        elif part == "packing":
-            measure_packing(b)
-        elif part == "step-compiled":
-            measure_probe(b, part, compiled=True)
-        else:
-            measure_run(b, part)
+        try:
+            if part == "probe":
+                measure_probe(b, part)
+            elif part == "packing":
+                measure_packing(b)
+            elif part == "step-compiled":
+                measure_probe(b, part, compiled=True)
+            else:
+                measure_run(b, part)
+        except Exception as e:  # reading a run's files back failed: recorded, the next part runs
+            b.record(part, {"status": "failed", "note": f"reading its results: {type(e).__name__}: {e}",
+                            "tail": traceback.format_exc().splitlines()[-8:]})
     b.save()
     _log(f"wrote {args.out / 'report.json'} and {args.out / 'report.md'}")
     bad = [k for k, r in b.doc["measurements"].items() if r.get("status") != "ok"]
