@@ -170,6 +170,9 @@ def markdown(doc: dict) -> str:
            f"- GPU: {env['gpu'] or 'none'}; {env['cores']} cores; Python {env['python']} ({env['executable']}); "
            f"load average at start {env['load_average']}; commit {env['git_commit']}",
            "- versions: " + ", ".join(f"{k} {v}" for k, v in env["versions"].items()),
+           "- the probe's process: " + ", ".join(f"{k} {v}" for k, v in (_probe(doc).get("machine") or {}).items()
+                                                if k in ("cpu_model", "torch", "torch_threads", "gpu", "cuda",
+                                                         "fp32_matmul_precision")),
            "- Ray's requirements (core, default, train, tune) unmet here: "
            + ("; ".join(env["unmet_ray_requirements"]) or "none"), "",
            "## What ran", "",
@@ -195,7 +198,7 @@ def markdown(doc: dict) -> str:
             "|" + "---|" * 14]
     for r in s["pipeline"]:
         out.append(f"| {r['part']} | {r['path']} | {r['precision']} | {r['compile']} | {r['batch']} | {r['task']} | "
-                   f"{_f(r['pipeline_images_per_s'])} ({r['warm_epochs']} warm epochs) | "
+                   f"{_f(r['pipeline_images_per_s'])} (median of {r['warm_epochs']} epochs) | "
                    f"{_f(r['step_images_per_s'])} | {_f(r['pipeline_per_step'], '.2f')} | "
                    f"{_f(r.get('compiled_step_images_per_s'))} | {_f(r['finetune_images_per_s'])} | "
                    f"{_f(r['first_epoch_s'], '.2f')} / {_f(r['steady_epoch_s'], '.2f')} | "

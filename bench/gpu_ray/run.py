@@ -260,6 +260,7 @@ def environment() -> dict:
 def unmet_ray_requirements() -> list[str]:
     """Ray's requirements (core, default, train, tune) that the installed packages do not meet here."""
     from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
 
     try:
         requires = metadata.requires("ray") or []
@@ -272,7 +273,7 @@ def unmet_ray_requirements() -> list[str]:
         try:
             have = metadata.version(req.name)
         except metadata.PackageNotFoundError:
-            why = " (left out by wheels.py)" if req.name in EXCLUDED_PACKAGES else ""
+            why = " (left out by wheels.py)" if canonicalize_name(req.name) in EXCLUDED_PACKAGES else ""
             unmet.append(f"{req.name}: missing{why}")
             continue
         if not req.specifier.contains(have, prereleases=True):
