@@ -55,10 +55,10 @@ EXCLUDED_PACKAGES = {
     # An executable the dashboard runs on request (stack dumps, CPU profiles) and `ray stack`;
     # no module imports it. 3 MB.
     "py-spy": "executable for on-demand dashboard profiling; never imported",
-    # Needed by google-api-core alone, which opencensus declares and none of its modules imports
-    # (grep google.api_core): what opencensus loads of it is googleapis-common-protos (google.rpc,
-    # which the dashboard's metrics exporter imports), carried. google-auth pulls cryptography
-    # and cffi: 5 MB.
+    # Only google-api-core needs it. opencensus declares google-api-core, but none of its modules
+    # imports google.api_core (grep); what it loads from there is google.rpc (googleapis-common-
+    # protos, carried: the dashboard's metrics exporter reaches it through opencensus.trace).
+    # google-auth pulls cryptography and cffi: 5 MB.
     "google-auth": "only google-api-core needs it, and nothing imports google.api_core",
 }
 
