@@ -174,7 +174,8 @@ def markdown(doc: dict) -> str:
                                                 if k in ("cpu_model", "torch", "torch_threads", "gpu", "cuda",
                                                          "fp32_matmul_precision")),
            "- Ray's requirements (core, default, train, tune) unmet here: "
-           + ("; ".join(env["unmet_ray_requirements"]) or "none"), "",
+           + ("; ".join(env["unmet_ray_requirements"]) or "none"),
+           "- `pip check`: " + ("; ".join(env.get("pip_check") or []) or "nothing"), "",
            "## What ran", "",
            f"DAFormer-M, `{doc['preset']}` (embed 384, 5 ConViT blocks + 1 dual block), on synthetic 32×32 images: "
            f"{sizes['tasks']} tasks of {sizes['classes_per_task']} classes, {sizes['train_per_class']} training and "

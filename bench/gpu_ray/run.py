@@ -258,7 +258,17 @@ def environment() -> dict:
     return {"host": platform.node(), "python": platform.python_version(), "executable": sys.executable,
             "cores": os.cpu_count(), "gpu": gpu, "load_average": [round(x, 2) for x in os.getloadavg()],
             "git_commit": commit or None, "versions": {n: version(n) for n in VERSIONS},
-            "unmet_ray_requirements": unmet_ray_requirements()}
+            "unmet_ray_requirements": unmet_ray_requirements(), "pip_check": pip_check()}
+
+
+def pip_check() -> list[str]:
+    """`pip check` over everything importable (the carried /tmp/site included): a carried package
+    that needs a newer version of one the machine has shows here (then `wheels.py --also NAME`)."""
+    try:
+        done = subprocess.run([sys.executable, "-m", "pip", "check"], capture_output=True, text=True, timeout=120)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return [f"pip check did not run: {e}"]
+    return (done.stdout + done.stderr).strip().splitlines()[:60]
 
 
 def unmet_ray_requirements() -> list[str]:

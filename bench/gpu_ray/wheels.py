@@ -229,10 +229,11 @@ def mib(n: int) -> str:
     return f"{n / 2**20:.2f}"
 
 
-def make(out: Path, repo: Path) -> tuple[Closure, int]:
-    """The wheels into `out` (its old wheels removed: two versions of a package stop the install)."""
+def make(out: Path, repo: Path, also: set[str] = frozenset()) -> tuple[Closure, int]:
+    """The wheels into `out` (its old wheels removed: two versions of a package stop the install);
+    `also` names packages to carry though the device has them."""
     with tempfile.TemporaryDirectory(prefix="gpu-ray-wheels-") as tmp:
-        closure = resolve(Path(tmp), device_packages())
+        closure = resolve(Path(tmp), device_packages() - also)
         found = wheels_in(Path(tmp))
         out.mkdir(parents=True, exist_ok=True)
         for old in out.glob("*.whl"):
@@ -287,8 +288,12 @@ def main(argv=None) -> int:
     p.add_argument("--out", type=Path, default=REPO / ".whl", help="where the wheels go (default: REPO/.whl)")
     p.add_argument("--repo", type=Path, default=REPO, help="the checkout whose working tree travels with them")
     p.add_argument("--check", metavar="PYTHON", help="a CPython 3.12 to install and import the result with")
+    p.add_argument("--also", default="", metavar="NAME,...",
+                   help="carry these too though the device has them, e.g. protobuf if the device's `pip check` "
+                        "(in report.json) finds its version too old for a carried package")
     args = p.parse_args(argv)
-    closure, left = make(args.out.resolve(), args.repo.resolve())
+    also = {canonicalize_name(n) for n in args.also.split(",") if n.strip()}
+    closure, left = make(args.out.resolve(), args.repo.resolve(), also)
     if left < 0:
         print(f"error: the wheels and the working tree exceed the 64 MiB that travels by {mib(-left)} MiB",
               file=sys.stderr)
