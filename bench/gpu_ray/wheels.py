@@ -289,9 +289,8 @@ def main(argv=None) -> int:
     p.add_argument("--repo", type=Path, default=REPO, help="the checkout whose working tree travels with them")
     p.add_argument("--check", metavar="PYTHON", help="a CPython 3.12 to install and import the result with")
     p.add_argument("--also", default="", metavar="NAME,...",
-                   help="packages of Ray's closure to carry though the device has them, e.g. protobuf if the device's "
-                        "`pip check` "
-                        "(in report.json) finds its version too old for a carried package")
+                   help="packages of Ray's closure to carry though the device has them, e.g. protobuf when "
+                        "the device's `pip check` (in report.json) finds its version too old for a carried one")
     args = p.parse_args(argv)
     also = {canonicalize_name(n) for n in args.also.split(",") if n.strip()}
     closure, left = make(args.out.resolve(), args.repo.resolve(), also)
