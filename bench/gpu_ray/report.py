@@ -216,8 +216,7 @@ def markdown(doc: dict) -> str:
                    f"{_f(r['ray_task_s'], '.1f')} / {_f(r['in_process_task_s'], '.1f')} | "
                    f"{' / '.join(_f(x, '.1f') for x in r['first_epoch_line_s'])} | "
                    f"{' / '.join(_f(x, '.0f') for x in r['wall_s'])} |")
-    out += ["", "In-process runs go through bench/gpu_ray/in_process.py: the suite's entry point with the learner "
-            "on the GPU (suite/runner.py's run_in_process builds it on the CPU).", "", "## 3. Tune packing", ""]
+    out += ["", "## 3. Tune packing", ""]
     p = s["packing"]
     if p:
         for k in ("pack-concurrent", "pack-sequential"):

@@ -7,7 +7,7 @@ back each run's results.json and epoch lines, and measures:
 1. Ray Train on one GPU worker (NCCL), fp32 and bf16, eager and train.compile, at batch 128 and at
    the largest batch that fits (capped): the epoch images/s of the whole pipeline against the
    bare step rate of suite/perf/step.py on the same model (probe.py);
-2. Ray Train ÷ in-process on the same GPU (in_process.py);
+2. Ray Train ÷ in-process (`--in-process`, the learner on the same GPU);
 3. Tune packing: the same trials 4 at a time at ray.gpus_per_worker 0.25 against 1 at a time;
 4. the loader alone at several data.num_workers against the step rate;
 5. the projected wall time of the CIFAR-100 B0-10 paper run, from the measured per-task times.
@@ -354,9 +354,8 @@ def measure_run(b: Bench, part: str) -> None:
         return
     v = VARIANTS[part]
     batch = b.sizes.small_batch if v.batch == "small" else b.large_batch
-    entry = [sys.executable, "-m", "bench.gpu_ray.in_process"] if v.in_process else [sys.executable, "suite/run.py"]
     args = [PRESET, *set_args(run_settings(b.sizes, v, batch)), "--output-basedir", str(b.work / "runs"), "--name", part]
-    rec = b.launch(part, entry + args, budget)
+    rec = b.launch(part, [sys.executable, "suite/run.py", *args, *(["--in-process"] if v.in_process else [])], budget)
     lines = rec.pop("lines")
     rec.update(variant=asdict(v), batch=batch, epochs=analysis.parse_epochs([s for _, s in lines]),
                first_epoch_line_s=next((t for t, s in lines if analysis.EPOCH.search(s)), None))
