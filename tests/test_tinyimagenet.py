@@ -125,24 +125,24 @@ def test_missing_directory_names_the_layout(tmp_path):
     assert "wnids.txt" in message and "val_annotations.txt" in message
 
 
-PRESETS = [(f"tinyimagenet{n}_{suffix}", per_task) for n, per_task, first in ((100, 10, "10-10"), (50, 5, "5-5"))
-           for suffix in (first, "order1", "order2", "order3")]
+PRESETS = [(f"tinyimagenet{n}_{suffix}", tasks, per_task) for n, tasks, per_task, first in
+           ((100, 10, 10, "10-10"), (25, 5, 5, "5-5")) for suffix in (first, "order1", "order2", "order3")]
 
 
-@pytest.mark.parametrize("preset,per_task", PRESETS)
-def test_presets_name_ten_tasks_with_class_names(tmp_path, preset, per_task):
+@pytest.mark.parametrize("preset,tasks,per_task", PRESETS)
+def test_presets_name_their_tasks_with_class_names(tmp_path, preset, tasks, per_task):
     wnids = [f"n{10_000_000 + k:08d}" for k in range(100)]
     root = make_tiny_imagenet(tmp_path / "tiny100", wnids, train_per_class=1, val_per_class=1)
     proc = run_cli("configs/quickstart.yaml", f"configs/data/{preset}.yaml", "--data-path", str(root),
-                   "--dry-run", "--set", f"memory.size={10 * per_task}")
+                   "--dry-run", "--set", f"memory.size={tasks * per_task}")
     assert proc.returncode == 0, proc.stderr
-    tasks = [line for line in proc.stdout.splitlines() if line.strip().startswith("task ")]
-    assert len(tasks) == 10 and all(f" {per_task} classes " in line for line in tasks)
+    lines = [line for line in proc.stdout.splitlines() if line.strip().startswith("task ")]
+    assert len(lines) == tasks and all(f" {per_task} classes " in line for line in lines)
     assert "thing " in proc.stdout
     if per_task > 5:
         assert "(+4 more)" in proc.stdout  # the dry run names 6 classes a task, then counts the rest
     if "order" in preset:
         listed = yaml.safe_load((REPO / "configs" / "orders" / f"{preset}.yaml").read_text())["class_order"]
-        assert f"{per_task} classes {listed[:per_task]}" in tasks[0]
-        assert sorted(c for line in tasks for c in json.loads(line[line.index("["):line.index("]") + 1])) == \
-            list(range(10 * per_task))
+        assert f"{per_task} classes {listed[:per_task]}" in lines[0]
+        assert sorted(c for line in lines for c in json.loads(line[line.index("["):line.index("]") + 1])) == \
+            list(range(tasks * per_task))

@@ -38,6 +38,8 @@ def overlay(recipe: Recipe) -> dict:
         "patch_size": recipe.patch_size,
         "batch_size": recipe.batch_size,
         "incremental_batch_size": recipe.batch_size,
+        # the presets set incremental_lr, and an options file beats --incremental-lr on the command line
+        "incremental_lr": recipe.lr,
         "finetuning_epochs": recipe.finetune_epochs,
     }
 
