@@ -126,8 +126,8 @@ def small_learner(*sets):
     return Learner(cfg, data, scenario, log=lambda m: None)
 
 
-def test_finetune_lr_is_scaled_by_global_batch(monkeypatch):
-    learner = small_learner("method=daformer_m", "train.batch_size=32", "finetune.lr=0.0008")
+def optimizer_lrs(monkeypatch, learner) -> list[float]:
+    """Run the learner; the lr of every optimizer it built, in order (main phase, finetuning, ...)."""
     seen = []
     real = Learner._optimizer
 
@@ -137,6 +137,12 @@ def test_finetune_lr_is_scaled_by_global_batch(monkeypatch):
 
     monkeypatch.setattr(Learner, "_optimizer", spy)
     learner.run()
+    return seen
+
+
+def test_finetune_lr_is_scaled_by_global_batch(monkeypatch):
+    learner = small_learner("method=daformer_m", "train.batch_size=32", "finetune.lr=0.0008")
+    seen = optimizer_lrs(monkeypatch, learner)
     main_lr = learner.cfg.train.lr * 32 / 512
     assert seen[:2] == pytest.approx([main_lr, main_lr])  # tasks 1 and 2, main phase
     assert seen[2] == pytest.approx(0.0008 * 32 / 512)  # task 2's finetuning
@@ -145,19 +151,11 @@ def test_finetune_lr_is_scaled_by_global_batch(monkeypatch):
 def test_tasks_after_the_first_train_at_the_incremental_lr(monkeypatch):
     """The releases' incremental_lr: the first task at lr, every later one at incremental_lr."""
     learner = small_learner("method=dytox", "train.batch_size=32", "train.lr=0.004", "train.incremental_lr=0.001",
-                            "finetune.lr=0.0008", "data.num_classes=6")
-    seen = []
-    real = Learner._optimizer
-
-    def spy(self, lr, steps, warmup):
-        seen.append(lr)
-        return real(self, lr, steps, warmup)
-
-    monkeypatch.setattr(Learner, "_optimizer", spy)
-    learner.run()
+                            "finetune.lr=0.0008")
     scale = 32 / 512
     # task 1; task 2 and its finetuning; task 3 and its finetuning
-    assert seen == pytest.approx([0.004 * scale, 0.001 * scale, 0.0008 * scale, 0.001 * scale, 0.0008 * scale])
+    assert optimizer_lrs(monkeypatch, learner) == pytest.approx(
+        [0.004 * scale, 0.001 * scale, 0.0008 * scale, 0.001 * scale, 0.0008 * scale])
 
 
 
