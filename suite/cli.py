@@ -162,8 +162,11 @@ def _main(args) -> int:
     run_dir = run_dir_of(cfg)
     if not args.dry_run:
         check_run_dir(cfg, run_dir, args.resume)
-        if args.resume:
-            check_resume(cfg, run_dir)
+        stored = check_resume(cfg, run_dir) if args.resume else None
+        if stored is not None and stored.get("status") == "finished":
+            print(f"run '{run_dir}' has already finished all {stored.get('tasks_done')} tasks: nothing to resume, "
+                  "nothing changed (its results.json and report are as they were)")
+            return 0
     data, scenario = prepare(cfg)
     check_files(data)
     plan = Plan(cfg, data, scenario, run_dir)

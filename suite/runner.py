@@ -85,24 +85,28 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
     return max(found, key=lambda p: p.stat().st_mtime) if found else None
 
 
-def check_resume(cfg: Config, run_dir: Path) -> None:
+def check_resume(cfg: Config, run_dir: Path) -> dict | None:
     """In the driver, before anything starts: the run's results and newest checkpoint are readable
-    and were made by this config (a refusal inside a Ray worker would be a failed run, not exit 2)."""
+    and were made by this config (a refusal inside a Ray worker would be a failed run, not exit 2).
+    Returns the stored results, if any."""
     location = persist_dir(cfg, run_dir)
     results = join(location, RESULTS)
     text = read_text_at(results)
+    doc = None
     if text is not None:
         try:
-            stored = json.loads(text)["config"]
+            doc = json.loads(text)
+            stored = doc["config"]
         except (ValueError, KeyError, TypeError) as e:
             raise UserError(f"'{results}' is not a results file written by suite/run.py ({type(e).__name__}); "
                             "expected JSON with a 'config' section") from None
         check_same_config(stored, cfg, results)
     if is_uri(location):  # Ray reads remote checkpoints itself; the results were checked
-        return
+        return doc
     checkpoint = latest_checkpoint(Path(location))
     if checkpoint is not None:
         check_same_config(load_checkpoint(checkpoint)["config"], cfg, str(checkpoint))
+    return doc
 
 
 def load_checkpoint(path: Path) -> dict:

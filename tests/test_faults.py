@@ -180,3 +180,15 @@ def test_a_run_never_touches_the_network(tmp_path, monkeypatch):
     assert cli.main(tiny_args(tmp_path)) == 0
     assert attempts == []
     assert os.environ["HF_HUB_OFFLINE"] == "1"  # set by the CLI for every run and its workers
+
+
+def test_resume_of_a_finished_run_changes_nothing(tmp_path, capsys):
+    """--resume on a finished run says so and exits 0, without training or rewriting a file."""
+    assert cli.main(tiny_args(tmp_path)) == 0
+    run_dir = tmp_path / RUN
+    before = {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in run_dir.rglob("*") if p.is_file()}
+    capsys.readouterr()
+    assert cli.main(tiny_args(tmp_path, "--resume")) == 0
+    out = capsys.readouterr().out
+    assert "has already finished all 3 tasks: nothing to resume" in out and "epoch" not in out
+    assert {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in run_dir.rglob("*") if p.is_file()} == before
