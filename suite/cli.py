@@ -13,7 +13,8 @@ from pathlib import Path
 
 from suite import config as config_mod
 from suite.errors import UserError
-from suite.storage import is_uri
+from suite.interrupt import Interrupted, mark_interrupted, resume_command, stop_signals_raise
+from suite.storage import is_uri, join
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIG = "configs/quickstart.yaml"
@@ -133,7 +134,9 @@ def console() -> None:
 def main(argv=None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     try:
-        return _main(parser().parse_args(argv))
+        args = parser().parse_args(argv)
+        args.argv = list(sys.argv[1:] if argv is None else argv)  # for the resume command an interruption prints
+        return _main(args)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -221,6 +224,22 @@ def sweep_command(args) -> int:
     return 0
 
 
+def record_interruption(plan, stop, argv: list[str], on_ray: bool) -> int:
+    """After a stop signal: no worker left to write, then results.json says `interrupted`."""
+    from suite.runner import RESULTS, persist_dir
+
+    if on_ray:
+        import ray
+
+        ray.shutdown()
+    resume = resume_command(argv)
+    kept = mark_interrupted(join(persist_dir(plan.cfg, plan.run_dir), RESULTS), stop.signal_name, resume)
+    what = "the finished tasks are kept (status: interrupted)" if kept else "no task had finished"
+    print(f"error: interrupted by {stop.signal_name}: {what} in {plan.run_dir}; to continue: {resume}",
+          file=sys.stderr)
+    return stop.exit_code
+
+
 def execute(plan, args) -> int:
     """Train (on Ray Train, or in this process with --in-process), then build the run's report."""
     from suite.distributed.train import RunFailed, run_on_ray
@@ -230,10 +249,13 @@ def execute(plan, args) -> int:
     from suite.summary import print_summary
 
     try:
-        if args.in_process:
-            results = run_in_process(plan.cfg, plan.run_dir, args.resume)
-        else:
-            results = run_on_ray(plan.cfg, plan.run_dir, args.address)
+        with stop_signals_raise():
+            if args.in_process:
+                results = run_in_process(plan.cfg, plan.run_dir, args.resume)
+            else:
+                results = run_on_ray(plan.cfg, plan.run_dir, args.address)
+    except Interrupted as e:
+        return record_interruption(plan, e, args.argv, on_ray=not args.in_process)
     except (RunFailed, NonFiniteLoss, OSError) as e:  # a crash of the learner itself keeps its traceback
         cause = str(e) if isinstance(e, RunFailed) else f"{type(e).__name__}: {e}"
         print(f"error: the run failed: {cause}; the last complete results and checkpoint are kept in "

@@ -192,3 +192,51 @@ def test_resume_of_a_finished_run_changes_nothing(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "has already finished all 3 tasks: nothing to resume" in out and "epoch" not in out
     assert {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in run_dir.rglob("*") if p.is_file()} == before
+
+
+def _cli_process(base, *extra):
+    """`python suite/run.py` on the tiny config, slowed to a few seconds a task, as a child process."""
+    args = [*(a for item in TINY for a in ("--set", item)), "--set", "train.epochs=60", "--name", RUN,
+            "--output-basedir", str(base), *extra]
+    return subprocess.Popen([sys.executable, str(REPO / "suite" / "run.py"), *args], cwd=REPO, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env={**os.environ, "RAY_USAGE_STATS_ENABLED": "0"})
+
+
+def _tasks_done(run_dir) -> int:
+    try:
+        return json.loads((run_dir / RESULTS).read_text())["tasks_done"]
+    except (OSError, ValueError):
+        return 0
+
+
+@pytest.mark.parametrize("path", [["--in-process"], []], ids=["in-process", "ray"])
+def test_sigterm_mid_run_records_interrupted_and_resume_finishes(tmp_path, path):
+    """SIGTERM (what Slurm and Kubernetes send) after task 1: exit 143, results.json `interrupted`
+    with the command that resumes; that command finishes the run, in-process with the accuracies of
+    an uninterrupted one."""
+    proc = _cli_process(tmp_path, *path)
+    run_dir = tmp_path / RUN
+    deadline = time.monotonic() + 300
+    while _tasks_done(run_dir) < 1 and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert proc.poll() is None, "the run ended before it could be stopped"
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    assert "interrupted by SIGTERM" in err and "Traceback" not in err
+    doc = json.loads((run_dir / RESULTS).read_text())
+    assert doc["status"] == "interrupted" and 1 <= doc["tasks_done"] < 3
+    resume = doc["interrupted"]["resume"]
+    assert doc["interrupted"]["signal"] == "SIGTERM" and resume.endswith("--resume") and resume in err
+
+    again = _cli_process(tmp_path, *path, "--resume")
+    _, err = again.communicate(timeout=300)
+    assert again.returncode == 0, err
+    done = json.loads((run_dir / RESULTS).read_text())
+    assert done["status"] == "finished" and done["tasks_done"] == 3 and "interrupted" not in done
+    if path:
+        whole = _cli_process(tmp_path / "whole", *path)
+        _, err = whole.communicate(timeout=300)
+        assert whole.returncode == 0, err
+        assert done["acc_matrix"] == json.loads((tmp_path / "whole" / RUN / RESULTS).read_text())["acc_matrix"]
