@@ -196,7 +196,7 @@ def test_resume_of_a_finished_run_changes_nothing(tmp_path, capsys):
 
 def _cli_process(base, *extra):
     """`python suite/run.py` on the tiny config, slowed to a few seconds a task, as a child process."""
-    args = [*(a for item in TINY for a in ("--set", item)), "--set", "train.epochs=60", "--name", RUN,
+    args = [*(a for item in TINY for a in ("--set", item)), "--set", "train.epochs=25", "--name", RUN,
             "--output-basedir", str(base), *extra]
     return subprocess.Popen([sys.executable, str(REPO / "suite" / "run.py"), *args], cwd=REPO, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
