@@ -233,8 +233,12 @@ def record_interruption(plan, stop, argv: list[str], on_ray: bool) -> int:
 
         ray.shutdown()
     resume = resume_command(argv)
-    kept = mark_interrupted(join(persist_dir(plan.cfg, plan.run_dir), RESULTS), stop.signal_name, resume)
-    what = "the finished tasks are kept (status: interrupted)" if kept else "no task had finished"
+    status = mark_interrupted(join(persist_dir(plan.cfg, plan.run_dir), RESULTS), stop.signal_name, resume)
+    if status == "finished":
+        print(f"interrupted by {stop.signal_name} after the run had finished: its results are in {plan.run_dir}",
+              file=sys.stderr)
+        return stop.exit_code
+    what = "the finished tasks are kept (status: interrupted)" if status == "interrupted" else "no task had finished"
     print(f"error: interrupted by {stop.signal_name}: {what} in {plan.run_dir}; to continue: {resume}",
           file=sys.stderr)
     return stop.exit_code
@@ -242,12 +246,15 @@ def record_interruption(plan, stop, argv: list[str], on_ray: bool) -> int:
 
 def execute(plan, args) -> int:
     """Train (on Ray Train, or in this process with --in-process), then build the run's report."""
+    from suite.distributed.cluster import init_ray
     from suite.distributed.train import RunFailed, run_on_ray
     from suite.learner.learner import NonFiniteLoss
     from suite.report import build_report
     from suite.runner import run_in_process
     from suite.summary import print_summary
 
+    if not args.in_process:
+        init_ray(args.address)  # first: ray.init installs a SIGTERM handler of its own, which aborts
     try:
         with stop_signals_raise():
             if args.in_process:

@@ -43,13 +43,16 @@ def resume_command(argv: list[str]) -> str:
     return shlex.join(["python", "suite/run.py", *(a for a in argv if a != "--resume"), "--resume"])
 
 
-def mark_interrupted(results: str, signal_name: str, resume: str) -> bool:
-    """Set the run's results.json to `interrupted` (atomically); False when no task had finished."""
+def mark_interrupted(results: str, signal_name: str, resume: str) -> str:
+    """Set the run's results.json to `interrupted` (atomically) and return that status; a run that
+    finished before the signal took effect stays `finished`; `none` when no task had finished."""
     text = read_text_at(results)
     if text is None:
-        return False
+        return "none"
     doc = json.loads(text)
+    if doc.get("status") == "finished":
+        return "finished"
     doc["status"] = "interrupted"
     doc["interrupted"] = {"signal": signal_name, "resume": resume}
     write_json_at(results, doc)
-    return True
+    return "interrupted"

@@ -7,6 +7,7 @@ Ray persists under RUN_DIR/ray/ and gives back after a worker failure or on --re
 from __future__ import annotations
 
 import tempfile
+import threading
 import traceback
 from pathlib import Path
 
@@ -96,10 +97,22 @@ def make_trainer(cfg: Config, run_dir: Path, cluster_cpus: float, callbacks=(), 
 def fit(trainer, cfg: Config, run_dir: Path) -> dict:
     """Train; the run's results (copied into the run directory when they persist elsewhere), or
     RunFailed with the root cause in one line."""
-    try:
-        trainer.fit()
-    except Exception as e:
-        raise RunFailed(_root_message(e), run_dir) from None
+    failure = []
+
+    def train() -> None:
+        try:
+            trainer.fit()
+        except Exception as e:
+            failure.append(e)
+
+    # fit() waits inside Ray's C++ core, where Python cannot run a signal handler: in a thread of its
+    # own, the main thread stays free to take SIGTERM or SIGINT (suite/interrupt.py) at once.
+    thread = threading.Thread(target=train, name="ray-train-fit", daemon=True)
+    thread.start()
+    while thread.is_alive():
+        thread.join(0.5)
+    if failure:
+        raise RunFailed(_message(_root(failure[0])), run_dir) from None
     return collect_results(cfg, run_dir)
 
 
@@ -116,9 +129,13 @@ class RunFailed(RuntimeError):
         self.run_dir = run_dir
 
 
-def _root_message(error: BaseException) -> str:
-    """The innermost cause of a Ray failure, as one line."""
+def _root(error: BaseException) -> BaseException:
+    """The innermost cause of a Ray failure."""
     while error.__cause__ is not None:
         error = error.__cause__
+    return error
+
+
+def _message(error: BaseException) -> str:
     text = str(error).strip().splitlines()
     return f"{type(error).__name__}: {text[-1] if text else ''}"
