@@ -234,13 +234,13 @@ def record_interruption(plan, stop, argv: list[str], on_ray: bool) -> int:
         ray.shutdown()
     resume = resume_command(argv)
     status = mark_interrupted(join(persist_dir(plan.cfg, plan.run_dir), RESULTS), stop.signal_name, resume)
-    if status == "finished":
-        print(f"interrupted by {stop.signal_name} after the run had finished: its results are in {plan.run_dir}",
-              file=sys.stderr)
-        return stop.exit_code
-    what = "the finished tasks are kept (status: interrupted)" if status == "interrupted" else "no task had finished"
-    print(f"error: interrupted by {stop.signal_name}: {what} in {plan.run_dir}; to continue: {resume}",
-          file=sys.stderr)
+    line = {"finished": f"interrupted by {stop.signal_name} after the run had finished: its results are in "
+                        f"{plan.run_dir}",
+            "interrupted": f"error: interrupted by {stop.signal_name}: the finished tasks are kept (status: "
+                           f"interrupted) in {plan.run_dir}; to continue: {resume}",
+            "none": f"error: interrupted by {stop.signal_name}: no task had finished in {plan.run_dir}; "
+                    f"to continue: {resume}"}[status]
+    print(line, file=sys.stderr)
     return stop.exit_code
 
 
