@@ -126,7 +126,7 @@ def test_compare_gap_and_seed_spread():
 def test_report_writes_readme_and_json(tmp_path):
     records = [_record("DAFormer-M", impl, s, 40.0 + s, 30.0 + s) for impl in ("release", "ours") for s in (0, 1)]
     recipe = {"classes": 4, "increment": 2, "tasks": 2, "embed_dim": 32, "encoder_depth": 1, "num_heads": 2,
-              "patch_size": 4, "epochs": 1, "finetune_epochs": 1, "memory": 100, "batch_size": 32, "lr": 5e-4,
+              "patch_size": 4, "epochs": 1, "finetune_epochs": 1, "memory": 100, "batch_size": 32, "lr": 5e-4, "incremental_lr": 5e-4,
               "finetune_lr": 5e-5, "num_workers": 2}
     meta = {"recipe": recipe, "git_commit": "abc", "suite_dirty": False, "written": "now",
             "machine": {"cpu": "CPU", "cores": 2, "isa": "AVX2", "memory_gib": 24.0, "python": "3.11"},

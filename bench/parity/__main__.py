@@ -37,6 +37,7 @@ def parse(argv) -> argparse.Namespace:
     p.add_argument("--epochs", type=int)
     p.add_argument("--finetune-epochs", type=int)
     p.add_argument("--lr", type=float, help="main-phase base lr, both sides (default: the presets' 5e-4)")
+    p.add_argument("--incremental-lr", type=float, help="main-phase base lr of tasks 2+, both sides (default: --lr)")
     p.add_argument("--finetune-lr", type=float, help="finetuning base lr, both sides (default 5e-5)")
     p.add_argument("--methods", nargs="+", choices=sorted(METHODS), default=sorted(METHODS))
     p.add_argument("--impl", nargs="+", choices=["release", "ours"], default=["release", "ours"])
@@ -50,6 +51,7 @@ def build_recipe(args) -> Recipe:
     base = QUICK if args.quick else Recipe()
     changes = {k: v for k, v in (("classes", args.classes), ("increment", args.increment), ("epochs", args.epochs),
                                  ("finetune_epochs", args.finetune_epochs), ("lr", args.lr),
+                                 ("incremental_lr", args.incremental_lr if args.incremental_lr is not None else args.lr),
                                  ("finetune_lr", args.finetune_lr)) if v is not None}
     return Recipe(**{**base.__dict__, **changes})
 

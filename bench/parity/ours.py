@@ -37,7 +37,7 @@ def wanted_sets(method: Method, recipe: Recipe, seed: int) -> list[str]:
         f"train.epochs={recipe.epochs}",
         f"train.batch_size={recipe.batch_size}",
         f"train.lr={recipe.lr}",
-        f"train.incremental_lr={recipe.lr}",
+        f"train.incremental_lr={recipe.incremental_lr}",
         # a cosine whose floor is its start: eta_min = min(train.min_lr, lr) = lr, a constant lr
         "train.min_lr=1.0",
         "train.weight_decay=0.000001",

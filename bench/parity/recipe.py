@@ -27,7 +27,8 @@ class Recipe:
     finetune_epochs: int = 2
     memory: int = 400
     batch_size: int = 128
-    lr: float = 5e-4  # both presets: lr and incremental_lr 5e-4, scaled by batch / 512
+    lr: float = 5e-4  # task 1; both presets: 5e-4, scaled by batch / 512
+    incremental_lr: float = 5e-4  # tasks 2+; both presets: 5e-4, scaled by batch / 512
     finetune_lr: float = 5e-5  # argparse default of both releases, scaled by batch / 512
     num_workers: int = 2  # data-loader workers, both sides
 

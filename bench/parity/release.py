@@ -39,7 +39,7 @@ def overlay(recipe: Recipe) -> dict:
         "batch_size": recipe.batch_size,
         "incremental_batch_size": recipe.batch_size,
         # the presets set incremental_lr, and an options file beats --incremental-lr on the command line
-        "incremental_lr": recipe.lr,
+        "incremental_lr": recipe.incremental_lr,
         "finetuning_epochs": recipe.finetune_epochs,
     }
 
@@ -57,7 +57,7 @@ def command(method: Method, recipe: Recipe, seed: int, checkout: Path, python: s
         "--class-order", *map(str, recipe.class_order), "--max-task", str(recipe.tasks),
         "--epochs", str(recipe.epochs), "--base-epochs", str(recipe.epochs),
         "--memory-size", str(recipe.memory), "--seed", str(seed),
-        "--lr", str(recipe.lr), "--incremental-lr", str(recipe.lr), "--finetuning-lr", str(recipe.finetune_lr),
+        "--lr", str(recipe.lr), "--incremental-lr", str(recipe.incremental_lr), "--finetuning-lr", str(recipe.finetune_lr),
         "--sched", "step", "--decay-epochs", "1e9", "--warmup-epochs", "0",
         "--device", "cpu", "--num_workers", str(recipe.num_workers), "--no-pin-mem",
         "--log-path", str(work / "logs"), "--log-category", "parity",

@@ -56,7 +56,8 @@ def _recipe_table(recipe: dict) -> list[str]:
         ("epochs", f"{recipe['epochs']} per task (first task too), balanced finetuning {recipe['finetune_epochs']}"),
         ("memory", f"{recipe['memory']} in total (global; per class = total // seen classes), iCaRL herding"),
         ("batch, lr", f"batch {recipe['batch_size']}; main lr {recipe['lr']} x {recipe['batch_size']}/512 = "
-                      f"{recipe['lr'] * recipe['batch_size'] / 512:g}, constant (no warm-up); finetuning lr "
+                      f"{recipe['lr'] * recipe['batch_size'] / 512:g} (tasks 2+: {recipe['incremental_lr']} x {recipe['batch_size']}/512 = "
+                      f"{recipe['incremental_lr'] * recipe['batch_size'] / 512:g}), constant (no warm-up); finetuning lr "
                       f"{recipe['finetune_lr']} x {recipe['batch_size']}/512 = {recipe['finetune_lr'] * recipe['batch_size'] / 512:g}, constant"),
         ("data loading", f"{recipe['num_workers']} workers per run, both sides"),
     ]
