@@ -10,7 +10,7 @@ from suite.data.scenario import Scenario, plan_scenario
 from suite.errors import UserError
 from suite.learner.memory import per_class_budget
 from suite.methods import CONFIGURED, METHODS
-from suite.models import build_model
+from suite.learner.model import run_model
 
 
 def check_config(cfg: Config) -> Scenario:
@@ -70,7 +70,7 @@ def check_files(data: DataSet) -> None:
 
 def count_params(cfg: Config, data: DataSet, scenario: Scenario) -> list[int]:
     """Parameters used at test time after each task (divergence head excluded)."""
-    model = build_model(cfg, cfg.data.input_size or data.image_size, data.channels, scenario.num_tasks)
+    model = run_model(cfg, data, scenario.num_tasks)
     counts = []
     for task in scenario.tasks:
         model.add_task(len(task))

@@ -6,6 +6,7 @@ imagenet_dytox*.yaml) and their argparse defaults (lr 5e-4, min lr 1e-5, 5 warm-
 finetuning lr 5e-5, smoothing 0.1, aa rand-m9-mstd0.5-inc1, repeated augmentation on).
 """
 import math
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
@@ -284,9 +285,14 @@ def test_one_repeat_is_torchs_distributed_sampler(shuffle):
 
 # ------------------------------------------------------------------ model details
 
+def tiny_model(cfg: Config):
+    """The run's model for 8-pixel RGB images and 3 tasks."""
+    return build_model(cfg.method, 8, 3, 3, **asdict(cfg.model))
+
+
 def dytox(*sets):
     cfg = load([], TINY + ["method=dytox", *sets])
-    return build_model(cfg, 8, 3, 3)
+    return tiny_model(cfg)
 
 
 def test_dytox_new_task_token_is_freshly_initialised():
@@ -309,7 +315,7 @@ def test_dytox_token_copy_is_a_choice():
 
 @pytest.mark.parametrize("method", ["dytox", "daformer_m"])
 def test_divergence_head_is_layernorm_and_linear(method):
-    model = build_model(load([], TINY + [f"method={method}"]), 8, 3, 3)
+    model = tiny_model(load([], TINY + [f"method={method}"]))
     model.add_task(2)
     assert model.div_head is None
     model.add_task(2)
@@ -318,7 +324,7 @@ def test_divergence_head_is_layernorm_and_linear(method):
 
 
 def test_plain_vit_has_no_divergence_head():
-    model = build_model(load([], TINY + ["method=replay"]), 8, 3, 3)
+    model = tiny_model(load([], TINY + ["method=replay"]))
     model.add_task(2)
     model.add_task(2)
     assert model.div_head is None

@@ -33,7 +33,7 @@ from suite.learner.losses import (
 from suite.learner.memory import Memory, per_class_budget, select_exemplars
 from suite.learner.precision import autocast_dtype
 from suite.methods import METHODS
-from suite.models import build_model
+from suite.learner.model import run_model
 
 
 @dataclass
@@ -87,8 +87,7 @@ class Learner:
         if not dist.is_main():
             self.log = lambda msg: None
         torch.manual_seed(cfg.seed)
-        image_size = cfg.data.input_size or data.image_size
-        self.model = build_model(cfg, image_size, data.channels, scenario.num_tasks).to(self.device)
+        self.model = run_model(cfg, data, scenario.num_tasks).to(self.device)
         self.teacher: Optional[torch.nn.Module] = None
         self.memory = Memory()
         self.history = History()

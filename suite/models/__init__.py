@@ -6,6 +6,7 @@ from suite.models import daformer, dytox, vit  # noqa: F401  (each file register
 __all__ = ["BUILDERS", "IncrementalModel", "Output", "register_builder", "build_model"]
 
 
-def build_model(cfg, image_size: int, channels: int, num_tasks: int) -> IncrementalModel:
-    """The method's model for a run of `num_tasks` tasks (before any task is added)."""
-    return BUILDERS[cfg.method](cfg.model, image_size, channels, num_tasks, METHODS[cfg.method])
+def build_model(method: str, image_size: int, channels: int, num_tasks: int, **options) -> IncrementalModel:
+    """The method's model for a run of `num_tasks` tasks (before any task is added); `options` are
+    the `model.*` keys by name (each builder takes the ones its model has)."""
+    return BUILDERS[method](METHODS[method], image_size, channels, num_tasks, **options)
