@@ -23,8 +23,7 @@ from suite.learner.learner import Learner
 from suite.methods import METHODS
 from suite.models import build_model
 from suite.models.base import TaskHead
-from suite.plan import check_config
-from suite.runner import prepare
+from suite.run.plan import check_config, prepare
 from tests.conftest import REPO, TINY
 
 PRESETS = REPO / "configs" / "model"
@@ -358,15 +357,8 @@ def test_asam_eta_zero_matches_the_releases_adaptive_step():
     assert torch.allclose(w.detach() - start, expected, atol=1e-6)
 
 
-def test_every_method_has_a_record_and_a_model():
-    from suite.models import BUILDERS
-
-    assert set(BUILDERS) == set(METHODS)
-    assert set(Config.__dataclass_fields__["method"].metadata["choices"]) == set(METHODS)
-
-
 def test_paper_sweep_runs_each_method_with_its_release_recipe(tmp_path):
-    from suite.sweep import load_sweep
+    from suite.sweep.spec import load_sweep
 
     sweep = load_sweep(REPO / "configs" / "sweeps" / "paper_cifar100.yaml", lambda p: REPO / p, {}, [], None,
                        tmp_path)
@@ -380,7 +372,7 @@ def test_paper_sweep_runs_each_method_with_its_release_recipe(tmp_path):
 
 
 def test_a_recipe_for_a_method_no_trial_runs_is_refused(tmp_path):
-    from suite.sweep import load_sweep
+    from suite.sweep.spec import load_sweep
 
     path = tmp_path / "s.yaml"
     path.write_text("base: [configs/quickstart.yaml]\nrecipes:\n  dytox: configs/model/cifar_dytox.yaml\n"

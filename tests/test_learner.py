@@ -10,13 +10,17 @@ import numpy as np
 import pytest
 import torch
 
-import suite.runner as runner
+import suite.run.checkpoints as run_checkpoints
+import suite.run.recorder as recorder
 from suite.config import load
 from suite.errors import UserError
 from suite.learner.learner import Learner, NonFiniteLoss
-from suite.runner import (
-    CHECKPOINT, RESULTS, checkpoint_payload, load_checkpoint, prepare, restore, run_in_process, save_checkpoint,
-)
+from suite.run.checkpoints import load as load_checkpoint, payload as checkpoint_payload, restore
+from suite.run.checkpoints import save as save_checkpoint
+from suite.run.layout import CHECKPOINT
+from suite.run.local import run_in_process
+from suite.run.plan import prepare
+from suite.run.schema import RESULTS
 from tests.conftest import TINY
 
 COMPARED = ("acc_matrix", "acc", "acc_top5", "memory_size", "num_params")
@@ -130,19 +134,19 @@ def test_run_in_process_resumes_after_a_crash(reference, tmp_path, monkeypatch):
     """Crash right after the checkpoint of task 1, then `resume=True` finishes the run identically."""
     cfg = tiny()
     run_dir = tmp_path / "run"
-    real_save = runner.save_checkpoint
+    real_save = run_checkpoints.save
 
     def crash_after_task_1(path, payload):
         real_save(path, payload)
         if payload["learner"]["next_task"] == 2:
             raise _Stop
 
-    monkeypatch.setattr(runner, "save_checkpoint", crash_after_task_1)
+    monkeypatch.setattr(run_checkpoints, "save", crash_after_task_1)
     with pytest.raises(_Stop):
         run_in_process(cfg, run_dir, resume=False)
     doc = json.loads((run_dir / RESULTS).read_text())
     assert doc["status"] == "failed" and len(doc["acc_matrix"]) == 2  # the failed write keeps task 1
-    monkeypatch.setattr(runner, "save_checkpoint", real_save)
+    monkeypatch.setattr(run_checkpoints, "save", real_save)
 
     result = run_in_process(cfg, run_dir, resume=True)
     doc = json.loads((run_dir / RESULTS).read_text())
@@ -213,13 +217,13 @@ def test_results_json_schema(tmp_path, monkeypatch):
     cfg = tiny()
     run_dir = tmp_path / "run"
     statuses = []
-    real_write = runner.RunRecorder.write
+    real_write = recorder.RunRecorder.write
 
     def spy(self, learner, status, error=None):
         statuses.append((status, len(learner.history.acc)))
         return real_write(self, learner, status, error)
 
-    monkeypatch.setattr(runner.RunRecorder, "write", spy)
+    monkeypatch.setattr(recorder.RunRecorder, "write", spy)
     returned = run_in_process(cfg, run_dir, resume=False)
     assert statuses == [("running", 1), ("running", 2), ("running", 3), ("finished", 3)]
     assert (run_dir / CHECKPOINT).is_file()

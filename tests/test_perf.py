@@ -117,7 +117,7 @@ def test_packing_sweep_file_is_a_valid_sweep(tmp_path, gpu):
 
     from suite.cli import resolve_config_path
     from suite.perf.packing import sweep_spec
-    from suite.sweep import load_sweep
+    from suite.sweep.spec import load_sweep
 
     path = tmp_path / "sweep.yaml"
     path.write_text(yaml.safe_dump(sweep_spec(trials=3, concurrency=4 if gpu else 2, epochs=1, gpu=gpu)))

@@ -7,99 +7,55 @@ resumes its own run from its last task checkpoint. Tune's own state lives in SWE
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pandas as pd
+from ray import tune
+from ray.tune.integration.ray_train import TuneReportCallback
 
-from suite.atomic import write_text
 from suite.config import from_dict
-from suite.runner import RESULTS, persist_dir
-from suite.storage import join, read_text_at
-from suite.sweep import Sweep
+from suite.run.cluster import cluster_cpus, init_ray
+from suite.run.ray_train import fit, make_trainer
+from suite.sweep.spec import Sweep
+from suite.sweep.summary import summary_frame, trial_results, write_summary
 
 TUNE_DIR = "tune"
-SUMMARY = "summary.csv"
 TRIAL_DRIVER_CPUS = 0.01  # a trial's own process only waits on its workers; they hold the CPUs
 
 
 def run_trial(config: dict, trials: dict) -> None:
     """One trial: `config["trial"]` names it (all Tune shows and stores); `trials` maps names to
     their config and run directory (passed with `tune.with_parameters`)."""
-    from ray.tune.integration.ray_train import TuneReportCallback
-
-    from suite.distributed.cluster import cluster_cpus
-    from suite.distributed.train import fit, make_trainer
-
     if config["trial"] not in trials:  # a restored sweep whose file no longer has this trial
         raise RuntimeError(f"trial '{config['trial']}' is not in the sweep file any more; "
                            "rerun the changed sweep under a new --name")
     trial = trials[config["trial"]]
     cfg = from_dict(trial["cfg"])
     run_dir = Path(trial["run_dir"])
-    if (_results(cfg, run_dir) or {}).get("status") == "finished":  # restored after the driver died between
-        return                                                         # finish and bookkeeping
+    if (trial_results(cfg, run_dir) or {}).get("status") == "finished":  # restored after the driver died
+        return                                                             # between finish and bookkeeping
     trainer = make_trainer(cfg, run_dir, cluster_cpus(), callbacks=[TuneReportCallback()], reserved=TRIAL_DRIVER_CPUS)
     fit(trainer, cfg, run_dir)
 
 
-def _results(cfg, run_dir: Path) -> dict | None:
-    """The trial's results where they persist; None before its first task, {"status": "unreadable"}
-    for a file that is not JSON."""
-    text = read_text_at(join(persist_dir(cfg, run_dir), RESULTS))
-    if text is None:
-        return None
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        return {"status": "unreadable"}
+class SummaryCallback(tune.Callback):
+    """Rewrites the sweep summary whenever a trial reports, finishes or fails."""
 
+    def __init__(self, sweep: Sweep, sweep_dir: Path):
+        self.sweep, self.sweep_dir = sweep, sweep_dir
 
-def summary_frame(sweep: Sweep, sweep_dir: Path) -> pd.DataFrame:
-    """One row per trial: its axis values, its status and headline metrics (read from results.json)."""
-    rows = []
-    for trial in sweep.trials:
-        row = {"trial": trial.name, **{k: _cell(v) for k, v in trial.values.items()}, "status": "pending"}
-        doc = _results(trial.cfg, sweep_dir / trial.name)
-        if doc is not None:
-            row.update({k: doc.get(k) for k in ("status", "tasks_done", "avg_incremental_accuracy",
-                                                 "last_accuracy", "forgetting", "bwt")})
-        rows.append(row)
-    return pd.DataFrame(rows)
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        write_summary(self.sweep, self.sweep_dir)
 
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        write_summary(self.sweep, self.sweep_dir)
 
-def _cell(value):
-    return value if isinstance(value, (int, float, str)) or value is None else str(value)
-
-
-def write_summary(sweep: Sweep, sweep_dir: Path) -> Path:
-    return write_text(sweep_dir / SUMMARY, summary_frame(sweep, sweep_dir).to_csv(index=False))
-
-
-def _summary_callback(sweep: Sweep, sweep_dir: Path):
-    from ray.tune import Callback
-
-    class SummaryCallback(Callback):
-        """Rewrites the sweep summary whenever a trial reports, finishes or fails."""
-
-        def on_trial_result(self, iteration, trials, trial, result, **info):
-            write_summary(sweep, sweep_dir)
-
-        def on_trial_complete(self, iteration, trials, trial, **info):
-            write_summary(sweep, sweep_dir)
-
-        def on_trial_error(self, iteration, trials, trial, **info):
-            write_summary(sweep, sweep_dir)
-
-    return SummaryCallback()
+    def on_trial_error(self, iteration, trials, trial, **info):
+        write_summary(self.sweep, self.sweep_dir)
 
 
 def run_sweep(sweep: Sweep, sweep_dir: Path, address: str | None) -> pd.DataFrame:
     """Run (or continue) every trial; returns the final summary."""
-    from ray import tune
-
-    from suite.distributed.cluster import init_ray
-
     init_ray(address)
     trials = {t.name: {"cfg": t.cfg.to_dict(), "run_dir": str(sweep_dir / t.name)} for t in sweep.trials}
     trainable = tune.with_resources(tune.with_parameters(run_trial, trials=trials), {"CPU": TRIAL_DRIVER_CPUS})
@@ -115,7 +71,7 @@ def run_sweep(sweep: Sweep, sweep_dir: Path, address: str | None) -> pd.DataFram
             param_space=space,
             tune_config=tune.TuneConfig(max_concurrent_trials=sweep.max_concurrent_trials),
             run_config=tune.RunConfig(name=TUNE_DIR, storage_path=str(sweep_dir),
-                                      callbacks=[_summary_callback(sweep, sweep_dir)],
+                                      callbacks=[SummaryCallback(sweep, sweep_dir)],
                                       failure_config=tune.FailureConfig(max_failures=1)),
         )
     tuner.fit()

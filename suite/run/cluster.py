@@ -5,6 +5,8 @@ import os
 import socket
 from urllib.parse import urlparse
 
+import ray
+
 from suite.errors import UserError
 
 WORKER_ENV = {
@@ -41,19 +43,13 @@ def start_local_ray(extra_env: dict | None = None, log_to_driver: bool = True) -
 
     No idle workers are prestarted: Ray boots them for the driver's first tasks, but every actor of
     a run asks for the job's runtime_env, so none is ever used, and they boot while Ray starts."""
-    import ray
-
     ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=True, dashboard_host="127.0.0.1",
              runtime_env={"env_vars": {**WORKER_ENV, **(extra_env or {})}}, log_to_driver=log_to_driver,
              _system_config={"prestart_worker_first_driver": False})
 
 
 def init_ray(address: str | None):
-    """`address` (or RAY_ADDRESS) connects to a cluster; neither starts a private local Ray.
-
-    """
-    import ray
-
+    """Connect to the cluster at `address` (or RAY_ADDRESS); without either, start a private local Ray."""
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     if ray.is_initialized():
         return ray
@@ -71,6 +67,4 @@ def init_ray(address: str | None):
 
 
 def cluster_cpus() -> float:
-    import ray
-
     return float(ray.cluster_resources().get("CPU", 1))

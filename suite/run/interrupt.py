@@ -11,7 +11,7 @@ import shlex
 import signal
 from contextlib import contextmanager
 
-from suite.storage import read_text_at, write_json_at
+from suite.run.storage import read_text_at, write_json_at
 
 SIGNALS = (signal.SIGTERM, signal.SIGINT)
 

@@ -19,7 +19,9 @@ restarted sweep finds the same trials under the same names.
 """
 from __future__ import annotations
 
+import hashlib
 import itertools
+import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +32,8 @@ import numpy as np
 from suite import config as config_mod
 from suite.config import Config
 from suite.errors import UserError
-from suite.storage import join
+from suite.run.plan import check_config
+from suite.run.storage import join
 
 SWEEP_KEYS = {"name", "base", "recipes", "set", "axes", "num_samples", "seed", "max_concurrent_trials"}
 DISTRIBUTIONS = {
@@ -77,8 +80,8 @@ def trial_name(values: dict[str, Any], index: int | None) -> str:
 def _short(value) -> str:
     if isinstance(value, float):
         return f"{value:.4g}"
-    if isinstance(value, list):
-        return "list" + str(abs(hash(tuple(value))) % 10**6)
+    if isinstance(value, list):  # a digest, the same in every process (hash() of strings is not)
+        return "list" + hashlib.sha1(json.dumps(value).encode()).hexdigest()[:6]
     return str(value).replace(":", "")
 
 
@@ -138,8 +141,6 @@ def load_sweep(path: Path, resolve_config, overrides: dict, sets: list[str], nam
     Trial runs go to BASEDIR/<sweep name>/<trial name>. `flags` names the command-line flag of
     an override in errors.
     """
-    from suite.plan import check_config
-
     where = str(path)
     flags = flags or {}
     spec = config_mod.read_yaml(path)

@@ -18,7 +18,7 @@ def is_uri(location: str) -> bool:
 
 
 def _filesystem(location: str):
-    import pyarrow.fs
+    import pyarrow.fs  # only for URIs: every command would otherwise pay its import at start-up
 
     return pyarrow.fs.FileSystem.from_uri(location)
 
@@ -42,10 +42,8 @@ def read_text_at(location: str) -> str | None:
     if not is_uri(location):
         path = Path(location)
         return path.read_text(encoding="utf-8") if path.exists() else None
-    import pyarrow.fs
-
     fs, path = _filesystem(location)
-    if fs.get_file_info(path).type == pyarrow.fs.FileType.NotFound:
+    if not fs.get_file_info(path).is_file:
         return None
     with fs.open_input_stream(path) as f:
         return f.read().decode("utf-8")

@@ -11,19 +11,22 @@ import threading
 import traceback
 from pathlib import Path
 
+import ray.train
+import ray.train.torch
+from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+from ray.train.torch import TorchConfig, TorchTrainer
 import torch
 
 from suite.config import Config, from_dict
-from suite.runner import (RAY_CHECKPOINT_FILE, RAY_DIR, RunRecorder, checkpoint_payload, collect_results,
-                          load_checkpoint, persist_dir, prepare, restore, save_checkpoint)
+from suite.learner.learner import Learner
+from suite.run import checkpoints
+from suite.run.cluster import cluster_cpus, init_ray
+from suite.run.layout import RAY_CHECKPOINT_FILE, RAY_DIR, collect_results, persist_dir
+from suite.run.plan import prepare
+from suite.run.recorder import RunRecorder
 
 
 def worker_loop(config: dict) -> None:
-    import ray.train
-    import ray.train.torch
-
-    from suite.learner.learner import Learner
-
     cfg = from_dict(config["cfg"])
     context = ray.train.get_context()
     rank = context.get_world_rank()
@@ -34,7 +37,8 @@ def worker_loop(config: dict) -> None:
     checkpoint = ray.train.get_checkpoint()
     if checkpoint is not None:
         with checkpoint.as_directory() as directory:
-            restore(learner, cfg, load_checkpoint(Path(directory) / RAY_CHECKPOINT_FILE), config["run_dir"])
+            state = checkpoints.load(Path(directory) / RAY_CHECKPOINT_FILE)
+            checkpoints.restore(learner, cfg, state, config["run_dir"])
         learner.log(f"resumed after task {learner.next_task} from {checkpoint.path}")
     recorder = RunRecorder(cfg, scenario, config["persist"], context.get_world_size(), str(device))
 
@@ -42,7 +46,7 @@ def worker_loop(config: dict) -> None:
         with tempfile.TemporaryDirectory() as tmp:
             ckpt = None
             if rank == 0:
-                save_checkpoint(Path(tmp) / RAY_CHECKPOINT_FILE, checkpoint_payload(lrn, cfg))
+                checkpoints.save(Path(tmp) / RAY_CHECKPOINT_FILE, checkpoints.payload(lrn, cfg))
                 recorder.write(lrn, "running")
                 ckpt = ray.train.Checkpoint.from_directory(tmp)
             metrics = {"task": task, "acc": lrn.history.acc[-1], "acc_top5": lrn.history.acc_top5[-1]}
@@ -64,8 +68,6 @@ def scaling(cfg: Config, cluster_cpus: float, reserved: float = 0.0):
     `reserved` CPUs (a Tune trial's own process) are taken from the workers' share, so that a
     trial needs exactly workers x ray.cpus_per_worker: two 1-CPU trials fit on 2 CPUs. The
     intra-op thread count (returned) is the nominal per-worker count."""
-    from ray.train import ScalingConfig
-
     r = cfg.ray
     cpus = r.cpus_per_worker or max(1.0, cluster_cpus // r.num_workers)
     resources = {"CPU": cpus - reserved / r.num_workers}
@@ -76,9 +78,6 @@ def scaling(cfg: Config, cluster_cpus: float, reserved: float = 0.0):
 
 def make_trainer(cfg: Config, run_dir: Path, cluster_cpus: float, callbacks=(), reserved: float = 0.0):
     """The TorchTrainer of one run; its checkpoints live in RUN_DIR/ray, where a rerun resumes."""
-    from ray.train import CheckpointConfig, FailureConfig, RunConfig
-    from ray.train.torch import TorchConfig, TorchTrainer
-
     scaling_config, cpus = scaling(cfg, cluster_cpus, reserved)
     return TorchTrainer(
         worker_loop,
@@ -106,7 +105,7 @@ def fit(trainer, cfg: Config, run_dir: Path) -> dict:
             failure.append(e)
 
     # fit() waits inside Ray's C++ core, where Python cannot run a signal handler: in a thread of its
-    # own, the main thread stays free to take SIGTERM or SIGINT (suite/interrupt.py) at once.
+    # own, the main thread stays free to take SIGTERM or SIGINT (suite/run/interrupt.py) at once.
     thread = threading.Thread(target=train, name="ray-train-fit", daemon=True)
     thread.start()
     while thread.is_alive():
@@ -117,8 +116,6 @@ def fit(trainer, cfg: Config, run_dir: Path) -> dict:
 
 
 def run_on_ray(cfg: Config, run_dir: Path, address: str | None) -> dict:
-    from suite.distributed.cluster import cluster_cpus, init_ray
-
     init_ray(address)
     return fit(make_trainer(cfg, run_dir, cluster_cpus()), cfg, run_dir)
 

@@ -1,16 +1,17 @@
-"""Validate a config against its data set and describe the resolved plan (`--dry-run`)."""
+"""Validate a config against its data set, load what a run needs, describe the plan (`--dry-run`)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
 
 from suite.config import Config
-from suite.data.registry import DataSet, count_classes
-from suite.data.scenario import Scenario, plan_scenario
+from suite.data.registry import DataSet, count_classes, load_dataset
+from suite.data.scenario import Scenario, build_scenario, plan_scenario
+from suite.data.sources.imagefolder import check_headers
 from suite.errors import UserError
 from suite.learner.memory import per_class_budget
-from suite.methods import CONFIGURED, METHODS
 from suite.learner.model import run_model
+from suite.methods import CONFIGURED, METHODS
 
 
 def check_config(cfg: Config) -> Scenario:
@@ -59,10 +60,15 @@ def check_data(cfg: Config, data: DataSet) -> None:
                             f"of '{data.name}' ({smallest} training images)")
 
 
+def prepare(cfg: Config) -> tuple[DataSet, Scenario]:
+    """The run's data set, checked against its config, and its scenario (in the driver and in every worker)."""
+    data = load_dataset(cfg.data)
+    check_data(cfg, data)
+    return data, build_scenario(cfg, data)
+
+
 def check_files(data: DataSet) -> None:
     """Driver only: images kept on disk open as images (headers only), before any worker starts."""
-    from suite.data.sources.imagefolder import check_headers
-
     for split in (data.train, data.test):
         if not split.in_memory:
             check_headers(split.images)
