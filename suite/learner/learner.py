@@ -402,7 +402,10 @@ class Learner:
     # ------------------------------------------------------------------ checkpoints
 
     def state_dict(self) -> dict:
-        """Enough to resume at the next task with identical results (loads with weights_only=True)."""
+        """Enough to resume at the next task with identical results (loads with weights_only=True).
+
+        No random state: a resumed run replays its next task from that task's seed, as every task
+        starts (seed_everything). Checkpoints written before held an unused "rng" entry; it is ignored."""
         return {
             "next_task": self.next_task,
             "task_sizes": [len(t) for t in self.scenario.tasks[: self.next_task]],
@@ -411,8 +414,6 @@ class Learner:
             "scheduler": self.scheduler.state_dict() if self.scheduler else None,
             "memory": self.memory.state(),
             "history": asdict(self.history),
-            "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state()[1].tolist(),
-                    "python": list(random.getstate()[1])},
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -423,4 +424,3 @@ class Learner:
         self.memory = Memory.from_state(state["memory"])
         self.history = History(**state["history"])
         self.next_task = state["next_task"]
-        torch.set_rng_state(state["rng"]["torch"])
