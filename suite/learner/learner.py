@@ -22,7 +22,7 @@ from torch.utils.data import DataLoader
 from suite import metrics
 from suite.config import Config
 from suite.data.dataset import IndexedImages, build_transform, indices_of_classes
-from suite.data.registry import DataSet
+from suite.data.registry import DataSet, Split
 from suite.data.sampler import RepeatedAugmentationSampler
 from suite.data.scenario import Scenario
 from suite.learner import dist
@@ -215,8 +215,7 @@ class Learner:
         self.model.eval()
         seen = self.scenario.classes_up_to(task)
         local = dist.shard(indices_of_classes(self.data.test, seen))
-        loader = DataLoader(IndexedImages(self.data.test, local, self.label_of_class, self.test_transform),
-                            batch_size=self.cfg.train.eval_batch_size, num_workers=self.cfg.data.num_workers)
+        loader = self._eval_loader(self.data.test, local, self.test_transform)
         k = min(5, len(seen))
         preds, targets, top5 = [], [], []
         for images, labels, _ in loader:
@@ -381,13 +380,16 @@ class Learner:
     def _features(self, indices: np.ndarray, transform) -> torch.Tensor:
         """Features of train images under `transform`, in eval mode, in large batches."""
         self.model.eval()
-        dataset = IndexedImages(self.data.train, indices, self.label_of_class, transform)
-        loader = DataLoader(dataset, batch_size=self.cfg.train.eval_batch_size, num_workers=self.cfg.data.num_workers)
         feats = []
-        for images, _, _ in loader:
+        for images, _, _ in self._eval_loader(self.data.train, indices, transform):
             with self._autocast():
                 feats.append(self.model(images.to(self.device)).features.float().cpu())
         return torch.cat(feats) if feats else torch.zeros(0)
+
+    def _eval_loader(self, split: Split, indices: np.ndarray, transform) -> DataLoader:
+        """`split[indices]` in order, in large batches: evaluation, and the features herding ranks."""
+        return DataLoader(IndexedImages(split, indices, self.label_of_class, transform),
+                          batch_size=self.cfg.train.eval_batch_size, num_workers=self.cfg.data.num_workers)
 
     def _epochs_planned(self, first_task: int) -> int:
         """Epochs from `first_task` to the end of the run (for the ETA)."""
