@@ -32,6 +32,7 @@ from suite.learner.losses import (
 )
 from suite.learner.memory import Memory, per_class_budget, select_exemplars
 from suite.learner.precision import autocast_dtype
+from suite.learner.progress import Progress
 from suite.methods import METHODS
 from suite.models import build_model
 
@@ -59,11 +60,6 @@ def seed_everything(seed: int, task: int) -> None:
     random.seed(s)
     np.random.seed(s % 2**32)
     torch.manual_seed(s)
-
-
-def _fmt_seconds(s: float) -> str:
-    s = int(s)
-    return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
 
 
 def compiled_forward(module: torch.nn.Module) -> torch.nn.Module:
@@ -99,16 +95,12 @@ class Learner:
         self.train_transform = build_transform(data, cfg.data, train=True)
         self.test_transform = build_transform(data, cfg.data, train=False)
         self.label_of_class = scenario.label_of_class
-        self._run_start = time.perf_counter()
-        self._epochs_done = 0
-        self._epochs_total = 0
+        self.progress: Optional[Progress] = None
 
     # ------------------------------------------------------------------ the protocol
 
     def run(self, on_task_end: Optional[Callable[[int, "Learner"], None]] = None) -> History:
-        self._run_start = time.perf_counter()
-        self._epochs_done = 0
-        self._epochs_total = self._epochs_planned(self.next_task)
+        self.progress = Progress(self._epochs_planned(self.next_task))
         for task in range(self.next_task, self.scenario.num_tasks):
             seed_everything(self.cfg.seed, task)
             start = time.perf_counter()
@@ -253,15 +245,9 @@ class Learner:
                                     "set train.skip_nonfinite=true to skip such batches instead")
             loss_sum += loss * len(labels)
             seen += len(labels)
-        self._epochs_done += 1
-        elapsed = time.perf_counter() - start
-        run_elapsed = time.perf_counter() - self._run_start
-        remaining = self._epochs_total - self._epochs_done
-        eta = run_elapsed / self._epochs_done * remaining
-        rate = seen * dist.world_size() / max(elapsed, 1e-9)
-        self.log(f"task {task + 1}/{self.scenario.num_tasks} {phase:8s} epoch {epoch + 1}/{epochs}  "
-                 f"loss {loss_sum / max(seen, 1):.4f}  {rate:,.0f} img/s  "
-                 f"elapsed {_fmt_seconds(run_elapsed)}  eta {_fmt_seconds(eta)}")
+        what = f"task {task + 1}/{self.scenario.num_tasks} {phase:8s} epoch {epoch + 1}/{epochs}"
+        self.log(self.progress.epoch_done(what, loss_sum / max(seen, 1), seen * dist.world_size(),
+                                          time.perf_counter() - start))
 
     def _step(self, ddp, images, labels, num_old, mixup, asam) -> float:
         num_classes = self.model.num_classes
