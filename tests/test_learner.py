@@ -271,9 +271,9 @@ def test_results_json_schema(tmp_path, monkeypatch):
 def _nan_from_task_2(monkeypatch):
     real_loss = Learner._loss
 
-    def nan_from_task_2(self, out, teacher_out, soft, num_old):
-        loss = real_loss(self, out, teacher_out, soft, num_old)
-        return loss * float("nan") if num_old else loss  # num_old > 0: main phase of task 2 on
+    def nan_from_task_2(self, out, teacher_out, soft, phase):
+        loss = real_loss(self, out, teacher_out, soft, phase)
+        return loss * float("nan") if phase.distill and phase.num_old else loss  # main phase, task 2 on
 
     monkeypatch.setattr(Learner, "_loss", nan_from_task_2)
 

@@ -71,6 +71,20 @@ def compiled_forward(module: torch.nn.Module) -> torch.nn.Module:
     return torch.compile(module, options={"fallback_random": True})
 
 
+@dataclass(frozen=True)
+class Phase:
+    """One training phase of a task: the main phase, or balanced finetuning on the memory."""
+
+    name: str  # "train" or "finetune", as the epoch lines say
+    epochs: int
+    loader: DataLoader
+    mixup: Optional[Mixup]
+    asam: Optional[ASAM]
+    module: torch.nn.Module  # the model as trained: DDP-wrapped, compiled where asked
+    num_old: int  # classes of the earlier tasks
+    distill: bool  # distillation and the divergence loss apply; else classification only
+
+
 class Learner:
     def __init__(self, cfg: Config, data: DataSet, scenario: Scenario, device: torch.device | None = None,
                  log: Optional[Callable[[str], None]] = None):
@@ -139,13 +153,9 @@ class Learner:
         base_lr = cfg.incremental_lr if task > 0 and cfg.incremental_lr is not None else cfg.lr
         self.optimizer, self.scheduler = self._optimizer(self._scaled(base_lr), steps,
                                                          warmup=cfg.warmup_epochs * len(loader))
-        use_asam = cfg.asam_rho > 0 and task > 0
-        asam = ASAM(self.optimizer, cfg.asam_rho, cfg.asam_eta) if use_asam else None
-        mixup = self._mixup()
-        ddp = self._compiled(dist.wrap_ddp(self.model, self.device))
-        num_old = sum(len(t) for t in self.scenario.tasks[:task])
-        for epoch in range(cfg.epochs):
-            self._epoch(task, "train", epoch, cfg.epochs, loader, ddp, num_old, mixup, asam)
+        asam = ASAM(self.optimizer, cfg.asam_rho, cfg.asam_eta) if cfg.asam_rho > 0 and task > 0 else None
+        self._run_phase(task, Phase("train", cfg.epochs, loader, mixup=self._mixup(), asam=asam,
+                                    module=self._trained_module(), num_old=self._num_old(task), distill=True))
 
     def finetune(self, task: int) -> None:
         """Balanced finetuning on the memory only: encoder frozen, small constant lr scaled like the
@@ -154,10 +164,9 @@ class Learner:
         self.model.set_phase("finetune")
         loader = self._loader(self.memory.indices(), shuffle=cfg.shuffle, seed_offset=1000 + task, repeats=1)
         self.optimizer, self.scheduler = self._optimizer(self._scaled(cfg.lr), None, warmup=0)
-        mixup = self._mixup() if cfg.mixup else None
-        ddp = self._compiled(dist.wrap_ddp(self.model, self.device))
-        for epoch in range(cfg.epochs):
-            self._epoch(task, "finetune", epoch, cfg.epochs, loader, ddp, None, mixup, None)
+        self._run_phase(task, Phase("finetune", cfg.epochs, loader, mixup=self._mixup() if cfg.mixup else None,
+                                    asam=None, module=self._trained_module(), num_old=self._num_old(task),
+                                    distill=False))
 
     @torch.no_grad()
     def update_memory(self, task: int) -> None:
@@ -229,42 +238,49 @@ class Learner:
         self.log(f"task {task + 1}/{self.scenario.num_tasks} accuracy: top-1 {overall:.2f}  top-5 "
                  f"{self.history.acc_top5[-1]:.2f}  per task [{' '.join(f'{a:.1f}' for a in row)}]")
 
-    # ------------------------------------------------------------------ one epoch
+    # ------------------------------------------------------------------ one phase
 
-    def _epoch(self, task, phase, epoch, epochs, loader, ddp, num_old, mixup, asam) -> None:
-        ddp.train()
-        loader.sampler.set_epoch(epoch)
-        start, seen, loss_sum = time.perf_counter(), 0, 0.0
-        for images, labels, _ in loader:
+    def _run_phase(self, task: int, phase: Phase) -> None:
+        for epoch in range(phase.epochs):
+            start = time.perf_counter()
+            loss, seen = self._epoch(task, phase, epoch)
+            what = f"task {task + 1}/{self.scenario.num_tasks} {phase.name:8s} epoch {epoch + 1}/{phase.epochs}"
+            self.log(self.progress.epoch_done(what, loss, seen * dist.world_size(), time.perf_counter() - start))
+
+    def _epoch(self, task: int, phase: Phase, epoch: int) -> tuple[float, int]:
+        """Mean loss and number of images of this worker's batches (skipped ones left out)."""
+        phase.module.train()
+        phase.loader.sampler.set_epoch(epoch)
+        seen, loss_sum = 0, 0.0
+        for images, labels, _ in phase.loader:
             images, labels = images.to(self.device, non_blocking=True), labels.to(self.device, non_blocking=True)
-            loss = self._step(ddp, images, labels, num_old, mixup, asam)
+            loss = self._step(phase, images, labels)
             if loss is None:
                 continue
             if not math.isfinite(loss):
-                raise NonFiniteLoss(f"loss became {loss} in task {task + 1}, {phase} epoch {epoch + 1}; "
+                raise NonFiniteLoss(f"loss became {loss} in task {task + 1}, {phase.name} epoch {epoch + 1}; "
                                     "set train.skip_nonfinite=true to skip such batches instead")
             loss_sum += loss * len(labels)
             seen += len(labels)
-        what = f"task {task + 1}/{self.scenario.num_tasks} {phase:8s} epoch {epoch + 1}/{epochs}"
-        self.log(self.progress.epoch_done(what, loss_sum / max(seen, 1), seen * dist.world_size(),
-                                          time.perf_counter() - start))
+        return loss_sum / max(seen, 1), seen
 
-    def _step(self, ddp, images, labels, num_old, mixup, asam) -> float:
+    def _step(self, phase: Phase, images: torch.Tensor, labels: torch.Tensor) -> Optional[float]:
+        """One optimizer step; None where the loss was not finite and the batch skipped."""
         num_classes = self.model.num_classes
-        if mixup is not None and len(labels) % 2 == 0:
-            mixup.num_classes = num_classes
-            images, soft = mixup(images, labels)
+        if phase.mixup is not None and len(labels) % 2 == 0:
+            phase.mixup.num_classes = num_classes
+            images, soft = phase.mixup(images, labels)
         else:
             soft = mixup_target(labels, num_classes, smoothing=self.cfg.train.label_smoothing)
         teacher_out = None
-        if self.teacher is not None and num_old is not None:
+        if self.teacher is not None and phase.distill:
             with torch.no_grad(), self._autocast():
                 teacher_out = self.teacher(images)
 
         def loss_fn():
             with self._autocast():
-                out = ddp(images)
-            return self._loss(out, teacher_out, soft, num_old)
+                out = phase.module(images)
+            return self._loss(out, teacher_out, soft, phase)
 
         self.optimizer.zero_grad(set_to_none=True)
         loss = loss_fn()
@@ -272,12 +288,12 @@ class Learner:
             self.history.skipped_batches[-1] += 1
             return None
         loss.backward()
-        if asam is not None:
-            asam.ascend()
+        if phase.asam is not None:
+            phase.asam.ascend()
             self.optimizer.zero_grad(set_to_none=True)
             loss_fn().backward()
             self._clip()
-            asam.descend()
+            phase.asam.descend()
         else:
             self._clip()
             self.optimizer.step()
@@ -290,13 +306,14 @@ class Learner:
         """Agreed by every worker, so that all of them skip the same batch (DDP needs that)."""
         return dist.all_reduce_sum([float(not torch.isfinite(loss))])[0] == 0
 
-    def _loss(self, out, teacher_out, soft, num_old) -> torch.Tensor:
+    def _loss(self, out, teacher_out, soft, phase: Phase) -> torch.Tensor:
         """(1-λ)·L_cls + λ·τ²·KL + w_div·L_div + β·L_knn (each term where it applies)."""
         cfg = self.cfg
         logits = out.logits.float()
         cls = classification_loss(logits, soft, cfg.train.loss)
-        if num_old is None:  # balanced finetuning: classification only
+        if not phase.distill:
             return cls
+        num_old = phase.num_old
         loss = cls
         if teacher_out is not None:
             lam = num_old / logits.shape[1]
@@ -354,9 +371,13 @@ class Learner:
             torch.nn.utils.clip_grad_norm_([p for p in self.model.parameters() if p.requires_grad],
                                            self.cfg.train.clip_grad)
 
-    def _compiled(self, module: torch.nn.Module) -> torch.nn.Module:
-        """The training forward, compiled when train.compile is set."""
+    def _trained_module(self) -> torch.nn.Module:
+        """The model for a phase's training forward: DDP-wrapped, compiled when train.compile is set."""
+        module = dist.wrap_ddp(self.model, self.device)
         return compiled_forward(module) if self.cfg.train.compile else module
+
+    def _num_old(self, task: int) -> int:
+        return sum(len(t) for t in self.scenario.tasks[:task])
 
     def _autocast(self):
         return torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32,
