@@ -14,6 +14,7 @@ import suite.run.checkpoints as run_checkpoints
 import suite.run.recorder as recorder
 from suite.config import load
 from suite.errors import UserError
+from suite.learner import progress
 from suite.learner.learner import Learner, NonFiniteLoss
 from suite.run.checkpoints import load as load_checkpoint, payload as checkpoint_payload, restore
 from suite.run.checkpoints import save as save_checkpoint
@@ -274,9 +275,9 @@ def test_results_json_schema(tmp_path, monkeypatch):
 def _nan_from_task_2(monkeypatch):
     real_loss = Learner._loss
 
-    def nan_from_task_2(self, out, teacher_out, soft, num_old):
-        loss = real_loss(self, out, teacher_out, soft, num_old)
-        return loss * float("nan") if num_old else loss  # num_old > 0: main phase of task 2 on
+    def nan_from_task_2(self, out, teacher_out, soft, phase):
+        loss = real_loss(self, out, teacher_out, soft, phase)
+        return loss * float("nan") if phase.distill and phase.num_old else loss  # main phase, task 2 on
 
     monkeypatch.setattr(Learner, "_loss", nan_from_task_2)
 
@@ -302,6 +303,17 @@ def test_non_finite_batches_can_be_skipped_and_counted(tmp_path, monkeypatch):
     assert doc["status"] == "finished"
     batches_per_epoch = 3  # (2 classes x 20 images + 12 in memory) / batch 16, last partial batch dropped
     assert doc["skipped_batches"] == [0, batches_per_epoch, batches_per_epoch]
+
+
+def test_epoch_lines_give_the_rate_the_run_elapsed_and_an_eta(monkeypatch):
+    """The form suite/perf/e2e.py and the bench analysis parse; the ETA from the mean epoch so far."""
+    clock = iter([0.0, 10.0, 3700.0])  # the run starts, its first epoch ends, its second
+    monkeypatch.setattr(progress.time, "perf_counter", lambda: next(clock))
+    p = progress.Progress(planned_epochs=3)
+    assert p.epoch_done("task 1/2 train    epoch 1/2", 0.5, 1000, 10.0) == \
+        "task 1/2 train    epoch 1/2  loss 0.5000  100 img/s  elapsed 0:10  eta 0:20"
+    assert p.epoch_done("task 1/2 train    epoch 2/2", 0.25, 36900, 3690.0) == \
+        "task 1/2 train    epoch 2/2  loss 0.2500  10 img/s  elapsed 1:01:40  eta 30:50"
 
 
 # ---------------------------------------------------------------- a one-process group
