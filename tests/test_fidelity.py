@@ -214,13 +214,13 @@ def test_herding_ranks_clean_or_augmented_images(monkeypatch, images):
 def test_finetuning_keeps_the_recipes_mixup(monkeypatch, keep):
     learner = small_learner("method=daformer_m", "train.mixup=0.8", f"finetune.mixup={str(keep).lower()}")
     phases = []
-    real = Learner._epoch
+    real = Learner._run_phase
 
-    def spy(self, task, phase, epoch, epochs, loader, ddp, num_old, mixup, asam):
-        phases.append((phase, mixup is not None))
-        return real(self, task, phase, epoch, epochs, loader, ddp, num_old, mixup, asam)
+    def spy(self, task, phase):
+        phases.append((phase.name, phase.mixup is not None))
+        return real(self, task, phase)
 
-    monkeypatch.setattr(Learner, "_epoch", spy)
+    monkeypatch.setattr(Learner, "_run_phase", spy)
     learner.run()
     assert ("finetune", keep) in phases and ("finetune", not keep) not in phases
     assert ("train", True) in phases

@@ -31,10 +31,10 @@ from suite.learner.losses import (
     classification_loss, divergence_targets, knn_invariant_distillation, logit_distillation,
 )
 from suite.learner.memory import Memory, per_class_budget, select_exemplars
+from suite.learner.model import run_model
 from suite.learner.precision import autocast_dtype
 from suite.learner.progress import Progress
 from suite.methods import METHODS
-from suite.learner.model import run_model
 
 
 @dataclass
