@@ -6,11 +6,11 @@ its checkpoint, and results.json says the run was interrupted instead of `runnin
 """
 from __future__ import annotations
 
-import json
 import shlex
 import signal
 from contextlib import contextmanager
 
+from suite.run import schema
 from suite.run.storage import read_text_at, write_json_at
 
 SIGNALS = (signal.SIGTERM, signal.SIGINT)
@@ -49,7 +49,7 @@ def mark_interrupted(results: str, signal_name: str, resume: str) -> str:
     text = read_text_at(results)
     if text is None:
         return "none"
-    doc = json.loads(text)
+    doc = schema.parse(text, results)
     if doc.get("status") == "finished":
         return "finished"
     doc["status"] = "interrupted"

@@ -11,14 +11,13 @@ directory every node mounts, or a URI); the run directory then marks the run for
 """
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
 from suite.atomic import write_json
 from suite.config import Config
 from suite.errors import UserError
-from suite.run.schema import RESULTS
+from suite.run import schema
 from suite.run.storage import join, read_text_at
 
 CHECKPOINT = "checkpoints/latest.pt"  # in-process runs
@@ -37,7 +36,7 @@ def persist_dir(cfg: Config, run_dir: Path) -> str:
 
 
 def results_at(cfg: Config, run_dir: Path) -> str:
-    return join(persist_dir(cfg, run_dir), RESULTS)
+    return join(persist_dir(cfg, run_dir), schema.RESULTS)
 
 
 def latest_checkpoint(location: Path) -> Path | None:
@@ -80,7 +79,8 @@ def check_writable(directory: Path) -> None:
 def collect_results(cfg: Config, run_dir: Path) -> dict:
     """The finished run's results, copied into the run directory (where the report is built) when
     they persist elsewhere (output.storage_path)."""
-    doc = json.loads(read_text_at(results_at(cfg, run_dir)))
+    path = results_at(cfg, run_dir)
+    doc = schema.parse(read_text_at(path), path)
     if persist_dir(cfg, run_dir) != str(run_dir):
-        write_json(run_dir / RESULTS, doc)
+        write_json(run_dir / schema.RESULTS, doc)
     return doc

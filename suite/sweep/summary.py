@@ -2,12 +2,12 @@
 read from each trial's results.json (rewritten whenever a trial reports)."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pandas as pd
 
 from suite.atomic import write_text
+from suite.errors import UserError
 from suite.run import schema
 from suite.run.layout import results_at
 from suite.run.storage import read_text_at
@@ -18,13 +18,14 @@ SUMMARY = "summary.csv"
 
 def trial_results(cfg, run_dir: Path) -> dict | None:
     """The trial's results where they persist; None before its first task, {"status": "unreadable"}
-    for a file that is not JSON."""
-    text = read_text_at(results_at(cfg, run_dir))
+    for a file that is not one."""
+    path = results_at(cfg, run_dir)
+    text = read_text_at(path)
     if text is None:
         return None
     try:
-        return json.loads(text)
-    except json.JSONDecodeError:
+        return schema.parse(text, path)
+    except UserError:
         return {"status": "unreadable"}
 
 
