@@ -227,11 +227,13 @@ def flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
 
 
 def describe() -> str:
-    """One line per key: name, default, description."""
+    """One line per key: name, default, description, its flag and whether a resume may change it."""
     lines = []
     for key, f in all_keys().items():
         default = f.default_factory() if f.default is dataclasses.MISSING else f.default
-        lines.append(f"{key:28s} {default!r:14s} {f.metadata['help']}")
+        flag = f" ({f.metadata['flag']})" if f.metadata["flag"] else ""
+        resume = " [resume may change]" if f.metadata["resume"] == "may differ" else ""
+        lines.append(f"{key:28s} {default!r:14s} {f.metadata['help']}{flag}{resume}")
     return "\n".join(lines)
 
 
