@@ -86,8 +86,11 @@ class Phase:
 
 
 class Learner:
+    """`log` takes the console lines (rank 0's); `on_epoch_end` every worker's epoch record (task,
+    phase, epoch counted from 1; loss, lr, img/s, seconds), for the run's history."""
+
     def __init__(self, cfg: Config, data: DataSet, scenario: Scenario, device: torch.device | None = None,
-                 log: Optional[Callable[[str], None]] = None):
+                 log: Optional[Callable[[str], None]] = None, on_epoch_end: Optional[Callable[[dict], None]] = None):
         self.cfg = cfg
         self.data = data
         self.scenario = scenario
@@ -96,6 +99,7 @@ class Learner:
         self.log = log if log is not None else (lambda msg: print(msg, flush=True))
         if not dist.is_main():
             self.log = lambda msg: None
+        self.on_epoch_end = on_epoch_end or (lambda record: None)
         torch.manual_seed(cfg.seed)
         self.model = run_model(cfg, data, scenario.num_tasks).to(self.device)
         self.teacher: Optional[torch.nn.Module] = None
@@ -243,8 +247,12 @@ class Learner:
         for epoch in range(phase.epochs):
             start = time.perf_counter()
             loss, seen = self._epoch(task, phase, epoch)
+            seconds = time.perf_counter() - start
             what = f"task {task + 1}/{self.scenario.num_tasks} {phase.name:8s} epoch {epoch + 1}/{phase.epochs}"
-            self.log(self.progress.epoch_done(what, loss, seen * dist.world_size(), time.perf_counter() - start))
+            self.log(self.progress.epoch_done(what, loss, seen * dist.world_size(), seconds))
+            self.on_epoch_end({"event": "epoch", "task": task + 1, "phase": phase.name, "epoch": epoch + 1,
+                               "epochs": phase.epochs, "loss": loss, "lr": self.optimizer.param_groups[0]["lr"],
+                               "img_per_s": seen * dist.world_size() / max(seconds, 1e-9), "seconds": seconds})
 
     def _epoch(self, task: int, phase: Phase, epoch: int) -> tuple[float, int]:
         """Mean loss and number of images of this worker's batches (skipped ones left out)."""

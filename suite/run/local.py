@@ -10,6 +10,7 @@ from suite.config import Config
 from suite.errors import UserError
 from suite.learner.learner import Learner
 from suite.run import checkpoints
+from suite.run.history import RunHistory
 from suite.run.layout import CHECKPOINT, collect_results, persist_dir
 from suite.run.plan import prepare
 from suite.run.recorder import RunRecorder
@@ -38,13 +39,16 @@ def run_in_process(cfg: Config, run_dir: Path, resume: bool) -> dict:
     location = persist_dir(cfg, run_dir)
     device = device_of(cfg)
     data, scenario = prepare(cfg)
-    learner = Learner(cfg, data, scenario, device)
+    history = RunHistory(location)
+    learner = Learner(cfg, data, scenario, device, log=history.console, on_epoch_end=history.record)
     ckpt = Path(location) / CHECKPOINT
     if resume and ckpt.exists():
         checkpoints.restore(learner, cfg, checkpoints.load(ckpt), str(ckpt))
+        history.resumed(learner.next_task)
     recorder = RunRecorder(cfg, scenario, location, world_size=1, device=str(device))
 
     def on_task_end(task: int, lrn: Learner) -> None:
+        history.task_done(task, lrn.history)
         checkpoints.save(ckpt, checkpoints.payload(lrn, cfg))
         recorder.write(lrn, "running")
 

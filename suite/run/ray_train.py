@@ -20,6 +20,7 @@ import torch
 from suite.config import Config, from_dict
 from suite.learner.learner import Learner
 from suite.run import checkpoints
+from suite.run.history import RunHistory
 from suite.run.cluster import cluster_cpus, init_ray
 from suite.run.layout import RAY_CHECKPOINT_FILE, RAY_DIR, collect_results, persist_dir
 from suite.run.plan import prepare
@@ -33,23 +34,36 @@ def worker_loop(config: dict) -> None:
     torch.set_num_threads(max(1, round(config["threads"])))
     device = ray.train.torch.get_device()
     data, scenario = prepare(cfg)
-    learner = Learner(cfg, data, scenario, device)
+    history = RunHistory(config["persist"])
+
+    def on_epoch_end(record: dict) -> None:
+        """Into log.jsonl (rank 0), and to Ray (every rank: a report is collective), hence the
+        dashboard and, in a sweep, Tune."""
+        if rank == 0:
+            history.record(record)
+        ray.train.report(record)
+
+    learner = Learner(cfg, data, scenario, device, log=history.console, on_epoch_end=on_epoch_end)
     checkpoint = ray.train.get_checkpoint()
     if checkpoint is not None:
         with checkpoint.as_directory() as directory:
             state = checkpoints.load(Path(directory) / RAY_CHECKPOINT_FILE)
             checkpoints.restore(learner, cfg, state, config["run_dir"])
         learner.log(f"resumed after task {learner.next_task} from {checkpoint.path}")
+        if rank == 0:
+            history.resumed(learner.next_task)
     recorder = RunRecorder(cfg, scenario, config["persist"], context.get_world_size(), str(device))
 
     def on_task_end(task: int, lrn: Learner) -> None:
         with tempfile.TemporaryDirectory() as tmp:
             ckpt = None
             if rank == 0:
+                history.task_done(task, lrn.history)
                 checkpoints.save(Path(tmp) / RAY_CHECKPOINT_FILE, checkpoints.payload(lrn, cfg))
                 recorder.write(lrn, "running")
                 ckpt = ray.train.Checkpoint.from_directory(tmp)
-            metrics = {"task": task, "acc": lrn.history.acc[-1], "acc_top5": lrn.history.acc_top5[-1]}
+            metrics = {"event": "task", "task": task + 1, "acc": lrn.history.acc[-1],
+                       "acc_top5": lrn.history.acc_top5[-1]}
             ray.train.report(metrics, checkpoint=ckpt, checkpoint_dir_name=f"task_{task:03d}")
 
     try:

@@ -8,6 +8,7 @@ store writes a whole object per put, so readers see the previous or the new vers
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 from suite.atomic import write_json
@@ -47,3 +48,21 @@ def read_text_at(location: str) -> str | None:
         return None
     with fs.open_input_stream(path) as f:
         return f.read().decode("utf-8")
+
+
+def append_line_at(location: str, line: str) -> None:
+    """Add one line to a log. Locally an append, flushed to disk (a crash leaves at most the last line
+    cut short); an object store has no append, so there the whole object is written again."""
+    if is_uri(location):
+        fs, path = _filesystem(location)
+        fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
+        text = (read_text_at(location) or "") + line + "\n"
+        with fs.open_output_stream(path) as out:
+            out.write(text.encode("utf-8"))
+        return
+    path = Path(location)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(line + "\n")
+        f.flush()
+        os.fsync(f.fileno())
