@@ -54,3 +54,10 @@ def test_a_resumed_run_says_where_it_took_up(tmp_path, monkeypatch):
     events = [(r["event"], r.get("task", r.get("next_task"))) for r in records(tmp_path / "run")]
     assert events == [("epoch", 1), ("task", 1), ("resume", 2), ("epoch", 2), ("epoch", 2), ("task", 2),
                       ("epoch", 3), ("epoch", 3), ("task", 3)]
+
+
+def test_epochs_shorter_than_trains_poll_interval_stay_out_of_ray_reports():
+    from suite.run.ray_train import worth_reporting
+
+    assert worth_reporting(0.6) and worth_reporting(30.0)
+    assert not worth_reporting(0.1)

@@ -42,6 +42,9 @@ def run_command(cfg: Config, options: RunOptions) -> int:
     check_files(data)
     plan = Plan(cfg, data, scenario, run_dir)
     print(plan.describe(), flush=True)
+    warning = plan.check_memory()
+    if warning:
+        print(warning, file=sys.stderr, flush=True)
     if options.dry_run:
         print("dry run: nothing trained, nothing written")
         return 0

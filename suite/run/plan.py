@@ -12,6 +12,7 @@ from suite.errors import UserError
 from suite.learner.memory import per_class_budget
 from suite.learner.model import run_model
 from suite.methods import CONFIGURED, METHODS
+from suite.run import footprint
 
 
 def check_config(cfg: Config) -> Scenario:
@@ -124,9 +125,22 @@ class Plan:
             f"memory    {'per class ' + str(cfg.memory.per_class) if cfg.memory.per_class else 'total ' + str(cfg.memory.size)}, "
             f"{cfg.memory.selection}",
             f"ray       {cfg.ray.num_workers} worker(s), {'GPU' if cfg.ray.use_gpu else 'CPU'}, " + self._resources(),
+            f"attention {self._footprint()}",
             f"output    {self.run_dir}",
         ]
         return "\n".join(lines)
+
+    @property
+    def image_size(self) -> int:
+        return self.cfg.data.input_size or self.data.image_size
+
+    def _footprint(self) -> str:
+        need = footprint.estimate(self.cfg, self.image_size, self.scenario.num_tasks)
+        return (f"scores of a training batch {footprint.gib(need.train)}, of an evaluation batch "
+                f"{footprint.gib(need.eval)} (per worker, at the last task)")
+
+    def check_memory(self) -> str | None:
+        return footprint.check_run(self.cfg, self.image_size, self.scenario.num_tasks)
 
     def _lr(self) -> str:
         train = self.cfg.train

@@ -18,10 +18,11 @@ from ray.train.torch import TorchConfig, TorchTrainer
 import torch
 
 from suite.config import Config, from_dict
+from suite.learner import dist
 from suite.learner.learner import Learner
 from suite.run import checkpoints
 from suite.run.history import RunHistory
-from suite.run.cluster import cluster_cpus, init_ray
+from suite.run.cluster import WORKER_ENV, cluster_cpus, init_ray
 from suite.run.layout import RAY_CHECKPOINT_FILE, RAY_DIR, collect_results, persist_dir
 from suite.run.plan import prepare
 from suite.run.recorder import RunRecorder
@@ -37,11 +38,11 @@ def worker_loop(config: dict) -> None:
     history = RunHistory(config["persist"])
 
     def on_epoch_end(record: dict) -> None:
-        """Into log.jsonl (rank 0), and to Ray (every rank: a report is collective), hence the
-        dashboard and, in a sweep, Tune."""
+        """Into log.jsonl (rank 0), and to Ray, hence the dashboard and, in a sweep, Tune."""
         if rank == 0:
             history.record(record)
-        ray.train.report(record)
+        if worth_reporting(record["seconds"]):
+            ray.train.report(record)
 
     learner = Learner(cfg, data, scenario, device, log=history.console, on_epoch_end=on_epoch_end)
     checkpoint = ray.train.get_checkpoint()
@@ -74,6 +75,15 @@ def worker_loop(config: dict) -> None:
         raise
     if rank == 0:
         recorder.write(learner, "finished")
+
+
+def worth_reporting(seconds: float) -> bool:
+    """Whether an epoch goes to Ray: one that took at least Train's poll interval, on average over the
+    workers (every worker must make the same choice: a report is collective). A report waits for the
+    controller to take the one before, so shorter epochs reported each would wait for its polls; they
+    stay in log.jsonl, and every task reaches Ray."""
+    mean = dist.all_reduce_sum([seconds])[0] / dist.world_size()
+    return mean >= float(WORKER_ENV["RAY_TRAIN_HEALTH_CHECK_INTERVAL_S"])
 
 
 def scaling(cfg: Config, cluster_cpus: float, reserved: float = 0.0):

@@ -5,21 +5,32 @@ import sys
 from pathlib import Path
 
 from suite.data.registry import load_dataset
+from suite.errors import UserError
+from suite.run.footprint import check_run
 from suite.run.layout import REPORT_DIR, check_writable
-from suite.run.plan import check_data, check_files
+from suite.run.plan import check_config, check_data, check_files
 from suite.sweep.spec import Sweep
 from suite.sweep.summary import SUMMARY
 
 
 def check_trials_data(sweep: Sweep) -> None:
-    """Each trial against its data set, every distinct data set loaded once."""
+    """Each trial against its data set (every distinct one loaded once) and its attention against
+    the memory there is; a warning line per trial that may not fit."""
     datasets = {}
     for trial in sweep.trials:
         key = repr(trial.cfg.data)
         if key not in datasets:
             datasets[key] = load_dataset(trial.cfg.data)
             check_files(datasets[key])
-        check_data(trial.cfg, datasets[key])
+        data = datasets[key]
+        check_data(trial.cfg, data)
+        try:
+            warning = check_run(trial.cfg, trial.cfg.data.input_size or data.image_size,
+                                check_config(trial.cfg).num_tasks)
+        except UserError as e:
+            raise UserError(f"{sweep.path}: trial {trial.name}: {e}") from None
+        if warning:
+            print(f"trial {trial.name}: {warning}", file=sys.stderr)
 
 
 def sweep_command(sweep: Sweep, basedir: Path, dry_run: bool, address: str | None) -> int:
