@@ -7,8 +7,8 @@ OpenMP's wait policy is this process's (recorded in each probe's context).
 """
 from __future__ import annotations
 
-from suite.perf.child import run_child
-from suite.perf.timing import summary
+from bench.perf.child import run_child
+from bench.perf.timing import summary
 
 TUNED = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": "68719476736"}
 

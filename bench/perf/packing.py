@@ -17,8 +17,8 @@ from pathlib import Path
 
 import yaml
 
-from suite.perf.e2e import BASE_ENV, REPO
-from suite.perf.environ import child_env
+from bench.perf.e2e import BASE_ENV, REPO
+from bench.perf.environ import child_env
 
 
 def sweep_spec(trials: int, concurrency: int, epochs: int, gpu: bool) -> dict:

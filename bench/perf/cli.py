@@ -1,4 +1,4 @@
-"""`python -m suite.perf [--quick] [--out DIR] [--device cpu|cuda] [--skip PART,...]`.
+"""`python -m bench [--quick] [--out DIR] [--device cpu|cuda] [--skip PART,...]`.
 
 Runs the parts in order (matmul ceiling, training steps, Ray Train overhead, data pipeline,
 sweep packing, end to end, allocator, bf16 accuracy) and writes DIR/perf.json and DIR/perf.md. A part that
@@ -22,9 +22,9 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def parse(argv):
-    from suite.perf.settings import PARTS
+    from bench.perf.settings import PARTS
 
-    p = argparse.ArgumentParser(prog="python -m suite.perf", description="Speed benchmarks of the suite.")
+    p = argparse.ArgumentParser(prog="python -m bench", description="Speed benchmarks of the suite.")
     p.add_argument("--quick", action="store_true", help="small batch, few repeats, fewer cases (minutes)")
     p.add_argument("--out", default="reports/perf", help="output directory (default: reports/perf)")
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="where the steps run")
@@ -53,8 +53,8 @@ def main(argv=None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import torch
 
-    from suite.perf import machine, report, targets
-    from suite.perf.settings import settings_for
+    from bench.perf import machine, report, targets
+    from bench.perf.settings import settings_for
 
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
@@ -72,9 +72,9 @@ def main(argv=None) -> int:
     if importlib.util.find_spec("sklearn") is None:  # it ships the quickstart's digits
         skip.setdefault("accuracy", "skipped: scikit-learn (the quickstart's digits) is not installed here")
     start = time.perf_counter()
-    from suite.perf.environ import prefix
+    from bench.perf.environ import prefix
 
-    res = {"command": prefix() + "python -m suite.perf " + " ".join(shlex.quote(a) for a in argv),
+    res = {"command": prefix() + "python -m bench " + " ".join(shlex.quote(a) for a in argv),
            "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
            "quick": args.quick, "note": args.note, "machine": machine.describe(device),
            "settings": {**s.__dict__, "skipped": sorted(skip)}, "errors": {}}
@@ -96,15 +96,15 @@ def main(argv=None) -> int:
         if isinstance(res.get("matmul"), dict) else {}
     part("step", lambda: _steps(s, device, peaks, res, skip))
     part("compile", lambda: _compiled(s, device, peaks))
-    part("ray", lambda: __import__("suite.perf.ray_overhead", fromlist=["run_part"]).run_part(s, log))
-    part("contention", lambda: __import__("suite.perf.contention", fromlist=["run"]).run(
+    part("ray", lambda: __import__("bench.perf.ray_overhead", fromlist=["run_part"]).run_part(s, log))
+    part("contention", lambda: __import__("bench.perf.contention", fromlist=["run"]).run(
         s.contention_repeats, s.contention_inner, log))
     part("loader", lambda: _loader(s, res))
-    part("sweep", lambda: __import__("suite.perf.packing", fromlist=["run_part"]).run_part(
+    part("sweep", lambda: __import__("bench.perf.packing", fromlist=["run_part"]).run_part(
         s.sweep_trials, s.sweep_epochs, 4 if device.type == "cuda" else 2, device.type == "cuda", log))
     part("e2e", lambda: _e2e(s))
     part("allocator", lambda: _allocator(s))
-    part("accuracy", lambda: __import__("suite.perf.accuracy", fromlist=["run_part"]).run_part(
+    part("accuracy", lambda: __import__("bench.perf.accuracy", fromlist=["run_part"]).run_part(
         s.accuracy_seeds, s.accuracy_sets, log))
 
     res["elapsed_s"] = time.perf_counter() - start
@@ -116,7 +116,7 @@ def main(argv=None) -> int:
 
 
 def _matmul(s, device, skip):
-    from suite.perf.matmul import matmul_rate
+    from bench.perf.matmul import matmul_rate
 
     dtypes = ("fp32",) if "bf16" in skip else ("fp32", "bf16")
     out = {}
@@ -128,15 +128,15 @@ def _matmul(s, device, skip):
 
 
 def _steps(s, device, peaks, res, skip):
-    from suite.perf.steps import bf16_is_fast, run_steps
+    from bench.perf.steps import bf16_is_fast, run_steps
 
     matmul = res.get("matmul") if isinstance(res.get("matmul"), dict) else {}
     return run_steps(s, device, peaks, with_bf16="bf16" not in skip, bf16_fast=bf16_is_fast(matmul, device), log=log)
 
 
 def _compiled(s, device, peaks):
-    from suite.perf.compiled import run_part
-    from suite.perf.step import Case
+    from bench.perf.compiled import run_part
+    from bench.perf.step import Case
 
     plan = [(Case("daformer_m", 5, batch=16, preset="quickstart"), s.compile_repeats, s.compile_inner)]
     if s.compile_cifar:
@@ -145,7 +145,7 @@ def _compiled(s, device, peaks):
 
 
 def _loader(s, res):
-    from suite.perf.loader import loader_rate
+    from bench.perf.loader import loader_rate
 
     runs = []
     for workers in (0, 2):
@@ -155,14 +155,14 @@ def _loader(s, res):
     ref = next((r for r in rows if (r["method"], r["tasks"], r["impl"], r["dtype"], r["batch"]) ==
                 ("daformer_m", 10, "batched", "fp32", s.batch)), None)
     if ref is None:  # no step part: measure the reference step here
-        from suite.perf.step import Case, measure
+        from bench.perf.step import Case, measure
 
         ref = measure([Case("daformer_m", 10, batch=s.batch)], __import__("torch").device("cpu"), s.repeats)[0]
     return {"runs": runs, "step_case": ref["name"], "step_images_per_s": ref["images_per_s"]}
 
 
 def _e2e(s):
-    from suite.perf.e2e import VARIANTS, quickstart_wall
+    from bench.perf.e2e import VARIANTS, quickstart_wall
 
     runs = []
     for _ in range(s.e2e_repeats):
@@ -174,11 +174,8 @@ def _e2e(s):
 
 
 def _allocator(s):
-    from suite.perf.allocator import compare
-    from suite.perf.step import Case
+    from bench.perf.allocator import compare
+    from bench.perf.step import Case
 
     return compare(Case("daformer_m", s.alloc_keys, batch=s.batch), s.alloc_rounds, s.alloc_repeats)
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -73,7 +73,7 @@ def markdown(res: dict) -> str:
                            if r.get("mfu_adjacent") else "—"), r.get("note") or ""]
                          for r in steps["rows"]])
         lines += ["", "Dual-block implementations on the same model: `batched` = suite.models.daformer as it is, "
-                  "`naive` = the published per-key block (suite.perf.naive). 'paired' = median and range of the ratios of "
+                  "`naive` = the published per-key block (bench.perf.naive). 'paired' = median and range of the ratios of "
                   "adjacent samples; 'FLOPs b / a' = how much more work b does (the speed-up a rewrite can reach at "
                   "equal efficiency).", ""]
         lines += _table(["a / b", "keys", "dtype", "batch", "a img/s", "b img/s", "ratio of medians", "paired ratio",
@@ -152,7 +152,7 @@ def markdown(res: dict) -> str:
         first = sweep["runs"][0]
         lines += [f"The real sweep command (`python suite/run.py --sweep FILE`, Ray start included) on quickstart's "
                   f"model and data, axis `seed` ({first['trials']} trials), {first['epochs']} epochs per task and 1 "
-                  "finetuning epoch; one trial at a time against several at once (suite/perf/packing.py).", ""]
+                  "finetuning epoch; one trial at a time against several at once (bench/perf/packing.py).", ""]
         lines += _table(["trials at once", "resources per trial", "wall (s)", "trials/hour"],
                         [[str(r["concurrency"]), ", ".join(f"{k.split('.')[-1]} {v:g}" for k, v in r["set"].items()
                                                           if k.startswith("ray.") and not isinstance(v, bool)),
@@ -275,16 +275,16 @@ def write(out_dir: Path, results: dict) -> tuple[Path, Path]:
 
 
 def main(argv=None) -> int:
-    """`python -m suite.perf.report DIR`: judge the targets again and rewrite DIR/perf.md from DIR/perf.json
+    """`python -m bench.perf.report DIR`: judge the targets again and rewrite DIR/perf.md from DIR/perf.json
     (after a change to the report's layout; no figure is measured or changed)."""
     import json
     import sys
 
-    from suite.perf import targets
+    from bench.perf import targets
 
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 1:
-        print("usage: python -m suite.perf.report DIR", file=sys.stderr)
+        print("usage: python -m bench.perf.report DIR", file=sys.stderr)
         return 2
     out = Path(args[0])
     results = json.loads((out / "perf.json").read_text())

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from suite.perf.environ import recorded
+from bench.perf.environ import recorded
 
 
 def _cpuinfo() -> str:

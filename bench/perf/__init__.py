@@ -1,4 +1,4 @@
-"""Speed benchmarks: `python -m suite.perf [--quick] [--out DIR]`.
+"""Speed benchmarks: `python -m bench [--quick] [--out DIR]` (or `python -m bench.perf`).
 
 One module per job: `matmul` (the reference ceiling), `step` (training-step throughput and
 MFU), `naive` (the published per-key dual block, kept to measure the batched one against),

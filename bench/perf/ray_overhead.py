@@ -1,11 +1,11 @@
 """Ray Train overhead: the same step in a 1-worker `TorchTrainer` (CPU, all cores) against in-process.
 
-Every measurement runs in a fresh process: `python -m suite.perf.ray_overhead VARIANT CASE_JSON`
+Every measurement runs in a fresh process: `python -m bench.perf.ray_overhead VARIANT CASE_JSON`
 starts a private local Ray exactly as `suite.distributed.cluster.init_ray` does (dashboard, the
 suite's worker environment), runs one `TorchTrainer` whose worker times the step with
-`suite.perf.probe` in its TrainingThread, and prints the probe. Variants add what the
+`bench.perf.probe` in its TrainingThread, and prints the probe. Variants add what the
 investigation found to matter (worker niceness, OpenMP's wait policy, intra-op threads); the
-in-process side runs through `suite.perf.child` (main thread and a non-main thread).
+in-process side runs through `bench.perf.child` (main thread and a non-main thread).
 """
 from __future__ import annotations
 
@@ -42,8 +42,8 @@ def _worker(config: dict) -> None:
     """train_loop_per_worker: time the step in Ray Train's TrainingThread, write the probe."""
     import ray.train
 
-    from suite.perf.probe import probe
-    from suite.perf.step import Case
+    from bench.perf.probe import probe
+    from bench.perf.step import Case
 
     result = probe(Case(**config["case"]), config["repeats"], config["warmup"], config["inner"], config["threads"])
     result["context"]["world_rank"] = ray.train.get_context().get_world_rank()
@@ -161,13 +161,13 @@ def background_probe(seconds: float, timeout: float = 600) -> dict:
 
 
 def _in_fresh_process(args: list[str], what: str, timeout: float) -> dict:
-    from suite.perf.environ import MALLOC, THREAD_POLICY, child_env
+    from bench.perf.environ import MALLOC, THREAD_POLICY, child_env
 
     # the driver's (and so the raylet's) environment without the variables under test: the
     # worker gets WORKER_ENV and the variant's through runtime_env, as the suite does
     env = child_env({"RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0", "RAY_TRAIN_ENABLE_PRINT_PATCH": "0"},
                     unset=THREAD_POLICY + MALLOC)
-    done = subprocess.run([sys.executable, "-m", "suite.perf.ray_overhead", *args], cwd=REPO, env=env,
+    done = subprocess.run([sys.executable, "-m", "bench.perf.ray_overhead", *args], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=timeout)
     for line in done.stdout.splitlines():
         if line.startswith(MARK):
@@ -179,8 +179,8 @@ def in_process_probe(variant: str, case, repeats: int, warmup: int = 1, inner: i
                      nice: int = 0) -> dict:
     """The same variant's environment, without Ray: a fresh process (main or non-main thread)."""
     from suite.distributed.cluster import WORKER_ENV
-    from suite.perf.child import run_child
-    from suite.perf.environ import MALLOC, THREAD_POLICY
+    from bench.perf.child import run_child
+    from bench.perf.environ import MALLOC, THREAD_POLICY
 
     spec = VARIANTS[variant]
     threads = spec.get("threads") or os.cpu_count()
@@ -192,7 +192,7 @@ def in_process_probe(variant: str, case, repeats: int, warmup: int = 1, inner: i
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m suite.perf.ray_overhead")
+    p = argparse.ArgumentParser(prog="python -m bench.perf.ray_overhead")
     p.add_argument("variant", choices=sorted(VARIANTS) + ["background"])
     p.add_argument("case", help="a step case as JSON; with 'background': the seconds the worker sleeps")
     p.add_argument("--repeats", type=int, default=3)
@@ -231,7 +231,7 @@ def _label(variant: str, in_thread: bool, nice: int) -> str:
 
 
 def run_part(s, log) -> dict:
-    from suite.perf.step import Case
+    from bench.perf.step import Case
 
     out = {"cpus": os.cpu_count(), "small": {}, "cifar": {}}
     small = Case(**SMALL_CASE)
@@ -276,7 +276,7 @@ def _slim(r: dict) -> dict:
 
 
 def _merge(a: dict, b: dict) -> dict:
-    from suite.perf.timing import summary
+    from bench.perf.timing import summary
 
     return summary(a["samples"] + b["samples"])
 

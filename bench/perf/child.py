@@ -1,4 +1,4 @@
-"""`python -m suite.perf.child CASE_JSON ...`: one probe in a fresh process, one JSON line out.
+"""`python -m bench.perf.child CASE_JSON ...`: one probe in a fresh process, one JSON line out.
 
 Variables that glibc or OpenMP read only at start-up (MALLOC_*, OMP_WAIT_POLICY) can only be
 compared across processes: the allocator and Ray-overhead parts run their probes through here.
@@ -17,7 +17,7 @@ MARK = "PERF-PROBE "
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m suite.perf.child")
+    p = argparse.ArgumentParser(prog="python -m bench.perf.child")
     p.add_argument("case", help="the Case as JSON")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--warmup", type=int, default=1)
@@ -30,8 +30,8 @@ def main(argv=None) -> int:
     if args.cpus:
         os.sched_setaffinity(0, {int(c) for c in args.cpus.split(",")})
 
-    from suite.perf.probe import probe, probe_in_thread
-    from suite.perf.step import Case
+    from bench.perf.probe import probe, probe_in_thread
+    from bench.perf.step import Case
 
     if args.nice:
         os.nice(args.nice)
@@ -47,13 +47,13 @@ def run_child(case, repeats: int, warmup: int = 1, inner: int = 1, threads: int 
     """Run a probe in a fresh interpreter: this one's environment less `unset`, plus `env`."""
     from dataclasses import asdict
 
-    cmd = [sys.executable, "-m", "suite.perf.child", json.dumps(asdict(case)), "--repeats", str(repeats),
+    cmd = [sys.executable, "-m", "bench.perf.child", json.dumps(asdict(case)), "--repeats", str(repeats),
            "--warmup", str(warmup), "--inner", str(inner), "--threads", str(threads), "--nice", str(nice)]
     if in_thread:
         cmd.append("--in-thread")
     if cpus:
         cmd += ["--cpus", cpus]
-    from suite.perf.environ import child_env
+    from bench.perf.environ import child_env
 
     full_env = child_env(env, unset)
     done = subprocess.run(cmd, cwd=REPO, env=full_env, capture_output=True, text=True, timeout=timeout)

@@ -14,8 +14,8 @@ from unittest import mock
 
 import torch
 
-from suite.perf.step import Case, Step, count_flops
-from suite.perf.timing import rates, summary, sync, time_calls
+from bench.perf.step import Case, Step, count_flops
+from bench.perf.timing import rates, summary, sync, time_calls
 
 
 def compare(case: Case, device: torch.device, repeats: int, warmup: int, inner: int,

@@ -14,10 +14,10 @@ from typing import Callable
 
 import torch
 
-from suite.perf.settings import Settings
-from suite.perf.matmul import ceiling_probe
-from suite.perf.step import IMPLS, Case, measure
-from suite.perf.timing import summary
+from bench.perf.settings import Settings
+from bench.perf.matmul import ceiling_probe
+from bench.perf.step import IMPLS, Case, measure
+from bench.perf.timing import summary
 
 # Peak resident memory of a batch-128 CIFAR step grows by about 2.5 MB per key per image (the
 # per-key activations of the dual block, naive slightly more than batched): measured 18 GB at

@@ -16,8 +16,8 @@ from torch.utils.data import DataLoader
 from suite.config import apply
 from suite.data.dataset import IndexedImages, build_transform
 from suite.data.registry import load_dataset
-from suite.perf.step import PRESETS, preset_config
-from suite.perf.timing import summary
+from bench.perf.step import PRESETS, preset_config
+from bench.perf.timing import summary
 
 
 def loader_rate(num_workers: int, batch: int, batches: int, repeats: int, per_class: int = 500) -> dict:
@@ -47,7 +47,7 @@ def loader_rate(num_workers: int, batch: int, batches: int, repeats: int, per_cl
 
 def preset_config_for_data(per_class: int):
     """The CIFAR preset's data keys, on 10 synthetic classes of 32x32 images."""
-    from suite.perf.step import Case
+    from bench.perf.step import Case
 
     cfg = preset_config(Case("daformer_m", 1))
     size = PRESETS["cifar"].image_size

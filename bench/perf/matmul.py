@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from suite.perf.timing import rates, summary, time_calls
+from bench.perf.timing import rates, summary, time_calls
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import statistics
 from typing import Callable
 
-from suite.perf.e2e import quickstart_wall
+from bench.perf.e2e import quickstart_wall
 
 PRECISIONS = ("fp32", "bf16")
 METRICS = ("avg_incremental_accuracy", "last_accuracy")

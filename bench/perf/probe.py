@@ -11,9 +11,9 @@ from typing import Optional
 
 import torch
 
-from suite.perf.environ import recorded
-from suite.perf.step import Case, Step
-from suite.perf.timing import rates, summary, time_calls
+from bench.perf.environ import recorded
+from bench.perf.step import Case, Step
+from bench.perf.timing import rates, summary, time_calls
 
 
 def context() -> dict:

@@ -18,7 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from suite.perf.environ import MALLOC, THREAD_POLICY, child_env
+from bench.perf.environ import MALLOC, THREAD_POLICY, child_env
 
 REPO = Path(__file__).resolve().parents[2]
 BASE_ENV = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled", "HF_HUB_OFFLINE": "1",

@@ -16,9 +16,9 @@ import sys
 import time
 from dataclasses import asdict, dataclass
 
-from suite.perf.child import run_child
-from suite.perf.environ import MALLOC, THREAD_POLICY
-from suite.perf.step import Case
+from bench.perf.child import run_child
+from bench.perf.environ import MALLOC, THREAD_POLICY
+from bench.perf.step import Case
 
 CASE = Case("daformer_m", 5, batch=16, preset="quickstart")
 BUSY = "import os, sys; os.sched_setaffinity(0, {int(sys.argv[1])})\nwhile True: pass"
