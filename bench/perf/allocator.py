@@ -1,6 +1,6 @@
 """glibc's allocator: the training step with the default malloc against the tuned one.
 
-`MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=68719476736` keeps freed memory in the heap instead of
+The tuned settings (`TUNED_MALLOC`: the suite's WORKER_ENV) keep freed memory in the heap instead of
 returning it (and page-faulting it back in) every step. glibc reads these at start-up only, so
 each setting is measured in fresh processes, alternated to spread the drift of a shared machine.
 OpenMP's wait policy is this process's (recorded in each probe's context).
@@ -8,17 +8,16 @@ OpenMP's wait policy is this process's (recorded in each probe's context).
 from __future__ import annotations
 
 from bench.perf.child import run_child
+from bench.perf.environ import TUNED_MALLOC
 from bench.perf.timing import summary
-
-TUNED = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": "68719476736"}
 
 
 def compare(case, rounds: int, repeats: int, warmup: int = 1) -> dict:
     runs = {"default": [], "tuned": []}
     for _ in range(rounds):
-        for name, env in (("default", {}), ("tuned", TUNED)):
-            runs[name].append(run_child(case, repeats, warmup, env=env, unset=tuple(TUNED)))
-    out = {"case": case.name, "tuned_env": TUNED, "rounds": rounds}
+        for name, env in (("default", {}), ("tuned", TUNED_MALLOC)):
+            runs[name].append(run_child(case, repeats, warmup, env=env, unset=tuple(TUNED_MALLOC)))
+    out = {"case": case.name, "tuned_env": TUNED_MALLOC, "rounds": rounds}
     for name, probes in runs.items():
         samples = [s for p in probes for s in p["images_per_s"]["samples"]]
         out[name] = {"images_per_s": summary(samples), "probes": probes}

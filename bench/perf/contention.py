@@ -17,13 +17,13 @@ import time
 from dataclasses import asdict, dataclass
 
 from bench.perf.child import run_child
-from bench.perf.environ import MALLOC, THREAD_POLICY
+from bench.perf.environ import MALLOC, THREAD_POLICY, TUNED_MALLOC
 from bench.perf.step import Case
 
 CASE = Case("daformer_m", 5, batch=16, preset="quickstart")
 BUSY = "import os, sys; os.sched_setaffinity(0, {int(sys.argv[1])})\nwhile True: pass"
 MALLOC_ENVS = {"glibc default": {}, "MALLOC_ARENA_MAX=1": {"MALLOC_ARENA_MAX": "1"},
-               "tuned (WORKER_ENV)": {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": "68719476736"}}
+               "tuned (WORKER_ENV)": TUNED_MALLOC}
 
 
 @dataclass(frozen=True)

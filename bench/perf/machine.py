@@ -61,9 +61,3 @@ def describe(device: torch.device) -> dict:
         info["cuda"] = torch.version.cuda
         info["fp32_matmul_precision"] = torch.get_float32_matmul_precision()  # 'highest': no TF32
     return info
-
-
-def device_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    return f"{cpu_model()} ({os.cpu_count()} cores, {torch.get_num_threads()} threads)"

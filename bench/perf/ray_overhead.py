@@ -20,7 +20,7 @@ import uuid
 from dataclasses import asdict
 from pathlib import Path
 
-from suite.distributed.cluster import start_local_ray
+from bench.perf.environ import MALLOC, THREAD_POLICY, WORKER_ENV, child_env, start_local_ray
 
 REPO = Path(__file__).resolve().parents[2]
 MARK = "PERF-RAY "
@@ -161,8 +161,6 @@ def background_probe(seconds: float, timeout: float = 600) -> dict:
 
 
 def _in_fresh_process(args: list[str], what: str, timeout: float) -> dict:
-    from bench.perf.environ import MALLOC, THREAD_POLICY, child_env
-
     # the driver's (and so the raylet's) environment without the variables under test: the
     # worker gets WORKER_ENV and the variant's through runtime_env, as the suite does
     env = child_env({"RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0", "RAY_TRAIN_ENABLE_PRINT_PATCH": "0"},
@@ -178,9 +176,7 @@ def _in_fresh_process(args: list[str], what: str, timeout: float) -> dict:
 def in_process_probe(variant: str, case, repeats: int, warmup: int = 1, inner: int = 1, in_thread: bool = False,
                      nice: int = 0) -> dict:
     """The same variant's environment, without Ray: a fresh process (main or non-main thread)."""
-    from suite.distributed.cluster import WORKER_ENV
     from bench.perf.child import run_child
-    from bench.perf.environ import MALLOC, THREAD_POLICY
 
     spec = VARIANTS[variant]
     threads = spec.get("threads") or os.cpu_count()
@@ -220,10 +216,6 @@ IN_PROCESS = (  # (variant, in a non-main thread, niceness)
     ("passive", False, 0), ("passive", True, 0), ("passive", True, 15), ("threads1", False, 0),
 )
 FIX = "nice0+passive"
-
-
-def _ips(result: dict) -> float:
-    return result["images_per_s"]["median"]
 
 
 def _label(variant: str, in_thread: bool, nice: int) -> str:
