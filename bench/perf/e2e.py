@@ -42,6 +42,7 @@ def quickstart_wall(in_process: bool, env: dict | None = None, timeout: float = 
     with tempfile.TemporaryDirectory(prefix="perf-e2e-") as tmp:
         cmd = quickstart_command(tmp, in_process, sets)
         lines: list[tuple[float, str]] = []
+        # timed by hand: one child process from launch to exit, and when each of its lines arrives
         start = time.perf_counter()
         proc = subprocess.Popen(cmd, cwd=REPO, env=child_env({**BASE_ENV, **(env or {})}, unset=THREAD_POLICY + MALLOC),
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

@@ -30,6 +30,7 @@ def loader_rate(num_workers: int, batch: int, batches: int, repeats: int, per_cl
     loader = DataLoader(dataset, batch_size=batch, shuffle=True, drop_last=True, num_workers=num_workers,
                         persistent_workers=num_workers > 0, generator=torch.Generator().manual_seed(0))
     samples, startup = [], []
+    # timed by hand: the calls advance one iterator, whose first batch (worker start-up) is timed apart
     for _ in range(repeats):
         it = iter(loader)
         start = time.perf_counter()

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from bench.perf.timing import rates, summary, time_calls
+from bench.perf.timing import op_seconds, rates, summary
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 
@@ -14,7 +14,7 @@ def matmul_rate(dtype: str, device: torch.device, n: int, repeats: int, inner: i
     a = torch.randn(n, n, device=device, generator=gen).to(DTYPES[dtype])
     b = torch.randn(n, n, device=device, generator=gen).to(DTYPES[dtype])
     out = torch.empty(n, n, device=device, dtype=DTYPES[dtype])
-    seconds = time_calls(lambda: torch.mm(a, b, out=out), repeats, warmup=2, device=device, inner=inner)
+    seconds = op_seconds(lambda: torch.mm(a, b, out=out), repeats, inner)
     return {"dtype": dtype, "device": str(device), "n": n,
             "gflops": summary([r / 1e9 for r in rates(seconds, 2.0 * n ** 3)])}
 
@@ -25,10 +25,9 @@ def ceiling_probe(dtype: str, device: torch.device, n: int, calls: int = 2):
     a = torch.randn(n, n, device=device, generator=gen).to(DTYPES[dtype])
     b = torch.randn(n, n, device=device, generator=gen).to(DTYPES[dtype])
     out = torch.empty(n, n, device=device, dtype=DTYPES[dtype])
-    torch.mm(a, b, out=out)
 
     def probe() -> float:
-        seconds = time_calls(lambda: torch.mm(a, b, out=out), 1, warmup=0, device=device, inner=calls)[0]
+        (seconds,) = op_seconds(lambda: torch.mm(a, b, out=out), 1, calls)
         return 2.0 * n ** 3 / seconds / 1e9
 
     return probe
