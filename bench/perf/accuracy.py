@@ -12,6 +12,8 @@ import statistics
 from typing import Callable
 
 from bench.perf.e2e import quickstart_wall
+from bench.perf.markdown import num, table
+from bench.perf.verdict import figures
 
 PRECISIONS = ("fp32", "bf16")
 METRICS = ("avg_incremental_accuracy", "last_accuracy")
@@ -47,3 +49,41 @@ def summarise(runs: list[dict]) -> dict:
                        "noise": max(s["max"] - s["min"] for s in stats.values()),
                        "seeds": len(by["fp32"])}
     return out
+
+
+def section(res: dict) -> list[str]:
+    part = res.get("accuracy")
+    lines = ["## 8. bf16 against fp32: quickstart accuracy", ""]
+    if not isinstance(part, dict) or not part.get("runs"):
+        return lines + [f"Not measured: {part or 'skipped'}", ""]
+    lines += [f"`{part['command']}`, seeds {', '.join(map(str, part['seeds']))}, in launch order; accuracies in %.", ""]
+    lines += table(["seed", "precision", "avg incremental accuracy", "last accuracy", "wall (s)"],
+                   [[str(r["seed"]), r["precision"], num(r["avg_incremental_accuracy"], 2), num(r["last_accuracy"], 2),
+                     num(r["wall_s"])] for r in part["runs"]])
+    lines.append("")
+    for metric, label in (("avg_incremental_accuracy", "Average incremental accuracy"), ("last_accuracy", "Last accuracy")):
+        m = part["summary"][metric]
+        lines.append(f"- {label}: fp32 mean {m['fp32']['mean']:.2f}, bf16 mean {m['bf16']['mean']:.2f}; bf16 − fp32 "
+                     f"{m['difference']:+.2f} points (per seed: {', '.join(f'{d:+.2f}' for d in m['paired'])}); "
+                     f"seed range (run-to-run noise) {m['noise']:.2f}")
+    return lines + [""]
+
+
+def targets(results: dict) -> list[dict]:
+    """bf16 leaves the quickstart's accuracy within run-to-run noise: for both the average incremental
+    and the last accuracy, |mean bf16 − mean fp32| ≤ the wider of the two seed ranges."""
+    summary = figures(results, "accuracy").get("summary")
+    name, goal = "bf16 quickstart accuracy (bf16 − fp32, avg inc.)", "within run-to-run noise (seed range)"
+    if not summary:
+        return [{"name": name, "goal": goal, "value": None, "threshold": None, "met": None, "note": "not measured"}]
+    metrics = {"avg inc.": summary["avg_incremental_accuracy"], "last": summary["last_accuracy"]}
+    note = "; ".join(f"{label}: fp32 {m['fp32']['mean']:.2f} ({m['fp32']['min']:.2f}–{m['fp32']['max']:.2f}), "
+                     f"bf16 {m['bf16']['mean']:.2f} ({m['bf16']['min']:.2f}–{m['bf16']['max']:.2f}), "
+                     f"bf16 − fp32 {m['difference']:+.2f} points against a seed range of {m['noise']:.2f}"
+                     for label, m in metrics.items())
+    seeds = metrics["avg inc."]["seeds"]
+    met = None if seeds < 2 else all(abs(m["difference"]) <= m["noise"] for m in metrics.values())
+    if met is None:
+        note += "; one seed: no run-to-run noise to compare with"
+    return [{"name": name, "goal": goal, "value": metrics["avg inc."]["difference"], "threshold": None, "met": met,
+             "note": f"{seeds} seeds; {note}"}]

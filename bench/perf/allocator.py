@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from bench.perf.child import run_child
 from bench.perf.environ import TUNED_MALLOC
+from bench.perf.markdown import num, span, table
+from bench.perf.step import Case
 from bench.perf.timing import summary
 
 
@@ -23,3 +25,20 @@ def compare(case, rounds: int, repeats: int, warmup: int = 1) -> dict:
         out[name] = {"images_per_s": summary(samples), "probes": probes}
     out["speedup"] = out["tuned"]["images_per_s"]["median"] / out["default"]["images_per_s"]["median"]
     return out
+
+
+def run_part(s) -> dict:
+    return compare(Case("daformer_m", s.alloc_keys, batch=s.batch), s.alloc_rounds, s.alloc_repeats)
+
+
+def section(res: dict) -> list[str]:
+    alloc = res.get("allocator")
+    lines = ["## 7. Allocator", ""]
+    if not isinstance(alloc, dict) or not alloc.get("default"):
+        return lines + [f"Not measured: {alloc or 'skipped'}", ""]
+    lines += [f"Step: {alloc['case']}, fresh processes alternated ({alloc['rounds']} rounds); tuned = "
+              + " ".join(f"`{k}={v}`" for k, v in alloc["tuned_env"].items()), ""]
+    lines += table(["allocator", "images/s", "range"],
+                   [[k, num(alloc[k]["images_per_s"]["median"], 2), span(alloc[k]["images_per_s"], 2)]
+                    for k in ("default", "tuned")])
+    return lines + ["", f"tuned / default: {alloc['speedup']:.2f}×", ""]

@@ -91,21 +91,22 @@ def main(argv=None) -> int:
             res["errors"][name] = f"{type(e).__name__}: {e}"
             log(f"part {name} failed:\n{traceback.format_exc()}")
 
-    part("matmul", lambda: _matmul(s, device, skip))
+    from bench.perf import (accuracy, allocator, compiled, contention, e2e, loader, matmul, packing, ray_overhead,
+                            steps)
+
+    part("matmul", lambda: matmul.run_part(s, device, skip, log))
     peaks = {k: v["gflops"]["median"] for k, v in (res.get("matmul") or {}).items()} \
         if isinstance(res.get("matmul"), dict) else {}
-    part("step", lambda: _steps(s, device, peaks, res, skip))
-    part("compile", lambda: _compiled(s, device, peaks))
-    part("ray", lambda: __import__("bench.perf.ray_overhead", fromlist=["run_part"]).run_part(s, log))
-    part("contention", lambda: __import__("bench.perf.contention", fromlist=["run"]).run(
-        s.contention_repeats, s.contention_inner, log))
-    part("loader", lambda: _loader(s, res))
-    part("sweep", lambda: __import__("bench.perf.packing", fromlist=["run_part"]).run_part(
-        s.sweep_trials, s.sweep_epochs, 4 if device.type == "cuda" else 2, device.type == "cuda", log))
-    part("e2e", lambda: _e2e(s))
-    part("allocator", lambda: _allocator(s))
-    part("accuracy", lambda: __import__("bench.perf.accuracy", fromlist=["run_part"]).run_part(
-        s.accuracy_seeds, s.accuracy_sets, log))
+    part("step", lambda: steps.run_part(s, device, peaks, res, skip, log))
+    part("compile", lambda: compiled.run_part(s, device, peaks, log))
+    part("ray", lambda: ray_overhead.run_part(s, log))
+    part("contention", lambda: contention.run_part(s, log))
+    part("loader", lambda: loader.run_part(s, res, log))
+    part("sweep", lambda: packing.run_part(s.sweep_trials, s.sweep_epochs, 4 if device.type == "cuda" else 2,
+                                           device.type == "cuda", log))
+    part("e2e", lambda: e2e.run_part(s, log))
+    part("allocator", lambda: allocator.run_part(s))
+    part("accuracy", lambda: accuracy.run_part(s.accuracy_seeds, s.accuracy_sets, log))
 
     res["elapsed_s"] = time.perf_counter() - start
     res["load_average_at_end"] = machine.load_average()
@@ -113,69 +114,4 @@ def main(argv=None) -> int:
     json_path, md_path = report.write(REPO / args.out if not Path(args.out).is_absolute() else Path(args.out), res)
     log(f"wrote {json_path} and {md_path}")
     return 1 if res["errors"] else 0
-
-
-def _matmul(s, device, skip):
-    from bench.perf.matmul import matmul_rate
-
-    dtypes = ("fp32",) if "bf16" in skip else ("fp32", "bf16")
-    out = {}
-    for dtype in dtypes:
-        n = s.matmul_n if dtype == "fp32" or device.type == "cuda" else min(s.matmul_n, 1024)
-        out[dtype] = matmul_rate(dtype, device, n, s.matmul_repeats)
-        log(f"  matmul {dtype} n={n}: {out[dtype]['gflops']['median']:.1f} GFLOP/s")
-    return out
-
-
-def _steps(s, device, peaks, res, skip):
-    from bench.perf.steps import bf16_is_fast, run_steps
-
-    matmul = res.get("matmul") if isinstance(res.get("matmul"), dict) else {}
-    return run_steps(s, device, peaks, with_bf16="bf16" not in skip, bf16_fast=bf16_is_fast(matmul, device), log=log)
-
-
-def _compiled(s, device, peaks):
-    from bench.perf.compiled import run_part
-    from bench.perf.step import Case
-
-    plan = [(Case("daformer_m", 5, batch=16, preset="quickstart"), s.compile_repeats, s.compile_inner)]
-    if s.compile_cifar:
-        plan.append((Case("daformer_m", 10, dtype=s.compile_dtype, batch=s.large_batch or s.batch), s.repeats, s.inner))
-    return run_part(plan, device, s.warmup, peaks, log)
-
-
-def _loader(s, res):
-    from bench.perf.loader import loader_rate
-
-    runs = []
-    for workers in (0, 2):
-        log(f"  loader num_workers={workers}")
-        runs.append(loader_rate(workers, s.batch, s.loader_batches, s.loader_repeats))
-    rows = (res.get("step") or {}).get("rows", []) if isinstance(res.get("step"), dict) else []
-    ref = next((r for r in rows if (r["method"], r["tasks"], r["impl"], r["dtype"], r["batch"]) ==
-                ("daformer_m", 10, "batched", "fp32", s.batch)), None)
-    if ref is None:  # no step part: measure the reference step here
-        from bench.perf.step import Case, measure
-
-        ref = measure([Case("daformer_m", 10, batch=s.batch)], __import__("torch").device("cpu"), s.repeats)[0]
-    return {"runs": runs, "step_case": ref["name"], "step_images_per_s": ref["images_per_s"]}
-
-
-def _e2e(s):
-    from bench.perf.e2e import VARIANTS, quickstart_wall
-
-    runs = []
-    for _ in range(s.e2e_repeats):
-        for in_process, env in VARIANTS:
-            log(f"  quickstart {'--in-process' if in_process else 'on Ray'} {env or ''}")
-            runs.append(quickstart_wall(in_process, env))
-            log(f"    {runs[-1]['wall_s']:.1f} s")
-    return {"runs": runs}
-
-
-def _allocator(s):
-    from bench.perf.allocator import compare
-    from bench.perf.step import Case
-
-    return compare(Case("daformer_m", s.alloc_keys, batch=s.batch), s.alloc_rounds, s.alloc_repeats)
 

@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass
 
 from bench.perf.child import run_child
 from bench.perf.environ import MALLOC, THREAD_POLICY, TUNED_MALLOC
+from bench.perf.markdown import num, span, table
 from bench.perf.step import Case
 
 CASE = Case("daformer_m", 5, batch=16, preset="quickstart")
@@ -45,7 +46,8 @@ def configs(extended: bool) -> list[Config]:
     return out
 
 
-def run(repeats: int, inner: int, log, extended: bool = True) -> dict:
+def run_part(s, log, extended: bool = True) -> dict:
+    repeats, inner = s.contention_repeats, s.contention_inner
     cpus = sorted(os.sched_getaffinity(0))
     if len(cpus) < 2:
         return {"skipped": "fewer than 2 CPUs"}
@@ -72,3 +74,19 @@ def run(repeats: int, inner: int, log, extended: bool = True) -> dict:
                 busy.kill()
                 busy.wait()
     return {"case": CASE.name, "cpus": pinned, "host_cpus": os.cpu_count(), "rows": rows}
+
+
+def section(res: dict) -> list[str]:
+    cont = res.get("contention")
+    if isinstance(cont, dict) and cont.get("rows"):
+        lines = [f"### OpenMP wait policy under a controlled competitor ({cont['case']})", "",
+                 f"Fresh processes pinned to CPUs {cont['cpus']} (host: {cont['host_cpus']} CPUs); 'competitor' = "
+                 "one busy-looping process (nice 0) pinned to the second of those CPUs.", ""]
+        lines += table(["competitor", "OMP_WAIT_POLICY", "thread", "intra-op threads", "malloc", "nice",
+                        "images/s", "range"],
+                       [["yes" if r["competitor"] else "no", r["omp_wait_policy"],
+                         "non-main" if r["in_thread"] else "main", str(r.get("threads", 2)),
+                         r.get("malloc", "glibc default"), str(r.get("nice", 0)), num(r["images_per_s"]["median"]),
+                         span(r["images_per_s"])] for r in cont["rows"]])
+        return lines + [""]
+    return [f"OpenMP contention test: {cont}", ""] if cont else []

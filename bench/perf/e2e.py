@@ -6,6 +6,7 @@ get this environment without the OpenMP wait-policy and malloc variables: as a u
 The run's own log lines are timed as they arrive, to split the wall time: launch to the first
 epoch line (imports, data, Ray and the trainer starting, the first epoch), the epochs' img/s as
 the learner reports them, and the last accuracy line to exit (report, summary, Ray shutting down).
+Its target: the quickstart through Ray in at most 90 s.
 """
 from __future__ import annotations
 
@@ -19,6 +20,8 @@ import time
 from pathlib import Path
 
 from bench.perf.environ import MALLOC, THREAD_POLICY, child_env
+from bench.perf.markdown import num, table
+from bench.perf.verdict import figures, target
 
 REPO = Path(__file__).resolve().parents[2]
 BASE_ENV = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled", "HF_HUB_OFFLINE": "1",
@@ -76,3 +79,50 @@ def timeline(lines: list[tuple[float, str]]) -> dict:
         rates = [r for _, p, r in epochs if p == phase]
         out[f"{phase}_images_per_s_median"] = statistics.median(rates) if rates else None
     return out
+
+
+def run_part(s, log) -> dict:
+    runs = []
+    for _ in range(s.e2e_repeats):
+        for in_process, env in VARIANTS:
+            log(f"  quickstart {'--in-process' if in_process else 'on Ray'} {env or ''}")
+            runs.append(quickstart_wall(in_process, env))
+            log(f"    {runs[-1]['wall_s']:.1f} s")
+    return {"runs": runs}
+
+
+def section(res: dict) -> list[str]:
+    e2e = res.get("e2e")
+    lines = ["## 6. End to end: quickstart", ""]
+    if not isinstance(e2e, dict) or not e2e.get("runs"):
+        return lines + [f"Not measured: {e2e or 'skipped'}", ""]
+    lines += ["Each row one run, in launch order. 'first epoch line': seconds from launch until the learner's "
+              "first epoch line arrives (imports, data, Ray and the trainer starting, one epoch); 'after last "
+              "accuracy': seconds from the last task's accuracy line to exit (report, summary, shutdown); "
+              "img/s: medians of the learner's own per-epoch figures.", ""]
+    lines += table(["command", "extra environment", "wall (s)", "first epoch line (s)", "train img/s",
+                    "finetune img/s", "after last accuracy (s)"],
+                   [[f"`{r['command']}`", " ".join(f"{k}={v}" for k, v in r["env"].items()) or "—", num(r["wall_s"]),
+                     num(r.get("first_epoch_line_s")), num(r.get("train_images_per_s_median"), 0),
+                     num(r.get("finetune_images_per_s_median"), 0),
+                     num(r["wall_s"] - r["last_accuracy_line_s"]) if r.get("last_accuracy_line_s") else "—"]
+                    for r in e2e["runs"]])
+    by = {}
+    for r in e2e["runs"]:
+        by.setdefault((r["in_process"], tuple(sorted(r["env"].items()))), []).append(r["wall_s"])
+    lines += ["", "Medians: " + "; ".join(
+        f"{'--in-process' if k[0] else 'Ray'}{' ' + ' '.join(f'{a}={b}' for a, b in k[1]) if k[1] else ''}: "
+        f"{statistics.median(v):.1f} s (n={len(v)})" for k, v in by.items())]
+    return lines + [""]
+
+
+def targets(results: dict) -> list[dict]:
+    e2e = figures(results, "e2e")
+    ray_runs = [r["wall_s"] for r in e2e.get("runs", []) if not r["in_process"] and not r["env"]]
+    if not ray_runs:
+        return [{"name": "quickstart wall time (Ray)", "goal": "≤ 90 s", "value": None, "threshold": 90,
+                 "met": None, "note": "not measured in this mode"}]
+    median = statistics.median(ray_runs)
+    t = target("quickstart wall time (Ray)", "≤ 90 s", median, 0.0, "")
+    t["met"] = bool(median <= 90)
+    return [t]

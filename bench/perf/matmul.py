@@ -1,8 +1,11 @@
-"""The reference ceiling: dense square matmul throughput per dtype, in GFLOP/s."""
+"""Part 1, the reference ceiling: dense square matmul throughput per dtype, in GFLOP/s."""
 from __future__ import annotations
+
+from typing import Callable
 
 import torch
 
+from bench.perf.markdown import num, span, table
 from bench.perf.timing import op_seconds, rates, summary
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
@@ -31,3 +34,22 @@ def ceiling_probe(dtype: str, device: torch.device, n: int, calls: int = 2):
         return 2.0 * n ** 3 / seconds / 1e9
 
     return probe
+
+
+def run_part(s, device: torch.device, skip: dict, log: Callable[[str], None]) -> dict:
+    dtypes = ("fp32",) if "bf16" in skip else ("fp32", "bf16")
+    out = {}
+    for dtype in dtypes:
+        n = s.matmul_n if dtype == "fp32" or device.type == "cuda" else min(s.matmul_n, 1024)
+        out[dtype] = matmul_rate(dtype, device, n, s.matmul_repeats)
+        log(f"  matmul {dtype} n={n}: {out[dtype]['gflops']['median']:.1f} GFLOP/s")
+    return out
+
+
+def section(res: dict) -> list[str]:
+    if not isinstance(res.get("matmul"), dict):
+        return []
+    lines = ["## 1. Reference ceiling: dense matmul", ""]
+    lines += table(["dtype", "n", "GFLOP/s (median)", "range"],
+                   [[r["dtype"], str(r["n"]), num(r["gflops"]["median"]), span(r["gflops"])] for r in res["matmul"].values()])
+    return lines + [""]

@@ -5,6 +5,7 @@ the report and shutdown included.
 On the CPU, the concurrent sweep gives each 1-worker trial `cores / concurrency` CPUs; on a GPU
 host each trial gets `1 / concurrency` of the GPU. The sweep is quickstart's model and data with
 `seed` as its axis, with fewer epochs so that Ray's per-trial start is part of what is measured.
+Its target (GPUs only): 4 trials sharing a GPU at least 2.5 times the trials per hour of one.
 """
 from __future__ import annotations
 
@@ -19,6 +20,8 @@ import yaml
 
 from bench.perf.e2e import BASE_ENV, REPO
 from bench.perf.environ import child_env
+from bench.perf.markdown import num, table
+from bench.perf.verdict import figures, target
 
 
 def sweep_spec(trials: int, concurrency: int, epochs: int, gpu: bool) -> dict:
@@ -60,3 +63,32 @@ def run_part(trials: int, epochs: int, concurrency: int, gpu: bool, log) -> dict
         log(f"    {runs[-1]['wall_s']:.0f} s, {runs[-1]['trials_per_hour']:.0f} trials/hour")
     return {"runs": runs, "device": "cuda" if gpu else "cpu",
             "ratio": runs[1]["trials_per_hour"] / runs[0]["trials_per_hour"]}
+
+
+def section(res: dict) -> list[str]:
+    sweep = res.get("sweep")
+    lines = ["## 5. Sweep packing", ""]
+    if not isinstance(sweep, dict):
+        return lines + [f"Not measured: {sweep or 'skipped'}", ""]
+    first = sweep["runs"][0]
+    lines += [f"The real sweep command (`python suite/run.py --sweep FILE`, Ray start included) on quickstart's "
+              f"model and data, axis `seed` ({first['trials']} trials), {first['epochs']} epochs per task and 1 "
+              "finetuning epoch; one trial at a time against several at once (bench/perf/packing.py).", ""]
+    lines += table(["trials at once", "resources per trial", "wall (s)", "trials/hour"],
+                   [[str(r["concurrency"]), ", ".join(f"{k.split('.')[-1]} {v:g}" for k, v in r["set"].items()
+                                                     if k.startswith("ray.") and not isinstance(v, bool)),
+                     num(r["wall_s"]), num(r["trials_per_hour"])] for r in sweep["runs"]])
+    return lines + ["", f"Trials per hour, {sweep['runs'][-1]['concurrency']} at once ÷ 1 at a time: "
+                        f"{sweep['ratio']:.2f}×", ""]
+
+
+def targets(results: dict) -> list[dict]:
+    sweep = figures(results, "sweep")
+    if not sweep:
+        return []
+    c = sweep["runs"][-1]["concurrency"]
+    gpu = sweep["device"] == "cuda"
+    return [target(f"sweep packing, {c} concurrent trials / 1", "≥ 2.5× (4 trials sharing a GPU)" if gpu else
+                   "measured (no target on CPUs)", sweep["ratio"], 2.5,
+                   f"{sweep['runs'][0]['trials']} trials; walls " +
+                   " / ".join(f"{r['wall_s']:.0f} s" for r in sweep["runs"]), applicable=gpu)]

@@ -1,152 +1,27 @@
-"""Ray Train overhead: the same step in a 1-worker `TorchTrainer` (CPU, all cores) against in-process.
+"""Part 3, Ray Train overhead: the same step in a 1-worker `TorchTrainer` (CPU, all cores) against in-process.
 
-Every measurement runs in a fresh process: `python -m bench.perf.ray_overhead VARIANT CASE_JSON`
-starts a private local Ray exactly as `suite.distributed.cluster.init_ray` does (dashboard, the
-suite's worker environment), runs one `TorchTrainer` whose worker times the step with
-`bench.perf.probe` in its TrainingThread, and prints the probe. Variants add what the
-investigation found to matter (worker niceness, OpenMP's wait policy, intra-op threads); the
-in-process side runs through `bench.perf.child` (main thread and a non-main thread).
+Every measurement runs in a fresh process: `bench.perf.ray_child` starts a private local Ray
+exactly as `suite.distributed.cluster.init_ray` does (dashboard, the suite's worker environment),
+runs one `TorchTrainer` whose worker times the step in its TrainingThread, and prints the probe.
+Variants add what the investigation found to matter (worker niceness, OpenMP's wait policy,
+intra-op threads); the in-process side runs through `bench.perf.child` (main thread and a non-main
+thread). Its targets: TorchTrainer ÷ in-process, on the CIFAR and on the quickstart-size step.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import subprocess
 import sys
-import tempfile
-import time
-import uuid
 from dataclasses import asdict
 from pathlib import Path
 
-from bench.perf.environ import MALLOC, THREAD_POLICY, WORKER_ENV, child_env, start_local_ray
+from bench.perf.environ import MALLOC, THREAD_POLICY, WORKER_ENV, child_env
+from bench.perf.markdown import num, span, table
+from bench.perf.ray_child import MARK, VARIANTS
+from bench.perf.verdict import figures, target
 
 REPO = Path(__file__).resolve().parents[2]
-MARK = "PERF-RAY "
-
-# What a variant changes. `env`: worker environment (runtime_env env_vars, on top of the suite's
-# WORKER_ENV; for in-process probes the child's environment). `raylet_env`: set in the driver
-# before ray.init, so the raylet it starts reads it. `threads`: torch.set_num_threads in the worker
-# (0: the cluster's CPUs, as suite/distributed/train.py does).
-VARIANTS = {
-    "default": {},
-    "nice0": {"raylet_env": {"RAY_worker_niceness": "0"}},
-    "passive": {"env": {"OMP_WAIT_POLICY": "PASSIVE"}},
-    "nice0+passive": {"raylet_env": {"RAY_worker_niceness": "0"}, "env": {"OMP_WAIT_POLICY": "PASSIVE"}},
-    "threads1": {"threads": 1},
-}
-
-
-def _worker(config: dict) -> None:
-    """train_loop_per_worker: time the step in Ray Train's TrainingThread, write the probe."""
-    import ray.train
-
-    from bench.perf.probe import probe
-    from bench.perf.step import Case
-
-    result = probe(Case(**config["case"]), config["repeats"], config["warmup"], config["inner"], config["threads"])
-    result["context"]["world_rank"] = ray.train.get_context().get_world_rank()
-    Path(config["out"]).write_text(json.dumps(result))
-
-
-def _one_worker_trainer(fn, config: dict, storage: str):
-    """A TorchTrainer of one worker holding every CPU (gloo), checkpoints under `storage`."""
-    from ray.train import RunConfig, ScalingConfig
-    from ray.train.torch import TorchConfig, TorchTrainer
-
-    return TorchTrainer(fn, train_loop_config=config,
-                        scaling_config=ScalingConfig(num_workers=1, use_gpu=False,
-                                                     resources_per_worker={"CPU": float(os.cpu_count())}),
-                        torch_config=TorchConfig(backend="gloo"),
-                        run_config=RunConfig(name=f"perf-{uuid.uuid4().hex[:8]}", storage_path=storage))
-
-
-def run_variant(variant: str, case_json: str, repeats: int, warmup: int, inner: int) -> dict:
-    """In this (fresh) process: start Ray as the suite does, fit one TorchTrainer, return its probe."""
-    spec = VARIANTS[variant]
-    os.environ.update(spec.get("raylet_env", {}))
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    import ray
-
-    start = time.perf_counter()
-    start_local_ray(spec.get("env", {}), log_to_driver=False)
-    with tempfile.TemporaryDirectory(prefix="perf-ray-") as tmp:
-        out = Path(tmp) / "probe.json"
-        _one_worker_trainer(_worker, {"case": json.loads(case_json), "repeats": repeats, "warmup": warmup,
-                                      "inner": inner, "threads": spec.get("threads") or os.cpu_count(),
-                                      "out": str(out)}, tmp).fit()
-        result = json.loads(out.read_text())
-    ray.shutdown()
-    result["wall_s"] = time.perf_counter() - start
-    result["variant"] = variant
-    return result
-
-
-def _cpu_seconds() -> dict[int, tuple[str, float]]:
-    """CPU seconds (user + system) used so far by every process: pid -> (name, seconds)."""
-    tick = os.sysconf("SC_CLK_TCK")
-    out = {}
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            stat = Path(f"/proc/{pid}/stat").read_text()
-            argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
-        except OSError:
-            continue
-        fields = stat[stat.rindex(")") + 2:].split()
-        out[int(pid)] = (_process_name(argv) or stat[stat.index("(") + 1:stat.rindex(")")],
-                         (int(fields[11]) + int(fields[12])) / tick)
-    return out
-
-
-def _process_name(argv: list[str]) -> str:
-    """'ray::TrainController', 'raylet', or for `python [-u] SCRIPT` the script's name."""
-    name = Path(argv[0]).name
-    if name.startswith("python"):
-        script = next((a for a in argv[1:] if a and not a.startswith("-")), "")
-        return f"python {Path(script).name}" if script else name
-    return name
-
-
-def _sleep(config: dict) -> None:
-    Path(config["marker"]).touch()
-    time.sleep(config["seconds"])
-
-
-def run_background(seconds: float) -> dict:
-    """In this (fresh) process: Ray as the suite starts it and a TorchTrainer whose worker sleeps;
-    the CPU every process on the machine uses over `seconds` meanwhile (Ray's own cost, with
-    nothing to train)."""
-    import threading
-
-    import ray
-
-    start_local_ray(log_to_driver=False)
-    settle = 3.0  # after the worker falls asleep, before sampling
-    box = {}
-
-    def sample(marker: Path):
-        while not marker.exists():
-            time.sleep(0.2)
-        time.sleep(settle)
-        before, start = _cpu_seconds(), time.perf_counter()
-        time.sleep(seconds)
-        after, elapsed = _cpu_seconds(), time.perf_counter() - start
-        box["per_process"] = sorted(((after[p][0], (after[p][1] - before[p][1]) / elapsed) for p in after if p in before),
-                                    key=lambda x: -x[1])
-        box["window_s"] = elapsed
-
-    with tempfile.TemporaryDirectory(prefix="perf-ray-") as tmp:
-        marker = Path(tmp) / "asleep"
-        sampler = threading.Thread(target=sample, args=(marker,))
-        trainer = _one_worker_trainer(_sleep, {"seconds": seconds + settle + 2, "marker": str(marker)}, tmp)
-        sampler.start()
-        trainer.fit()
-        sampler.join()
-    ray.shutdown()
-    busy = [(name, share) for name, share in box["per_process"] if share > 0]
-    return {"cores_used": sum(share for _, share in busy), "processes": len(busy), "window_s": box["window_s"],
-            "top": [{"process": name, "cores": share} for name, share in busy[:8]], "cpus": os.cpu_count()}
 
 
 def ray_probe(variant: str, case, repeats: int, warmup: int = 1, inner: int = 1, timeout: float = 3600) -> dict:
@@ -165,7 +40,7 @@ def _in_fresh_process(args: list[str], what: str, timeout: float) -> dict:
     # worker gets WORKER_ENV and the variant's through runtime_env, as the suite does
     env = child_env({"RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0", "RAY_TRAIN_ENABLE_PRINT_PATCH": "0"},
                     unset=THREAD_POLICY + MALLOC)
-    done = subprocess.run([sys.executable, "-m", "bench.perf.ray_overhead", *args], cwd=REPO, env=env,
+    done = subprocess.run([sys.executable, "-m", "bench.perf.ray_child", *args], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=timeout)
     for line in done.stdout.splitlines():
         if line.startswith(MARK):
@@ -186,28 +61,6 @@ def in_process_probe(variant: str, case, repeats: int, warmup: int = 1, inner: i
     result["variant"] = variant
     return result
 
-
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m bench.perf.ray_overhead")
-    p.add_argument("variant", choices=sorted(VARIANTS) + ["background"])
-    p.add_argument("case", help="a step case as JSON; with 'background': the seconds the worker sleeps")
-    p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--warmup", type=int, default=1)
-    p.add_argument("--inner", type=int, default=1)
-    args = p.parse_args(argv)
-    if args.variant == "background":
-        result = run_background(float(args.case))
-    else:
-        result = run_variant(args.variant, args.case, args.repeats, args.warmup, args.inner)
-    print(MARK + json.dumps(result), flush=True)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
-
-
-# ---------------------------------------------------------------- the part as the benchmark runs it
 
 SMALL_CASE = dict(method="daformer_m", tasks=5, batch=16, preset="quickstart")  # the quickstart's last task
 CIFAR_CASE = dict(method="daformer_m", tasks=1, batch=128)  # the 1-key row of the step table
@@ -276,3 +129,81 @@ def _merge(a: dict, b: dict) -> dict:
 def _ratios(rows: list[dict], base: dict) -> None:
     for r in rows:
         r["vs_in_process_default"] = r["images_per_s"]["median"] / base["images_per_s"]["median"]
+
+
+def section(res: dict) -> list[str]:
+    ray = res.get("ray")
+    lines = ["## 3. Ray Train overhead", ""]
+    if not isinstance(ray, dict) or not ray.get("small"):
+        return lines + [f"Not measured: {ray or 'skipped'}", ""]
+    lines += ["Each row is a fresh process. `TorchTrainer` rows: a private local Ray started as "
+              "`suite.distributed.cluster.init_ray` does (dashboard on, the suite's WORKER_ENV), 1 worker with "
+              f"all {ray['cpus']} CPUs, the step timed inside Ray Train's TrainingThread after "
+              "`torch.set_num_threads(cpus)` as suite/distributed/train.py does. In-process rows: the same "
+              "environment (WORKER_ENV + the variant's), no Ray. Variants: `nice0` = `RAY_worker_niceness=0` "
+              "for the raylet (Ray starts workers at nice 15 otherwise); `passive` = `OMP_WAIT_POLICY=PASSIVE` "
+              "in the worker; `threads1` = `torch.set_num_threads(1)`.", ""]
+    for part in ("small", "cifar"):
+        block = ray.get(part)
+        if not block:
+            continue
+        lines += [f"Step: {block['case']}", ""]
+        lines += table(["where", "images/s", "range", "÷ in-process default", "thread", "nice", "threads", "OMP env"],
+                       [[r["where"], num(r["images_per_s"]["median"]), span(r["images_per_s"]),
+                         f"{r['vs_in_process_default']:.2f}", r["context"]["thread"].split("(")[0],
+                         str(r["context"]["niceness"]), str(r["context"]["torch_threads"]),
+                         " ".join(f"{k}={v}" for k, v in r["context"]["env"].items() if k.startswith(("OMP", "GOMP")))]
+                        for r in block["rows"]])
+        lines.append("")
+    return lines + findings(ray) + _background(ray.get("background"))
+
+
+def findings(ray: dict) -> list[str]:
+    """Ratios the investigation rests on, computed from the small-step rows."""
+    rows = {r["where"]: r["images_per_s"]["median"] for r in ray["small"]["rows"]}
+
+    def ratio(a, b):
+        return f"{rows[a] / rows[b]:.2f}" if a in rows and b in rows else "—"
+
+    d, p = "in-process default", "in-process passive"
+    out = ["Ratios on the quickstart-size step (medians):", "",
+           f"- non-main thread ÷ main thread, default OpenMP: {ratio(d + ', non-main thread', d + ', main thread')}; "
+           f"with OMP_WAIT_POLICY=PASSIVE: {ratio(p + ', non-main thread', p + ', main thread')}",
+           f"- nice 15 ÷ nice 0 (non-main thread), default: {ratio(d + ', non-main thread, nice 15', d + ', non-main thread')}; "
+           f"passive: {ratio(p + ', non-main thread, nice 15', p + ', non-main thread')}",
+           f"- OMP_WAIT_POLICY=PASSIVE ÷ default, main thread: {ratio(p + ', main thread', d + ', main thread')}",
+           f"- 1 intra-op thread ÷ {ray['cpus']} threads, main thread: {ratio('in-process threads1, main thread', d + ', main thread')}",
+           f"- TorchTrainer: nice0 ÷ default {ratio('TorchTrainer nice0', 'TorchTrainer default')}, passive ÷ default "
+           f"{ratio('TorchTrainer passive', 'TorchTrainer default')}, nice0+passive ÷ default "
+           f"{ratio('TorchTrainer nice0+passive', 'TorchTrainer default')}", ""]
+    return out
+
+
+def _background(bg) -> list[str]:
+    if not bg:
+        return []
+    top = ", ".join(f"{t['process']} {t['cores'] * 100:.1f}%" for t in bg["top"])
+    return [f"Ray's own CPU use with nothing to train (a 1-worker TorchTrainer whose worker sleeps, every "
+            f"process on the machine sampled for {bg['window_s']:.0f} s): **{bg['cores_used'] * 100:.0f}% of one core** "
+            f"({bg['cores_used'] / bg['cpus']:.0%} of the machine's {bg['cpus']} CPUs), spread over {bg['processes']} "
+            f"processes; the busiest: {top}. On a machine this small that share is taken from training whatever "
+            "the worker does.", ""]
+
+
+def targets(results: dict) -> list[dict]:
+    out = []
+    ray = figures(results, "ray")
+    for part, label in (("cifar", "CIFAR step"), ("small", "quickstart-size step")):
+        rws = (ray.get(part) or {}).get("rows") or []
+        default = next((r for r in rws if r["where"] == "TorchTrainer default"), None)
+        fixed = [r for r in rws if r["where"].startswith("TorchTrainer") and r["where"] != "TorchTrainer default"]
+        best = max(fixed, key=lambda r: r["vs_in_process_default"]) if fixed else None
+        note = f"best fix: {best['where']} {best['vs_in_process_default']:.2f}" if best else ""
+        background = ray.get("background")
+        if background and default:
+            share = background["cores_used"] / background["cpus"]
+            note += (f"; Ray's own processes use {share:.0%} of the machine with nothing to train, "
+                     f"which bounds the ratio near {1 - share:.2f}")
+        out.append(target(f"Ray Train overhead ({label}, as the suite runs it)", "≥ 0.95",
+                          default and default["vs_in_process_default"], 0.95, note or "not measured"))
+    return out
