@@ -26,9 +26,9 @@ from bench.perf.verdict import figures, target
 REPO = Path(__file__).resolve().parents[2]
 BASE_ENV = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled", "HF_HUB_OFFLINE": "1",
             "PYTHONUNBUFFERED": "1"}
-# (in-process, extra environment of the command). OMP_WAIT_POLICY=PASSIVE and RAY_worker_niceness=0
-# were measured here on 2026-11-25/26 and gave nothing (Ray 155 s either way) or lost (niceness 0:
-# 196 s against 145 s): add such variants here to measure them again.
+# (in-process, extra environment of the command). OMP_WAIT_POLICY=PASSIVE gave nothing
+# (bench/experiments/e2e/perf.md) and RAY_worker_niceness=0 lost (196 s against 145 s through Ray on
+# 2026-11-26, no report kept): add such variants here to measure them again.
 VARIANTS = ((False, {}), (True, {}))
 EPOCH = re.compile(r"task \d+/\d+ (train|finetune)\s+epoch \d+/\d+ .*?([\d,]+) img/s")
 ACCURACY = re.compile(r"task (\d+)/(\d+) accuracy")

@@ -4,7 +4,7 @@ fused attention call over (key, sample x head) with the key bias folded into a p
 device, at a batch whose sample x head count passes 65,535 (a CUDA grid limit), and profiles the
 compiled step.
 
-`python reports/perf/external-sdpa/ab.py --device cuda --out DIR [--quick]`; writes DIR/ab.json,
+`python bench/experiments/external-sdpa/ab.py --device cuda --out DIR [--quick]`; writes DIR/ab.json,
 DIR/ab.md, DIR/prof_*.txt (`--render DIR` rewrites DIR/ab.md from DIR/ab.json).
 """
 import argparse
@@ -19,10 +19,10 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
 from suite.models.daformer import DualAttentionBlock  # noqa: E402
-from suite.perf.machine import describe  # noqa: E402
-from suite.perf.matmul import matmul_rate  # noqa: E402
-from suite.perf.step import Case, Step, count_flops  # noqa: E402
-from suite.perf.timing import summary, time_calls  # noqa: E402
+from bench.perf.machine import describe  # noqa: E402
+from bench.perf.matmul import matmul_rate  # noqa: E402
+from bench.perf.step import Case, Step, count_flops  # noqa: E402
+from bench.perf.timing import summary, time_calls  # noqa: E402
 
 T0 = time.time()
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The quickstart through Ray with and without the one-worker collective skip (suite/learner/dist.py,
 # commit e66fefc), alternating, two runs each: wall time, first epoch line, median train img/s.
-# Usage: bash reports/perf/one-worker-collectives/ab.sh  (from the repository root, venv in .venv)
+# Usage: bash bench/experiments/one-worker-collectives/ab.sh  (from the repository root, venv in .venv)
 set -euo pipefail
 repo=$(pwd); py=$repo/.venv/bin/python
 old=$(mktemp -d); out=$(mktemp -d)

@@ -1,7 +1,7 @@
 """Compiled CIFAR step under inductor options: the suite's (`fallback_random`), plus coordinate-descent
 tuning of the generated kernels, plus max-autotune (GEMM templates benchmarked). Eager for scale.
 
-`python reports/perf/inductor-options/ab.py --device cuda --out DIR [--case keys:dtype:batch]`;
+`python bench/experiments/inductor-options/ab.py --device cuda --out DIR [--case keys:dtype:batch]`;
 writes DIR/ab.json and DIR/ab.md as each variant finishes (compiling can take minutes).
 """
 import argparse
@@ -13,10 +13,10 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
-from suite.perf.machine import describe  # noqa: E402
-from suite.perf.matmul import matmul_rate  # noqa: E402
-from suite.perf.step import Case, Step, count_flops  # noqa: E402
-from suite.perf.timing import summary, time_calls  # noqa: E402
+from bench.perf.machine import describe  # noqa: E402
+from bench.perf.matmul import matmul_rate  # noqa: E402
+from bench.perf.step import Case, Step, count_flops  # noqa: E402
+from bench.perf.timing import summary, time_calls  # noqa: E402
 
 VARIANTS = {
     "eager": None,

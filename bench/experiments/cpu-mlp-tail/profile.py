@@ -1,7 +1,7 @@
 """torch.profiler over 3 CPU training steps of the CIFAR preset (daformer_m, 10 keys, fp32, batch 128,
 2 threads): ops by self CPU time, then by input shape.
 
-`MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=68719476736 python reports/perf/cpu-mlp-tail/profile.py`
+`MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=68719476736 python bench/experiments/cpu-mlp-tail/profile.py`
 (output: profile.txt).
 """
 import sys
@@ -11,7 +11,7 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
-from suite.perf.step import Case, Step  # noqa: E402
+from bench.perf.step import Case, Step  # noqa: E402
 
 torch.set_num_threads(2)
 step = Step(Case("daformer_m", 10, batch=128), torch.device("cpu"))

@@ -1,6 +1,6 @@
 """A/B of suite.models.attention: the same step with timm's GPSA (op by op) and the fused one.
 
-`python reports/perf/fused-attention/ab.py --device cuda --out DIR [--repeats N] [--inner N] CASE...`
+`python bench/experiments/fused-attention/ab.py --device cuda --out DIR [--repeats N] [--inner N] CASE...`
 with CASE = keys:dtype:batch (daformer_m, batched dual block). Samples interleaved; writes DIR/ab.json
 and DIR/ab.md. The 'timm' step is built with fuse_attention patched out of the encoder.
 """
@@ -15,10 +15,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
 import suite.models.encoder as encoder  # noqa: E402
-from suite.perf.machine import describe  # noqa: E402
-from suite.perf.matmul import matmul_rate  # noqa: E402
-from suite.perf.step import Case, Step, count_flops  # noqa: E402
-from suite.perf.timing import summary, time_calls  # noqa: E402
+from bench.perf.machine import describe  # noqa: E402
+from bench.perf.matmul import matmul_rate  # noqa: E402
+from bench.perf.step import Case, Step, count_flops  # noqa: E402
+from bench.perf.timing import summary, time_calls  # noqa: E402
 
 
 def ab(case: Case, device: torch.device, repeats: int, inner: int, peak: float) -> dict:

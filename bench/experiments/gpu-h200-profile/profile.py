@@ -1,13 +1,13 @@
 """torch.profiler over 3 CIFAR steps (daformer_m, 10 keys, batched, batch 1024) in bf16 and fp32 on a
 GPU: ops and kernels by self device time, into $OUT/prof_{dtype}.txt (and by input shape,
-prof_{dtype}_shapes.txt). Run from the repository root: `PYTHONPATH=. OUT=DIR python3 reports/perf/gpu-h200-profile/profile.py`.
+prof_{dtype}_shapes.txt). Run from the repository root: `PYTHONPATH=. OUT=DIR python3 bench/experiments/gpu-h200-profile/profile.py`.
 """
 import os
 
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-from suite.perf.step import Case, Step
+from bench.perf.step import Case, Step
 
 dev = torch.device("cuda")
 for dtype, batch in (("bf16", 1024), ("fp32", 1024)):

@@ -3,12 +3,12 @@ controller polling every 0.5 s and no idle workers prestarted (RAY_prestart_work
 
 Run from the repository root at a commit before those settings were made the default (before
 they were in suite.distributed.cluster, the driver's environment reached every Ray process):
-`PYTHONPATH=. python reports/perf/ray-startup/ab.py OUT.json`.
+`PYTHONPATH=. python bench/experiments/ray-startup/ab.py OUT.json`.
 """
 import json
 import sys
 
-from suite.perf.e2e import quickstart_wall
+from bench.perf.e2e import quickstart_wall
 
 VARIANTS = ({}, {"RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.5", "RAY_prestart_worker_first_driver": "0"})
 
