@@ -12,7 +12,7 @@ import statistics
 from typing import Callable
 
 from bench.perf.e2e import quickstart_wall
-from bench.perf.markdown import num, table
+from bench.perf.markdown import num, part_section, table
 from bench.perf.verdict import figures
 
 PRECISIONS = ("fp32", "bf16")
@@ -52,11 +52,11 @@ def summarise(runs: list[dict]) -> dict:
 
 
 def section(res: dict) -> list[str]:
-    part = res.get("accuracy")
-    lines = ["## 8. bf16 against fp32: quickstart accuracy", ""]
-    if not isinstance(part, dict) or not part.get("runs"):
-        return lines + [f"Not measured: {part or 'skipped'}", ""]
-    lines += [f"`{part['command']}`, seeds {', '.join(map(str, part['seeds']))}, in launch order; accuracies in %.", ""]
+    return part_section("## 8. bf16 against fp32: quickstart accuracy", res.get("accuracy"), _body, key="runs")
+
+
+def _body(part: dict) -> list[str]:
+    lines = [f"`{part['command']}`, seeds {', '.join(map(str, part['seeds']))}, in launch order; accuracies in %.", ""]
     lines += table(["seed", "precision", "avg incremental accuracy", "last accuracy", "wall (s)"],
                    [[str(r["seed"]), r["precision"], num(r["avg_incremental_accuracy"], 2), num(r["last_accuracy"], 2),
                      num(r["wall_s"])] for r in part["runs"]])

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from bench.perf.child import run_child
 from bench.perf.environ import TUNED_MALLOC
-from bench.perf.markdown import num, span, table
+from bench.perf.markdown import num, part_section, span, table
 from bench.perf.step import Case
 from bench.perf.timing import summary
 
@@ -32,12 +32,12 @@ def run_part(s) -> dict:
 
 
 def section(res: dict) -> list[str]:
-    alloc = res.get("allocator")
-    lines = ["## 7. Allocator", ""]
-    if not isinstance(alloc, dict) or not alloc.get("default"):
-        return lines + [f"Not measured: {alloc or 'skipped'}", ""]
-    lines += [f"Step: {alloc['case']}, fresh processes alternated ({alloc['rounds']} rounds); tuned = "
-              + " ".join(f"`{k}={v}`" for k, v in alloc["tuned_env"].items()), ""]
+    return part_section("## 7. Allocator", res.get("allocator"), _body, key="default")
+
+
+def _body(alloc: dict) -> list[str]:
+    lines = [f"Step: {alloc['case']}, fresh processes alternated ({alloc['rounds']} rounds); tuned = "
+             + " ".join(f"`{k}={v}`" for k, v in alloc["tuned_env"].items()), ""]
     lines += table(["allocator", "images/s", "range"],
                    [[k, num(alloc[k]["images_per_s"]["median"], 2), span(alloc[k]["images_per_s"], 2)]
                     for k in ("default", "tuned")])

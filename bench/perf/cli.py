@@ -1,9 +1,10 @@
 """`python -m bench [--quick] [--out DIR] [--device cpu|cuda] [--skip PART,...]`.
 
-Runs the parts in order (matmul ceiling, training steps, Ray Train overhead, data pipeline,
-sweep packing, end to end, allocator, bf16 accuracy) and writes DIR/perf.json and DIR/perf.md. A part that
-fails is recorded under "errors" and the others still run; the exit code is then 1. Where Ray is
-not installed (a GPU machine with torch alone), the parts that start it are skipped and say so.
+Runs the parts in order (matmul ceiling, training steps, torch.compile, Ray Train overhead, OpenMP
+contention, data pipeline, sweep packing, end to end, allocator, bf16 accuracy) and writes
+DIR/perf.json and DIR/perf.md. A part that fails is recorded under "errors" and the others still
+run; the exit code is then 1. Where Ray is not installed (a GPU machine with torch alone), the
+parts that start it are skipped and say so.
 """
 from __future__ import annotations
 

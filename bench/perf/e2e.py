@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 from bench.perf.environ import MALLOC, THREAD_POLICY, child_env
-from bench.perf.markdown import num, table
+from bench.perf.markdown import num, part_section, table
 from bench.perf.verdict import figures, target
 
 REPO = Path(__file__).resolve().parents[2]
@@ -92,14 +92,14 @@ def run_part(s, log) -> dict:
 
 
 def section(res: dict) -> list[str]:
-    e2e = res.get("e2e")
-    lines = ["## 6. End to end: quickstart", ""]
-    if not isinstance(e2e, dict) or not e2e.get("runs"):
-        return lines + [f"Not measured: {e2e or 'skipped'}", ""]
-    lines += ["Each row one run, in launch order. 'first epoch line': seconds from launch until the learner's "
-              "first epoch line arrives (imports, data, Ray and the trainer starting, one epoch); 'after last "
-              "accuracy': seconds from the last task's accuracy line to exit (report, summary, shutdown); "
-              "img/s: medians of the learner's own per-epoch figures.", ""]
+    return part_section("## 6. End to end: quickstart", res.get("e2e"), _body, key="runs")
+
+
+def _body(e2e: dict) -> list[str]:
+    lines = ["Each row one run, in launch order. 'first epoch line': seconds from launch until the learner's "
+             "first epoch line arrives (imports, data, Ray and the trainer starting, one epoch); 'after last "
+             "accuracy': seconds from the last task's accuracy line to exit (report, summary, shutdown); "
+             "img/s: medians of the learner's own per-epoch figures.", ""]
     lines += table(["command", "extra environment", "wall (s)", "first epoch line (s)", "train img/s",
                     "finetune img/s", "after last accuracy (s)"],
                    [[f"`{r['command']}`", " ".join(f"{k}={v}" for k, v in r["env"].items()) or "—", num(r["wall_s"]),

@@ -14,13 +14,13 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from suite.config import apply
-from suite.data.dataset import IndexedImages, build_transform
-from suite.data.registry import load_dataset
-from bench.perf.markdown import num, span, table
+from bench.perf.markdown import num, part_section, span, table
 from bench.perf.step import PRESETS, Case, measure, preset_config
 from bench.perf.timing import summary
 from bench.perf.verdict import figures, target
+from suite.config import apply
+from suite.data.dataset import IndexedImages, build_transform
+from suite.data.registry import load_dataset
 
 
 def loader_rate(num_workers: int, batch: int, batches: int, repeats: int, per_class: int = 500) -> dict:
@@ -72,13 +72,13 @@ def run_part(s, res: dict, log) -> dict:
 
 
 def section(res: dict) -> list[str]:
-    loader = res.get("loader")
-    lines = ["## 4. Data pipeline", ""]
-    if not isinstance(loader, dict) or not loader.get("runs"):
-        return lines + [f"Not measured: {loader or 'skipped'}", ""]
-    lines += [f"IndexedImages + the CIFAR preset's train transform ({', '.join(loader['runs'][0]['transform'])}) "
-              f"on synthetic 32×32 images, batch {loader['runs'][0]['batch']}, timed alone. "
-              f"Step rate compared: {loader['step_case']} = {num(loader['step_images_per_s']['median'], 2)} images/s.", ""]
+    return part_section("## 4. Data pipeline", res.get("loader"), _body, key="runs")
+
+
+def _body(loader: dict) -> list[str]:
+    lines = [f"IndexedImages + the CIFAR preset's train transform ({', '.join(loader['runs'][0]['transform'])}) "
+             f"on synthetic 32×32 images, batch {loader['runs'][0]['batch']}, timed alone. "
+             f"Step rate compared: {loader['step_case']} = {num(loader['step_images_per_s']['median'], 2)} images/s.", ""]
     lines += table(["num_workers", "images/s", "range", "÷ step rate", "first batch (s)"],
                    [[str(r["num_workers"]), num(r["images_per_s"]["median"]), span(r["images_per_s"]),
                      f"{r['images_per_s']['median'] / loader['step_images_per_s']['median']:.1f}×",

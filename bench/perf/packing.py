@@ -20,7 +20,7 @@ import yaml
 
 from bench.perf.e2e import BASE_ENV, REPO
 from bench.perf.environ import child_env
-from bench.perf.markdown import num, table
+from bench.perf.markdown import num, part_section, table
 from bench.perf.verdict import figures, target
 
 
@@ -66,14 +66,14 @@ def run_part(trials: int, epochs: int, concurrency: int, gpu: bool, log) -> dict
 
 
 def section(res: dict) -> list[str]:
-    sweep = res.get("sweep")
-    lines = ["## 5. Sweep packing", ""]
-    if not isinstance(sweep, dict):
-        return lines + [f"Not measured: {sweep or 'skipped'}", ""]
+    return part_section("## 5. Sweep packing", res.get("sweep"), _body)
+
+
+def _body(sweep: dict) -> list[str]:
     first = sweep["runs"][0]
-    lines += [f"The real sweep command (`python suite/run.py --sweep FILE`, Ray start included) on quickstart's "
-              f"model and data, axis `seed` ({first['trials']} trials), {first['epochs']} epochs per task and 1 "
-              "finetuning epoch; one trial at a time against several at once (bench/perf/packing.py).", ""]
+    lines = [f"The real sweep command (`python suite/run.py --sweep FILE`, Ray start included) on quickstart's "
+             f"model and data, axis `seed` ({first['trials']} trials), {first['epochs']} epochs per task and 1 "
+             "finetuning epoch; one trial at a time against several at once (bench/perf/packing.py).", ""]
     lines += table(["trials at once", "resources per trial", "wall (s)", "trials/hour"],
                    [[str(r["concurrency"]), ", ".join(f"{k.split('.')[-1]} {v:g}" for k, v in r["set"].items()
                                                      if k.startswith("ray.") and not isinstance(v, bool)),

@@ -17,7 +17,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from bench.perf.environ import MALLOC, THREAD_POLICY, WORKER_ENV, child_env
-from bench.perf.markdown import num, span, table
+from bench.perf.markdown import num, part_section, span, table
 from bench.perf.ray_child import MARK, VARIANTS
 from bench.perf.verdict import figures, target
 
@@ -25,13 +25,13 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def ray_probe(variant: str, case, repeats: int, warmup: int = 1, inner: int = 1, timeout: float = 3600) -> dict:
-    """`run_variant` in a fresh interpreter (a clean Ray and environment every time)."""
+    """`ray_child.run_variant` in a fresh interpreter (a clean Ray and environment every time)."""
     return _in_fresh_process([variant, json.dumps(asdict(case)), "--repeats", str(repeats), "--warmup", str(warmup),
                               "--inner", str(inner)], f"Ray probe '{variant}'", timeout)
 
 
 def background_probe(seconds: float, timeout: float = 600) -> dict:
-    """`run_background` in a fresh interpreter."""
+    """`ray_child.run_background` in a fresh interpreter."""
     return _in_fresh_process(["background", str(seconds)], "Ray background probe", timeout)
 
 
@@ -132,17 +132,17 @@ def _ratios(rows: list[dict], base: dict) -> None:
 
 
 def section(res: dict) -> list[str]:
-    ray = res.get("ray")
-    lines = ["## 3. Ray Train overhead", ""]
-    if not isinstance(ray, dict) or not ray.get("small"):
-        return lines + [f"Not measured: {ray or 'skipped'}", ""]
-    lines += ["Each row is a fresh process. `TorchTrainer` rows: a private local Ray started as "
-              "`suite.distributed.cluster.init_ray` does (dashboard on, the suite's WORKER_ENV), 1 worker with "
-              f"all {ray['cpus']} CPUs, the step timed inside Ray Train's TrainingThread after "
-              "`torch.set_num_threads(cpus)` as suite/distributed/train.py does. In-process rows: the same "
-              "environment (WORKER_ENV + the variant's), no Ray. Variants: `nice0` = `RAY_worker_niceness=0` "
-              "for the raylet (Ray starts workers at nice 15 otherwise); `passive` = `OMP_WAIT_POLICY=PASSIVE` "
-              "in the worker; `threads1` = `torch.set_num_threads(1)`.", ""]
+    return part_section("## 3. Ray Train overhead", res.get("ray"), _body, key="small")
+
+
+def _body(ray: dict) -> list[str]:
+    lines = ["Each row is a fresh process. `TorchTrainer` rows: a private local Ray started as "
+             "`suite.distributed.cluster.init_ray` does (dashboard on, the suite's WORKER_ENV), 1 worker with "
+             f"all {ray['cpus']} CPUs, the step timed inside Ray Train's TrainingThread after "
+             "`torch.set_num_threads(cpus)` as suite/distributed/train.py does. In-process rows: the same "
+             "environment (WORKER_ENV + the variant's), no Ray. Variants: `nice0` = `RAY_worker_niceness=0` "
+             "for the raylet (Ray starts workers at nice 15 otherwise); `passive` = `OMP_WAIT_POLICY=PASSIVE` "
+             "in the worker; `threads1` = `torch.set_num_threads(1)`.", ""]
     for part in ("small", "cifar"):
         block = ray.get(part)
         if not block:

@@ -16,11 +16,11 @@ import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop_count, sdpa_flop_count
 
+from bench.perf.naive import naive_block
+from bench.perf.timing import rates, summary, sync, time_calls
 from suite.config import Config, load
 from suite.learner.learner import compiled_forward
 from suite.models import build_model
-from bench.perf.naive import naive_block
-from bench.perf.timing import rates, summary, sync, time_calls
 
 REPO = Path(__file__).resolve().parents[2]
 
