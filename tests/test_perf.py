@@ -8,6 +8,7 @@ dual block is checked against the batched one directly.
 import json
 import math
 import os
+import shutil
 import subprocess
 import sys
 
@@ -135,6 +136,22 @@ def test_unknown_part_is_a_usage_error(tmp_path, module):
     assert done.returncode == 2 and "unknown part" in done.stderr
     assert done.stderr.startswith("usage: python -m bench ")
     assert not (tmp_path / "perf.json").exists()
+
+
+def test_committed_full_run_renders_as_committed(tmp_path):
+    """Every part's section and target check on a full CPU run (the quick test skips most parts):
+    `python -m bench.perf.report` rewrites the committed perf.md from its perf.json unchanged."""
+    from bench.perf import report
+
+    shutil.copy(REPO / "reports" / "perf" / "perf.json", tmp_path / "perf.json")
+    assert report.main([str(tmp_path)]) == 0
+    md = (tmp_path / "perf.md").read_text()
+    assert md == (REPO / "reports" / "perf" / "perf.md").read_text()
+    headings = [line.split(" (")[0] for line in md.splitlines() if line.startswith("## ")]
+    assert headings[2:] == ["## 1. Reference ceiling: dense matmul", "## 2. Training step", "## 3. Ray Train overhead",
+                            "## 4. Data pipeline", "## 5. Sweep packing", "## 6. End to end: quickstart",
+                            "## 7. Allocator", "## 8. bf16 against fp32: quickstart accuracy"]
+    assert "### OpenMP wait policy under a controlled competitor" in md and "Not measured" not in md
 
 
 def _step_row(impl, dtype, batch, images_per_s, mfu):
