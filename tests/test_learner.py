@@ -306,7 +306,7 @@ def test_non_finite_batches_can_be_skipped_and_counted(tmp_path, monkeypatch):
 
 
 def test_epoch_lines_give_the_rate_the_run_elapsed_and_an_eta(monkeypatch):
-    """The form suite/perf/e2e.py and the bench analysis parse; the ETA from the mean epoch so far."""
+    """The form bench/perf/e2e.py and the bench analysis parse; the ETA from the mean epoch so far."""
     clock = iter([0.0, 10.0, 3700.0])  # the run starts, its first epoch ends, its second
     monkeypatch.setattr(progress.time, "perf_counter", lambda: next(clock))
     p = progress.Progress(planned_epochs=3)
