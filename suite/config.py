@@ -2,6 +2,11 @@
 
 Every key has a default and a one-line description (`describe()` lists them). Anything a user
 can get wrong is checked here, at the edge, and raised as `UserError` naming the key.
+
+A key's metadata also carries its policy, the one place the rest of the suite reads it from:
+`flag` (the command-line flag that sets it), `resume` ("may differ": a resumed run may change it,
+as it says where or how the run executes, not what it computes) and `variant` (false: the report
+never tells two runs apart by it, because it has a column of its own or does not change results).
 """
 from __future__ import annotations
 
@@ -15,16 +20,17 @@ from typing import Any, Optional, Union
 
 import yaml
 
+from suite.data.names import DATASETS
 from suite.errors import UserError
 from suite.methods import METHODS
 
 RELEASE_AUTO_AUGMENT = "rand-m9-mstd0.5-inc1"  # timm policy of the DAFormer and DyTox releases
-DATASETS = ("digits", "cifar100", "tinyimagenet", "imagenet_subset", "imagenet", "imagefolder", "synthetic")
 
 
-def _key(default, help, choices=None, minimum=None, maximum=None):
-    """A config field: its default, a one-line description and its allowed range."""
-    meta = {"help": help, "choices": choices, "min": minimum, "max": maximum}
+def _key(default, help, choices=None, minimum=None, maximum=None, flag=None, resume="must match", variant=True):
+    """A config field: its default, a one-line description, its allowed range and its policy."""
+    meta = {"help": help, "choices": choices, "min": minimum, "max": maximum, "flag": flag, "resume": resume,
+            "variant": variant}
     if isinstance(default, (list, dict)):
         return field(default_factory=lambda: type(default)(default), metadata=meta)
     return field(default=default, metadata=meta)
@@ -32,8 +38,9 @@ def _key(default, help, choices=None, minimum=None, maximum=None):
 
 @dataclass
 class DataConfig:
-    name: str = _key("digits", "data set", choices=DATASETS)
-    path: Optional[str] = _key(None, "directory holding the data set (not needed for digits, synthetic)")
+    name: str = _key("digits", "data set", choices=DATASETS, variant=False)
+    path: Optional[str] = _key(None, "directory holding the data set (not needed for digits, synthetic)",
+                               flag="--data-path", resume="may differ", variant=False)
     num_classes: int = _key(10, "synthetic only: number of classes", minimum=2)
     image_size: int = _key(16, "synthetic only: image side in pixels", minimum=4)
     train_per_class: int = _key(100, "synthetic only: training images per class", minimum=1)
@@ -46,14 +53,16 @@ class DataConfig:
                                        "'rand-m9-mstd0.5-inc1' (the releases'); null: off")
     repeated_augmentation: int = _key(3, "repeated augmentation: each image this many times per epoch, on different "
                                       "workers or in one batch (the releases: 3; 1: off)", minimum=1)
-    num_workers: int = _key(0, "data-loader worker processes per training worker", minimum=0)
+    num_workers: int = _key(0, "data-loader worker processes per training worker", minimum=0, resume="may differ",
+                            variant=False)
 
 
 @dataclass
 class ScenarioConfig:
     increment: int = _key(2, "classes per task", minimum=1)
     initial_increment: int = _key(0, "classes in the first task (0: same as increment; e.g. 50 for B50)", minimum=0)
-    class_order: Any = _key(None, "class order: a list of class ids, an order file name in configs/orders, or 'seed:N'")
+    class_order: Any = _key(None, "class order: a list of class ids, an order file name in configs/orders, or 'seed:N'",
+                            variant=False)
 
 
 @dataclass
@@ -74,7 +83,7 @@ class ModelConfig:
 
 @dataclass
 class MemoryConfig:
-    size: int = _key(2000, "rehearsal memory: total exemplars (fixed-total budget)", minimum=0)
+    size: int = _key(2000, "rehearsal memory: total exemplars (fixed-total budget)", minimum=0, flag="--memory-size")
     per_class: Optional[int] = _key(None, "exemplars per class instead of a fixed total", minimum=1)
     selection: str = _key("herding", "exemplar selection", choices=("herding", "random"))
     per_worker: bool = _key(False, "reproduce DyTox's per-GPU memory (budget × workers); never the default")
@@ -102,7 +111,8 @@ class TrainConfig:
                            "are never perturbed; Kwon et al.: 0.01)", minimum=0.0)
     clip_grad: Optional[float] = _key(None, "gradient-norm clip", minimum=0.0)
     precision: str = _key("auto", "autocast: auto (bf16 where fast), bf16, fp32", choices=("auto", "bf16", "fp32"))
-    eval_batch_size: int = _key(256, "evaluation and feature-extraction batch size", minimum=1)
+    eval_batch_size: int = _key(256, "evaluation and feature-extraction batch size", minimum=1, resume="may differ",
+                                variant=False)
     compile: bool = _key(False, "torch.compile the training forward (recompiles as tasks add keys; "
                          "see the README's Performance section for when it pays)")
     skip_nonfinite: bool = _key(False, "skip batches whose loss is NaN/inf (counted in results.json) "
@@ -130,26 +140,31 @@ class DistillConfig:
 
 @dataclass
 class RayConfig:
-    num_workers: int = _key(1, "Ray Train workers (data-parallel)", minimum=1)
-    use_gpu: bool = _key(False, "train on GPUs")
+    num_workers: int = _key(1, "Ray Train workers (data-parallel)", minimum=1, resume="may differ")
+    use_gpu: bool = _key(False, "train on GPUs", resume="may differ", variant=False)
     cpus_per_worker: Optional[float] = _key(None, "CPUs per worker, fractions allowed (default: the cluster's "
-                                                  "CPUs shared out among the workers)", minimum=0.01)
-    gpus_per_worker: float = _key(1.0, "GPUs per worker when use_gpu (fractions share a GPU)", minimum=0.0)
-    max_failures: int = _key(2, "worker failures survived per run", minimum=0)
+                                                  "CPUs shared out among the workers)", minimum=0.01,
+                                            resume="may differ", variant=False)
+    gpus_per_worker: float = _key(1.0, "GPUs per worker when use_gpu (fractions share a GPU)", minimum=0.0,
+                                  resume="may differ", variant=False)
+    max_failures: int = _key(2, "worker failures survived per run", minimum=0, resume="may differ", variant=False)
 
 
 @dataclass
 class OutputConfig:
-    basedir: str = _key("runs", "base directory of runs (a run writes to basedir/name)")
-    name: Optional[str] = _key(None, "run name (default: config file stem + method)")
+    basedir: str = _key("runs", "base directory of runs (a run writes to basedir/name)", flag="--output-basedir",
+                        resume="may differ", variant=False)
+    name: Optional[str] = _key(None, "run name (default: config file stem + method)", flag="--name",
+                               resume="may differ", variant=False)
     storage_path: Optional[str] = _key(None, "where results.json and checkpoints persist: a directory every node "
-                                             "mounts, or a URI (s3://, gs://, file://); default: basedir")
+                                             "mounts, or a URI (s3://, gs://, file://); default: basedir",
+                                       resume="may differ", variant=False)
 
 
 @dataclass
 class Config:
-    method: str = _key("daformer_m", "method", choices=METHODS)
-    seed: int = _key(0, "random seed", minimum=0)
+    method: str = _key("daformer_m", "method", choices=METHODS, variant=False)
+    seed: int = _key(0, "random seed", minimum=0, variant=False)
     data: DataConfig = field(default_factory=DataConfig)
     scenario: ScenarioConfig = field(default_factory=ScenarioConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -190,12 +205,35 @@ def all_keys(cls=Config, prefix="") -> dict[str, dataclasses.Field]:
     return keys
 
 
+def keys_where(policy: str, value) -> tuple[str, ...]:
+    """The dotted keys whose metadata `policy` is `value`, e.g. keys_where("resume", "may differ")."""
+    return tuple(key for key, f in all_keys().items() if f.metadata[policy] == value)
+
+
+def flags() -> dict[str, str]:
+    """Config key -> the command-line flag that sets it."""
+    return {key: f.metadata["flag"] for key, f in all_keys().items() if f.metadata["flag"]}
+
+
+def flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
+    """A nested config dict (as to_dict() gives) -> {"dotted.key": leaf value}."""
+    flat = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat.update(flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
 def describe() -> str:
-    """One line per key: name, default, description."""
+    """One line per key: name, default, description, its flag and whether a resume may change it."""
     lines = []
     for key, f in all_keys().items():
         default = f.default_factory() if f.default is dataclasses.MISSING else f.default
-        lines.append(f"{key:28s} {default!r:14s} {f.metadata['help']}")
+        flag = f" ({f.metadata['flag']})" if f.metadata["flag"] else ""
+        resume = " [resume may change]" if f.metadata["resume"] == "may differ" else ""
+        lines.append(f"{key:28s} {default!r:14s} {f.metadata['help']}{flag}{resume}")
     return "\n".join(lines)
 
 

@@ -53,10 +53,9 @@ def test_attention_dropout_is_refused():
 
 
 def test_encoder_uses_fused_attention():
-    from suite.config import Config, ModelConfig
     from suite.models import build_model
 
-    model = build_model(Config(method="daformer_m", model=ModelConfig(embed_dim=32, depth=2, num_heads=4, patch_size=2)),
-                        image_size=8, channels=3, num_tasks=2)
+    model = build_model("daformer_m", image_size=8, channels=3, num_tasks=2, embed_dim=32, depth=2, num_heads=4,
+                        patch_size=2)
     kinds = {type(m) for m in model.modules()}
     assert FusedGPSA in kinds and GPSA not in kinds and MHSA not in kinds

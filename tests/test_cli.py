@@ -7,10 +7,10 @@ import torch
 from suite import cli
 from suite.config import load
 from suite.data.scenario import plan_scenario
-from suite.plan import count_params
+from suite.run.plan import count_params
 from suite.data.registry import load_dataset
 from suite.errors import UserError
-from suite.runner import in_process_device
+from suite.run.local import device_of
 from tests.data_files import make_cifar
 
 SEED_ARGS = ["--options", "options/data/cifar100_10-10.yaml", "options/data/cifar100_order1.yaml",
@@ -75,11 +75,11 @@ def test_in_process_run_persists_to_a_storage_directory(tmp_path):
 
 def test_in_process_trains_where_ray_use_gpu_says(monkeypatch):
     """--in-process takes the GPU a Ray Train worker would get, and refuses one that is not there."""
-    assert in_process_device(load([], [])) == torch.device("cpu")
+    assert device_of(load([], [])) == torch.device("cpu")
     gpu = load([], ["ray.use_gpu=true"])
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with pytest.raises(UserError, match="ray.use_gpu = true, but this machine has no CUDA device"):
-        in_process_device(gpu)
+        device_of(gpu)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
-    assert in_process_device(gpu) == torch.device("cuda", 0)
+    assert device_of(gpu) == torch.device("cuda", 0)

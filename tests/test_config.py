@@ -67,3 +67,25 @@ def test_bad_set_items():
 def test_missing_file():
     with pytest.raises(UserError, match="does not exist"):
         config.load(["/nonexistent/x.yaml"])
+
+
+def test_key_policy_is_read_from_the_metadata():
+    """The CLI's flags, what a resume may change and what tells report variants apart: one place."""
+    assert config.flags() == {"data.path": "--data-path", "memory.size": "--memory-size",
+                              "output.basedir": "--output-basedir", "output.name": "--name"}
+    may_differ = set(config.keys_where("resume", "may differ"))
+    assert {"output.basedir", "output.name", "output.storage_path", "ray.num_workers", "data.path"} <= may_differ
+    assert not may_differ & {"method", "seed", "memory.size", "train.lr", "model.num_keys", "scenario.class_order"}
+    variants = set(config.keys_where("variant", True))
+    assert {"memory.size", "train.lr", "model.num_keys", "ray.num_workers"} <= variants
+    assert not variants & {"method", "seed", "data.name", "scenario.class_order", "output.name", "ray.use_gpu"}
+
+
+def test_a_resume_may_change_where_a_run_executes_but_not_what_it_computes():
+    from suite.run.checkpoints import differing_keys
+
+    stored = config.Config().to_dict()
+    moved = config.load([], ["data.path=/elsewhere", "ray.num_workers=4", "output.name=x", "train.eval_batch_size=8"])
+    assert differing_keys(stored, moved) == []
+    changed = config.load([], ["memory.size=500", "data.path=/elsewhere", "train.lr=0.1"])
+    assert differing_keys(stored, changed) == ["memory.size", "train.lr"]

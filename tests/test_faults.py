@@ -22,7 +22,9 @@ import torch
 
 from suite import cli
 from suite.report.load import load_results
-from suite.runner import CHECKPOINT, RESULTS, load_checkpoint
+from suite.run.checkpoints import load as load_checkpoint
+from suite.run.layout import CHECKPOINT
+from suite.run.schema import RESULTS
 from tests.conftest import REPO, TINY
 from tests.test_learner import _nan_from_task_2
 
@@ -109,7 +111,7 @@ while True:
     version += 1
     write_json(results, {"version": version, "payload": [version] * 100000})
     state = {"version": version, "weights": torch.full((200000,), float(version))}
-    write_bytes(checkpoint, lambda f: torch.save(state, f))  # as suite.runner.save_checkpoint
+    write_bytes(checkpoint, lambda f: torch.save(state, f))  # as suite.run.checkpoints.save
     if version == 1:
         print("ready", flush=True)
 """

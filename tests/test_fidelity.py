@@ -6,6 +6,7 @@ imagenet_dytox*.yaml) and their argparse defaults (lr 5e-4, min lr 1e-5, 5 warm-
 finetuning lr 5e-5, smoothing 0.1, aa rand-m9-mstd0.5-inc1, repeated augmentation on).
 """
 import math
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
@@ -22,8 +23,7 @@ from suite.learner.learner import Learner
 from suite.methods import METHODS
 from suite.models import build_model
 from suite.models.base import TaskHead
-from suite.plan import check_config
-from suite.runner import prepare
+from suite.run.plan import check_config, prepare
 from tests.conftest import REPO, TINY
 
 PRESETS = REPO / "configs" / "model"
@@ -214,13 +214,13 @@ def test_herding_ranks_clean_or_augmented_images(monkeypatch, images):
 def test_finetuning_keeps_the_recipes_mixup(monkeypatch, keep):
     learner = small_learner("method=daformer_m", "train.mixup=0.8", f"finetune.mixup={str(keep).lower()}")
     phases = []
-    real = Learner._epoch
+    real = Learner._run_phase
 
-    def spy(self, task, phase, epoch, epochs, loader, ddp, num_old, mixup, asam):
-        phases.append((phase, mixup is not None))
-        return real(self, task, phase, epoch, epochs, loader, ddp, num_old, mixup, asam)
+    def spy(self, task, phase):
+        phases.append((phase.name, phase.mixup is not None))
+        return real(self, task, phase)
 
-    monkeypatch.setattr(Learner, "_epoch", spy)
+    monkeypatch.setattr(Learner, "_run_phase", spy)
     learner.run()
     assert ("finetune", keep) in phases and ("finetune", not keep) not in phases
     assert ("train", True) in phases
@@ -284,9 +284,14 @@ def test_one_repeat_is_torchs_distributed_sampler(shuffle):
 
 # ------------------------------------------------------------------ model details
 
+def tiny_model(cfg: Config):
+    """The run's model for 8-pixel RGB images and 3 tasks."""
+    return build_model(cfg.method, 8, 3, 3, **asdict(cfg.model))
+
+
 def dytox(*sets):
     cfg = load([], TINY + ["method=dytox", *sets])
-    return build_model(cfg, 8, 3, 3)
+    return tiny_model(cfg)
 
 
 def test_dytox_new_task_token_is_freshly_initialised():
@@ -309,7 +314,7 @@ def test_dytox_token_copy_is_a_choice():
 
 @pytest.mark.parametrize("method", ["dytox", "daformer_m"])
 def test_divergence_head_is_layernorm_and_linear(method):
-    model = build_model(load([], TINY + [f"method={method}"]), 8, 3, 3)
+    model = tiny_model(load([], TINY + [f"method={method}"]))
     model.add_task(2)
     assert model.div_head is None
     model.add_task(2)
@@ -318,7 +323,7 @@ def test_divergence_head_is_layernorm_and_linear(method):
 
 
 def test_plain_vit_has_no_divergence_head():
-    model = build_model(load([], TINY + ["method=replay"]), 8, 3, 3)
+    model = tiny_model(load([], TINY + ["method=replay"]))
     model.add_task(2)
     model.add_task(2)
     assert model.div_head is None
@@ -352,15 +357,8 @@ def test_asam_eta_zero_matches_the_releases_adaptive_step():
     assert torch.allclose(w.detach() - start, expected, atol=1e-6)
 
 
-def test_every_method_has_a_record_and_a_model():
-    from suite.models import BUILDERS
-
-    assert set(BUILDERS) == set(METHODS)
-    assert set(Config.__dataclass_fields__["method"].metadata["choices"]) == set(METHODS)
-
-
 def test_paper_sweep_runs_each_method_with_its_release_recipe(tmp_path):
-    from suite.sweep import load_sweep
+    from suite.sweep.spec import load_sweep
 
     sweep = load_sweep(REPO / "configs" / "sweeps" / "paper_cifar100.yaml", lambda p: REPO / p, {}, [], None,
                        tmp_path)
@@ -374,7 +372,7 @@ def test_paper_sweep_runs_each_method_with_its_release_recipe(tmp_path):
 
 
 def test_a_recipe_for_a_method_no_trial_runs_is_refused(tmp_path):
-    from suite.sweep import load_sweep
+    from suite.sweep.spec import load_sweep
 
     path = tmp_path / "s.yaml"
     path.write_text("base: [configs/quickstart.yaml]\nrecipes:\n  dytox: configs/model/cifar_dytox.yaml\n"

@@ -10,13 +10,18 @@ import numpy as np
 import pytest
 import torch
 
-import suite.runner as runner
+import suite.run.checkpoints as run_checkpoints
+import suite.run.recorder as recorder
 from suite.config import load
 from suite.errors import UserError
+from suite.learner import progress
 from suite.learner.learner import Learner, NonFiniteLoss
-from suite.runner import (
-    CHECKPOINT, RESULTS, checkpoint_payload, load_checkpoint, prepare, restore, run_in_process, save_checkpoint,
-)
+from suite.run.checkpoints import load as load_checkpoint, payload as checkpoint_payload, restore
+from suite.run.checkpoints import save as save_checkpoint
+from suite.run.layout import CHECKPOINT
+from suite.run.local import run_in_process
+from suite.run.plan import prepare
+from suite.run.schema import RESULTS
 from tests.conftest import TINY
 
 COMPARED = ("acc_matrix", "acc", "acc_top5", "memory_size", "num_params")
@@ -130,19 +135,19 @@ def test_run_in_process_resumes_after_a_crash(reference, tmp_path, monkeypatch):
     """Crash right after the checkpoint of task 1, then `resume=True` finishes the run identically."""
     cfg = tiny()
     run_dir = tmp_path / "run"
-    real_save = runner.save_checkpoint
+    real_save = run_checkpoints.save
 
     def crash_after_task_1(path, payload):
         real_save(path, payload)
         if payload["learner"]["next_task"] == 2:
             raise _Stop
 
-    monkeypatch.setattr(runner, "save_checkpoint", crash_after_task_1)
+    monkeypatch.setattr(run_checkpoints, "save", crash_after_task_1)
     with pytest.raises(_Stop):
         run_in_process(cfg, run_dir, resume=False)
     doc = json.loads((run_dir / RESULTS).read_text())
     assert doc["status"] == "failed" and len(doc["acc_matrix"]) == 2  # the failed write keeps task 1
-    monkeypatch.setattr(runner, "save_checkpoint", real_save)
+    monkeypatch.setattr(run_checkpoints, "save", real_save)
 
     result = run_in_process(cfg, run_dir, resume=True)
     doc = json.loads((run_dir / RESULTS).read_text())
@@ -213,13 +218,13 @@ def test_results_json_schema(tmp_path, monkeypatch):
     cfg = tiny()
     run_dir = tmp_path / "run"
     statuses = []
-    real_write = runner.RunRecorder.write
+    real_write = recorder.RunRecorder.write
 
     def spy(self, learner, status, error=None):
         statuses.append((status, len(learner.history.acc)))
         return real_write(self, learner, status, error)
 
-    monkeypatch.setattr(runner.RunRecorder, "write", spy)
+    monkeypatch.setattr(recorder.RunRecorder, "write", spy)
     returned = run_in_process(cfg, run_dir, resume=False)
     assert statuses == [("running", 1), ("running", 2), ("running", 3), ("finished", 3)]
     assert (run_dir / CHECKPOINT).is_file()
@@ -270,9 +275,9 @@ def test_results_json_schema(tmp_path, monkeypatch):
 def _nan_from_task_2(monkeypatch):
     real_loss = Learner._loss
 
-    def nan_from_task_2(self, out, teacher_out, soft, num_old):
-        loss = real_loss(self, out, teacher_out, soft, num_old)
-        return loss * float("nan") if num_old else loss  # num_old > 0: main phase of task 2 on
+    def nan_from_task_2(self, out, teacher_out, soft, phase):
+        loss = real_loss(self, out, teacher_out, soft, phase)
+        return loss * float("nan") if phase.distill and phase.num_old else loss  # main phase, task 2 on
 
     monkeypatch.setattr(Learner, "_loss", nan_from_task_2)
 
@@ -298,6 +303,17 @@ def test_non_finite_batches_can_be_skipped_and_counted(tmp_path, monkeypatch):
     assert doc["status"] == "finished"
     batches_per_epoch = 3  # (2 classes x 20 images + 12 in memory) / batch 16, last partial batch dropped
     assert doc["skipped_batches"] == [0, batches_per_epoch, batches_per_epoch]
+
+
+def test_epoch_lines_give_the_rate_the_run_elapsed_and_an_eta(monkeypatch):
+    """The form bench/perf/e2e.py and the bench analysis parse; the ETA from the mean epoch so far."""
+    clock = iter([0.0, 10.0, 3700.0])  # the run starts, its first epoch ends, its second
+    monkeypatch.setattr(progress.time, "perf_counter", lambda: next(clock))
+    p = progress.Progress(planned_epochs=3)
+    assert p.epoch_done("task 1/2 train    epoch 1/2", 0.5, 1000, 10.0) == \
+        "task 1/2 train    epoch 1/2  loss 0.5000  100 img/s  elapsed 0:10  eta 0:20"
+    assert p.epoch_done("task 1/2 train    epoch 2/2", 0.25, 36900, 3690.0) == \
+        "task 1/2 train    epoch 2/2  loss 0.2500  10 img/s  elapsed 1:01:40  eta 30:50"
 
 
 # ---------------------------------------------------------------- a one-process group

@@ -19,7 +19,7 @@ from suite.learner.losses import (
 from suite.learner.memory import (
     Memory, herding_ranking, per_class_budget, random_ranking, select_exemplars,
 )
-from suite.runner import prepare
+from suite.run.plan import prepare
 from tests.conftest import TINY
 
 

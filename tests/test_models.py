@@ -2,17 +2,15 @@
 import pytest
 import torch
 
-from suite.config import Config, ModelConfig
 from suite.methods import METHODS
 from suite.models import build_model
 from suite.models.daformer import DAFormer, key_of_task
 
-SMALL = ModelConfig(embed_dim=32, depth=1, num_heads=4, patch_size=2)
+SMALL = dict(embed_dim=32, depth=1, num_heads=4, patch_size=2)
 
 
 def small_model(method: str, num_tasks: int = 4, num_keys=None):
-    cfg = Config(method=method, model=ModelConfig(**{**SMALL.__dict__, "num_keys": num_keys}))
-    return build_model(cfg, image_size=8, channels=3, num_tasks=num_tasks)
+    return build_model(method, image_size=8, channels=3, num_tasks=num_tasks, num_keys=num_keys, **SMALL)
 
 
 def naive_dual_block(block, x: torch.Tensor) -> torch.Tensor:
@@ -43,7 +41,7 @@ def test_key_groups_are_contiguous_and_near_equal():
 @pytest.mark.parametrize("out_proj", [True, False])
 def test_batched_dual_block_equals_per_key_loop(out_proj):
     torch.manual_seed(0)
-    model = DAFormer(ModelConfig(**{**SMALL.__dict__, "out_proj": out_proj}), 8, 3, num_tasks=5, num_keys=5)
+    model = DAFormer(8, 3, num_tasks=5, num_keys=5, out_proj=out_proj, **SMALL)
     for _ in range(5):
         model.add_task(2)
     with torch.no_grad():  # keys start at zero; give them values so that they differ

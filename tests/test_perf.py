@@ -1,4 +1,4 @@
-"""`python -m suite.perf --quick`: files written, every part's keys present, figures positive and finite.
+"""`python -m bench --quick`: files written, every part's keys present, figures positive and finite.
 
 No timing assertions: the figures depend on the machine and on whatever else runs on it. The Ray,
 contention, end-to-end and allocator parts (minutes, fresh processes) and the bf16 probe (bf16 is
@@ -8,15 +8,15 @@ dual block is checked against the batched one directly.
 import json
 import math
 import os
+import shutil
 import subprocess
 import sys
 
 import pytest
 import torch
 
-from suite.config import ModelConfig
 from suite.models.daformer import DAFormer
-from suite.perf.naive import naive_block, naive_dual_forward
+from bench.perf.naive import naive_block, naive_dual_forward
 from tests.conftest import REPO
 
 SKIP = "bf16,ray,contention,sweep,e2e,allocator,accuracy"
@@ -29,8 +29,8 @@ def _finite_positive(x) -> bool:
 @pytest.mark.parametrize("out_proj", [True, False])
 def test_naive_block_equals_batched_block(out_proj, one_thread):
     torch.manual_seed(0)
-    cfg = ModelConfig(embed_dim=48, depth=1, num_heads=4, patch_size=2, out_proj=out_proj)
-    model = DAFormer(cfg, 8, 3, num_tasks=6, num_keys=6)
+    model = DAFormer(8, 3, num_tasks=6, num_keys=6, out_proj=out_proj, embed_dim=48, depth=1, num_heads=4,
+                     patch_size=2)
     for _ in range(6):
         model.add_task(2)
     with torch.no_grad():
@@ -49,7 +49,7 @@ def test_naive_block_equals_batched_block(out_proj, one_thread):
 
 def test_naive_block_gradients_match(one_thread):
     torch.manual_seed(1)
-    model = DAFormer(ModelConfig(embed_dim=32, depth=1, num_heads=4, patch_size=2), 8, 3, num_tasks=3, num_keys=3)
+    model = DAFormer(8, 3, num_tasks=3, num_keys=3, embed_dim=32, depth=1, num_heads=4, patch_size=2)
     for _ in range(3):
         model.add_task(2)
     model.eval()
@@ -64,7 +64,7 @@ def test_naive_block_gradients_match(one_thread):
 
 def test_quick_benchmark_writes_json_and_markdown(tmp_path):
     env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE", "HF_HUB_OFFLINE": "1"}  # steady on a busy machine
-    done = subprocess.run([sys.executable, "-m", "suite.perf", "--quick", "--skip", SKIP, "--out", str(tmp_path)],
+    done = subprocess.run([sys.executable, "-m", "bench", "--quick", "--skip", SKIP, "--out", str(tmp_path)],
                           cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     doc = json.loads((tmp_path / "perf.json").read_text())
@@ -116,8 +116,8 @@ def test_packing_sweep_file_is_a_valid_sweep(tmp_path, gpu):
     import yaml
 
     from suite.cli import resolve_config_path
-    from suite.perf.packing import sweep_spec
-    from suite.sweep import load_sweep
+    from bench.perf.packing import sweep_spec
+    from suite.sweep.spec import load_sweep
 
     path = tmp_path / "sweep.yaml"
     path.write_text(yaml.safe_dump(sweep_spec(trials=3, concurrency=4 if gpu else 2, epochs=1, gpu=gpu)))
@@ -128,11 +128,29 @@ def test_packing_sweep_file_is_a_valid_sweep(tmp_path, gpu):
     assert cfg.ray.use_gpu == gpu and (cfg.ray.gpus_per_worker == 0.25 if gpu else cfg.ray.cpus_per_worker >= 1)
 
 
-def test_unknown_part_is_a_usage_error(tmp_path):
-    done = subprocess.run([sys.executable, "-m", "suite.perf", "--skip", "nonsense", "--out", str(tmp_path)],
+@pytest.mark.parametrize("module", ["bench", "bench.perf"])
+def test_unknown_part_is_a_usage_error(tmp_path, module):
+    done = subprocess.run([sys.executable, "-m", module, "--skip", "nonsense", "--out", str(tmp_path)],
                           cwd=REPO, capture_output=True, text=True, timeout=120)
     assert done.returncode == 2 and "unknown part" in done.stderr
+    assert done.stderr.startswith("usage: python -m bench ")
     assert not (tmp_path / "perf.json").exists()
+
+
+def test_committed_full_run_renders_as_committed(tmp_path):
+    """Every part's section and target check on a full CPU run (the quick test skips most parts):
+    `python -m bench.perf.report` rewrites the committed perf.md from its perf.json unchanged."""
+    from bench.perf import report
+
+    shutil.copy(REPO / "reports" / "perf" / "perf.json", tmp_path / "perf.json")
+    assert report.main([str(tmp_path)]) == 0
+    md = (tmp_path / "perf.md").read_text()
+    assert md == (REPO / "reports" / "perf" / "perf.md").read_text()
+    headings = [line.split(" (")[0] for line in md.splitlines() if line.startswith("## ")]
+    assert headings[2:] == ["## 1. Reference ceiling: dense matmul", "## 2. Training step", "## 3. Ray Train overhead",
+                            "## 4. Data pipeline", "## 5. Sweep packing", "## 6. End to end: quickstart",
+                            "## 7. Allocator", "## 8. bf16 against fp32: quickstart accuracy"]
+    assert "### OpenMP wait policy under a controlled competitor" in md and "Not measured" not in md
 
 
 def _step_row(impl, dtype, batch, images_per_s, mfu):
@@ -145,7 +163,7 @@ def _step_row(impl, dtype, batch, images_per_s, mfu):
 def test_bf16_targets_judge_the_gpu_at_its_largest_batch(device):
     """On a GPU batch 128 leaves bf16 barely faster than fp32: the bf16 targets take the largest batch measured
     there, and the utilisation target the best bf16 step, compiled ones included; a CPU keeps batch 128."""
-    from suite.perf.targets import judge
+    from bench.perf.targets import judge
 
     rows = [_step_row("batched", "bf16", 128, 200.0, 0.05), _step_row("naive", "fp32", 128, 100.0, 0.5),
             _step_row("batched", "bf16", 1024, 800.0, 0.12), _step_row("naive", "fp32", 1024, 200.0, 0.6)]
@@ -171,8 +189,8 @@ def _accuracy_runs(fp32, bf16):
 
 @pytest.mark.parametrize("bf16_avg, met", [((80.5, 82.0, 81.0), True), ((77.0, 78.0, 77.5), False)])
 def test_bf16_accuracy_is_judged_against_the_seed_range(bf16_avg, met):
-    from suite.perf.accuracy import summarise
-    from suite.perf.targets import judge
+    from bench.perf.accuracy import summarise
+    from bench.perf.targets import judge
 
     fp32 = [(80.0, 70.0), (82.0, 72.0), (81.0, 71.0)]
     runs = _accuracy_runs(fp32, [(a, last) for a, (_, last) in zip(bf16_avg, fp32)])
@@ -188,8 +206,8 @@ def test_bf16_accuracy_is_judged_against_the_seed_range(bf16_avg, met):
 
 
 def test_bf16_accuracy_with_one_seed_is_not_judged():
-    from suite.perf.accuracy import summarise
-    from suite.perf.targets import judge
+    from bench.perf.accuracy import summarise
+    from bench.perf.targets import judge
 
     results = {"machine": {"device": "cpu", "amx_bf16": False}, "settings": {"batch": 128, "bf16_probe_batch": 4},
                "accuracy": {"summary": summarise(_accuracy_runs([(80.0, 70.0)], [(75.0, 60.0)]))}}
@@ -200,7 +218,7 @@ def test_bf16_accuracy_with_one_seed_is_not_judged():
 def test_accuracy_part_runs_the_quickstart_in_both_precisions(tmp_path):
     """The real quickstart, in-process, fp32 and bf16 for two seeds (one epoch per phase in --quick)."""
     others = "matmul,step,bf16,compile,ray,contention,loader,sweep,e2e,allocator"
-    done = subprocess.run([sys.executable, "-m", "suite.perf", "--quick", "--skip", others, "--out", str(tmp_path)],
+    done = subprocess.run([sys.executable, "-m", "bench", "--quick", "--skip", others, "--out", str(tmp_path)],
                           cwd=REPO, env={**os.environ, "HF_HUB_OFFLINE": "1"}, capture_output=True, text=True,
                           timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]

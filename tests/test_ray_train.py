@@ -71,6 +71,21 @@ def test_quickstart_runs_on_ray_train(one_worker):
     assert (run_dir / "report" / "index.html").exists()
 
 
+def test_a_run_on_ray_keeps_its_history(one_worker):
+    """log.jsonl: every epoch of every phase and every task, from rank 0; train.log: the console's lines."""
+    run_dir, out = one_worker
+    doc = results(run_dir)
+    records = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
+    epochs = [r for r in records if r["event"] == "epoch"]
+    train, finetune = doc["config"]["train"]["epochs"], doc["config"]["finetune"]["epochs"]
+    assert len(epochs) == 5 * train + 4 * finetune
+    assert [(r["task"], r["phase"], r["epoch"]) for r in epochs][-2:] == [(5, "train", train), (5, "finetune", 1)]
+    assert all(r["loss"] > 0 and r["lr"] > 0 and r["img_per_s"] > 0 for r in epochs)
+    assert [r["acc"] for r in records if r["event"] == "task"] == doc["acc"]
+    lines = (run_dir / "train.log").read_text().splitlines()
+    assert "task 5/5 finetune epoch 1/1" in "\n".join(lines) and sum("accuracy: top-1" in line for line in lines) == 5
+
+
 def test_results_and_checkpoints_persist_at_a_storage_uri(one_worker, tmp_path):
     """output.storage_path as a URI (file:// here; s3:// and gs:// go through the same pyarrow calls)."""
     store, runs = tmp_path / "store", tmp_path / "runs"
@@ -110,6 +125,9 @@ def test_killed_driver_resumes_with_identical_results(one_worker, tmp_path):
     resumed = run_cli(*FAST, "--output-basedir", tmp_path, "--resume", env=ENV)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert "resumed after task" in resumed.stdout
+    resumes = [json.loads(line) for line in (tmp_path / NAME / "log.jsonl").read_text().splitlines()
+               if '"resume"' in line]
+    assert len(resumes) == 1 and resumes[0]["next_task"] >= 3
     doc, reference = results(tmp_path / NAME), results(one_worker[0])
     assert doc["status"] == "finished"
     assert doc["acc_matrix"] == reference["acc_matrix"]

@@ -80,3 +80,5 @@ def test_killed_sweep_continues_without_rerunning_finished_trials(tmp_path):
     assert list(summary["trial"]) == ["size=50", "size=100"]
     assert list(summary["status"]) == ["finished", "finished"]
     assert (tmp_path / "tiny" / "report" / "index.html").exists()
+    tune_results = "".join(p.read_text() for p in (tmp_path / "tiny" / "tune").rglob("result.json"))
+    assert '"event": "task"' in tune_results  # every task's accuracy reaches Tune

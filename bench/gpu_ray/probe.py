@@ -1,9 +1,9 @@
 """`python -m bench.gpu_ray.probe --out FILE.json ...`: the torch side of the GPU-through-Ray report.
 
 In one process: the machine, the largest batch whose training step fits on the GPU, the bare step
-rate (suite/perf/step.py's `Step`: forward + backward of the CIFAR-preset daformer_m after k tasks,
+rate (bench/perf/step.py's `Step`: forward + backward of the CIFAR-preset daformer_m after k tasks,
 no optimiser, no loader) for each case asked, and the input pipeline alone
-(suite/perf/loader.py's `loader_rate`). FILE is rewritten after each section, so a probe stopped
+(bench/perf/loader.py's `loader_rate`). FILE is rewritten after each section, so a probe stopped
 at its budget keeps what it had measured.
 """
 from __future__ import annotations
@@ -18,10 +18,10 @@ from pathlib import Path
 
 import torch
 
-from suite.perf.loader import loader_rate
-from suite.perf.machine import describe
-from suite.perf.step import Case, Step
-from suite.perf.timing import rates, summary, time_calls
+from bench.perf.loader import loader_rate
+from bench.perf.machine import describe
+from bench.perf.step import Case, Step
+from bench.perf.timing import rates, summary, time_calls
 
 MEMORY_SHARE = 0.8  # of the GPU's memory a batch may plan for: the run also holds a teacher, ASAM's
 # perturbation, AdamW's state and the evaluation batch beside the step's own peak

@@ -204,7 +204,7 @@ def markdown(doc: dict) -> str:
                    f"{_f(r.get('compiled_step_images_per_s'))} | {_f(r['finetune_images_per_s'])} | "
                    f"{_f(r['first_epoch_s'], '.2f')} / {_f(r['steady_epoch_s'], '.2f')} | "
                    f"{_f(r['task_s'], '.1f')} | {_f(r['other_s'], '.1f')} |")
-    out += ["", "The bare step (suite/perf/step.py) is one forward and backward, no optimiser, no loader; the "
+    out += ["", "The bare step (bench/perf/step.py) is one forward and backward, no optimiser, no loader; the "
             "pipeline adds the loader, MixUp, AdamW, and from task 2 the teacher's forward and ASAM's second "
             "forward and backward. The first epoch's excess over a steady one is start-up: the loader's workers, "
             "and with train.compile the compilation.", "", "## 2. Ray Train ÷ in-process", "",
@@ -234,7 +234,7 @@ def markdown(doc: dict) -> str:
             "|---|---|---|---|---|"]
     out += [f"| {r['num_workers']} | {r['batch']} | {_f(r['images_per_s'])} | {_f(r['per_fastest_step'], '.2f')} "
             f"({r['fastest_step']}) | {_f(r['per_paper_step'], '.2f')} |" for r in s["loader"]]
-    out += ["", "Timed alone (suite/perf/loader.py: crop, flip, RandAugment on 32×32 images); beside a training "
+    out += ["", "Timed alone (bench/perf/loader.py: crop, flip, RandAugment on 32×32 images); beside a training "
             "step it shares the cores.", "", "## 5. The paper run, projected", ""]
     for part, p in s["projection"].items():
         if "error" in p:

@@ -6,7 +6,7 @@ back each run's results.json and epoch lines, and measures:
 
 1. Ray Train on one GPU worker (NCCL), fp32 and bf16, eager and train.compile, at batch 128 and at
    the largest batch that fits (capped): the epoch images/s of the whole pipeline against the
-   bare step rate of suite/perf/step.py on the same model (probe.py);
+   bare step rate of bench/perf/step.py on the same model (probe.py);
 2. Ray Train ÷ in-process (`--in-process`, the learner on the same GPU);
 3. Tune packing: the same trials 4 at a time at ray.gpus_per_worker 0.25 against 1 at a time;
 4. the loader alone at several data.num_workers against the step rate;

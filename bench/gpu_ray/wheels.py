@@ -50,7 +50,7 @@ MARKERS = {"python_version": "3.12", "python_full_version": "3.12.3", "implement
 EXCLUDED_PACKAGES = {
     # Ray imports virtualenv only to build a runtime_env with `pip` or `uv`
     # (ray/_private/runtime_env/pip.py, uv.py); the suite's runtime_env holds env_vars alone
-    # (suite/distributed/cluster.py). 6 MB with distlib, platformdirs and python-discovery.
+    # (suite/run/cluster.py). 6 MB with distlib, platformdirs and python-discovery.
     "virtualenv": "runtime_env pip/uv only; the suite's runtime_env is env_vars",
     # An executable the dashboard runs on request (stack dumps, CPU profiles) and `ray stack`;
     # no module imports it. 3 MB.
@@ -72,7 +72,7 @@ EXCLUDED_PATHS = {
 }
 
 # What --check runs from the installed target: the imports, then a local Ray with its dashboard as
-# the suite starts it (suite/distributed/cluster.py), one task, and the dashboard's HTTP API.
+# the suite starts it (suite/run/cluster.py), one task, and the dashboard's HTTP API.
 CHECK_SCRIPT = """
 import json, sys, time, urllib.request
 import ray, ray.train, ray.tune, ray.tune.integration.ray_train, ray.dashboard.optional_deps

@@ -6,6 +6,8 @@ import subprocess
 import time
 from pathlib import Path
 
+from bench.perf.environ import TUNED_MALLOC
+
 # Both sides run with the same environment. The allocator settings are the suite's (glibc's
 # default cost up to 24% of a ViT step here); they must be set before a process starts. One
 # compute thread per run: this 2-core machine is shared, and an OpenMP team of 2 beside any other
@@ -14,8 +16,7 @@ from pathlib import Path
 ENV = {
     "OMP_NUM_THREADS": "1",
     "MKL_NUM_THREADS": "1",
-    "MALLOC_MMAP_MAX_": "0",
-    "MALLOC_TRIM_THRESHOLD_": "68719476736",
+    **TUNED_MALLOC,
     "HF_HUB_OFFLINE": "1",
     "PYTHONUNBUFFERED": "1",
     "RAY_USAGE_STATS_ENABLED": "0",

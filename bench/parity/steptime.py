@@ -7,7 +7,7 @@ drop-path 0.1) after K tasks of 10 classes, in the main phase of task K: old key
 frozen, the divergence head present from K = 2 on. A step is forward + backward + AdamW step in
 fp32 on a fixed batch: cross-entropy on the logits + 0.1 x cross-entropy on the divergence
 logits, the same for both. The release keeps one key per task and re-runs its whole dual block
-per key; ours (suite.models via suite.perf.step.build, `model.out_proj: false` as the release
+per key; ours (suite.models via bench.perf.step.build, `model.out_proj: false` as the release
 behaves) computes what does not depend on the key once.
 
 The release's model is imported in our venv (timm 1.0.31 still exposes `timm.models.layers`,
@@ -55,7 +55,7 @@ def release_model(checkout: Path, keys: int) -> torch.nn.Module:
 
 
 def our_model(keys: int) -> torch.nn.Module:
-    from suite.perf.step import Case, build
+    from bench.perf.step import Case, build
 
     return build(Case("daformer_m", keys), torch.device("cpu"), sets=("model.out_proj=false",))
 

@@ -14,6 +14,7 @@ from torchvision.transforms import v2
 
 from suite.config import DataConfig
 from suite.data.registry import DataSet, Split
+from suite.data.sources.imagefolder import open_image
 
 
 def auto_augment(policy: str, size: int, channels: int):
@@ -93,8 +94,6 @@ class IndexedImages(Dataset):
         index = int(self.indices[i])
         raw = self.split.images[index]
         if not self.split.in_memory:
-            from suite.data.sources.imagefolder import open_image
-
             raw = open_image(raw)
         return self.transform(_to_tensor(raw)), int(self.labels[i]), index
 

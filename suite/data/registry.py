@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -60,7 +61,7 @@ def register(name: str, num_classes: Callable[[DataConfig], int]):
 
 
 def _loader(name: str) -> Loader:
-    import suite.data.sources  # noqa: F401  (registers every loader)
+    import suite.data.sources  # noqa: F401  (registers every loader; here, as each source imports this module)
 
     if name not in LOADERS:
         raise UserError(f"data.name: unknown data set '{name}'; expected one of {', '.join(sorted(LOADERS))}")
@@ -90,8 +91,6 @@ def count_classes(cfg: DataConfig) -> int:
 
 def require_path(cfg: DataConfig, expected: str):
     """The data directory as a Path, or a UserError saying what should be there."""
-    from pathlib import Path
-
     if not cfg.path:
         raise UserError(f"data.path is not set; data set '{cfg.name}' needs a directory holding {expected} (use --data-path DIR)")
     path = Path(cfg.path).expanduser()

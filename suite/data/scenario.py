@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from suite.config import Config
+from suite.config import Config, read_yaml
 from suite.data.registry import DataSet
 from suite.errors import UserError
 from suite.methods import METHODS
@@ -72,8 +72,6 @@ def _read_order_file(name: str) -> list:
             f"scenario.class_order: no order file '{name}' (looked for {path}); "
             f"expected a list, 'seed:N' or one of {', '.join(known)}"
         )
-    from suite.config import read_yaml
-
     order = read_yaml(path).get("class_order")
     if not isinstance(order, list):
         raise UserError(f"order file '{path}' has no 'class_order' list")

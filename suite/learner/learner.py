@@ -22,7 +22,7 @@ from torch.utils.data import DataLoader
 from suite import metrics
 from suite.config import Config
 from suite.data.dataset import IndexedImages, build_transform, indices_of_classes
-from suite.data.registry import DataSet
+from suite.data.registry import DataSet, Split
 from suite.data.sampler import RepeatedAugmentationSampler
 from suite.data.scenario import Scenario
 from suite.learner import dist
@@ -31,9 +31,10 @@ from suite.learner.losses import (
     classification_loss, divergence_targets, knn_invariant_distillation, logit_distillation,
 )
 from suite.learner.memory import Memory, per_class_budget, select_exemplars
+from suite.learner.model import run_model
 from suite.learner.precision import autocast_dtype
+from suite.learner.progress import Progress
 from suite.methods import METHODS
-from suite.models import build_model
 
 
 @dataclass
@@ -61,11 +62,6 @@ def seed_everything(seed: int, task: int) -> None:
     torch.manual_seed(s)
 
 
-def _fmt_seconds(s: float) -> str:
-    s = int(s)
-    return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
-
-
 def compiled_forward(module: torch.nn.Module) -> torch.nn.Module:
     """`module` under torch.compile (train.compile; the benchmark's compiled step too).
 
@@ -75,9 +71,26 @@ def compiled_forward(module: torch.nn.Module) -> torch.nn.Module:
     return torch.compile(module, options={"fallback_random": True})
 
 
+@dataclass(frozen=True)
+class Phase:
+    """One training phase of a task: the main phase, or balanced finetuning on the memory."""
+
+    name: str  # "train" or "finetune", as the epoch lines say
+    epochs: int
+    loader: DataLoader
+    mixup: Optional[Mixup]
+    asam: Optional[ASAM]
+    module: torch.nn.Module  # the model as trained: DDP-wrapped, compiled where asked
+    num_old: int  # classes of the earlier tasks
+    distill: bool  # distillation and the divergence loss apply; else classification only
+
+
 class Learner:
+    """`log` takes the console lines (rank 0's); `on_epoch_end` every worker's epoch record (task,
+    phase, epoch counted from 1; loss, lr, img/s, seconds), for the run's history."""
+
     def __init__(self, cfg: Config, data: DataSet, scenario: Scenario, device: torch.device | None = None,
-                 log: Optional[Callable[[str], None]] = None):
+                 log: Optional[Callable[[str], None]] = None, on_epoch_end: Optional[Callable[[dict], None]] = None):
         self.cfg = cfg
         self.data = data
         self.scenario = scenario
@@ -86,9 +99,9 @@ class Learner:
         self.log = log if log is not None else (lambda msg: print(msg, flush=True))
         if not dist.is_main():
             self.log = lambda msg: None
+        self.on_epoch_end = on_epoch_end or (lambda record: None)
         torch.manual_seed(cfg.seed)
-        image_size = cfg.data.input_size or data.image_size
-        self.model = build_model(cfg, image_size, data.channels, scenario.num_tasks).to(self.device)
+        self.model = run_model(cfg, data, scenario.num_tasks).to(self.device)
         self.teacher: Optional[torch.nn.Module] = None
         self.memory = Memory()
         self.history = History()
@@ -99,16 +112,12 @@ class Learner:
         self.train_transform = build_transform(data, cfg.data, train=True)
         self.test_transform = build_transform(data, cfg.data, train=False)
         self.label_of_class = scenario.label_of_class
-        self._run_start = time.perf_counter()
-        self._epochs_done = 0
-        self._epochs_total = 0
+        self.progress: Optional[Progress] = None
 
     # ------------------------------------------------------------------ the protocol
 
     def run(self, on_task_end: Optional[Callable[[int, "Learner"], None]] = None) -> History:
-        self._run_start = time.perf_counter()
-        self._epochs_done = 0
-        self._epochs_total = self._epochs_planned(self.next_task)
+        self.progress = Progress(self._epochs_planned(self.next_task))
         for task in range(self.next_task, self.scenario.num_tasks):
             seed_everything(self.cfg.seed, task)
             start = time.perf_counter()
@@ -147,13 +156,9 @@ class Learner:
         base_lr = cfg.incremental_lr if task > 0 and cfg.incremental_lr is not None else cfg.lr
         self.optimizer, self.scheduler = self._optimizer(self._scaled(base_lr), steps,
                                                          warmup=cfg.warmup_epochs * len(loader))
-        use_asam = cfg.asam_rho > 0 and task > 0
-        asam = ASAM(self.optimizer, cfg.asam_rho, cfg.asam_eta) if use_asam else None
-        mixup = self._mixup()
-        ddp = self._compiled(dist.wrap_ddp(self.model, self.device))
-        num_old = sum(len(t) for t in self.scenario.tasks[:task])
-        for epoch in range(cfg.epochs):
-            self._epoch(task, "train", epoch, cfg.epochs, loader, ddp, num_old, mixup, asam)
+        asam = ASAM(self.optimizer, cfg.asam_rho, cfg.asam_eta) if cfg.asam_rho > 0 and task > 0 else None
+        self._run_phase(task, Phase("train", cfg.epochs, loader, mixup=self._mixup(), asam=asam,
+                                    module=self._trained_module(), num_old=self._num_old(task), distill=True))
 
     def finetune(self, task: int) -> None:
         """Balanced finetuning on the memory only: encoder frozen, small constant lr scaled like the
@@ -162,10 +167,9 @@ class Learner:
         self.model.set_phase("finetune")
         loader = self._loader(self.memory.indices(), shuffle=cfg.shuffle, seed_offset=1000 + task, repeats=1)
         self.optimizer, self.scheduler = self._optimizer(self._scaled(cfg.lr), None, warmup=0)
-        mixup = self._mixup() if cfg.mixup else None
-        ddp = self._compiled(dist.wrap_ddp(self.model, self.device))
-        for epoch in range(cfg.epochs):
-            self._epoch(task, "finetune", epoch, cfg.epochs, loader, ddp, None, mixup, None)
+        self._run_phase(task, Phase("finetune", cfg.epochs, loader, mixup=self._mixup() if cfg.mixup else None,
+                                    asam=None, module=self._trained_module(), num_old=self._num_old(task),
+                                    distill=False))
 
     @torch.no_grad()
     def update_memory(self, task: int) -> None:
@@ -215,8 +219,7 @@ class Learner:
         self.model.eval()
         seen = self.scenario.classes_up_to(task)
         local = dist.shard(indices_of_classes(self.data.test, seen))
-        loader = DataLoader(IndexedImages(self.data.test, local, self.label_of_class, self.test_transform),
-                            batch_size=self.cfg.train.eval_batch_size, num_workers=self.cfg.data.num_workers)
+        loader = self._eval_loader(self.data.test, local, self.test_transform)
         k = min(5, len(seen))
         preds, targets, top5 = [], [], []
         for images, labels, _ in loader:
@@ -238,48 +241,53 @@ class Learner:
         self.log(f"task {task + 1}/{self.scenario.num_tasks} accuracy: top-1 {overall:.2f}  top-5 "
                  f"{self.history.acc_top5[-1]:.2f}  per task [{' '.join(f'{a:.1f}' for a in row)}]")
 
-    # ------------------------------------------------------------------ one epoch
+    # ------------------------------------------------------------------ one phase
 
-    def _epoch(self, task, phase, epoch, epochs, loader, ddp, num_old, mixup, asam) -> None:
-        ddp.train()
-        loader.sampler.set_epoch(epoch)
-        start, seen, loss_sum = time.perf_counter(), 0, 0.0
-        for images, labels, _ in loader:
+    def _run_phase(self, task: int, phase: Phase) -> None:
+        for epoch in range(phase.epochs):
+            start = time.perf_counter()
+            loss, seen = self._epoch(task, phase, epoch)
+            seconds = time.perf_counter() - start
+            what = f"task {task + 1}/{self.scenario.num_tasks} {phase.name:8s} epoch {epoch + 1}/{phase.epochs}"
+            self.log(self.progress.epoch_done(what, loss, seen * dist.world_size(), seconds))
+            self.on_epoch_end({"event": "epoch", "task": task + 1, "phase": phase.name, "epoch": epoch + 1,
+                               "epochs": phase.epochs, "loss": loss, "lr": self.optimizer.param_groups[0]["lr"],
+                               "img_per_s": seen * dist.world_size() / max(seconds, 1e-9), "seconds": seconds})
+
+    def _epoch(self, task: int, phase: Phase, epoch: int) -> tuple[float, int]:
+        """Mean loss and number of images of this worker's batches (skipped ones left out)."""
+        phase.module.train()
+        phase.loader.sampler.set_epoch(epoch)
+        seen, loss_sum = 0, 0.0
+        for images, labels, _ in phase.loader:
             images, labels = images.to(self.device, non_blocking=True), labels.to(self.device, non_blocking=True)
-            loss = self._step(ddp, images, labels, num_old, mixup, asam)
+            loss = self._step(phase, images, labels)
             if loss is None:
                 continue
             if not math.isfinite(loss):
-                raise NonFiniteLoss(f"loss became {loss} in task {task + 1}, {phase} epoch {epoch + 1}; "
+                raise NonFiniteLoss(f"loss became {loss} in task {task + 1}, {phase.name} epoch {epoch + 1}; "
                                     "set train.skip_nonfinite=true to skip such batches instead")
             loss_sum += loss * len(labels)
             seen += len(labels)
-        self._epochs_done += 1
-        elapsed = time.perf_counter() - start
-        run_elapsed = time.perf_counter() - self._run_start
-        remaining = self._epochs_total - self._epochs_done
-        eta = run_elapsed / self._epochs_done * remaining
-        rate = seen * dist.world_size() / max(elapsed, 1e-9)
-        self.log(f"task {task + 1}/{self.scenario.num_tasks} {phase:8s} epoch {epoch + 1}/{epochs}  "
-                 f"loss {loss_sum / max(seen, 1):.4f}  {rate:,.0f} img/s  "
-                 f"elapsed {_fmt_seconds(run_elapsed)}  eta {_fmt_seconds(eta)}")
+        return loss_sum / max(seen, 1), seen
 
-    def _step(self, ddp, images, labels, num_old, mixup, asam) -> float:
+    def _step(self, phase: Phase, images: torch.Tensor, labels: torch.Tensor) -> Optional[float]:
+        """One optimizer step; None where the loss was not finite and the batch skipped."""
         num_classes = self.model.num_classes
-        if mixup is not None and len(labels) % 2 == 0:
-            mixup.num_classes = num_classes
-            images, soft = mixup(images, labels)
+        if phase.mixup is not None and len(labels) % 2 == 0:
+            phase.mixup.num_classes = num_classes
+            images, soft = phase.mixup(images, labels)
         else:
             soft = mixup_target(labels, num_classes, smoothing=self.cfg.train.label_smoothing)
         teacher_out = None
-        if self.teacher is not None and num_old is not None:
+        if self.teacher is not None and phase.distill:
             with torch.no_grad(), self._autocast():
                 teacher_out = self.teacher(images)
 
         def loss_fn():
             with self._autocast():
-                out = ddp(images)
-            return self._loss(out, teacher_out, soft, num_old)
+                out = phase.module(images)
+            return self._loss(out, teacher_out, soft, phase)
 
         self.optimizer.zero_grad(set_to_none=True)
         loss = loss_fn()
@@ -287,12 +295,12 @@ class Learner:
             self.history.skipped_batches[-1] += 1
             return None
         loss.backward()
-        if asam is not None:
-            asam.ascend()
+        if phase.asam is not None:
+            phase.asam.ascend()
             self.optimizer.zero_grad(set_to_none=True)
             loss_fn().backward()
             self._clip()
-            asam.descend()
+            phase.asam.descend()
         else:
             self._clip()
             self.optimizer.step()
@@ -305,13 +313,14 @@ class Learner:
         """Agreed by every worker, so that all of them skip the same batch (DDP needs that)."""
         return dist.all_reduce_sum([float(not torch.isfinite(loss))])[0] == 0
 
-    def _loss(self, out, teacher_out, soft, num_old) -> torch.Tensor:
+    def _loss(self, out, teacher_out, soft, phase: Phase) -> torch.Tensor:
         """(1-λ)·L_cls + λ·τ²·KL + w_div·L_div + β·L_knn (each term where it applies)."""
         cfg = self.cfg
         logits = out.logits.float()
         cls = classification_loss(logits, soft, cfg.train.loss)
-        if num_old is None:  # balanced finetuning: classification only
+        if not phase.distill:
             return cls
+        num_old = phase.num_old
         loss = cls
         if teacher_out is not None:
             lam = num_old / logits.shape[1]
@@ -369,9 +378,13 @@ class Learner:
             torch.nn.utils.clip_grad_norm_([p for p in self.model.parameters() if p.requires_grad],
                                            self.cfg.train.clip_grad)
 
-    def _compiled(self, module: torch.nn.Module) -> torch.nn.Module:
-        """The training forward, compiled when train.compile is set."""
+    def _trained_module(self) -> torch.nn.Module:
+        """The model for a phase's training forward: DDP-wrapped, compiled when train.compile is set."""
+        module = dist.wrap_ddp(self.model, self.device)
         return compiled_forward(module) if self.cfg.train.compile else module
+
+    def _num_old(self, task: int) -> int:
+        return sum(len(t) for t in self.scenario.tasks[:task])
 
     def _autocast(self):
         return torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32,
@@ -381,13 +394,16 @@ class Learner:
     def _features(self, indices: np.ndarray, transform) -> torch.Tensor:
         """Features of train images under `transform`, in eval mode, in large batches."""
         self.model.eval()
-        dataset = IndexedImages(self.data.train, indices, self.label_of_class, transform)
-        loader = DataLoader(dataset, batch_size=self.cfg.train.eval_batch_size, num_workers=self.cfg.data.num_workers)
         feats = []
-        for images, _, _ in loader:
+        for images, _, _ in self._eval_loader(self.data.train, indices, transform):
             with self._autocast():
                 feats.append(self.model(images.to(self.device)).features.float().cpu())
         return torch.cat(feats) if feats else torch.zeros(0)
+
+    def _eval_loader(self, split: Split, indices: np.ndarray, transform) -> DataLoader:
+        """`split[indices]` in order, in large batches: evaluation, and the features herding ranks."""
+        return DataLoader(IndexedImages(split, indices, self.label_of_class, transform),
+                          batch_size=self.cfg.train.eval_batch_size, num_workers=self.cfg.data.num_workers)
 
     def _epochs_planned(self, first_task: int) -> int:
         """Epochs from `first_task` to the end of the run (for the ETA)."""
@@ -402,7 +418,10 @@ class Learner:
     # ------------------------------------------------------------------ checkpoints
 
     def state_dict(self) -> dict:
-        """Enough to resume at the next task with identical results (loads with weights_only=True)."""
+        """Enough to resume at the next task with identical results (loads with weights_only=True).
+
+        No random state: a resumed run replays its next task from that task's seed, as every task
+        starts (seed_everything). Checkpoints written before held an unused "rng" entry; it is ignored."""
         return {
             "next_task": self.next_task,
             "task_sizes": [len(t) for t in self.scenario.tasks[: self.next_task]],
@@ -411,8 +430,6 @@ class Learner:
             "scheduler": self.scheduler.state_dict() if self.scheduler else None,
             "memory": self.memory.state(),
             "history": asdict(self.history),
-            "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state()[1].tolist(),
-                    "python": list(random.getstate()[1])},
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -423,4 +440,3 @@ class Learner:
         self.memory = Memory.from_state(state["memory"])
         self.history = History(**state["history"])
         self.next_task = state["next_task"]
-        torch.set_rng_state(state["rng"]["torch"])

@@ -3,7 +3,7 @@
 A new method subclasses `IncrementalModel`, implements `embed` (tokens -> per-slot embeddings)
 and, if it has task-specific parameters, `_grow` and `_old_task_parameters`; then registers its
 builder in its own file under `suite/models/` (`register_builder`), under the name of its record
-in `suite/methods.py`.
+in `suite/methods.py`. Models take plain arguments (the `model.*` keys by name), never a config.
 """
 from __future__ import annotations
 
@@ -13,8 +13,9 @@ from typing import Callable, Optional
 import torch
 from torch import nn
 
-from suite.config import ModelConfig
 from suite.models.encoder import Encoder
+
+ENCODER_ARGS = ("embed_dim", "depth", "num_heads", "patch_size", "mlp_ratio", "drop_path", "locality_strength")
 
 
 @dataclass
@@ -37,15 +38,16 @@ class TaskHead(nn.Sequential):
 
 class IncrementalModel(nn.Module):
     """divergence: a divergence head on the current task's embedding while training;
-    freezes_old_heads: old tasks' heads frozen in the main phase (both from the method's record)."""
+    freezes_old_heads: old tasks' heads frozen in the main phase (both from the method's record);
+    `encoder`: the shared encoder's arguments (ENCODER_ARGS)."""
 
-    def __init__(self, cfg: ModelConfig, image_size: int, channels: int, divergence: bool = True,
-                 freezes_old_heads: bool = True):
+    def __init__(self, image_size: int, channels: int, divergence: bool = True, freezes_old_heads: bool = True,
+                 **encoder):
         super().__init__()
         self.uses_divergence = divergence
         self.freezes_old_heads = freezes_old_heads
-        self.embed_dim = cfg.embed_dim
-        self.encoder = Encoder(cfg, image_size, channels)
+        self.encoder = Encoder(image_size, channels, **encoder)
+        self.embed_dim = self.encoder.pos_embed.shape[-1]
         self.heads = nn.ModuleList()
         self.div_head: Optional[TaskHead] = None
 
@@ -113,7 +115,7 @@ class IncrementalModel(nn.Module):
         return iter(())
 
 
-Builder = Callable[..., IncrementalModel]  # (model cfg, image_size, channels, num_tasks, Method) -> model
+Builder = Callable[..., IncrementalModel]  # (Method, image_size, channels, num_tasks, **model options) -> model
 BUILDERS: dict[str, Builder] = {}
 
 
@@ -121,3 +123,8 @@ def register_builder(name: str, build: Builder) -> Builder:
     """The model of method `name` (its record is `suite.methods.METHODS[name]`)."""
     BUILDERS[name] = build
     return build
+
+
+def encoder_args(options: dict) -> dict:
+    """The shared encoder's arguments among a run's model options."""
+    return {name: options[name] for name in ENCODER_ARGS if name in options}

@@ -11,8 +11,8 @@ import torch.nn.functional as F
 from timm.layers import DropPath, Mlp
 from torch import nn
 
-from suite.models.base import IncrementalModel, register_builder
-from suite.models.encoder import drop_path_rates, init_weights
+from suite.models.base import IncrementalModel, encoder_args, register_builder
+from suite.models.encoder import init_weights
 
 
 def key_of_task(num_tasks: int, num_keys: int) -> list[int]:
@@ -33,12 +33,9 @@ class DualAttentionBlock(nn.Module):
     The MLP's second layer runs after the mean over tokens: the embedding is
     mean_n(z + DropPath(fc2(h))) = mean_n z + DropPath(fc2(mean_n h)), because fc2 is affine and
     DropPath scales whole samples. Exact (to rounding) for timm's Mlp as built here (no norm
-    between act and fc2, no dropout), and fc2 then costs N times less: 1.37x the per-token form at
-    10 keys on the CIFAR preset (ratio of medians, 1.24x paired; `meanfirst` in reports/perf/perf.md).
-    With the GEMM attention below, the CIFAR training step runs 1.37x (paired) the one with the
-    published per-key block at 10 keys, 1.70x at 50 (reports/perf/after-dual-rewrites/perf.md).
-    Both rewrites are checked against that block (suite.perf.naive) in tests/test_models.py and
-    tests/test_perf.py.
+    between act and fc2, no dropout), and fc2 then costs N times less. Both rewrites are checked
+    against the published per-key block (bench/perf/naive.py) in tests/test_models.py and
+    tests/test_perf.py; their speed-ups are measured in bench/experiments/after-dual-rewrites.
     """
 
     def __init__(self, dim: int, num_heads: int, num_tokens: int, mlp_ratio: float, drop_path: float, out_proj: bool):
@@ -64,8 +61,7 @@ class DualAttentionBlock(nn.Module):
 
         The external scores are one GEMM (B*h*N, d) x (d, K*P) and A_ext V one batched GEMM per
         (sample, head), (N*K, P) x (P, d): a broadcasting matmul over a key axis would copy q K
-        times and the keys B*h times (1.33x slower at 10 keys on the CIFAR step, paired samples;
-        reports/perf/gemm-candidate/perf.md).
+        times and the keys B*h times (measured in bench/experiments/gemm-candidate).
         """
         B, N, C = x.shape
         h, d = self.num_heads, self.head_dim
@@ -88,12 +84,12 @@ class DualAttentionBlock(nn.Module):
 
 
 class DAFormer(IncrementalModel):
-    def __init__(self, cfg, image_size: int, channels: int, num_tasks: int, num_keys: int):
-        super().__init__(cfg, image_size, channels)
+    def __init__(self, image_size: int, channels: int, num_tasks: int, num_keys: int, out_proj: bool = False,
+                 num_heads: int = 4, mlp_ratio: float = 4.0, **encoder):
+        super().__init__(image_size, channels, num_heads=num_heads, mlp_ratio=mlp_ratio, **encoder)
         self.key_of_task = key_of_task(num_tasks, num_keys)
         self.dual = DualAttentionBlock(
-            cfg.embed_dim, cfg.num_heads, self.encoder.num_tokens, cfg.mlp_ratio,
-            drop_path_rates(cfg)[-1], cfg.out_proj,
+            self.embed_dim, num_heads, self.encoder.num_tokens, mlp_ratio, self.encoder.task_block_drop_path, out_proj,
         )
         init_weights(self.dual)
 
@@ -114,8 +110,9 @@ class DAFormer(IncrementalModel):
         return self.dual(tokens)
 
 
-def build(cfg, image_size, channels, num_tasks, method):
-    return DAFormer(cfg, image_size, channels, num_tasks, method.num_keys(cfg.num_keys, num_tasks))
+def build(method, image_size, channels, num_tasks, num_keys=None, out_proj=False, **options):
+    return DAFormer(image_size, channels, num_tasks, method.num_keys(num_keys, num_tasks), out_proj,
+                    **encoder_args(options))
 
 
 for _name in ("daformer_s", "daformer_m", "daformer"):

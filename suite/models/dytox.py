@@ -9,8 +9,8 @@ import torch
 from timm.layers import DropPath, Mlp, trunc_normal_
 from torch import nn
 
-from suite.models.base import IncrementalModel, register_builder
-from suite.models.encoder import drop_path_rates, init_weights
+from suite.models.base import IncrementalModel, encoder_args, register_builder
+from suite.models.encoder import init_weights
 
 
 class ClassAttentionBlock(nn.Module):
@@ -50,10 +50,11 @@ class ClassAttentionBlock(nn.Module):
 
 
 class DyTox(IncrementalModel):
-    def __init__(self, cfg, image_size: int, channels: int):
-        super().__init__(cfg, image_size, channels)
-        self.token_init = cfg.task_token_init
-        self.tab = ClassAttentionBlock(cfg.embed_dim, cfg.num_heads, cfg.mlp_ratio, drop_path_rates(cfg)[-1])
+    def __init__(self, image_size: int, channels: int, task_token_init: str = "random", num_heads: int = 4,
+                 mlp_ratio: float = 4.0, **encoder):
+        super().__init__(image_size, channels, num_heads=num_heads, mlp_ratio=mlp_ratio, **encoder)
+        self.token_init = task_token_init
+        self.tab = ClassAttentionBlock(self.embed_dim, num_heads, mlp_ratio, self.encoder.task_block_drop_path)
         init_weights(self.tab)
         self.task_tokens = nn.ParameterList()
 
@@ -74,4 +75,8 @@ class DyTox(IncrementalModel):
         return self.tab(tokens, patches)
 
 
-register_builder("dytox", lambda cfg, image_size, channels, num_tasks, method: DyTox(cfg, image_size, channels))
+def _build(method, image_size, channels, num_tasks, task_token_init="random", **options):
+    return DyTox(image_size, channels, task_token_init, **encoder_args(options))
+
+
+register_builder("dytox", _build)

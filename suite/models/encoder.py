@@ -7,13 +7,12 @@ from torch import nn
 from timm.layers import PatchEmbed, trunc_normal_
 from timm.models.convit import Block
 
-from suite.config import ModelConfig
 from suite.models.attention import fuse_attention
 
 
-def drop_path_rates(cfg: ModelConfig) -> list[float]:
-    """Stochastic depth grows linearly over the encoder blocks and the one task block after them."""
-    return torch.linspace(0, cfg.drop_path, cfg.depth + 1).tolist()
+def drop_path_rates(drop_path: float, depth: int) -> list[float]:
+    """Stochastic depth grows linearly over the `depth` encoder blocks and the one task block after them."""
+    return torch.linspace(0, drop_path, depth + 1).tolist()
 
 
 def init_weights(module: nn.Module) -> None:
@@ -34,18 +33,20 @@ def init_weights(module: nn.Module) -> None:
 class Encoder(nn.Module):
     """Images (B, channels, S, S) -> patch tokens (B, N, C). No class token."""
 
-    def __init__(self, cfg: ModelConfig, image_size: int, channels: int):
+    def __init__(self, image_size: int, channels: int, embed_dim: int = 64, depth: int = 2, num_heads: int = 4,
+                 patch_size: int = 2, mlp_ratio: float = 4.0, drop_path: float = 0.0, locality_strength: float = 1.0):
         super().__init__()
-        if image_size % cfg.patch_size:
-            raise ValueError(f"image size {image_size} is not a multiple of patch size {cfg.patch_size}")
-        self.patch_embed = PatchEmbed(image_size, cfg.patch_size, channels, cfg.embed_dim)
+        if image_size % patch_size:
+            raise ValueError(f"image size {image_size} is not a multiple of patch size {patch_size}")
+        self.patch_embed = PatchEmbed(image_size, patch_size, channels, embed_dim)
         self.num_tokens = self.patch_embed.num_patches
-        self.pos_embed = nn.Parameter(torch.zeros(1, self.num_tokens, cfg.embed_dim))
-        rates = drop_path_rates(cfg)
+        self.pos_embed = nn.Parameter(torch.zeros(1, self.num_tokens, embed_dim))
+        rates = drop_path_rates(drop_path, depth)
+        self.task_block_drop_path = rates[-1]  # for the block that follows the encoder
         self.blocks = fuse_attention(nn.Sequential(*[
-            Block(cfg.embed_dim, cfg.num_heads, cfg.mlp_ratio, qkv_bias=False, drop_path=rates[i],
-                  use_gpsa=True, locality_strength=cfg.locality_strength)
-            for i in range(cfg.depth)
+            Block(embed_dim, num_heads, mlp_ratio, qkv_bias=False, drop_path=rates[i],
+                  use_gpsa=True, locality_strength=locality_strength)
+            for i in range(depth)
         ]))
         init_weights(self)
         trunc_normal_(self.pos_embed, std=0.02)

@@ -8,16 +8,18 @@ from timm.models.convit import Block
 from torch import nn
 
 from suite.models.attention import fuse_attention
-from suite.models.base import IncrementalModel, register_builder
-from suite.models.encoder import drop_path_rates, init_weights
+from suite.models.base import IncrementalModel, encoder_args, register_builder
+from suite.models.encoder import init_weights
 
 
 class PlainViT(IncrementalModel):
-    def __init__(self, cfg, image_size: int, channels: int, divergence: bool, freezes_old_heads: bool):
-        super().__init__(cfg, image_size, channels, divergence, freezes_old_heads)
-        self.block = fuse_attention(Block(cfg.embed_dim, cfg.num_heads, cfg.mlp_ratio, qkv_bias=False,
-                                          drop_path=drop_path_rates(cfg)[-1], use_gpsa=False))
-        self.norm = nn.LayerNorm(cfg.embed_dim)
+    def __init__(self, image_size: int, channels: int, divergence: bool, freezes_old_heads: bool,
+                 num_heads: int = 4, mlp_ratio: float = 4.0, **encoder):
+        super().__init__(image_size, channels, divergence, freezes_old_heads, num_heads=num_heads,
+                         mlp_ratio=mlp_ratio, **encoder)
+        self.block = fuse_attention(Block(self.embed_dim, num_heads, mlp_ratio, qkv_bias=False,
+                                          drop_path=self.encoder.task_block_drop_path, use_gpsa=False))
+        self.norm = nn.LayerNorm(self.embed_dim)
         init_weights(self.block)
 
     def make_head(self, num_classes: int) -> nn.Module:
@@ -30,8 +32,8 @@ class PlainViT(IncrementalModel):
         return self.norm(self.block(tokens).mean(dim=1)).unsqueeze(1)
 
 
-def _build(cfg, image_size, channels, num_tasks, method):
-    return PlainViT(cfg, image_size, channels, method.divergence, method.freezes_old_heads)
+def _build(method, image_size, channels, num_tasks, **options):
+    return PlainViT(image_size, channels, method.divergence, method.freezes_old_heads, **encoder_args(options))
 
 
 for _name in ("replay", "finetune", "joint"):

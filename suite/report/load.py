@@ -15,19 +15,9 @@ from typing import Any
 
 import pandas as pd
 
-from suite.config import Config
 from suite.errors import UserError
 from suite.methods import METHODS
-
-RESULTS_NAME = "results.json"
-REQUIRED_KEYS = ("status", "method", "dataset", "setting", "acc", "acc_matrix", "classes_per_task", "config")
-# Config keys shown in their own columns, or that say where/how a run executed but not what it
-# computed: they never distinguish one variant of a method from another.
-OMITTED_CONFIG_KEYS = (
-    "method", "seed", "data.name", "data.path", "data.num_workers", "scenario.class_order",
-    "output.basedir", "output.name", "train.eval_batch_size",
-    "ray.use_gpu", "ray.cpus_per_worker", "ray.gpus_per_worker", "ray.max_failures",
-)
+from suite.run import schema
 NUMERIC_COLUMNS = (
     "seed", "num_keys", "memory_budget", "task", "classes_seen", "acc", "acc_top5", "num_params", "memory_used",
     "task_time_s", "avg_incremental_accuracy", "last_accuracy", "forgetting", "bwt", "bwt_all_pairs", "total_time_s",
@@ -39,19 +29,19 @@ def load_results(results_dir: Path) -> pd.DataFrame:
     results_dir = Path(results_dir)
     if not results_dir.is_dir():
         raise UserError(f"results directory '{results_dir}' does not exist or is not a directory")
-    paths = sorted(results_dir.rglob(RESULTS_NAME))
+    paths = sorted(results_dir.rglob(schema.RESULTS))
     if not paths:
-        raise UserError(f"no {RESULTS_NAME} under '{results_dir}'; give the directory of a run or a sweep")
+        raise UserError(f"no {schema.RESULTS} under '{results_dir}'; give the directory of a run or a sweep")
     results, problems = {}, {}
     for path in paths:
-        result, problem = read_result(path)
+        result, problem = schema.read(path)
         if problem:
             problems[path] = problem
         else:
             results[path] = result
     if not results:
         path, problem = next(iter(problems.items()))
-        raise UserError(f"none of the {len(paths)} {RESULTS_NAME} files under '{results_dir}' could be read "
+        raise UserError(f"none of the {len(paths)} {schema.RESULTS} files under '{results_dir}' could be read "
                         f"('{path}': {problem}); expected results written by suite/run.py")
     for path, problem in problems.items():  # the report goes on without them
         print(f"warning: skipping {path}: {problem}", file=sys.stderr)
@@ -60,20 +50,6 @@ def load_results(results_dir: Path) -> pd.DataFrame:
     return frame.assign(**{
         column: pd.to_numeric(frame[column]) if column in frame else float("nan") for column in NUMERIC_COLUMNS
     })
-
-
-def read_result(path: Path) -> tuple[dict | None, str | None]:
-    """(the parsed file, None), or (None, why it cannot be used) when it is corrupt or incomplete."""
-    try:
-        result = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        return None, f"not valid JSON ({err})"
-    if not isinstance(result, dict):
-        return None, "not a JSON object"
-    missing = [key for key in REQUIRED_KEYS if key not in result]
-    if missing:
-        return None, f"missing {', '.join(missing)}"
-    return result, None
 
 
 def run_id(path: Path, results_dir: Path) -> str:
@@ -107,12 +83,9 @@ def run_rows(result: dict, run: str, path: Path) -> list[dict]:
 
 
 def run_fields(result: dict, run: str, path: Path) -> dict[str, Any]:
-    """The run-level columns: identity, derived axes, final metrics and the flattened config.
-
-    A key missing from an older run's config (added to the suite since) reads as its default,
-    so that runs differing only in the suite's version are not split into variants.
-    """
-    config = {**DEFAULT_CONFIG, **flatten(result["config"])}
+    """The run-level columns: identity, derived axes, final metrics and the config keys that tell
+    variants apart (a key missing from an older run's config reads as its default)."""
+    config = schema.flat_config(result)
     n_tasks = len(result["classes_per_task"])
     n_classes = len(result.get("class_order") or []) or sum(len(c) for c in result["classes_per_task"])
     memory_budget, memory_mode = memory_axis(config, n_classes)
@@ -143,20 +116,9 @@ def run_fields(result: dict, run: str, path: Path) -> dict[str, Any]:
         **{
             f"cfg.{key}": json.dumps(value, sort_keys=True)
             for key, value in config.items()
-            if key not in OMITTED_CONFIG_KEYS
+            if key in schema.VARIANT_KEYS
         },
     }
-
-
-def flatten(mapping: dict, prefix: str = "") -> dict[str, Any]:
-    """Nested dict → {"dotted.key": leaf value}."""
-    flat = {}
-    for key, value in mapping.items():
-        if isinstance(value, dict):
-            flat.update(flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
 
 
 def class_order_id(order: Any) -> str:
@@ -189,6 +151,3 @@ def memory_axis(config: dict[str, Any], n_classes: int) -> tuple[int | None, str
 
 def _at(values: list, index: int) -> Any:
     return values[index] if index < len(values) else None
-
-
-DEFAULT_CONFIG = flatten(Config().to_dict())

@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from suite.config import DATASETS
+from suite.data.names import DATASETS
 from suite.errors import UserError
 from suite.report.aggregate import RUN_GROUP
 

@@ -1,1 +1,0 @@
-"""The Ray layer: thin glue that runs the learner on Ray Train workers (and, later, Tune trials)."""

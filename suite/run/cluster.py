@@ -1,0 +1,70 @@
+"""Connect to a Ray cluster, or start an embedded local one sized to this machine."""
+from __future__ import annotations
+
+import os
+import socket
+from urllib.parse import urlparse
+
+import ray
+
+from suite.errors import UserError
+
+WORKER_ENV = {
+    "RAY_USAGE_STATS_ENABLED": "0",
+    "HF_HUB_OFFLINE": "1",
+    "RAY_TRAIN_ENABLE_PRINT_PATCH": "0",  # else Ray Train V2 prints every worker line twice
+    # glibc's default allocator cost up to 24% of a training step here in page faults (reports/perf/)
+    "MALLOC_MMAP_MAX_": "0",
+    "MALLOC_TRIM_THRESHOLD_": "68719476736",
+    # Ray Train's controller polls the workers every 2 s by default: a run then ends up to 2 s after
+    # its last report (2-3 s of the quickstart's end; reports/perf/ray-startup)
+    "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.5",
+}
+
+
+def check_reachable(address: str) -> None:
+    """Fail fast on a host:port nobody listens at: ray.init would retry for minutes."""
+    if address == "auto":
+        return
+    parsed = urlparse(address if "://" in address else f"tcp://{address}")
+    if not parsed.hostname or not parsed.port:
+        raise UserError(f"--address '{address}' is malformed; expected HOST:PORT (e.g. 127.0.0.1:6379), "
+                        "ray://HOST:PORT or 'auto'")
+    try:
+        socket.create_connection((parsed.hostname, parsed.port), timeout=5).close()
+    except OSError as e:
+        raise UserError(f"--address '{address}': no Ray cluster answers there ({e.strerror or e}); "
+                        "expected the address of a running head (see `ray start --head`)") from None
+
+
+def start_local_ray(extra_env: dict | None = None, log_to_driver: bool = True) -> None:
+    """A private local Ray on every CPU of this machine, its dashboard on loopback (Ray Train's state
+    API needs it), the workers' environment WORKER_ENV plus `extra_env`.
+
+    No idle workers are prestarted: Ray boots them for the driver's first tasks, but every actor of
+    a run asks for the job's runtime_env, so none is ever used, and they boot while Ray starts."""
+    ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=True, dashboard_host="127.0.0.1",
+             runtime_env={"env_vars": {**WORKER_ENV, **(extra_env or {})}}, log_to_driver=log_to_driver,
+             _system_config={"prestart_worker_first_driver": False})
+
+
+def init_ray(address: str | None):
+    """Connect to the cluster at `address` (or RAY_ADDRESS); without either, start a private local Ray."""
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    if ray.is_initialized():
+        return ray
+    target = address or os.environ.get("RAY_ADDRESS")
+    try:
+        if target:
+            check_reachable(target)
+            ray.init(address=target, runtime_env={"env_vars": WORKER_ENV}, log_to_driver=True)
+        else:
+            start_local_ray()
+    except ConnectionError as e:
+        raise UserError(f"--address {target}: cannot reach a Ray cluster there ({e}); "
+                        "expected the address of a running head, e.g. 127.0.0.1:6379 or http://HEAD:8265") from None
+    return ray
+
+
+def cluster_cpus() -> float:
+    return float(ray.cluster_resources().get("CPU", 1))

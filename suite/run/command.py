@@ -1,0 +1,102 @@
+"""One run from a validated config: check, plan, train (on Ray Train or in this process), report.
+
+Exit codes as the CLI's: 0 done, 1 the run failed, 128+N stopped by signal N.
+"""
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+
+from suite.config import Config
+from suite.learner.learner import NonFiniteLoss
+from suite.run.checkpoints import check_resume
+from suite.run.console import print_summary
+from suite.run.interrupt import Interrupted, mark_interrupted, resume_command, stop_signals_raise
+from suite.run.layout import REPORT_DIR, check_run_dir, check_writable, results_at, run_dir_of
+from suite.run.local import check_storage, run_in_process
+from suite.run.plan import Plan, check_config, check_files, prepare
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    resume: bool = False
+    dry_run: bool = False
+    in_process: bool = False
+    address: str | None = None  # Ray cluster; None: RAY_ADDRESS, else an embedded local Ray
+    argv: tuple[str, ...] = ()  # the command line, for the resume command an interruption prints
+
+
+def run_command(cfg: Config, options: RunOptions) -> int:
+    check_config(cfg)
+    if options.in_process:
+        check_storage(cfg)
+    run_dir = run_dir_of(cfg)
+    if not options.dry_run:
+        check_run_dir(cfg, run_dir, options.resume)
+        stored = check_resume(cfg, run_dir) if options.resume else None
+        if stored is not None and stored.get("status") == "finished":
+            print(f"run '{run_dir}' has already finished all {stored.get('tasks_done')} tasks: nothing to resume, "
+                  "nothing changed (its results.json and report are as they were)")
+            return 0
+    data, scenario = prepare(cfg)
+    check_files(data)
+    plan = Plan(cfg, data, scenario, run_dir)
+    print(plan.describe(), flush=True)
+    warning = plan.check_memory()
+    if warning:
+        print(warning, file=sys.stderr, flush=True)
+    if options.dry_run:
+        print("dry run: nothing trained, nothing written")
+        return 0
+    check_writable(run_dir.parent)
+    if cfg.output.storage_path:  # results persist elsewhere: the local directory marks the run for --resume
+        run_dir.mkdir(exist_ok=True)
+    return execute(plan, options)
+
+
+def execute(plan: Plan, options: RunOptions) -> int:
+    """Train, then build the run's report; a stop signal is recorded in results.json. Ray Train and
+    the report (pandas, matplotlib) are imported here: a dry run pays for neither."""
+    failures = (NonFiniteLoss, OSError)  # any other crash of the learner keeps its traceback
+    if not options.in_process:
+        from suite.run.cluster import init_ray
+        from suite.run.ray_train import RunFailed, run_on_ray
+
+        failures += (RunFailed,)
+        init_ray(options.address)  # first: ray.init installs a SIGTERM handler of its own, which aborts
+    try:
+        with stop_signals_raise():
+            if options.in_process:
+                results = run_in_process(plan.cfg, plan.run_dir, options.resume)
+            else:
+                results = run_on_ray(plan.cfg, plan.run_dir, options.address)
+    except Interrupted as e:
+        return record_interruption(plan, e, options)
+    except failures as e:
+        cause = f"{type(e).__name__}: {e}" if isinstance(e, (NonFiniteLoss, OSError)) else str(e)
+        print(f"error: the run failed: {cause}; the last complete results and checkpoint are kept in "
+              f"{plan.run_dir}", file=sys.stderr)
+        return 1
+    from suite.report import build_report
+
+    report = build_report(plan.run_dir, plan.run_dir / REPORT_DIR)
+    print_summary(results, plan.run_dir, report)
+    return 0
+
+
+def record_interruption(plan: Plan, stop: Interrupted, options: RunOptions) -> int:
+    """After a stop signal: no worker left to write, then results.json says `interrupted`."""
+    if not options.in_process:
+        import ray
+
+        ray.shutdown()
+    resume = resume_command(list(options.argv))
+    status = mark_interrupted(results_at(plan.cfg, plan.run_dir), stop.signal_name, resume)
+    line = {"finished": f"interrupted by {stop.signal_name} after the run had finished: its results are in "
+                        f"{plan.run_dir}",
+            "interrupted": f"error: interrupted by {stop.signal_name}: the finished tasks are kept (status: "
+                           f"interrupted) in {plan.run_dir}; to continue: {resume}",
+            "none": f"error: interrupted by {stop.signal_name}: no task had finished in {plan.run_dir}; "
+                    f"to continue: {resume}"}[status]
+    print(line, file=sys.stderr)
+    return stop.exit_code

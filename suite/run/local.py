@@ -1,0 +1,61 @@
+"""One run in this process, without Ray (`--in-process`): the tests' and the learner's reference path."""
+from __future__ import annotations
+
+import traceback
+from pathlib import Path
+
+import torch
+
+from suite.config import Config
+from suite.errors import UserError
+from suite.learner.learner import Learner
+from suite.run import checkpoints
+from suite.run.history import RunHistory
+from suite.run.layout import CHECKPOINT, collect_results, persist_dir
+from suite.run.plan import prepare
+from suite.run.recorder import RunRecorder
+from suite.run.storage import is_uri
+
+
+def check_storage(cfg: Config) -> None:
+    if cfg.output.storage_path and is_uri(cfg.output.storage_path):
+        raise UserError(f"output.storage_path = '{cfg.output.storage_path}' is a URI, which needs Ray; "
+                        "drop --in-process, or use a directory")
+
+
+def device_of(cfg: Config) -> torch.device:
+    """The GPU when ray.use_gpu asks for one (the device a Ray Train worker would get), else the CPU."""
+    if not cfg.ray.use_gpu:
+        return torch.device("cpu")
+    if not torch.cuda.is_available():
+        raise UserError("ray.use_gpu = true, but this machine has no CUDA device; "
+                        "expected a GPU, or ray.use_gpu=false")
+    return torch.device("cuda", torch.cuda.current_device())
+
+
+def run_in_process(cfg: Config, run_dir: Path, resume: bool) -> dict:
+    """The whole run: results.json and a checkpoint after every task; the finished run's results."""
+    check_storage(cfg)
+    location = persist_dir(cfg, run_dir)
+    device = device_of(cfg)
+    data, scenario = prepare(cfg)
+    history = RunHistory(location)
+    learner = Learner(cfg, data, scenario, device, log=history.console, on_epoch_end=history.record)
+    ckpt = Path(location) / CHECKPOINT
+    if resume and ckpt.exists():
+        checkpoints.restore(learner, cfg, checkpoints.load(ckpt), str(ckpt))
+        history.resumed(learner.next_task)
+    recorder = RunRecorder(cfg, scenario, location, world_size=1, device=str(device))
+
+    def on_task_end(task: int, lrn: Learner) -> None:
+        history.task_done(task, lrn.history)
+        checkpoints.save(ckpt, checkpoints.payload(lrn, cfg))
+        recorder.write(lrn, "running")
+
+    try:
+        learner.run(on_task_end)
+    except Exception:
+        recorder.write(learner, "failed", traceback.format_exc(limit=3))
+        raise
+    recorder.write(learner, "finished")
+    return collect_results(cfg, run_dir)

@@ -1,0 +1,154 @@
+"""Validate a config against its data set, load what a run needs, describe the plan (`--dry-run`)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from suite.config import Config
+from suite.data.registry import DataSet, count_classes, load_dataset
+from suite.data.scenario import Scenario, build_scenario, plan_scenario
+from suite.data.sources.imagefolder import check_headers
+from suite.errors import UserError
+from suite.learner.memory import per_class_budget
+from suite.learner.model import run_model
+from suite.methods import CONFIGURED, METHODS
+from suite.run import footprint
+
+
+def check_config(cfg: Config) -> Scenario:
+    """Everything checkable before loading images: the scenario and the key count."""
+    m = cfg.model
+    if m.embed_dim % m.num_heads:
+        raise UserError(f"model.num_heads = {m.num_heads} does not divide model.embed_dim = {m.embed_dim}; "
+                        "expected a divisor of the embedding width")
+    method = METHODS[cfg.method]
+    if cfg.distill.knn_weight > 0 and not method.knn:
+        allowed = ", ".join(m.name for m in METHODS.values() if m.knn)
+        raise UserError(f"distill.knn_weight = {cfg.distill.knn_weight:g} is our KNN distillation, which only "
+                        f"DAFormer takes ({allowed}); method '{cfg.method}' has none: set it to 0")
+    scenario = plan_scenario(cfg, count_classes(cfg.data))
+    tasks = scenario.num_tasks
+    keys = cfg.model.num_keys
+    if keys is not None:
+        if method.keys != CONFIGURED and keys != method.num_keys(None, tasks):
+            fixed = method.num_keys(None, tasks)
+            uses = f"which uses {fixed}" if fixed else "which has no external keys"
+            raise UserError(f"model.num_keys = {keys} contradicts method '{cfg.method}' ({uses}); "
+                            "use method 'daformer' to choose the key count")
+        if keys > tasks:
+            raise UserError(f"model.num_keys = {keys} is larger than the {tasks} tasks; expected 1..{tasks}")
+    if cfg.memory.per_class is None and 0 < cfg.memory.size < len(scenario.class_order):
+        raise UserError(f"memory.size = {cfg.memory.size} leaves no exemplar per class for "
+                        f"{len(scenario.class_order)} classes; expected 0 or at least {len(scenario.class_order)}")
+    return scenario
+
+
+def check_data(cfg: Config, data: DataSet) -> None:
+    """Checks that need the loaded data set: image size vs patch size, memory vs data."""
+    side = cfg.data.input_size or data.image_size
+    if side % cfg.model.patch_size:
+        raise UserError(f"model.patch_size = {cfg.model.patch_size} does not divide the {side}-pixel images "
+                        f"of '{data.name}'; expected a divisor of {side}")
+    if not METHODS[cfg.method].rehearsal:
+        return
+    if cfg.memory.per_class is None and cfg.memory.size > len(data.train):
+        raise UserError(f"memory.size = {cfg.memory.size} is larger than the {len(data.train)} training images "
+                        f"of '{data.name}'")
+    if cfg.memory.per_class is not None:
+        smallest = min((data.train.labels == c).sum() for c in range(data.num_classes))
+        if cfg.memory.per_class > smallest:
+            raise UserError(f"memory.per_class = {cfg.memory.per_class} is larger than the smallest class "
+                            f"of '{data.name}' ({smallest} training images)")
+
+
+def prepare(cfg: Config) -> tuple[DataSet, Scenario]:
+    """The run's data set, checked against its config, and its scenario (in the driver and in every worker)."""
+    data = load_dataset(cfg.data)
+    check_data(cfg, data)
+    return data, build_scenario(cfg, data)
+
+
+def check_files(data: DataSet) -> None:
+    """Driver only: images kept on disk open as images (headers only), before any worker starts."""
+    for split in (data.train, data.test):
+        if not split.in_memory:
+            check_headers(split.images)
+
+
+def count_params(cfg: Config, data: DataSet, scenario: Scenario) -> list[int]:
+    """Parameters used at test time after each task (divergence head excluded)."""
+    model = run_model(cfg, data, scenario.num_tasks)
+    counts = []
+    for task in scenario.tasks:
+        model.add_task(len(task))
+        counts.append(sum(p.numel() for n, p in model.named_parameters() if not n.startswith("div_head")))
+    return counts
+
+
+def class_names(data: DataSet, classes, shown: int = 6) -> str:
+    """'tailed frog, American alligator, ... (+4 more)': the first `shown` names of `classes`."""
+    names = [data.class_names[c] for c in classes]
+    more = f", ... (+{len(names) - shown} more)" if len(names) > shown else ""
+    return ", ".join(names[:shown]) + more
+
+
+@dataclass
+class Plan:
+    cfg: Config
+    data: DataSet
+    scenario: Scenario
+    run_dir: Path
+
+    def describe(self) -> str:
+        cfg, data, sc = self.cfg, self.data, self.scenario
+        method = METHODS[cfg.method]
+        lines = [
+            f"data      {data.name}: {len(data.train)} train / {len(data.test)} test images, "
+            f"{data.num_classes} classes, {data.channels}x{data.image_size}x{data.image_size}",
+            f"setting   {sc.setting}: {sc.num_tasks} task(s)",
+        ]
+        for t, classes in enumerate(sc.tasks):
+            seen = len(sc.classes_up_to(t))
+            mem = f"memory {per_class_budget(cfg.memory, seen)}/class" if method.rehearsal else "no memory"
+            lines.append(f"  task {t + 1:3d}: {len(classes):3d} classes {list(classes)}  ({mem})")
+            if any(data.class_names[c] != str(c) for c in classes):
+                lines.append(f"             {class_names(data, classes)}")
+        params = count_params(cfg, data, sc)
+        num_keys = method.num_keys(cfg.model.num_keys, sc.num_tasks)
+        keys = f", {num_keys} external key(s)" if num_keys else ""
+        lines += [
+            f"method    {cfg.method}: {method.display_label(cfg.distill.knn_weight)} ({method.description}){keys}",
+            f"model     embed {cfg.model.embed_dim}, depth {cfg.model.depth}+1, heads {cfg.model.num_heads}, "
+            f"patch {cfg.model.patch_size}; parameters after the last task: {params[-1]:,} ({params[-1] / 1e6:.2f}M)",
+            f"training  {cfg.train.epochs} epochs/task, batch {cfg.train.batch_size}/worker, lr {self._lr()} "
+            f"(x global batch / 512), finetuning {cfg.finetune.epochs} epochs",
+            f"memory    {'per class ' + str(cfg.memory.per_class) if cfg.memory.per_class else 'total ' + str(cfg.memory.size)}, "
+            f"{cfg.memory.selection}",
+            f"ray       {cfg.ray.num_workers} worker(s), {'GPU' if cfg.ray.use_gpu else 'CPU'}, " + self._resources(),
+            f"attention {self._footprint()}",
+            f"output    {self.run_dir}",
+        ]
+        return "\n".join(lines)
+
+    @property
+    def image_size(self) -> int:
+        return self.cfg.data.input_size or self.data.image_size
+
+    def _footprint(self) -> str:
+        need = footprint.estimate(self.cfg, self.image_size, self.scenario.num_tasks)
+        return (f"scores of a training batch {footprint.gib(need.train)}, of an evaluation batch "
+                f"{footprint.gib(need.eval)} (per worker, at the last task)")
+
+    def check_memory(self) -> str | None:
+        return footprint.check_run(self.cfg, self.image_size, self.scenario.num_tasks)
+
+    def _lr(self) -> str:
+        train = self.cfg.train
+        if train.incremental_lr is None or train.incremental_lr == train.lr:
+            return f"{train.lr:g}"
+        return f"{train.lr:g}, tasks 2+ {train.incremental_lr:g}"
+
+    def _resources(self) -> str:
+        r = self.cfg.ray
+        cpus = f"{r.cpus_per_worker:g} CPU/worker" if r.cpus_per_worker else "CPUs shared out among workers"
+        return cpus + (f", {r.gpus_per_worker:g} GPU/worker" if r.use_gpu else "")

@@ -1,0 +1,162 @@
+"""One benchmark run as a Ray Train `TorchTrainer`: the learner inside `train_loop_per_worker`.
+
+Ray sets up torch.distributed; the learner shards data, gathers the memory and evaluates across
+workers by itself. Rank 0 writes results.json after every task and hands Ray a checkpoint, which
+Ray persists under RUN_DIR/ray/ and gives back after a worker failure or on --resume.
+"""
+from __future__ import annotations
+
+import tempfile
+import threading
+import traceback
+from pathlib import Path
+
+import ray.train
+import ray.train.torch
+from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+from ray.train.torch import TorchConfig, TorchTrainer
+import torch
+
+from suite.config import Config, from_dict
+from suite.learner import dist
+from suite.learner.learner import Learner
+from suite.run import checkpoints
+from suite.run.history import RunHistory
+from suite.run.cluster import WORKER_ENV, cluster_cpus, init_ray
+from suite.run.layout import RAY_CHECKPOINT_FILE, RAY_DIR, collect_results, persist_dir
+from suite.run.plan import prepare
+from suite.run.recorder import RunRecorder
+
+
+def worker_loop(config: dict) -> None:
+    cfg = from_dict(config["cfg"])
+    context = ray.train.get_context()
+    rank = context.get_world_rank()
+    torch.set_num_threads(max(1, round(config["threads"])))
+    device = ray.train.torch.get_device()
+    data, scenario = prepare(cfg)
+    history = RunHistory(config["persist"])
+
+    def on_epoch_end(record: dict) -> None:
+        """Into log.jsonl (rank 0), and to Ray, hence the dashboard and, in a sweep, Tune."""
+        if rank == 0:
+            history.record(record)
+        if worth_reporting(record["seconds"]):
+            ray.train.report(record)
+
+    learner = Learner(cfg, data, scenario, device, log=history.console, on_epoch_end=on_epoch_end)
+    checkpoint = ray.train.get_checkpoint()
+    if checkpoint is not None:
+        with checkpoint.as_directory() as directory:
+            state = checkpoints.load(Path(directory) / RAY_CHECKPOINT_FILE)
+            checkpoints.restore(learner, cfg, state, config["run_dir"])
+        learner.log(f"resumed after task {learner.next_task} from {checkpoint.path}")
+        if rank == 0:
+            history.resumed(learner.next_task)
+    recorder = RunRecorder(cfg, scenario, config["persist"], context.get_world_size(), str(device))
+
+    def on_task_end(task: int, lrn: Learner) -> None:
+        with tempfile.TemporaryDirectory() as tmp:
+            ckpt = None
+            if rank == 0:
+                history.task_done(task, lrn.history)
+                checkpoints.save(Path(tmp) / RAY_CHECKPOINT_FILE, checkpoints.payload(lrn, cfg))
+                recorder.write(lrn, "running")
+                ckpt = ray.train.Checkpoint.from_directory(tmp)
+            metrics = {"event": "task", "task": task + 1, "acc": lrn.history.acc[-1],
+                       "acc_top5": lrn.history.acc_top5[-1]}
+            ray.train.report(metrics, checkpoint=ckpt, checkpoint_dir_name=f"task_{task:03d}")
+
+    try:
+        learner.run(on_task_end)
+    except Exception:
+        if rank == 0:
+            recorder.write(learner, "failed", traceback.format_exc(limit=3))
+        raise
+    if rank == 0:
+        recorder.write(learner, "finished")
+
+
+def worth_reporting(seconds: float) -> bool:
+    """Whether an epoch goes to Ray: one that took at least Train's poll interval, on average over the
+    workers (every worker must make the same choice: a report is collective). A report waits for the
+    controller to take the one before, so shorter epochs reported each would wait for its polls; they
+    stay in log.jsonl, and every task reaches Ray."""
+    mean = dist.all_reduce_sum([seconds])[0] / dist.world_size()
+    return mean >= float(WORKER_ENV["RAY_TRAIN_HEALTH_CHECK_INTERVAL_S"])
+
+
+def scaling(cfg: Config, cluster_cpus: float, reserved: float = 0.0):
+    """ScalingConfig from `ray.*`; with no CPU count given, the cluster's CPUs are shared out.
+
+    `reserved` CPUs (a Tune trial's own process) are taken from the workers' share, so that a
+    trial needs exactly workers x ray.cpus_per_worker: two 1-CPU trials fit on 2 CPUs. The
+    intra-op thread count (returned) is the nominal per-worker count."""
+    r = cfg.ray
+    cpus = r.cpus_per_worker or max(1.0, cluster_cpus // r.num_workers)
+    resources = {"CPU": cpus - reserved / r.num_workers}
+    if r.use_gpu:
+        resources["GPU"] = r.gpus_per_worker
+    return ScalingConfig(num_workers=r.num_workers, use_gpu=r.use_gpu, resources_per_worker=resources), cpus
+
+
+def make_trainer(cfg: Config, run_dir: Path, cluster_cpus: float, callbacks=(), reserved: float = 0.0):
+    """The TorchTrainer of one run; its checkpoints live in RUN_DIR/ray, where a rerun resumes."""
+    scaling_config, cpus = scaling(cfg, cluster_cpus, reserved)
+    return TorchTrainer(
+        worker_loop,
+        train_loop_config={"cfg": cfg.to_dict(), "run_dir": str(run_dir), "persist": persist_dir(cfg, run_dir),
+                           "threads": cpus},
+        scaling_config=scaling_config,
+        torch_config=TorchConfig(backend="nccl" if cfg.ray.use_gpu else "gloo"),
+        run_config=RunConfig(
+            name=RAY_DIR, storage_path=persist_dir(cfg, run_dir), callbacks=list(callbacks),
+            failure_config=FailureConfig(max_failures=cfg.ray.max_failures),
+            checkpoint_config=CheckpointConfig(num_to_keep=2),
+        ),
+    )
+
+
+def fit(trainer, cfg: Config, run_dir: Path) -> dict:
+    """Train; the run's results (copied into the run directory when they persist elsewhere), or
+    RunFailed with the root cause in one line."""
+    failure = []
+
+    def train() -> None:
+        try:
+            trainer.fit()
+        except Exception as e:
+            failure.append(e)
+
+    # fit() waits inside Ray's C++ core, where Python cannot run a signal handler: in a thread of its
+    # own, the main thread stays free to take SIGTERM or SIGINT (suite/run/interrupt.py) at once.
+    thread = threading.Thread(target=train, name="ray-train-fit", daemon=True)
+    thread.start()
+    while thread.is_alive():
+        thread.join(0.5)
+    if failure:
+        raise RunFailed(_message(_root(failure[0])), run_dir) from None
+    return collect_results(cfg, run_dir)
+
+
+def run_on_ray(cfg: Config, run_dir: Path, address: str | None) -> dict:
+    init_ray(address)
+    return fit(make_trainer(cfg, run_dir, cluster_cpus()), cfg, run_dir)
+
+
+class RunFailed(RuntimeError):
+    def __init__(self, message: str, run_dir: Path):
+        super().__init__(message)
+        self.run_dir = run_dir
+
+
+def _root(error: BaseException) -> BaseException:
+    """The innermost cause of a Ray failure."""
+    while error.__cause__ is not None:
+        error = error.__cause__
+    return error
+
+
+def _message(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {text[-1] if text else ''}"

@@ -1,0 +1,89 @@
+"""results.json: the one definition of a run's results file, used by every writer and reader.
+
+The run layer writes it after every task (`document`); the CLI, the sweep summary, the
+interruption handler and the report read it (`read`, `parse`, `flat_config`). A key added here
+is added for all of them.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from suite import metrics
+from suite.config import Config, flatten, keys_where
+from suite.errors import UserError
+from suite.methods import METHODS
+
+RESULTS = "results.json"
+STATUSES = ("running", "finished", "failed", "interrupted")
+REQUIRED_KEYS = ("status", "method", "dataset", "setting", "acc", "acc_matrix", "classes_per_task", "config")
+HEADLINE = ("tasks_done", "avg_incremental_accuracy", "last_accuracy", "forgetting", "bwt")
+SUMMARY_METRICS = ("avg_incremental_accuracy", "last_accuracy", "avg_incremental_accuracy_top5", "last_accuracy_top5",
+                   "forgetting", "bwt", "bwt_all_pairs")
+# Config keys that tell two variants of a method apart (not where or how a run executed, and not
+# the method, seed, data set or class order, which have columns of their own).
+VARIANT_KEYS = keys_where("variant", True)
+DEFAULTS = flatten(Config().to_dict())
+
+
+def document(cfg: Config, scenario, history, status: str, provenance: dict, error: str | None = None) -> dict:
+    """The results file of a run from the learner's history so far."""
+    done = len(history.acc)
+    summary = metrics.summary(history.acc_matrix, history.acc, history.acc_top5) if done else {}
+    doc = {
+        "status": status,
+        "method": cfg.method,
+        "label": METHODS[cfg.method].display_label(cfg.distill.knn_weight),
+        "dataset": cfg.data.name,
+        "setting": scenario.setting,
+        "class_order": list(scenario.class_order),
+        "classes_per_task": [list(t) for t in scenario.tasks],
+        "class_names_per_task": [[scenario.class_names[c] for c in t] for t in scenario.tasks]
+        if scenario.class_names else None,
+        "tasks_done": done,
+        "acc_matrix": history.acc_matrix,
+        "acc": history.acc,
+        "acc_top5": history.acc_top5,
+        **{key: summary.get(key) for key in SUMMARY_METRICS},
+        "num_params": history.num_params,
+        "memory_size": history.memory_size,
+        "skipped_batches": history.skipped_batches,
+        "timings": {"per_task_s": history.per_task_s, "total_s": sum(history.per_task_s)},
+        "config": cfg.to_dict(),
+        "provenance": provenance,
+    }
+    if error is not None:
+        doc["error"] = error
+    return doc
+
+
+def read(path: Path) -> tuple[dict | None, str | None]:
+    """(the parsed file, None), or (None, why it cannot be used) when it is corrupt or incomplete."""
+    try:
+        doc = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        return None, f"not valid JSON ({err})"
+    if not isinstance(doc, dict):
+        return None, "not a JSON object"
+    missing = [key for key in REQUIRED_KEYS if key not in doc]
+    if missing:
+        return None, f"missing {', '.join(missing)}"
+    return doc, None
+
+
+def parse(text: str, where: str) -> dict:
+    """A results file's text, or one UserError naming the file when it is not one of ours."""
+    try:
+        doc = json.loads(text)
+        doc["config"].items()
+    except (ValueError, KeyError, TypeError, AttributeError) as e:
+        raise UserError(f"'{where}' is not a results file written by suite/run.py ({type(e).__name__}); "
+                        "expected JSON with a 'config' section") from None
+    return doc
+
+
+def flat_config(doc: dict) -> dict[str, Any]:
+    """The run's config as {"dotted.key": value}; a key missing from an older run's file (added to
+    the suite since) reads as its default, so that runs differing only in the suite's version agree."""
+    return {**DEFAULTS, **flatten(doc["config"])}

@@ -1,0 +1,68 @@
+"""Where a run persists its results.json and checkpoints: a directory (local, or mounted by every
+node), or a URI pyarrow can write (s3://, gs://, hdfs://, file://) for multi-node clusters.
+
+Ray Train writes the task checkpoints there itself (RunConfig(storage_path=...)); this module
+writes and reads results.json. A local path is written atomically (suite.atomic); an object
+store writes a whole object per put, so readers see the previous or the new version, never a part.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from suite.atomic import write_json
+
+
+def is_uri(location: str) -> bool:
+    return "://" in str(location)
+
+
+def _filesystem(location: str):
+    import pyarrow.fs  # only for URIs: every command would otherwise pay its import at start-up
+
+    return pyarrow.fs.FileSystem.from_uri(location)
+
+
+def join(location: str, *parts: str) -> str:
+    return "/".join([str(location).rstrip("/"), *parts]) if is_uri(location) else str(Path(location, *parts))
+
+
+def write_json_at(location: str, obj) -> None:
+    if not is_uri(location):
+        write_json(location, obj)
+        return
+    fs, path = _filesystem(location)
+    fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
+    with fs.open_output_stream(path) as out:
+        out.write(json.dumps(obj, indent=2).encode("utf-8"))
+
+
+def read_text_at(location: str) -> str | None:
+    """The file's text, or None when there is no such file."""
+    if not is_uri(location):
+        path = Path(location)
+        return path.read_text(encoding="utf-8") if path.exists() else None
+    fs, path = _filesystem(location)
+    if not fs.get_file_info(path).is_file:
+        return None
+    with fs.open_input_stream(path) as f:
+        return f.read().decode("utf-8")
+
+
+def append_line_at(location: str, line: str) -> None:
+    """Add one line to a log. Locally an append, flushed to disk (a crash leaves at most the last line
+    cut short); an object store has no append, so there the whole object is written again."""
+    if is_uri(location):
+        fs, path = _filesystem(location)
+        fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
+        text = (read_text_at(location) or "") + line + "\n"
+        with fs.open_output_stream(path) as out:
+            out.write(text.encode("utf-8"))
+        return
+    path = Path(location)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(line + "\n")
+        f.flush()
+        os.fsync(f.fileno())

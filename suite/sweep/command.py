@@ -1,0 +1,57 @@
+"""`--sweep FILE`: validate every trial, then run them on Ray Tune (or print them with --dry-run)."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from suite.data.registry import load_dataset
+from suite.errors import UserError
+from suite.run.footprint import check_run
+from suite.run.layout import REPORT_DIR, check_writable
+from suite.run.plan import check_config, check_data, check_files
+from suite.sweep.spec import Sweep
+from suite.sweep.summary import SUMMARY
+
+
+def check_trials_data(sweep: Sweep) -> None:
+    """Each trial against its data set (every distinct one loaded once) and its attention against
+    the memory there is; a warning line per trial that may not fit."""
+    datasets = {}
+    for trial in sweep.trials:
+        key = repr(trial.cfg.data)
+        if key not in datasets:
+            datasets[key] = load_dataset(trial.cfg.data)
+            check_files(datasets[key])
+        data = datasets[key]
+        check_data(trial.cfg, data)
+        try:
+            warning = check_run(trial.cfg, trial.cfg.data.input_size or data.image_size,
+                                check_config(trial.cfg).num_tasks)
+        except UserError as e:
+            raise UserError(f"{sweep.path}: trial {trial.name}: {e}") from None
+        if warning:
+            print(f"trial {trial.name}: {warning}", file=sys.stderr)
+
+
+def sweep_command(sweep: Sweep, basedir: Path, dry_run: bool, address: str | None) -> int:
+    check_trials_data(sweep)
+    sweep_dir = basedir / sweep.name
+    print(sweep.describe(), f"output    {sweep_dir}", sep="\n", flush=True)
+    if dry_run:
+        print("dry run: nothing trained, nothing written")
+        return 0
+    # Imported here: a dry run pays for neither Ray Tune nor the report (pandas, matplotlib).
+    from suite.report import build_report
+    from suite.sweep.tune import run_sweep
+
+    check_writable(basedir)
+    summary = run_sweep(sweep, sweep_dir, address)
+    print(summary.to_string(index=False))
+    report = build_report(sweep_dir, sweep_dir / REPORT_DIR)
+    print(f"summary:  {sweep_dir / SUMMARY}\nreport:   {report}")
+    unfinished = summary[summary["status"] != "finished"]
+    if len(unfinished):
+        print(f"error: {len(unfinished)} trial(s) did not finish: {', '.join(unfinished['trial'])}; "
+              "run the same command again to continue", file=sys.stderr)
+        return 1
+    return 0

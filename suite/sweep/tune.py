@@ -1,0 +1,79 @@
+"""A sweep as a Ray Tune `Tuner`: each trial launches its run's `TorchTrainer` (Ray Train).
+
+Ray 2.60 pattern: a function trainable that builds the TorchTrainer and calls fit(), with
+`TuneReportCallback` in the trainer's RunConfig so per-task metrics reach Tune. Each trial's run
+directory is SWEEP_DIR/<trial name>, stable across restarts, so a retried or restored trial
+resumes its own run from its last task checkpoint. Tune's own state lives in SWEEP_DIR/tune.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+from ray import tune
+from ray.tune.integration.ray_train import TuneReportCallback
+
+from suite.config import from_dict
+from suite.run.cluster import cluster_cpus, init_ray
+from suite.run.ray_train import fit, make_trainer
+from suite.sweep.spec import Sweep
+from suite.sweep.summary import summary_frame, trial_results, write_summary
+
+TUNE_DIR = "tune"
+TRIAL_DRIVER_CPUS = 0.01  # a trial's own process only waits on its workers; they hold the CPUs
+
+
+def run_trial(config: dict, trials: dict) -> None:
+    """One trial: `config["trial"]` names it (all Tune shows and stores); `trials` maps names to
+    their config and run directory (passed with `tune.with_parameters`)."""
+    if config["trial"] not in trials:  # a restored sweep whose file no longer has this trial
+        raise RuntimeError(f"trial '{config['trial']}' is not in the sweep file any more; "
+                           "rerun the changed sweep under a new --name")
+    trial = trials[config["trial"]]
+    cfg = from_dict(trial["cfg"])
+    run_dir = Path(trial["run_dir"])
+    if (trial_results(cfg, run_dir) or {}).get("status") == "finished":  # restored after the driver died
+        return                                                             # between finish and bookkeeping
+    trainer = make_trainer(cfg, run_dir, cluster_cpus(), callbacks=[TuneReportCallback()], reserved=TRIAL_DRIVER_CPUS)
+    fit(trainer, cfg, run_dir)
+
+
+class SummaryCallback(tune.Callback):
+    """Rewrites the sweep summary whenever a trial reports, finishes or fails."""
+
+    def __init__(self, sweep: Sweep, sweep_dir: Path):
+        self.sweep, self.sweep_dir = sweep, sweep_dir
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        write_summary(self.sweep, self.sweep_dir)
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        write_summary(self.sweep, self.sweep_dir)
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        write_summary(self.sweep, self.sweep_dir)
+
+
+def run_sweep(sweep: Sweep, sweep_dir: Path, address: str | None) -> pd.DataFrame:
+    """Run (or continue) every trial; returns the final summary."""
+    init_ray(address)
+    trials = {t.name: {"cfg": t.cfg.to_dict(), "run_dir": str(sweep_dir / t.name)} for t in sweep.trials}
+    trainable = tune.with_resources(tune.with_parameters(run_trial, trials=trials), {"CPU": TRIAL_DRIVER_CPUS})
+    tune_path = sweep_dir / TUNE_DIR
+    if tune.Tuner.can_restore(str(tune_path)):
+        print(f"continuing the sweep in {sweep_dir}", flush=True)
+        tuner = tune.Tuner.restore(str(tune_path), trainable=trainable, resume_unfinished=True,
+                                   resume_errored=True)
+    else:
+        space = {"trial": tune.grid_search(list(trials))}  # names only: Tune's tables stay one line per trial
+        tuner = tune.Tuner(
+            trainable,
+            param_space=space,
+            tune_config=tune.TuneConfig(max_concurrent_trials=sweep.max_concurrent_trials),
+            run_config=tune.RunConfig(name=TUNE_DIR, storage_path=str(sweep_dir),
+                                      callbacks=[SummaryCallback(sweep, sweep_dir)],
+                                      failure_config=tune.FailureConfig(max_failures=1)),
+        )
+    tuner.fit()
+    write_summary(sweep, sweep_dir)
+    return summary_frame(sweep, sweep_dir)
