@@ -234,7 +234,7 @@ def test_sigterm_mid_run_records_interrupted_and_resume_finishes(tmp_path, path)
     assert doc["interrupted"]["signal"] == "SIGTERM" and resume.endswith("--resume") and resume in err
 
     again = _cli_process(tmp_path, *path, "--resume", epochs=epochs)
-    _, err = again.communicate(timeout=300)
+    _, err = again.communicate(timeout=600)  # through Ray: two tasks of 200 epochs, on 2 shared cores
     assert again.returncode == 0, err
     done = json.loads((run_dir / RESULTS).read_text())
     assert done["status"] == "finished" and done["tasks_done"] == 3 and "interrupted" not in done
