@@ -227,7 +227,10 @@ def test_sigterm_mid_run_records_interrupted_and_resume_finishes(tmp_path, path)
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 128 + signal.SIGTERM, err
-    assert "interrupted by SIGTERM" in err and "Traceback" not in err
+    assert "interrupted by SIGTERM" in err
+    # none of the driver's own; Ray forwards its actors' warnings (one comes with a traceback when the
+    # CPUs are overloaded) prefixed "(ActorName pid=N)"
+    assert not any(line.startswith("Traceback") for line in err.splitlines()), err
     doc = json.loads((run_dir / RESULTS).read_text())
     assert doc["status"] == "interrupted" and 1 <= doc["tasks_done"] < 3
     resume = doc["interrupted"]["resume"]

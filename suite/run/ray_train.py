@@ -6,11 +6,14 @@ Ray persists under RUN_DIR/ray/ and gives back after a worker failure or on --re
 """
 from __future__ import annotations
 
+import os
+import signal
 import tempfile
 import threading
 import traceback
 from pathlib import Path
 
+import ray
 import ray.train
 import ray.train.torch
 from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
@@ -132,8 +135,13 @@ def fit(trainer, cfg: Config, run_dir: Path) -> dict:
     # own, the main thread stays free to take SIGTERM or SIGINT (suite/run/interrupt.py) at once.
     thread = threading.Thread(target=train, name="ray-train-fit", daemon=True)
     thread.start()
-    while thread.is_alive():
-        thread.join(0.5)
+    try:
+        while thread.is_alive():
+            thread.join(0.5)
+    except BaseException:  # a stop signal: end the run before ray.shutdown() (see _stop_controllers)
+        _stop_controllers()
+        thread.join(60)
+        raise
     if failure:
         raise RunFailed(_message(_root(failure[0])), run_dir) from None
     return collect_results(cfg, run_dir)
@@ -142,6 +150,22 @@ def fit(trainer, cfg: Config, run_dir: Path) -> dict:
 def run_on_ray(cfg: Config, run_dir: Path, address: str | None) -> dict:
     init_ray(address)
     return fit(make_trainer(cfg, run_dir, cluster_cpus()), cfg, run_dir)
+
+
+def _stop_controllers() -> None:
+    """Kill this job's Train controllers, whose death ends their workers and fit()'s wait. A driver
+    shut down while fit() still waits in its thread exits with code 1, not the signal's 128+N. The
+    controller runs on the driver's node (Train places it there), so its pid is local; Ray's state
+    API has no actor handles to pass to ray.kill()."""
+    from ray.util.state import list_actors
+
+    job = ray.get_runtime_context().get_job_id()
+    for actor in list_actors(filters=[("class_name", "=", "TrainController"), ("job_id", "=", job),
+                                      ("state", "=", "ALIVE")]):
+        try:
+            os.kill(actor.pid, signal.SIGKILL)
+        except (OSError, TypeError):
+            pass
 
 
 class RunFailed(RuntimeError):
