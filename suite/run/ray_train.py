@@ -18,6 +18,7 @@ import ray.train
 import ray.train.torch
 from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
 from ray.train.torch import TorchConfig, TorchTrainer
+from ray.util.state import list_actors
 import torch
 
 from suite.config import Config, from_dict
@@ -157,8 +158,6 @@ def _stop_controllers() -> None:
     shut down while fit() still waits in its thread exits with code 1, not the signal's 128+N. The
     controller runs on the driver's node (Train places it there), so its pid is local; Ray's state
     API has no actor handles to pass to ray.kill()."""
-    from ray.util.state import list_actors
-
     job = ray.get_runtime_context().get_job_id()
     for actor in list_actors(filters=[("class_name", "=", "TrainController"), ("job_id", "=", job),
                                       ("state", "=", "ALIVE")]):
