@@ -26,6 +26,7 @@ from suite.learner import dist
 from suite.learner.learner import Learner
 from suite.run import checkpoints
 from suite.run.history import RunHistory
+from suite.run.interrupt import Interrupted
 from suite.run.cluster import WORKER_ENV, cluster_cpus, init_ray
 from suite.run.layout import RAY_CHECKPOINT_FILE, RAY_DIR, collect_results, persist_dir
 from suite.run.plan import prepare
@@ -139,7 +140,7 @@ def fit(trainer, cfg: Config, run_dir: Path) -> dict:
     try:
         while thread.is_alive():
             thread.join(0.5)
-    except BaseException:  # a stop signal: end the run before ray.shutdown() (see _stop_controllers)
+    except Interrupted:  # end the run before ray.shutdown() (see _stop_controllers)
         _stop_controllers()
         thread.join(60)
         raise
