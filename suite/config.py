@@ -25,6 +25,9 @@ from suite.errors import UserError
 from suite.methods import METHODS
 
 RELEASE_AUTO_AUGMENT = "rand-m9-mstd0.5-inc1"  # timm policy of the DAFormer and DyTox releases
+PLACEMENT_STRATEGIES = ("PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+TRACKERS = ("tensorboard", "mlflow", "wandb")  # suite/run/trackers.py has one class for each
 
 
 def _key(default, help, choices=None, minimum=None, maximum=None, flag=None, resume="must match", variant=True):
@@ -117,6 +120,8 @@ class TrainConfig:
                          "see the README's Performance section for when it pays)")
     skip_nonfinite: bool = _key(False, "skip batches whose loss is NaN/inf (counted in results.json) "
                                 "instead of stopping the run")
+    checkpoint_every: int = _key(0, "also checkpoint every N epochs inside a task, for pre-emptible machines "
+                                 "(0: at task ends only)", minimum=0, resume="may differ", variant=False)
 
 
 @dataclass
@@ -148,6 +153,18 @@ class RayConfig:
     gpus_per_worker: float = _key(1.0, "GPUs per worker when use_gpu (fractions share a GPU)", minimum=0.0,
                                   resume="may differ", variant=False)
     max_failures: int = _key(2, "worker failures survived per run", minimum=0, resume="may differ", variant=False)
+    placement_strategy: str = _key("PACK", "how workers spread over nodes (Ray's placement strategies; SPREAD: "
+                                   "one per node where it can)", choices=PLACEMENT_STRATEGIES, resume="may differ",
+                                   variant=False)
+    log_level: str = _key("WARNING", "level of Ray Train's own log lines (INFO: its per-task lines too)",
+                          choices=LOG_LEVELS, resume="may differ", variant=False)
+
+
+@dataclass
+class LoggingConfig:
+    backend: list[str] = _key([], "experiment trackers fed from rank 0, several allowed: tensorboard, mlflow, "
+                              "wandb ([] or 'none': only log.jsonl and train.log)", choices=TRACKERS,
+                              resume="may differ", variant=False)
 
 
 @dataclass
@@ -174,6 +191,7 @@ class Config:
     distill: DistillConfig = field(default_factory=DistillConfig)
     ray: RayConfig = field(default_factory=RayConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -258,6 +276,8 @@ def _coerce(key: str, value: Any, f: dataclasses.Field, where: str) -> Any:
         raise UserError(f"{where}: '{key}' must not be empty; expected {tp.__name__}")
     if tp is Any:
         return value
+    if typing.get_origin(tp) is list:
+        return _coerce_list(key, value, f, where)
     if tp is float and isinstance(value, str):  # YAML 1.1 reads "1e-3" (no dot) as a string
         try:
             value = float(value)
@@ -280,6 +300,19 @@ def _coerce(key: str, value: Any, f: dataclasses.Field, where: str) -> Any:
     if meta["max"] is not None and value > meta["max"]:
         raise UserError(f"{where}: '{key}' = {value!r} is too large; expected at most {meta['max']}")
     return value
+
+
+def _coerce_list(key: str, value: Any, f: dataclasses.Field, where: str) -> list:
+    """A list of choices, from a YAML list or one name; 'none' (alone) is the empty list."""
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, list) or not all(isinstance(item, str) for item in items):
+        raise UserError(f"{where}: '{key}' = {value!r} has the wrong type; expected a name or a list of names")
+    if items == ["none"]:
+        return []
+    for item in items:
+        if item not in f.metadata["choices"]:
+            raise UserError(f"{where}: '{key}' has {item!r}, which is not one of none, {', '.join(f.metadata['choices'])}")
+    return list(dict.fromkeys(items))
 
 
 def _flatten(tree: dict, where: str, prefix: str = "") -> dict[str, Any]:

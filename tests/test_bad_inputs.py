@@ -106,6 +106,8 @@ CASES = {
     # ---- values
     "unknown method": (lambda tmp, run: tiny(*sets("method=dafomer")), ["method", "dafomer"]),
     "zero batch size": (lambda tmp, run: tiny(*sets("train.batch_size=0")), ["train.batch_size", "0"]),
+    "unknown tracker": (lambda tmp, run: tiny(*sets("logging.backend=[tensorboard, tb]")), ["logging.backend", "'tb'", "mlflow"]),
+    "negative checkpoint interval": (lambda tmp, run: tiny(*sets("train.checkpoint_every=-1")), ["train.checkpoint_every", "-1"]),
     "negative memory": (lambda tmp, run: tiny(*sets("memory.size=-1")), ["memory.size", "-1"]),
     "negative lr": (lambda tmp, run: tiny(*sets("train.lr=-0.1")), ["train.lr"]),
     "zero epochs": (lambda tmp, run: tiny(*sets("train.epochs=0")), ["train.epochs"]),

@@ -246,3 +246,23 @@ def test_sigterm_mid_run_records_interrupted_and_resume_finishes(tmp_path, path)
         _, err = whole.communicate(timeout=300)
         assert whole.returncode == 0, err
         assert done["acc_matrix"] == json.loads((tmp_path / "whole" / RUN / RESULTS).read_text())["acc_matrix"]
+
+
+def test_out_of_memory_is_one_line_naming_what_to_change(tmp_path):
+    """A run whose attention does not fit in the memory it really has (an address-space limit here,
+    below what the machine has, so the plan's check lets it start): exit 1 with one line, and
+    results.json `failed` with the same line."""
+    import resource
+
+    def limit_memory():
+        resource.setrlimit(resource.RLIMIT_AS, (5 * 2**30, 5 * 2**30))
+
+    args = [*(a for item in TINY for a in ("--set", item)), "--set", "data.image_size=64", "--set", "model.patch_size=1",
+            "--set", "train.eval_batch_size=16", "--in-process", "--name", RUN, "--output-basedir", str(tmp_path)]
+    proc = subprocess.run([sys.executable, str(REPO / "suite" / "run.py"), *args], cwd=REPO, text=True,
+                          capture_output=True, preexec_fn=limit_memory, timeout=300)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    line = one_error_line(proc.stderr)
+    assert "out of memory" in line and "model.patch_size (now 1)" in line and "train.eval_batch_size" in line
+    doc = json.loads((tmp_path / RUN / RESULTS).read_text())
+    assert doc["status"] == "failed" and doc["error"].startswith("OutOfMemory: out of memory")

@@ -25,7 +25,7 @@ def results(run_dir: Path) -> dict:
 
 
 def final_memory(run_dir: Path) -> dict:
-    last = sorted((run_dir / "ray").glob("task_*"))[-1]
+    last = sorted((run_dir / "ray" / NAME).glob("task_*"))[-1]
     state = torch.load(last / "learner.pt", weights_only=True)["learner"]["memory"]
     return {int(c): t.tolist() for c, t in zip(state["classes"], state["indices"])}
 
@@ -65,7 +65,7 @@ def test_quickstart_runs_on_ray_train(one_worker):
     doc = results(run_dir)
     assert doc["status"] == "finished" and doc["provenance"]["world_size"] == 1
     assert len(doc["acc_matrix"]) == 5 and doc["memory_size"][-1] == 200
-    assert sorted(p.name for p in (run_dir / "ray").glob("task_*")) == ["task_003", "task_004"]  # keeps 2
+    assert sorted(p.name for p in (run_dir / "ray" / NAME).glob("task_*")) == ["task_003", "task_004"]  # keeps 2
     assert "task 5/5 finetune epoch 1/1" in out and "img/s" in out and "eta" in out
     assert "average incremental accuracy" in out and str(run_dir / "results.json") in out
     assert (run_dir / "report" / "index.html").exists()
@@ -94,7 +94,7 @@ def test_results_and_checkpoints_persist_at_a_storage_uri(one_worker, tmp_path):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     doc = results(store / NAME)
     assert doc["status"] == "finished" and doc["acc_matrix"] == results(one_worker[0])["acc_matrix"]
-    assert [p.name for p in sorted((store / NAME / "ray").glob("task_*"))][-1] == "task_004"
+    assert [p.name for p in sorted((store / NAME / "ray" / NAME).glob("task_*"))][-1] == "task_004"
     assert results(runs / NAME) == doc and (runs / NAME / "report" / "index.html").exists()  # the driver's copy
     assert not (runs / NAME / "ray").exists()
 
@@ -172,15 +172,25 @@ def test_ray_job_submit_round_trip(tmp_path):
                            env=env, capture_output=True, text=True, timeout=120)
     try:
         assert start.returncode == 0, start.stderr
-        job = subprocess.run(
-            [ray, "job", "submit", "--address", f"http://127.0.0.1:{dashboard}", "--working-dir", str(REPO), "--",
-             "python", "suite/run.py", "configs/quickstart.yaml", *FAST, "--set", "ray.num_workers=2",
-             "--output-basedir", str(tmp_path)],
-            env=env, capture_output=True, text=True, timeout=600)
+        def submit(*args):
+            return subprocess.run(
+                [ray, "job", "submit", "--address", f"http://127.0.0.1:{dashboard}", "--working-dir", str(REPO),
+                 # variables the suite sets for its workers too: the job's values win, and no conflict
+                 "--runtime-env-json", json.dumps({"env_vars": {"HF_HUB_OFFLINE": "1", "MALLOC_MMAP_MAX_": "0"}}),
+                 "--", "python", "suite/run.py", "configs/quickstart.yaml", *FAST, *args],
+                env=env, capture_output=True, text=True, timeout=600)
+
+        job = submit("--set", "ray.num_workers=2", "--output-basedir", str(tmp_path))
         assert job.returncode == 0, job.stdout[-3000:] + job.stderr[-3000:]
         assert "succeeded" in job.stdout
         doc = results(tmp_path / NAME)
         assert doc["status"] == "finished" and doc["provenance"]["world_size"] == 2
+        ours = [line for line in job.stdout.splitlines() if "epoch" in line or "accuracy" in line]
+        assert ours and not any("\x1b[" in line for line in ours)  # not a terminal: no colour codes
+        assert "Reported" not in job.stdout and "INFO" not in job.stdout  # Train's INFO lines are off
+
+        relative = submit("--output-basedir", "runs")  # would land in Ray's temporary copy of the repository
+        assert relative.returncode != 0 and "Ray deletes when the job ends" in relative.stdout + relative.stderr
     finally:
         subprocess.run([ray, "stop", "--force"], env=env, capture_output=True, timeout=120)
 

@@ -20,6 +20,7 @@ set:
   finetune.epochs: 1
   scenario.increment: 5
   ray.cpus_per_worker: 1
+  logging.backend: [tensorboard, mlflow]
 axes:
   memory.size: [50, 100]
 max_concurrent_trials: 1
@@ -31,7 +32,7 @@ def test_quick_sweep_dry_run_lists_8_trials(capsys, tmp_path):
     assert cli.main(["--sweep", "configs/sweeps/quick.yaml", "--dry-run", "--output-basedir", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "8 trial(s), at most 2 at a time" in out
-    assert "class_order=seed1,size=200,num_keys=5" in out
+    assert "class_order-seed1_size-200_num_keys-5" in out
     assert "scenario.class_order='seed:1', memory.size=200, model.num_keys=5; 1 worker(s) x (1 CPU)" in out
     assert not tmp_path.joinpath("quick").exists()
 
@@ -56,7 +57,7 @@ def test_killed_sweep_continues_without_rerunning_finished_trials(tmp_path):
     sweep_file = tmp_path / "tiny.yaml"
     sweep_file.write_text(TINY_SWEEP)
     args = [sys.executable, str(REPO / "suite/run.py"), "--sweep", str(sweep_file), "--output-basedir", str(tmp_path)]
-    first = tmp_path / "tiny" / "size=50" / "results.json"
+    first = tmp_path / "tiny" / "size-50" / "results.json"
     proc = subprocess.Popen(args, cwd=REPO, env={**os.environ, **ENV}, start_new_session=True,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
@@ -74,11 +75,16 @@ def test_killed_sweep_continues_without_rerunning_finished_trials(tmp_path):
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
     assert "continuing the sweep" in again.stdout
     assert first.stat().st_mtime_ns == finished_at  # the finished trial did not run again
-    second = _results(tmp_path / "tiny" / "size=100" / "results.json")
+    second = _results(tmp_path / "tiny" / "size-100" / "results.json")
     assert second["status"] == "finished" and len(second["timings"]["per_task_s"]) == 2
     summary = pd.read_csv(tmp_path / "tiny" / "summary.csv")
-    assert list(summary["trial"]) == ["size=50", "size=100"]
+    assert list(summary["trial"]) == ["size-50", "size-100"]
     assert list(summary["status"]) == ["finished", "finished"]
     assert (tmp_path / "tiny" / "report" / "index.html").exists()
     tune_results = "".join(p.read_text() for p in (tmp_path / "tiny" / "tune").rglob("result.json"))
     assert '"event": "task"' in tune_results  # every task's accuracy reaches Tune
+    # logging.backend through Tune's loggers: TensorBoard events per trial, one MLflow run per trial;
+    # the trials' runs log to none themselves
+    assert len(list((tmp_path / "tiny" / "tune").rglob("events.out.tfevents.*"))) >= 2
+    assert (tmp_path / "tiny" / "mlruns" / "mlflow.db").is_file()
+    assert not (tmp_path / "tiny" / "size-100" / "tensorboard").exists()

@@ -54,6 +54,40 @@ class NonFiniteLoss(RuntimeError):
     pass
 
 
+PHASES = ("train", "finetune")  # a task's training phases, in order
+
+
+@dataclass(frozen=True)
+class MidTask:
+    """Where a mid-task checkpoint (train.checkpoint_every) stands in the task `next_task`."""
+
+    phase: str  # one of PHASES
+    epochs_done: int  # of that phase
+    state: dict  # teacher, optimizer, scheduler, random state, seconds spent on the task so far
+
+
+def random_state() -> dict:
+    """The global generators a task draws from (dropout, MixUp, augmentation, loader seeds), in
+    types torch.load(weights_only=True) reads back."""
+    numpy = np.random.get_state(legacy=False)
+    state = {"python": random.getstate(), "torch": torch.get_rng_state(),
+             "numpy": {**numpy, "state": {"key": numpy["state"]["key"].tolist(), "pos": numpy["state"]["pos"]}}}
+    if torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_random_state(state: dict) -> None:
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    torch.set_rng_state(state["torch"])
+    numpy = state["numpy"]
+    np.random.set_state({**numpy, "state": {"key": np.array(numpy["state"]["key"], dtype=np.uint32),
+                                            "pos": numpy["state"]["pos"]}})
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
 def seed_everything(seed: int, task: int) -> None:
     """Every task starts from a seed of its own, so a run resumed at task t replays exactly."""
     s = seed * 100_003 + task
@@ -87,10 +121,13 @@ class Phase:
 
 class Learner:
     """`log` takes the console lines (rank 0's); `on_epoch_end` every worker's epoch record (task,
-    phase, epoch counted from 1; loss, lr, img/s, seconds), for the run's history."""
+    phase, epoch counted from 1; loss, lr, img/s, seconds), for the run's history; `on_checkpoint`
+    is called on every worker every train.checkpoint_every epochs of a task (not at its last: the
+    task's end is checkpointed by run()'s `on_task_end`), with `mid_task` set while it runs."""
 
     def __init__(self, cfg: Config, data: DataSet, scenario: Scenario, device: torch.device | None = None,
-                 log: Optional[Callable[[str], None]] = None, on_epoch_end: Optional[Callable[[dict], None]] = None):
+                 log: Optional[Callable[[str], None]] = None, on_epoch_end: Optional[Callable[[dict], None]] = None,
+                 on_checkpoint: Optional[Callable[["Learner"], None]] = None):
         self.cfg = cfg
         self.data = data
         self.scenario = scenario
@@ -100,6 +137,7 @@ class Learner:
         if not dist.is_main():
             self.log = lambda msg: None
         self.on_epoch_end = on_epoch_end or (lambda record: None)
+        self.on_checkpoint = on_checkpoint or (lambda learner: None)
         torch.manual_seed(cfg.seed)
         self.model = run_model(cfg, data, scenario.num_tasks).to(self.device)
         self.teacher: Optional[torch.nn.Module] = None
@@ -113,29 +151,44 @@ class Learner:
         self.test_transform = build_transform(data, cfg.data, train=False)
         self.label_of_class = scenario.label_of_class
         self.progress: Optional[Progress] = None
+        self.mid_task: Optional[MidTask] = None  # set by a mid-task checkpoint, while saved or resumed
+        self._task_start = 0.0
 
     # ------------------------------------------------------------------ the protocol
 
     def run(self, on_task_end: Optional[Callable[[int, "Learner"], None]] = None) -> History:
-        self.progress = Progress(self._epochs_planned(self.next_task))
+        """The tasks from `next_task` on; a run resumed from a mid-task checkpoint takes up that task
+        at the epoch after the checkpoint's, with the random state it had there."""
+        resumed = self.mid_task
+        self.progress = Progress(self._epochs_planned(self.next_task) - (resumed.epochs_done if resumed else 0)
+                                 - (self.cfg.train.epochs if resumed and resumed.phase == "finetune" else 0))
         for task in range(self.next_task, self.scenario.num_tasks):
-            seed_everything(self.cfg.seed, task)
-            start = time.perf_counter()
-            self.history.skipped_batches.append(0)
-            self.begin_task(task)
-            self.train_main(task)
+            if self.mid_task is None:
+                seed_everything(self.cfg.seed, task)
+                self._task_start = time.perf_counter()
+                self.history.skipped_batches.append(0)
+                self.begin_task(task)
+            else:
+                self._task_start = time.perf_counter() - self.mid_task.state["task_seconds"]
+            if self._resumes("train"):
+                self.train_main(task)
             if self.method.rehearsal:
-                self.update_memory(task)
+                if self._resumes("train"):
+                    self.update_memory(task)
                 if task > 0 and self.cfg.finetune.epochs > 0:
                     self.finetune(task)
             else:
                 self.history.memory_size.append(0)
             self.evaluate(task)
-            self.history.per_task_s.append(time.perf_counter() - start)
+            self.history.per_task_s.append(time.perf_counter() - self._task_start)
             self.next_task = task + 1
             if on_task_end is not None:
                 on_task_end(task, self)
         return self.history
+
+    def _resumes(self, phase: str) -> bool:
+        """Whether `phase` of this task is still to run (all of it, or from a mid-task checkpoint on)."""
+        return self.mid_task is None or PHASES.index(self.mid_task.phase) <= PHASES.index(phase)
 
     def begin_task(self, task: int) -> None:
         """Teacher = frozen copy of the model so far; then expand the model for the new task."""
@@ -244,7 +297,14 @@ class Learner:
     # ------------------------------------------------------------------ one phase
 
     def _run_phase(self, task: int, phase: Phase) -> None:
-        for epoch in range(phase.epochs):
+        first = 0
+        if self.mid_task is not None:  # resumed inside this phase
+            self.optimizer.load_state_dict(self.mid_task.state["optimizer"])
+            if self.scheduler is not None:
+                self.scheduler.load_state_dict(self.mid_task.state["scheduler"])
+            set_random_state(self.mid_task.state["random"])
+            first, self.mid_task = self.mid_task.epochs_done, None
+        for epoch in range(first, phase.epochs):
             start = time.perf_counter()
             loss, seen = self._epoch(task, phase, epoch)
             seconds = time.perf_counter() - start
@@ -253,6 +313,27 @@ class Learner:
             self.on_epoch_end({"event": "epoch", "task": task + 1, "phase": phase.name, "epoch": epoch + 1,
                                "epochs": phase.epochs, "loss": loss, "lr": self.optimizer.param_groups[0]["lr"],
                                "img_per_s": seen * dist.world_size() / max(seconds, 1e-9), "seconds": seconds})
+            if self._checkpoint_due(task, phase, epoch + 1):
+                self.mid_task = MidTask(phase.name, epoch + 1, self._mid_task_state())
+                self.on_checkpoint(self)
+                self.mid_task = None
+
+    def _checkpoint_due(self, task: int, phase: Phase, epochs_done: int) -> bool:
+        """Every train.checkpoint_every epochs of the task (its main and finetuning epochs counted
+        together), except after its last epoch."""
+        every = self.cfg.train.checkpoint_every
+        done = epochs_done + (self.cfg.train.epochs if phase.name == "finetune" else 0)
+        return every > 0 and done % every == 0 and done < self._task_epochs(task)
+
+    def _task_epochs(self, task: int) -> int:
+        finetunes = self.method.rehearsal and task > 0
+        return self.cfg.train.epochs + (self.cfg.finetune.epochs if finetunes else 0)
+
+    def _mid_task_state(self) -> dict:
+        return {"teacher": self.teacher.state_dict() if self.teacher is not None else None,
+                "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict() if self.scheduler else None,
+                "random": random_state(), "task_seconds": time.perf_counter() - self._task_start}
 
     def _epoch(self, task: int, phase: Phase, epoch: int) -> tuple[float, int]:
         """Mean loss and number of images of this worker's batches (skipped ones left out)."""
@@ -407,9 +488,7 @@ class Learner:
 
     def _epochs_planned(self, first_task: int) -> int:
         """Epochs from `first_task` to the end of the run (for the ETA)."""
-        tasks = range(first_task, self.scenario.num_tasks)
-        finetune = sum(1 for t in tasks if t > 0) * self.cfg.finetune.epochs if self.method.rehearsal else 0
-        return len(tasks) * self.cfg.train.epochs + finetune
+        return sum(self._task_epochs(t) for t in range(first_task, self.scenario.num_tasks))
 
     def num_params(self) -> int:
         """Parameters used at test time (the divergence head is dropped)."""
@@ -418,23 +497,36 @@ class Learner:
     # ------------------------------------------------------------------ checkpoints
 
     def state_dict(self) -> dict:
-        """Enough to resume at the next task with identical results (loads with weights_only=True).
+        """Enough to resume with identical results (loads with weights_only=True): at the next task,
+        or, from a mid-task checkpoint, inside it.
 
-        No random state: a resumed run replays its next task from that task's seed, as every task
-        starts (seed_everything). Checkpoints written before held an unused "rng" entry; it is ignored."""
+        A task-end checkpoint holds no random state: a resumed run replays its next task from that
+        task's seed, as every task starts (seed_everything). A mid-task one holds the task's model
+        (its new classes added), teacher, optimizer, scheduler and the random state."""
+        mid = self.mid_task
+        trained = self.next_task + (mid is not None)
         return {
             "next_task": self.next_task,
-            "task_sizes": [len(t) for t in self.scenario.tasks[: self.next_task]],
+            "task_sizes": [len(t) for t in self.scenario.tasks[:trained]],
             "model": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict() if self.optimizer else None,
-            "scheduler": self.scheduler.state_dict() if self.scheduler else None,
             "memory": self.memory.state(),
             "history": asdict(self.history),
+            "mid_task": None if mid is None else {"phase": mid.phase, "epochs_done": mid.epochs_done, **mid.state},
         }
 
     def load_state_dict(self, state: dict) -> None:
-        for size in state["task_sizes"]:
+        mid = state.get("mid_task")
+        sizes = state["task_sizes"]
+        for size in sizes[:-1] if mid else sizes:
             self.model.add_task(size)
+        if mid:  # the task in progress as begin_task left it: its teacher, then its new classes
+            if mid["teacher"] is not None:
+                self.teacher = copy.deepcopy(self.model).eval().requires_grad_(False)
+                self.teacher.load_state_dict(mid["teacher"])
+                self.teacher.to(self.device)
+            self.model.add_task(sizes[-1])
+            self.mid_task = MidTask(mid["phase"], mid["epochs_done"],
+                                    {k: v for k, v in mid.items() if k not in ("phase", "epochs_done")})
         self.model.to(self.device)
         self.model.load_state_dict(state["model"])
         self.memory = Memory.from_state(state["memory"])

@@ -8,8 +8,9 @@ import torch
 from suite.atomic import write_bytes
 from suite.config import Config, flatten, keys_where
 from suite.errors import UserError
+from suite.learner.learner import PHASES
 from suite.run import schema
-from suite.run.layout import latest_checkpoint, persist_dir, results_at
+from suite.run.layout import local_checkpoints, persist_dir, results_at
 from suite.run.storage import is_uri, read_text_at
 
 MAY_DIFFER_ON_RESUME = frozenset(keys_where("resume", "may differ"))  # where and how a run executes
@@ -39,6 +40,29 @@ def restore(learner, cfg: Config, state: dict, where: str) -> None:
     learner.load_state_dict(state["learner"])
 
 
+def progress(state: dict) -> tuple[int, int, int]:
+    """How far a checkpoint is into its run: (tasks done, phase reached, epochs of it), ordered."""
+    learner = state["learner"]
+    mid = learner.get("mid_task")
+    if mid is None:
+        return learner["next_task"], 0, 0
+    return learner["next_task"], 1 + PHASES.index(mid["phase"]), mid["epochs_done"]
+
+
+def newest(paths: list[Path]) -> tuple[Path, dict] | tuple[None, None]:
+    """The checkpoint furthest into the run, whichever execution path wrote it, and its state."""
+    states = [(path, load(path)) for path in paths]
+    return max(states, key=lambda item: progress(item[1]), default=(None, None))
+
+
+def resumed_where(learner) -> str:
+    """'after task 3', or 'in task 4, 20 train epochs done', for the console."""
+    mid = learner.mid_task
+    if mid is None:
+        return f"after task {learner.next_task}"
+    return f"in task {learner.next_task + 1}, {mid.epochs_done} {mid.phase} epoch(s) done"
+
+
 def load(path: Path) -> dict:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
@@ -64,7 +88,6 @@ def check_resume(cfg: Config, run_dir: Path) -> dict | None:
     location = persist_dir(cfg, run_dir)
     if is_uri(location):  # Ray reads remote checkpoints itself; the results were checked
         return doc
-    checkpoint = latest_checkpoint(Path(location))
-    if checkpoint is not None:
+    for checkpoint in local_checkpoints(Path(location)):
         check_same_config(load(checkpoint)["config"], cfg, str(checkpoint))
     return doc

@@ -1,8 +1,10 @@
 """Connect to a Ray cluster, or start an embedded local one sized to this machine."""
 from __future__ import annotations
 
+import logging
 import os
 import socket
+import sys
 from urllib.parse import urlparse
 
 import ray
@@ -22,6 +24,26 @@ WORKER_ENV = {
 }
 
 
+TRAIN_ENV = {k: v for k, v in WORKER_ENV.items() if k.startswith("RAY_TRAIN_")}  # read by Train's controller too
+
+
+def set_driver_env() -> None:
+    """In the process that starts a TorchTrainer: Train's own settings (Train hands the driver's
+    RAY_TRAIN_* variables on to its controller and workers) and, when the output is not a terminal,
+    no colour codes in the lines Ray forwards from its workers. A value the user set stays."""
+    for key, value in TRAIN_ENV.items():
+        os.environ.setdefault(key, value)
+    if not sys.stdout.isatty():
+        os.environ.setdefault("RAY_COLOR_PREFIX", "0")
+
+
+def worker_runtime_env() -> dict:
+    """The Train workers' runtime env (RunConfig.worker_runtime_env): WORKER_ENV, less the variables
+    the job's own runtime env sets (`ray job submit --runtime-env-json`), whose values win."""
+    job = (ray.get_runtime_context().runtime_env or {}).get("env_vars") or {}
+    return {"env_vars": {k: v for k, v in WORKER_ENV.items() if k not in job}}
+
+
 def check_reachable(address: str) -> None:
     """Fail fast on a host:port nobody listens at: ray.init would retry for minutes."""
     if address == "auto":
@@ -37,15 +59,15 @@ def check_reachable(address: str) -> None:
                         "expected the address of a running head (see `ray start --head`)") from None
 
 
-def start_local_ray(extra_env: dict | None = None, log_to_driver: bool = True) -> None:
+def start_local_ray(extra_env: dict | None = None, log_to_driver: bool = True):
     """A private local Ray on every CPU of this machine, its dashboard on loopback (Ray Train's state
     API needs it), the workers' environment WORKER_ENV plus `extra_env`.
 
     No idle workers are prestarted: Ray boots them for the driver's first tasks, but every actor of
     a run asks for the job's runtime_env, so none is ever used, and they boot while Ray starts."""
-    ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=True, dashboard_host="127.0.0.1",
-             runtime_env={"env_vars": {**WORKER_ENV, **(extra_env or {})}}, log_to_driver=log_to_driver,
-             _system_config={"prestart_worker_first_driver": False})
+    return ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=True, dashboard_host="127.0.0.1",
+                    runtime_env={"env_vars": {**WORKER_ENV, **(extra_env or {})}}, log_to_driver=log_to_driver,
+                    logging_level=logging.WARNING, _system_config={"prestart_worker_first_driver": False})
 
 
 def init_ray(address: str | None):
@@ -53,16 +75,19 @@ def init_ray(address: str | None):
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     if ray.is_initialized():
         return ray
+    set_driver_env()
     target = address or os.environ.get("RAY_ADDRESS")
     try:
-        if target:
+        if target:  # no runtime_env here: a submitted job's own would conflict with it
             check_reachable(target)
-            ray.init(address=target, runtime_env={"env_vars": WORKER_ENV}, log_to_driver=True)
+            context = ray.init(address=target, log_to_driver=True, logging_level=logging.WARNING)
         else:
-            start_local_ray()
+            context = start_local_ray()
     except ConnectionError as e:
         raise UserError(f"--address {target}: cannot reach a Ray cluster there ({e}); "
                         "expected the address of a running head, e.g. 127.0.0.1:6379 or http://HEAD:8265") from None
+    where = f"cluster at {target}" if target else "local instance"
+    print(f"ray       {where}, dashboard {context.dashboard_url or 'off'}", flush=True)  # Ray's own line: INFO, coloured
     return ray
 
 

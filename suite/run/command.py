@@ -11,8 +11,9 @@ from suite.config import Config
 from suite.learner.learner import NonFiniteLoss
 from suite.run.checkpoints import check_resume
 from suite.run.console import print_summary
+from suite.run.footprint import OutOfMemory
 from suite.run.interrupt import Interrupted, mark_interrupted, resume_command, stop_signals_raise
-from suite.run.layout import REPORT_DIR, check_run_dir, check_writable, results_at, run_dir_of
+from suite.run.layout import REPORT_DIR, check_lasting, check_run_dir, check_writable, results_at, run_dir_of
 from suite.run.local import check_storage, run_in_process
 from suite.run.plan import Plan, check_config, check_files, prepare
 
@@ -31,6 +32,7 @@ def run_command(cfg: Config, options: RunOptions) -> int:
     if options.in_process:
         check_storage(cfg)
     run_dir = run_dir_of(cfg)
+    check_lasting(run_dir.parent)
     if not options.dry_run:
         check_run_dir(cfg, run_dir, options.resume)
         stored = check_resume(cfg, run_dir) if options.resume else None
@@ -57,7 +59,7 @@ def run_command(cfg: Config, options: RunOptions) -> int:
 def execute(plan: Plan, options: RunOptions) -> int:
     """Train, then build the run's report; a stop signal is recorded in results.json. Ray Train and
     the report (pandas, matplotlib) are imported here: a dry run pays for neither."""
-    failures = (NonFiniteLoss, OSError)  # any other crash of the learner keeps its traceback
+    failures = (NonFiniteLoss, OSError, OutOfMemory)  # any other crash of the learner keeps its traceback
     if not options.in_process:
         from suite.run.cluster import init_ray
         from suite.run.ray_train import RunFailed, run_on_ray

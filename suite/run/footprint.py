@@ -11,6 +11,7 @@ pass, which warns.
 from __future__ import annotations
 
 import os
+import traceback
 from dataclasses import dataclass
 
 import torch
@@ -66,12 +67,47 @@ def gib(n: float) -> str:
     return f"{n / 2**30:.1f} GiB"
 
 
+def remedy(cfg: Config, batch: str) -> str:
+    """The keys that shrink the attention, `batch` (a train.* key) first among the batches."""
+    return (f"use a larger model.patch_size (now {cfg.model.patch_size}), a smaller {batch} "
+            f"(now {getattr(cfg.train, batch.split('.')[1])}) or smaller images (data.input_size)")
+
+
+class OutOfMemory(RuntimeError):
+    """A run that ran out of memory all the same: one line with the estimate and what to change."""
+
+
+OUT_OF_MEMORY_TEXT = ("can't allocate memory", "out of memory")  # torch's CPU and CUDA allocators' words
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    return isinstance(error, (torch.OutOfMemoryError, OutOfMemory)) or (
+        isinstance(error, RuntimeError) and any(text in str(error) for text in OUT_OF_MEMORY_TEXT))
+
+
+def out_of_memory(cfg: Config, image_size: int, num_tasks: int) -> OutOfMemory:
+    need = estimate(cfg, image_size, num_tasks)
+    return OutOfMemory(f"out of memory: the attention scores of a training batch need about {gib(need.train)} and "
+                       f"of an evaluation batch {gib(need.eval)} per worker; {remedy(cfg, need.batch)}")
+
+
+def failure_text(error: BaseException, cfg: Config, image_size: int, num_tasks: int) -> tuple[BaseException, str]:
+    """A failed run's error and what results.json records of it: an out-of-memory as OutOfMemory in
+    one line (what to change), anything else with its traceback."""
+    if is_out_of_memory(error):
+        error = out_of_memory(cfg, image_size, num_tasks)
+        return error, f"{OUT_OF_MEMORY_MARK} {error}"
+    return error, traceback.format_exc(limit=3)
+
+
+OUT_OF_MEMORY_MARK = "OutOfMemory:"  # how results.json's error starts for one
+
+
 def check(cfg: Config, image_size: int, num_tasks: int, available: int, where: str) -> str | None:
     """Refuse a run whose least need exceeds `available` bytes (one line naming the keys to change);
     a warning line when the likely need comes near it; None when it fits."""
     need = estimate(cfg, image_size, num_tasks)
-    fix = (f"use a larger model.patch_size (now {cfg.model.patch_size}), a smaller {need.batch} "
-           f"(now {getattr(cfg.train, need.batch.split('.')[1])}) or smaller images (data.input_size)")
+    fix = remedy(cfg, need.batch)
     if need.least > available:
         raise UserError(f"one attention tensor of this run needs {gib(need.least)} and {where} has "
                         f"{gib(available)}: it cannot fit; {fix}")

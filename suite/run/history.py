@@ -1,43 +1,65 @@
 """A run's history beside its results, written by rank 0 as the run goes:
 
     log.jsonl   one JSON record per line: "epoch" (task, phase, epoch, loss, lr at its end, img/s, seconds),
-                "task" (its accuracies, memory, parameters, seconds) and "resume" (where a resumed
-                run took up; the epochs of an interrupted task are then logged again)
+                "task" (its accuracies, memory, parameters, seconds), "checkpoint" (a mid-task one:
+                task, phase, epochs done) and "resume" (where a resumed run took up; the epochs after
+                its checkpoint are then logged again)
     train.log   the console's lines
 
-Tasks and epochs count from 1, as the console does. Losses are those of rank 0's batches.
+and the same records to the run's experiment trackers (logging.backend, suite/run/trackers.py).
+Tasks and epochs count from 1, as the console does. Losses are those of rank 0's batches. On an
+object store both files are written at every task's end and checkpoint (suite/run/storage.LineLog).
 """
 from __future__ import annotations
 
 import json
 import time
 
-from suite.run.storage import append_line_at, join
+from suite.run.storage import LineLog, join
 
 LOG = "log.jsonl"
 TRAIN_LOG = "train.log"
 
 
 class RunHistory:
-    def __init__(self, location: str):
-        self.log_path, self.text_path = join(location, LOG), join(location, TRAIN_LOG)
+    def __init__(self, location: str, trackers=()):
+        self.log, self.text = LineLog(join(location, LOG)), LineLog(join(location, TRAIN_LOG))
+        self.trackers = list(trackers)
 
     def record(self, event: dict) -> None:
-        append_line_at(self.log_path, json.dumps({**event, "time": round(time.time(), 3)}))
-
-    def line(self, text: str) -> None:
-        append_line_at(self.text_path, text)
+        self.log.add(json.dumps({**event, "time": round(time.time(), 3)}))
+        for tracker in self.trackers:
+            tracker.log(event)
 
     def console(self, text: str) -> None:
         """The learner's log: printed, and kept in train.log."""
         print(text, flush=True)
-        self.line(text)
+        self.text.add(text)
+
+    def flush(self) -> None:
+        self.log.flush()
+        self.text.flush()
 
     def task_done(self, task: int, history) -> None:
         self.record({"event": "task", "task": task + 1, "acc": history.acc[-1], "acc_top5": history.acc_top5[-1],
                      "acc_row": history.acc_matrix[-1], "memory": history.memory_size[-1],
                      "params": history.num_params[-1], "skipped_batches": history.skipped_batches[-1],
                      "seconds": history.per_task_s[-1]})
+        self.flush()
 
-    def resumed(self, next_task: int) -> None:
-        self.record({"event": "resume", "next_task": next_task + 1})
+    def checkpointed(self, learner) -> None:
+        mid = learner.mid_task
+        self.record({"event": "checkpoint", "task": learner.next_task + 1, "phase": mid.phase,
+                     "epochs_done": mid.epochs_done})
+        self.flush()
+
+    def resumed(self, learner) -> None:
+        mid = learner.mid_task
+        where = {"phase": mid.phase, "epochs_done": mid.epochs_done} if mid else {}
+        self.record({"event": "resume", "next_task": learner.next_task + 1, **where})
+
+    def close(self) -> None:
+        """At the run's end, or its failure: the files complete, the trackers' runs ended."""
+        self.flush()
+        for tracker in self.trackers:
+            tracker.close()

@@ -2,8 +2,11 @@
 
     RUN_DIR = output.basedir/output.name      the driver's directory: report, copy of the results
       results.json                            (schema.RESULTS) after every task
-      checkpoints/latest.pt                   in-process runs: the last finished task
-      ray/                                    Ray Train's files; ray/task_NNN/learner.pt per task
+      checkpoints/latest.pt                   in-process runs: the newest checkpoint
+      ray/NAME/                               Ray Train's files (its run is named NAME, as the
+                                              dashboard shows it); a checkpoint directory each:
+        task_NNN/learner.pt                   after task NNN (counted from 0)
+        task_NNN_PHASE_EEE/learner.pt         inside task NNN, EEE epochs into PHASE (train.checkpoint_every)
       report/                                 built at the end
 
 With output.storage_path, results.json and the checkpoints persist in STORAGE/NAME instead (a
@@ -21,7 +24,7 @@ from suite.run import schema
 from suite.run.storage import join, read_text_at
 
 CHECKPOINT = "checkpoints/latest.pt"  # in-process runs
-RAY_DIR = "ray"  # RunConfig(name) under the run directory: Ray's own files and the per-task checkpoints
+RAY_DIR = "ray"  # Ray Train's storage_path under the run directory
 RAY_CHECKPOINT_FILE = "learner.pt"  # in each of those checkpoint directories
 REPORT_DIR = "report"
 
@@ -39,11 +42,19 @@ def results_at(cfg: Config, run_dir: Path) -> str:
     return join(persist_dir(cfg, run_dir), schema.RESULTS)
 
 
-def latest_checkpoint(location: Path) -> Path | None:
-    """The newest checkpoint a resume would start from: in-process, or Ray Train's per-task ones."""
-    found = [p for p in (location / CHECKPOINT, *location.glob(f"{RAY_DIR}/task_*/{RAY_CHECKPOINT_FILE}"))
-             if p.is_file()]
-    return max(found, key=lambda p: p.stat().st_mtime) if found else None
+def ray_storage(cfg: Config, run_dir: Path) -> str:
+    return join(persist_dir(cfg, run_dir), RAY_DIR)
+
+
+def checkpoint_name(task: int, phase: str | None = None, epochs_done: int = 0) -> str:
+    """Ray Train's checkpoint directory: after `task`, or inside it (`phase`, `epochs_done`)."""
+    return f"task_{task:03d}" if phase is None else f"task_{task:03d}_{phase}_{epochs_done:03d}"
+
+
+def local_checkpoints(location: Path) -> list[Path]:
+    """Every checkpoint a resume could start from: the in-process one and Ray Train's (kept ones)."""
+    ray = location.glob(f"{RAY_DIR}/**/task_*/{RAY_CHECKPOINT_FILE}")
+    return [p for p in (location / CHECKPOINT, *ray) if p.is_file()]
 
 
 def check_run_dir(cfg: Config, run_dir: Path, resume: bool) -> None:
@@ -62,6 +73,20 @@ def check_run_dir(cfg: Config, run_dir: Path, resume: bool) -> None:
         raise UserError(f"output.storage_path: cannot read '{stored}' ({e}); expected a reachable directory or URI") from None
     if found and not resume:
         raise UserError(f"'{stored}' already exists; pass --resume to continue that run, or choose another --name")
+
+
+RAY_JOB_MARK = "RAY_JOB_CONFIG_JSON_ENV_VAR"  # in the environment of a `ray job submit` driver
+
+
+def check_lasting(directory: Path, flag: str = "--output-basedir") -> None:
+    """Inside a submitted Ray job the working directory is Ray's unpacked copy of --working-dir,
+    which Ray deletes after the job: refuse an output directory there."""
+    if RAY_JOB_MARK not in os.environ:
+        return
+    if not directory.is_absolute() or directory.resolve().is_relative_to(Path.cwd().resolve()):
+        raise UserError(f"{flag} '{directory}' lies in this Ray job's working directory, a temporary copy that "
+                        f"Ray deletes when the job ends; expected an absolute path outside it, e.g. "
+                        f"{flag} /shared/runs (on a directory every node can reach)")
 
 
 def check_writable(directory: Path) -> None:

@@ -1,7 +1,6 @@
 """One run in this process, without Ray (`--in-process`): the tests' and the learner's reference path."""
 from __future__ import annotations
 
-import traceback
 from pathlib import Path
 
 import torch
@@ -9,12 +8,13 @@ import torch
 from suite.config import Config
 from suite.errors import UserError
 from suite.learner.learner import Learner
-from suite.run import checkpoints
+from suite.run import checkpoints, footprint
 from suite.run.history import RunHistory
-from suite.run.layout import CHECKPOINT, collect_results, persist_dir
+from suite.run.layout import CHECKPOINT, collect_results, local_checkpoints, persist_dir
 from suite.run.plan import prepare
 from suite.run.recorder import RunRecorder
 from suite.run.storage import is_uri
+from suite.run.trackers import open_trackers
 
 
 def check_storage(cfg: Config) -> None:
@@ -34,17 +34,28 @@ def device_of(cfg: Config) -> torch.device:
 
 
 def run_in_process(cfg: Config, run_dir: Path, resume: bool) -> dict:
-    """The whole run: results.json and a checkpoint after every task; the finished run's results."""
+    """The whole run: results.json and a checkpoint after every task (and every train.checkpoint_every
+    epochs); the finished run's results. A resume starts from the newest checkpoint, this path's or
+    one a run through Ray Train left."""
     check_storage(cfg)
     location = persist_dir(cfg, run_dir)
     device = device_of(cfg)
     data, scenario = prepare(cfg)
-    history = RunHistory(location)
-    learner = Learner(cfg, data, scenario, device, log=history.console, on_epoch_end=history.record)
+    history = RunHistory(location, open_trackers(cfg.logging.backend, str(run_dir), cfg.output.name, cfg.to_dict()))
     ckpt = Path(location) / CHECKPOINT
-    if resume and ckpt.exists():
-        checkpoints.restore(learner, cfg, checkpoints.load(ckpt), str(ckpt))
-        history.resumed(learner.next_task)
+
+    def on_checkpoint(lrn: Learner) -> None:
+        checkpoints.save(ckpt, checkpoints.payload(lrn, cfg))
+        history.checkpointed(lrn)
+
+    learner = Learner(cfg, data, scenario, device, log=history.console, on_epoch_end=history.record,
+                      on_checkpoint=on_checkpoint)
+    if resume:
+        path, state = checkpoints.newest(local_checkpoints(Path(location)))
+        if path is not None:
+            checkpoints.restore(learner, cfg, state, str(path))
+            learner.log(f"resumed {checkpoints.resumed_where(learner)} from {path}")
+            history.resumed(learner)
     recorder = RunRecorder(cfg, scenario, location, world_size=1, device=str(device))
 
     def on_task_end(task: int, lrn: Learner) -> None:
@@ -54,8 +65,13 @@ def run_in_process(cfg: Config, run_dir: Path, resume: bool) -> dict:
 
     try:
         learner.run(on_task_end)
-    except Exception:
-        recorder.write(learner, "failed", traceback.format_exc(limit=3))
-        raise
+    except Exception as crash:
+        error, text = footprint.failure_text(crash, cfg, cfg.data.input_size or data.image_size, scenario.num_tasks)
+        recorder.write(learner, "failed", text)
+        if error is crash:
+            raise
+        raise error from None
+    finally:
+        history.close()
     recorder.write(learner, "finished")
     return collect_results(cfg, run_dir)

@@ -13,6 +13,7 @@ from suite.learner.memory import per_class_budget
 from suite.learner.model import run_model
 from suite.methods import CONFIGURED, METHODS
 from suite.run import footprint
+from suite.run.trackers import check_installed
 
 
 def check_config(cfg: Config) -> Scenario:
@@ -21,6 +22,7 @@ def check_config(cfg: Config) -> Scenario:
     if m.embed_dim % m.num_heads:
         raise UserError(f"model.num_heads = {m.num_heads} does not divide model.embed_dim = {m.embed_dim}; "
                         "expected a divisor of the embedding width")
+    check_installed(cfg.logging.backend)
     method = METHODS[cfg.method]
     if cfg.distill.knn_weight > 0 and not method.knn:
         allowed = ", ".join(m.name for m in METHODS.values() if m.knn)

@@ -6,17 +6,18 @@ Ray persists under RUN_DIR/ray/ and gives back after a worker failure or on --re
 """
 from __future__ import annotations
 
+import json
 import os
 import signal
 import tempfile
 import threading
-import traceback
+import time
 from pathlib import Path
 
 import ray
 import ray.train
 import ray.train.torch
-from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+from ray.train import CheckpointConfig, FailureConfig, LoggingConfig, RunConfig, ScalingConfig
 from ray.train.torch import TorchConfig, TorchTrainer
 from ray.util.state import list_actors
 import torch
@@ -24,13 +25,17 @@ import torch
 from suite.config import Config, from_dict
 from suite.learner import dist
 from suite.learner.learner import Learner
-from suite.run import checkpoints
+from suite.run import checkpoints, footprint
 from suite.run.history import RunHistory
 from suite.run.interrupt import Interrupted
-from suite.run.cluster import WORKER_ENV, cluster_cpus, init_ray
-from suite.run.layout import RAY_CHECKPOINT_FILE, RAY_DIR, collect_results, persist_dir
+from suite.run.cluster import WORKER_ENV, cluster_cpus, init_ray, worker_runtime_env
+from suite.run.layout import (
+    CHECKPOINT, RAY_CHECKPOINT_FILE, checkpoint_name, collect_results, persist_dir, ray_storage, results_at,
+)
 from suite.run.plan import prepare
 from suite.run.recorder import RunRecorder
+from suite.run.storage import is_uri
+from suite.run.trackers import open_trackers
 
 
 def worker_loop(config: dict) -> None:
@@ -40,7 +45,8 @@ def worker_loop(config: dict) -> None:
     torch.set_num_threads(max(1, round(config["threads"])))
     device = ray.train.torch.get_device()
     data, scenario = prepare(cfg)
-    history = RunHistory(config["persist"])
+    trackers = config["trackers"] if rank == 0 else []
+    history = RunHistory(config["persist"], open_trackers(trackers, config["run_dir"], cfg.output.name, config["cfg"]))
 
     def on_epoch_end(record: dict) -> None:
         """Into log.jsonl (rank 0), and to Ray, hence the dashboard and, in a sweep, Tune."""
@@ -49,37 +55,67 @@ def worker_loop(config: dict) -> None:
         if worth_reporting(record["seconds"]):
             ray.train.report(record)
 
-    learner = Learner(cfg, data, scenario, device, log=history.console, on_epoch_end=on_epoch_end)
-    checkpoint = ray.train.get_checkpoint()
-    if checkpoint is not None:
-        with checkpoint.as_directory() as directory:
-            state = checkpoints.load(Path(directory) / RAY_CHECKPOINT_FILE)
-            checkpoints.restore(learner, cfg, state, config["run_dir"])
-        learner.log(f"resumed after task {learner.next_task} from {checkpoint.path}")
+    def on_checkpoint(lrn: Learner) -> None:
+        mid = lrn.mid_task
+        report_checkpoint(lrn, {"event": "checkpoint", "task": lrn.next_task + 1, "phase": mid.phase,
+                                "epochs_done": mid.epochs_done},
+                          checkpoint_name(lrn.next_task, mid.phase, mid.epochs_done))
         if rank == 0:
-            history.resumed(learner.next_task)
-    recorder = RunRecorder(cfg, scenario, config["persist"], context.get_world_size(), str(device))
+            history.checkpointed(lrn)
 
     def on_task_end(task: int, lrn: Learner) -> None:
+        if rank == 0:
+            history.task_done(task, lrn.history)
+            recorder.write(lrn, "running")
+        report_checkpoint(lrn, {"event": "task", "task": task + 1, "acc": lrn.history.acc[-1],
+                                "acc_top5": lrn.history.acc_top5[-1]}, checkpoint_name(task))
+
+    def report_checkpoint(lrn: Learner, metrics: dict, name: str) -> None:
+        """A report with rank 0's checkpoint (every worker reports: it is collective)."""
         with tempfile.TemporaryDirectory() as tmp:
             ckpt = None
             if rank == 0:
-                history.task_done(task, lrn.history)
                 checkpoints.save(Path(tmp) / RAY_CHECKPOINT_FILE, checkpoints.payload(lrn, cfg))
-                recorder.write(lrn, "running")
                 ckpt = ray.train.Checkpoint.from_directory(tmp)
-            metrics = {"event": "task", "task": task + 1, "acc": lrn.history.acc[-1],
-                       "acc_top5": lrn.history.acc_top5[-1]}
-            ray.train.report(metrics, checkpoint=ckpt, checkpoint_dir_name=f"task_{task:03d}")
+            ray.train.report(metrics, checkpoint=ckpt, checkpoint_dir_name=name)
 
+    learner = Learner(cfg, data, scenario, device, log=history.console, on_epoch_end=on_epoch_end,
+                      on_checkpoint=on_checkpoint)
+    resume_from(learner, cfg, config["resume_from"])
+    if learner.next_task or learner.mid_task:
+        if rank == 0:
+            history.resumed(learner)
+    recorder = RunRecorder(cfg, scenario, config["persist"], context.get_world_size(), str(device))
     try:
         learner.run(on_task_end)
-    except Exception:
+    except Exception as crash:
+        error, text = footprint.failure_text(crash, cfg, cfg.data.input_size or data.image_size, scenario.num_tasks)
         if rank == 0:
-            recorder.write(learner, "failed", traceback.format_exc(limit=3))
-        raise
+            recorder.write(learner, "failed", text)  # the driver stops the run on an OutOfMemory (fit)
+        if error is crash:
+            raise
+        raise error from None
+    finally:
+        history.close()
     if rank == 0:
         recorder.write(learner, "finished")
+
+
+def resume_from(learner: Learner, cfg: Config, local: str | None) -> None:
+    """Load the newest checkpoint: Ray Train's (after a worker failure, or on --resume), or `local`,
+    one that the driver found on --resume (an in-process run's) when it is further into the run."""
+    candidates = []
+    checkpoint = ray.train.get_checkpoint()
+    if checkpoint is not None:
+        with checkpoint.as_directory() as directory:
+            candidates.append((checkpoint.path, checkpoints.load(Path(directory) / RAY_CHECKPOINT_FILE)))
+    if local is not None:
+        candidates.append((local, checkpoints.load(Path(local))))
+    if not candidates:
+        return
+    where, state = max(candidates, key=lambda item: checkpoints.progress(item[1]))
+    checkpoints.restore(learner, cfg, state, where)
+    learner.log(f"resumed {checkpoints.resumed_where(learner)} from {where}")
 
 
 def worth_reporting(seconds: float) -> bool:
@@ -102,24 +138,46 @@ def scaling(cfg: Config, cluster_cpus: float, reserved: float = 0.0):
     resources = {"CPU": cpus - reserved / r.num_workers}
     if r.use_gpu:
         resources["GPU"] = r.gpus_per_worker
-    return ScalingConfig(num_workers=r.num_workers, use_gpu=r.use_gpu, resources_per_worker=resources), cpus
+    return ScalingConfig(num_workers=r.num_workers, use_gpu=r.use_gpu, resources_per_worker=resources,
+                         placement_strategy=r.placement_strategy), cpus
 
 
-def make_trainer(cfg: Config, run_dir: Path, cluster_cpus: float, callbacks=(), reserved: float = 0.0):
-    """The TorchTrainer of one run; its checkpoints live in RUN_DIR/ray, where a rerun resumes."""
+def make_trainer(cfg: Config, run_dir: Path, cluster_cpus: float, callbacks=(), reserved: float = 0.0,
+                 trackers: bool = True):
+    """The TorchTrainer of one run, named as the run; its checkpoints live in RUN_DIR/ray/NAME, where
+    a rerun resumes. `trackers`: rank 0 feeds logging.backend (a sweep has Tune's loggers instead)."""
     scaling_config, cpus = scaling(cfg, cluster_cpus, reserved)
     return TorchTrainer(
         worker_loop,
         train_loop_config={"cfg": cfg.to_dict(), "run_dir": str(run_dir), "persist": persist_dir(cfg, run_dir),
-                           "threads": cpus},
+                           "threads": cpus, "trackers": cfg.logging.backend if trackers else [],
+                           "resume_from": _local_checkpoint(cfg, run_dir)},
         scaling_config=scaling_config,
         torch_config=TorchConfig(backend="nccl" if cfg.ray.use_gpu else "gloo"),
         run_config=RunConfig(
-            name=RAY_DIR, storage_path=persist_dir(cfg, run_dir), callbacks=list(callbacks),
+            name=cfg.output.name, storage_path=ray_storage(cfg, run_dir), callbacks=list(callbacks),
             failure_config=FailureConfig(max_failures=cfg.ray.max_failures),
+            logging_config=LoggingConfig(log_level=cfg.ray.log_level), worker_runtime_env=worker_runtime_env(),
             checkpoint_config=CheckpointConfig(num_to_keep=2),
         ),
     )
+
+
+def _local_checkpoint(cfg: Config, run_dir: Path) -> str | None:
+    """An in-process run's checkpoint, for a run through Ray that continues it (a URI has none)."""
+    location = persist_dir(cfg, run_dir)
+    path = Path(location) / CHECKPOINT
+    return str(path) if not is_uri(location) and path.is_file() else None
+
+
+def recorded_out_of_memory(cfg: Config, run_dir: Path, since: float) -> str | None:
+    """The one line of an out-of-memory that rank 0 recorded in results.json since `since` (a local
+    file; at a URI Train's retries run their course)."""
+    path = Path(results_at(cfg, run_dir))
+    if is_uri(str(path)) or not path.is_file() or path.stat().st_mtime < since:
+        return None
+    error = json.loads(path.read_text()).get("error") or ""
+    return error[len(footprint.OUT_OF_MEMORY_MARK):].strip() if error.startswith(footprint.OUT_OF_MEMORY_MARK) else None
 
 
 def fit(trainer, cfg: Config, run_dir: Path) -> dict:
@@ -136,10 +194,16 @@ def fit(trainer, cfg: Config, run_dir: Path) -> dict:
     # fit() waits inside Ray's C++ core, where Python cannot run a signal handler: in a thread of its
     # own, the main thread stays free to take SIGTERM or SIGINT (suite/run/interrupt.py) at once.
     thread = threading.Thread(target=train, name="ray-train-fit", daemon=True)
+    started = time.time()
     thread.start()
     try:
         while thread.is_alive():
             thread.join(0.5)
+            out_of_memory = recorded_out_of_memory(cfg, run_dir, started)
+            if out_of_memory:  # the same batches would run out again: no retry (Train would retry)
+                _stop_controllers()
+                thread.join(60)
+                raise RunFailed(out_of_memory, run_dir)
     except Interrupted:  # end the run before ray.shutdown() (see _stop_controllers)
         _stop_controllers()
         thread.join(60)

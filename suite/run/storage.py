@@ -50,19 +50,31 @@ def read_text_at(location: str) -> str | None:
         return f.read().decode("utf-8")
 
 
-def append_line_at(location: str, line: str) -> None:
-    """Add one line to a log. Locally an append, flushed to disk (a crash leaves at most the last line
-    cut short); an object store has no append, so there the whole object is written again."""
-    if is_uri(location):
-        fs, path = _filesystem(location)
+class LineLog:
+    """A log file written a line at a time. Locally each line is appended and flushed to disk (a
+    crash leaves at most the last line cut short). An object store has no append: there the lines
+    are kept and `flush()` writes the whole object again, so its owner calls it at task ends, not per
+    line (per line, a long run would rewrite ever larger objects)."""
+
+    def __init__(self, location: str):
+        self.location = location
+        self._text = (read_text_at(location) or "") if is_uri(location) else None
+
+    def add(self, line: str) -> None:
+        if self._text is not None:
+            self._text += line + "\n"
+            return
+        path = Path(self.location)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(line + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+
+    def flush(self) -> None:
+        if self._text is None:
+            return
+        fs, path = _filesystem(self.location)
         fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
-        text = (read_text_at(location) or "") + line + "\n"
         with fs.open_output_stream(path) as out:
-            out.write(text.encode("utf-8"))
-        return
-    path = Path(location)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a", encoding="utf-8") as f:
-        f.write(line + "\n")
-        f.flush()
-        os.fsync(f.fileno())
+            out.write(self._text.encode("utf-8"))

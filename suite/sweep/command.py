@@ -7,7 +7,7 @@ from pathlib import Path
 from suite.data.registry import load_dataset
 from suite.errors import UserError
 from suite.run.footprint import check_run
-from suite.run.layout import REPORT_DIR, check_writable
+from suite.run.layout import REPORT_DIR, check_lasting, check_writable
 from suite.run.plan import check_config, check_data, check_files
 from suite.sweep.spec import Sweep
 from suite.sweep.summary import SUMMARY
@@ -34,6 +34,7 @@ def check_trials_data(sweep: Sweep) -> None:
 
 
 def sweep_command(sweep: Sweep, basedir: Path, dry_run: bool, address: str | None) -> int:
+    check_lasting(basedir)
     check_trials_data(sweep)
     sweep_dir = basedir / sweep.name
     print(sweep.describe(), f"output    {sweep_dir}", sep="\n", flush=True)

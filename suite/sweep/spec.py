@@ -69,20 +69,25 @@ class Sweep:
         return "\n".join(lines)
 
 
+LONG_VALUE = 24  # characters of an axis value a trial name keeps whole
+
+
 def trial_name(values: dict[str, Any], index: int | None) -> str:
-    """A stable, file-system-safe name from the axis values (and a sample index if repeated)."""
-    parts = [f"{key.split('.')[-1]}={_short(v)}" for key, v in values.items()]
+    """A stable name from the axis values (and a sample index if repeated), safe in a file name and
+    unquoted in a shell: 'size-100_num_keys-5'."""
+    parts = [f"{key.split('.')[-1]}-{_short(v)}" for key, v in values.items()]
     if index is not None:
-        parts.append(f"sample={index}")
-    return re.sub(r"[^A-Za-z0-9_.=,+-]", "", ",".join(parts)) or "trial"
+        parts.append(f"sample-{index}")
+    return re.sub(r"[^A-Za-z0-9_.+-]", "", "_".join(parts)) or "trial"
 
 
 def _short(value) -> str:
     if isinstance(value, float):
         return f"{value:.4g}"
-    if isinstance(value, list):  # a digest, the same in every process (hash() of strings is not)
-        return "list" + hashlib.sha1(json.dumps(value).encode()).hexdigest()[:6]
-    return str(value).replace(":", "")
+    text = json.dumps(value) if isinstance(value, list) else str(value).replace(":", "")
+    if isinstance(value, list) or len(text) > LONG_VALUE:  # a digest: the same in every process (hash() is not)
+        return text[:8].strip("[\"") + hashlib.sha1(text.encode()).hexdigest()[:6]
+    return text
 
 
 def _check_spec(spec: dict, where: str) -> None:

@@ -1,7 +1,8 @@
 """A sweep as a Ray Tune `Tuner`: each trial launches its run's `TorchTrainer` (Ray Train).
 
 Ray 2.60 pattern: a function trainable that builds the TorchTrainer and calls fit(), with
-`TuneReportCallback` in the trainer's RunConfig so per-task metrics reach Tune. Each trial's run
+`TuneReportCallback` in the trainer's RunConfig so per-epoch and per-task metrics reach Tune, and
+Tune's logger callbacks (logging.backend) record them. Each trial's run
 directory is SWEEP_DIR/<trial name>, stable across restarts, so a retried or restored trial
 resumes its own run from its last task checkpoint. Tune's own state lives in SWEEP_DIR/tune.
 """
@@ -14,8 +15,9 @@ from ray import tune
 from ray.tune.integration.ray_train import TuneReportCallback
 
 from suite.config import from_dict
-from suite.run.cluster import cluster_cpus, init_ray
+from suite.run.cluster import cluster_cpus, init_ray, set_driver_env
 from suite.run.ray_train import fit, make_trainer
+from suite.run.trackers import tune_callbacks
 from suite.sweep.spec import Sweep
 from suite.sweep.summary import summary_frame, trial_results, write_summary
 
@@ -29,12 +31,14 @@ def run_trial(config: dict, trials: dict) -> None:
     if config["trial"] not in trials:  # a restored sweep whose file no longer has this trial
         raise RuntimeError(f"trial '{config['trial']}' is not in the sweep file any more; "
                            "rerun the changed sweep under a new --name")
+    set_driver_env()  # this trial's process starts its run's TorchTrainer
     trial = trials[config["trial"]]
     cfg = from_dict(trial["cfg"])
     run_dir = Path(trial["run_dir"])
     if (trial_results(cfg, run_dir) or {}).get("status") == "finished":  # restored after the driver died
         return                                                             # between finish and bookkeeping
-    trainer = make_trainer(cfg, run_dir, cluster_cpus(), callbacks=[TuneReportCallback()], reserved=TRIAL_DRIVER_CPUS)
+    trainer = make_trainer(cfg, run_dir, cluster_cpus(), callbacks=[TuneReportCallback()], reserved=TRIAL_DRIVER_CPUS,
+                           trackers=False)
     fit(trainer, cfg, run_dir)
 
 
@@ -54,6 +58,11 @@ class SummaryCallback(tune.Callback):
         write_summary(self.sweep, self.sweep_dir)
 
 
+def sweep_trackers(sweep: Sweep) -> list[str]:
+    """The sweep's logging.backend: Tune's logger callbacks log every trial (its runs log none)."""
+    return list(dict.fromkeys(name for trial in sweep.trials for name in trial.cfg.logging.backend))
+
+
 def run_sweep(sweep: Sweep, sweep_dir: Path, address: str | None) -> pd.DataFrame:
     """Run (or continue) every trial; returns the final summary."""
     init_ray(address)
@@ -71,7 +80,8 @@ def run_sweep(sweep: Sweep, sweep_dir: Path, address: str | None) -> pd.DataFram
             param_space=space,
             tune_config=tune.TuneConfig(max_concurrent_trials=sweep.max_concurrent_trials),
             run_config=tune.RunConfig(name=TUNE_DIR, storage_path=str(sweep_dir),
-                                      callbacks=[SummaryCallback(sweep, sweep_dir)],
+                                      callbacks=[SummaryCallback(sweep, sweep_dir),
+                                                 *tune_callbacks(sweep_trackers(sweep), str(sweep_dir))],
                                       failure_config=tune.FailureConfig(max_failures=1)),
         )
     tuner.fit()

@@ -1,0 +1,113 @@
+"""Pre-emption: a run killed for real inside a task resumes at its last mid-task checkpoint
+(train.checkpoint_every) and ends with the accuracies of an uninterrupted run; and either execution
+path continues a run the other one started, from the newest checkpoint of either kind."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from suite.run.schema import RESULTS
+from tests.conftest import REPO, TINY
+
+RUN = "tiny"
+# slow enough (a task takes seconds) that a kill lands inside a task; MixUp and the releases'
+# augmentation policy draw from every global generator, which a mid-task resume must restore
+SLOW = [*TINY, "train.epochs=120", "train.mixup=0.8"]
+EVERY = ["--set", "train.checkpoint_every=30"]
+
+
+def cli(base, *extra):
+    args = [*(a for item in SLOW for a in ("--set", item)), "--name", RUN, "--output-basedir", str(base), *extra]
+    return subprocess.Popen([sys.executable, str(REPO / "suite" / "run.py"), *args], cwd=REPO, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+                            env={**os.environ, "RAY_USAGE_STATS_ENABLED": "0"})
+
+
+def finish(proc, timeout=600) -> str:
+    out, err = proc.communicate(timeout=timeout)
+    assert proc.returncode == 0, out + err
+    return out
+
+
+def events(run_dir) -> list[dict]:
+    path = run_dir / "log.jsonl"
+    lines = path.read_text().splitlines() if path.exists() else []
+    return [json.loads(line) for line in lines if line.endswith("}")]
+
+
+def kill_when(proc, run_dir, ready, timeout=400) -> list[dict]:
+    """SIGKILL the run's whole process group once `ready(events)` holds; the events up to then."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        seen = events(run_dir)
+        if ready(seen):
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            return seen
+        assert proc.poll() is None, "the run ended before it could be killed: " + proc.stderr.read()
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    raise TimeoutError(f"{run_dir}: never ready to be killed")
+
+
+def mid_task_2(seen: list[dict]) -> bool:
+    return any(e["event"] == "checkpoint" and e["task"] == 2 for e in seen)
+
+
+def outcome(run_dir, after: dict | None = None):
+    """The accuracy matrix and every epoch's loss (those logged after the record `after`, if given):
+    losses, unlike accuracies on a few test images, tell any difference in training apart."""
+    log = events(run_dir)
+    if after is not None:
+        log = log[log.index(after):]
+    losses = {(e["task"], e["phase"], e["epoch"]): e["loss"] for e in log if e["event"] == "epoch"}
+    return json.loads((run_dir / RESULTS).read_text())["acc_matrix"], losses
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    """An uninterrupted in-process run without mid-task checkpoints."""
+    base = tmp_path_factory.mktemp("reference")
+    finish(cli(base, "--in-process"))
+    return outcome(base / RUN)
+
+
+def same_as(reference, run_dir, after=None) -> bool:
+    acc, losses = outcome(run_dir, after)
+    return acc == reference[0] and losses == {key: reference[1][key] for key in losses}
+
+
+@pytest.mark.parametrize("path", [["--in-process"], []], ids=["in-process", "ray"])
+def test_killed_mid_task_resumes_at_its_checkpoint_with_identical_results(tmp_path, reference, path):
+    run_dir = tmp_path / RUN
+    seen = kill_when(cli(tmp_path, *path, *EVERY), run_dir, mid_task_2)
+    last = [e for e in seen if e["event"] in ("task", "checkpoint")][-1]
+    assert last["event"] == "checkpoint" and last["task"] == 2, last  # killed inside task 2
+
+    out = finish(cli(tmp_path, *path, *EVERY, "--resume"))
+    resume = [e for e in events(run_dir) if e["event"] == "resume"]
+    assert len(resume) == 1 and resume[0]["next_task"] == 2 and resume[0]["phase"] == "train"
+    assert resume[0]["epochs_done"] >= 30 and f"{resume[0]['epochs_done']} train epoch(s) done" in out
+    log = events(run_dir)
+    after = [e for e in log[log.index(resume[0]):] if e["event"] == "epoch"]
+    assert (after[0]["task"], after[0]["phase"], after[0]["epoch"]) == (2, "train", resume[0]["epochs_done"] + 1)
+    assert same_as(reference, run_dir, after=resume[0])
+
+
+@pytest.mark.parametrize("first, then", [([], ["--in-process"]), (["--in-process"], [])],
+                         ids=["ray-then-in-process", "in-process-then-ray"])
+def test_either_path_continues_the_other(tmp_path, reference, first, then):
+    """A run started on one path and resumed on the other takes up at its newest checkpoint (the
+    first path's), never from task 1, and ends as an uninterrupted run."""
+    run_dir = tmp_path / RUN
+    kill_when(cli(tmp_path, *first), run_dir, lambda seen: any(e["event"] == "task" for e in seen))
+    done_before = json.loads((run_dir / RESULTS).read_text())["tasks_done"]
+    out = finish(cli(tmp_path, *then, "--resume"))
+    assert f"resumed after task {done_before}" in out
+    trained = [e["task"] for e in events(run_dir) if e["event"] == "epoch"]
+    assert trained.count(1) == 120  # task 1 was not trained again
+    assert same_as(reference, run_dir)
