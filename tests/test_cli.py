@@ -7,7 +7,7 @@ import torch
 from suite import cli
 from suite.config import load
 from suite.data.scenario import plan_scenario
-from suite.run.plan import count_params
+from suite.run.plan import count_params, resource_warnings
 from suite.data.registry import load_dataset
 from suite.errors import UserError
 from suite.run.local import device_of
@@ -83,3 +83,18 @@ def test_in_process_trains_where_ray_use_gpu_says(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
     assert device_of(gpu) == torch.device("cuda", 0)
+
+
+def test_dry_run_warns_of_requests_the_resources_cannot_meet(capsys):
+    """No GPU here: use_gpu is warned of; two NCCL ranks on one GPU and a long CPU-only plan too."""
+    gpu = load([], ["ray.use_gpu=true", "ray.num_workers=2", "ray.gpus_per_worker=0.5"])
+    lines = resource_warnings(gpu, {"CPU": 8, "GPU": 1}, "the cluster", epochs=10)
+    assert len(lines) == 1 and "NCCL" in lines[0]
+    assert any("has no GPU" in line for line in resource_warnings(gpu, {"CPU": 8}, "the cluster", epochs=10))
+    big = load([], ["ray.use_gpu=true", "ray.num_workers=4"])
+    assert "expected ray.num_workers <= 2" in resource_warnings(big, {"CPU": 8, "GPU": 2}, "the cluster", 10)[0]
+    assert resource_warnings(load([], []), {"CPU": 2}, "this machine", epochs=10) == []
+    assert "5000 epochs on 1 CPU worker(s)" in resource_warnings(load([], []), {"CPU": 2}, "this machine", 5000)[0]
+
+    assert cli.main(["configs/quickstart.yaml", "--dry-run", "--set", "ray.use_gpu=true"]) == 0
+    assert "ray.use_gpu = true, but this machine has no GPU" in capsys.readouterr().err

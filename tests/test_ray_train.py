@@ -172,6 +172,11 @@ def test_ray_job_submit_round_trip(tmp_path):
                            env=env, capture_output=True, text=True, timeout=120)
     try:
         assert start.returncode == 0, start.stderr
+        dry = run_cli("configs/quickstart.yaml", "--address", f"127.0.0.1:{gcs}", "--dry-run", "--set", "ray.num_workers=2",
+                      "--set", "ray.cpus_per_worker=2", "--set", "ray.use_gpu=true", env={"RAY_ADDRESS": ""})
+        assert dry.returncode == 0, dry.stdout + dry.stderr
+        assert "the cluster has no GPU" in dry.stderr and "need more than the 2 CPU(s) of the cluster" in dry.stderr
+
         def submit(*args):
             return subprocess.run(
                 [ray, "job", "submit", "--address", f"http://127.0.0.1:{dashboard}", "--working-dir", str(REPO),
@@ -185,9 +190,11 @@ def test_ray_job_submit_round_trip(tmp_path):
         assert "succeeded" in job.stdout
         doc = results(tmp_path / NAME)
         assert doc["status"] == "finished" and doc["provenance"]["world_size"] == 2
-        ours = [line for line in job.stdout.splitlines() if "epoch" in line or "accuracy" in line]
-        assert ours and not any("\x1b[" in line for line in ours)  # not a terminal: no colour codes
-        assert "Reported" not in job.stdout and "INFO" not in job.stdout  # Train's INFO lines are off
+        lines = job.stdout.splitlines()  # the job's own log, between the CLI's lines
+        start = next(i for i, line in enumerate(lines) if line.startswith("Running entrypoint"))
+        log = lines[start + 1:next(i for i, line in enumerate(lines) if i > start and " cli.py:" in line)]
+        assert any("epoch" in line for line in log) and not any("\x1b[" in line for line in log)  # no colour codes
+        assert not any(" INFO " in line for line in log)  # Train's INFO lines are off (ray.log_level)
 
         relative = submit("--output-basedir", "runs")  # would land in Ray's temporary copy of the repository
         assert relative.returncode != 0 and "Ray deletes when the job ends" in relative.stdout + relative.stderr
@@ -201,3 +208,21 @@ def test_per_worker_memory_reproduces_the_erratum(tmp_path):
                    "--output-basedir", tmp_path, env=ENV)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert results(tmp_path / NAME)["memory_size"] == [200, 200, 192, 192, 200]  # 2 x [100, 100, 96, 96, 100]
+
+
+def test_two_embedded_rays_on_one_host(tmp_path):
+    """A run while another embedded Ray runs on this host: Train's state-API calls find this run's
+    own Ray (they used to fail with 'Found multiple active Ray instances')."""
+    other = subprocess.Popen([sys.executable, "-c", "import ray, time; ray.init(address='local', num_cpus=1, "
+                              "include_dashboard=False); print('up', flush=True); time.sleep(600)"],
+                             env={**os.environ, **ENV}, stdout=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        assert other.stdout.readline().strip() == "up"
+        proc = run_cli("--set", "train.epochs=1", "--set", "finetune.epochs=0", "--output-basedir", tmp_path,
+                       env={**ENV, "RAY_ADDRESS": ""})
+    finally:
+        os.killpg(other.pid, signal.SIGKILL)
+        other.wait()
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stdout + proc.stderr and "multiple active Ray" not in proc.stdout + proc.stderr
+    assert results(tmp_path / NAME)["status"] == "finished"

@@ -8,6 +8,7 @@ import sys
 from urllib.parse import urlparse
 
 import ray
+from ray._private import services  # the node address ray.init will use (no public API gives it first)
 
 from suite.errors import UserError
 
@@ -63,11 +64,25 @@ def start_local_ray(extra_env: dict | None = None, log_to_driver: bool = True):
     """A private local Ray on every CPU of this machine, its dashboard on loopback (Ray Train's state
     API needs it), the workers' environment WORKER_ENV plus `extra_env`.
 
-    No idle workers are prestarted: Ray boots them for the driver's first tasks, but every actor of
-    a run asks for the job's runtime_env, so none is ever used, and they boot while Ray starts."""
-    return ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=True, dashboard_host="127.0.0.1",
-                    runtime_env={"env_vars": {**WORKER_ENV, **(extra_env or {})}}, log_to_driver=log_to_driver,
-                    logging_level=logging.WARNING, _system_config={"prestart_worker_first_driver": False})
+    Its address is chosen here and given to its processes as RAY_ADDRESS: Ray's state API (which
+    Train's controller uses) otherwise looks for "the" Ray of this host, and with a second one
+    running it fails. No idle workers are prestarted: Ray boots them for the driver's first tasks,
+    but every actor of a run asks for the job's runtime_env, so none is ever used."""
+    address = f"{services.get_node_ip_address()}:{free_port()}"
+    os.environ["RAY_GCS_SERVER_PORT"] = address.rsplit(":", 1)[1]  # read by ray.init's head node
+    context = ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=True, dashboard_host="127.0.0.1",
+                       runtime_env={"env_vars": {**WORKER_ENV, "RAY_ADDRESS": address, **(extra_env or {})}},
+                       log_to_driver=log_to_driver, logging_level=logging.WARNING,
+                       _system_config={"prestart_worker_first_driver": False})
+    del os.environ["RAY_GCS_SERVER_PORT"]
+    os.environ["RAY_ADDRESS"] = context.address_info["gcs_address"]  # this process's own state API calls
+    return context
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("", 0))
+        return s.getsockname()[1]
 
 
 def init_ray(address: str | None):
@@ -87,8 +102,15 @@ def init_ray(address: str | None):
         raise UserError(f"--address {target}: cannot reach a Ray cluster there ({e}); "
                         "expected the address of a running head, e.g. 127.0.0.1:6379 or http://HEAD:8265") from None
     where = f"cluster at {target}" if target else "local instance"
-    print(f"ray       {where}, dashboard {context.dashboard_url or 'off'}", flush=True)  # Ray's own line: INFO, coloured
+    dashboard = f"http://{context.dashboard_url}" if context.dashboard_url else "off"
+    print(f"ray       {where}, dashboard {dashboard}", flush=True)  # Ray's own line: INFO, coloured
     return ray
+
+
+def cluster_resources(address: str | None) -> dict:
+    """The cluster's total resources (CPU, GPU, ...), connecting to it first if need be."""
+    init_ray(address)
+    return ray.cluster_resources()
 
 
 def cluster_cpus() -> float:

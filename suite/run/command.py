@@ -4,8 +4,12 @@ Exit codes as the CLI's: 0 done, 1 the run failed, 128+N stopped by signal N.
 """
 from __future__ import annotations
 
+import dataclasses
+import os
 import sys
 from dataclasses import dataclass
+
+import torch
 
 from suite.config import Config
 from suite.learner.learner import NonFiniteLoss
@@ -15,7 +19,7 @@ from suite.run.footprint import OutOfMemory
 from suite.run.interrupt import Interrupted, mark_interrupted, resume_command, stop_signals_raise
 from suite.run.layout import REPORT_DIR, check_lasting, check_run_dir, check_writable, results_at, run_dir_of
 from suite.run.local import check_storage, run_in_process
-from suite.run.plan import Plan, check_config, check_files, prepare
+from suite.run.plan import Plan, check_config, check_files, prepare, resource_warnings
 
 
 @dataclass(frozen=True)
@@ -25,6 +29,7 @@ class RunOptions:
     in_process: bool = False
     address: str | None = None  # Ray cluster; None: RAY_ADDRESS, else an embedded local Ray
     argv: tuple[str, ...] = ()  # the command line, for the resume command an interruption prints
+    ray_connected: bool = False  # Ray is initialised in this process
 
 
 def run_command(cfg: Config, options: RunOptions) -> int:
@@ -48,12 +53,27 @@ def run_command(cfg: Config, options: RunOptions) -> int:
     if warning:
         print(warning, file=sys.stderr, flush=True)
     if options.dry_run:
+        warn_resources(plan, options)
         print("dry run: nothing trained, nothing written")
         return 0
     check_writable(run_dir.parent)
     if cfg.output.storage_path:  # results persist elsewhere: the local directory marks the run for --resume
         run_dir.mkdir(exist_ok=True)
     return execute(plan, options)
+
+
+def warn_resources(plan: Plan, options: RunOptions) -> None:
+    """The request against the resources there are: the cluster's when one is named (--address,
+    RAY_ADDRESS) or already connected, else this machine's (a dry run starts no Ray of its own)."""
+    address = options.address or os.environ.get("RAY_ADDRESS")
+    if options.in_process or not (address or options.ray_connected):
+        resources, where = {"CPU": os.cpu_count(), "GPU": torch.cuda.device_count()}, "this machine"
+    else:
+        from suite.run.cluster import cluster_resources
+
+        resources, where = cluster_resources(address), "the cluster"
+    for line in resource_warnings(plan.cfg, resources, where, plan.epochs):
+        print(line, file=sys.stderr, flush=True)
 
 
 def execute(plan: Plan, options: RunOptions) -> int:
@@ -66,6 +86,7 @@ def execute(plan: Plan, options: RunOptions) -> int:
 
         failures += (RunFailed,)
         init_ray(options.address)  # first: ray.init installs a SIGTERM handler of its own, which aborts
+    warn_resources(plan, dataclasses.replace(options, ray_connected=not options.in_process))
     try:
         with stop_signals_raise():
             if options.in_process:

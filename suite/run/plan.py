@@ -77,6 +77,33 @@ def check_files(data: DataSet) -> None:
             check_headers(split.images)
 
 
+LONG_ON_CPU = 100  # epochs of a run (all tasks) beyond which a CPU-only plan earns a warning
+
+
+def resource_warnings(cfg: Config, resources: dict, where: str, epochs: int) -> list[str]:
+    """What the request asks of `resources` (Ray's resource counts: CPU, GPU) that will not work or
+    not as meant, one warning line each."""
+    r = cfg.ray
+    gpus, cpus = resources.get("GPU", 0), resources.get("CPU", 0)
+    lines = []
+    if r.use_gpu and gpus == 0:
+        lines.append(f"warning: ray.use_gpu = true, but {where} has no GPU: the workers would wait for one for ever; "
+                     "expected a GPU cluster, or ray.use_gpu=false")
+    elif r.use_gpu and r.gpus_per_worker * r.num_workers > gpus:
+        lines.append(f"warning: {r.num_workers} worker(s) x {r.gpus_per_worker:g} GPU need more than the {gpus:g} "
+                     f"GPU(s) of {where}: the run would wait for them; expected ray.num_workers <= {int(gpus / r.gpus_per_worker)}")
+    if r.use_gpu and r.num_workers > 1 and r.gpus_per_worker < 1:
+        lines.append(f"warning: ray.gpus_per_worker = {r.gpus_per_worker:g} puts several NCCL ranks of one run on one GPU, "
+                     "which NCCL refuses; expected ray.gpus_per_worker=1 (fractions are for sweeps of 1-worker trials)")
+    if r.cpus_per_worker and r.cpus_per_worker * r.num_workers > cpus:
+        lines.append(f"warning: {r.num_workers} worker(s) x {r.cpus_per_worker:g} CPU need more than the {cpus:g} "
+                     f"CPU(s) of {where}: the run would wait for them")
+    if not r.use_gpu and epochs >= LONG_ON_CPU:
+        lines.append(f"warning: {epochs} epochs on {r.num_workers} CPU worker(s); on a GPU cluster add "
+                     "--set ray.use_gpu=true --set ray.num_workers=N")
+    return lines
+
+
 def count_params(cfg: Config, data: DataSet, scenario: Scenario) -> list[int]:
     """Parameters used at test time after each task (divergence head excluded)."""
     model = run_model(cfg, data, scenario.num_tasks)
@@ -140,6 +167,12 @@ class Plan:
         need = footprint.estimate(self.cfg, self.image_size, self.scenario.num_tasks)
         return (f"scores of a training batch {footprint.gib(need.train)}, of an evaluation batch "
                 f"{footprint.gib(need.eval)} (per worker, at the last task)")
+
+    @property
+    def epochs(self) -> int:
+        """Every epoch the run trains: main phases, and finetuning from task 2 on where there is a memory."""
+        finetunes = (self.scenario.num_tasks - 1) * self.cfg.finetune.epochs if METHODS[self.cfg.method].rehearsal else 0
+        return self.scenario.num_tasks * self.cfg.train.epochs + finetunes
 
     def check_memory(self) -> str | None:
         return footprint.check_run(self.cfg, self.image_size, self.scenario.num_tasks)

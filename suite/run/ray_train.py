@@ -7,6 +7,7 @@ Ray persists under RUN_DIR/ray/ and gives back after a worker failure or on --re
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import tempfile
@@ -40,6 +41,9 @@ from suite.run.trackers import open_trackers
 
 def worker_loop(config: dict) -> None:
     cfg = from_dict(config["cfg"])
+    # Train's LoggingConfig covers the `ray.train` loggers; one of its INFO lines per report comes
+    # from a logger named by its file's path, which only the root logger's level holds back
+    logging.getLogger().setLevel(cfg.ray.log_level)
     context = ray.train.get_context()
     rank = context.get_world_rank()
     torch.set_num_threads(max(1, round(config["threads"])))
