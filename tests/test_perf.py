@@ -122,7 +122,7 @@ def test_packing_sweep_file_is_a_valid_sweep(tmp_path, gpu):
     path = tmp_path / "sweep.yaml"
     path.write_text(yaml.safe_dump(sweep_spec(trials=3, concurrency=4 if gpu else 2, epochs=1, gpu=gpu)))
     sweep = load_sweep(path, resolve_config_path, {}, [], None, tmp_path)
-    assert [t.name for t in sweep.trials] == ["seed=0", "seed=1", "seed=2"]
+    assert [t.name for t in sweep.trials] == ["seed-0", "seed-1", "seed-2"]
     cfg = sweep.trials[0].cfg
     assert cfg.train.epochs == 1 and sweep.max_concurrent_trials == (4 if gpu else 2)
     assert cfg.ray.use_gpu == gpu and (cfg.ray.gpus_per_worker == 0.25 if gpu else cfg.ray.cpus_per_worker >= 1)

@@ -92,7 +92,7 @@ def execute(plan: Plan, options: RunOptions) -> int:
             if options.in_process:
                 results = run_in_process(plan.cfg, plan.run_dir, options.resume)
             else:
-                results = run_on_ray(plan.cfg, plan.run_dir, options.address)
+                results = run_on_ray(plan.cfg, plan.run_dir, options.address, str(plan.out_of_memory()))
     except Interrupted as e:
         return record_interruption(plan, e, options)
     except failures as e:

@@ -174,6 +174,9 @@ class Plan:
         finetunes = (self.scenario.num_tasks - 1) * self.cfg.finetune.epochs if METHODS[self.cfg.method].rehearsal else 0
         return self.scenario.num_tasks * self.cfg.train.epochs + finetunes
 
+    def out_of_memory(self) -> footprint.OutOfMemory:
+        return footprint.out_of_memory(self.cfg, self.image_size, self.scenario.num_tasks)
+
     def check_memory(self) -> str | None:
         return footprint.check_run(self.cfg, self.image_size, self.scenario.num_tasks)
 

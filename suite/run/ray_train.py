@@ -184,9 +184,10 @@ def recorded_out_of_memory(cfg: Config, run_dir: Path, since: float) -> str | No
     return error[len(footprint.OUT_OF_MEMORY_MARK):].strip() if error.startswith(footprint.OUT_OF_MEMORY_MARK) else None
 
 
-def fit(trainer, cfg: Config, run_dir: Path) -> dict:
+def fit(trainer, cfg: Config, run_dir: Path, out_of_memory: str | None = None) -> dict:
     """Train; the run's results (copied into the run directory when they persist elsewhere), or
-    RunFailed with the root cause in one line."""
+    RunFailed with the root cause in one line (`out_of_memory`, what to change, for a run Ray's
+    memory monitor ended)."""
     failure = []
 
     def train() -> None:
@@ -203,23 +204,35 @@ def fit(trainer, cfg: Config, run_dir: Path) -> dict:
     try:
         while thread.is_alive():
             thread.join(0.5)
-            out_of_memory = recorded_out_of_memory(cfg, run_dir, started)
-            if out_of_memory:  # the same batches would run out again: no retry (Train would retry)
+            recorded = recorded_out_of_memory(cfg, run_dir, started)
+            if recorded:  # the same batches would run out again: no retry (Train would retry)
                 _stop_controllers()
                 thread.join(60)
-                raise RunFailed(out_of_memory, run_dir)
+                raise RunFailed(recorded, run_dir)
     except Interrupted:  # end the run before ray.shutdown() (see _stop_controllers)
         _stop_controllers()
         thread.join(60)
         raise
     if failure:
-        raise RunFailed(_message(_root(failure[0])), run_dir) from None
+        killed = _killed_for_memory(failure[0])
+        raise RunFailed(f"{out_of_memory} (Ray's memory monitor killed a worker)" if killed and out_of_memory
+                        else _message(_root(failure[0])), run_dir) from None
     return collect_results(cfg, run_dir)
 
 
-def run_on_ray(cfg: Config, run_dir: Path, address: str | None) -> dict:
+def run_on_ray(cfg: Config, run_dir: Path, address: str | None, out_of_memory: str | None = None) -> dict:
     init_ray(address)
-    return fit(make_trainer(cfg, run_dir, cluster_cpus()), cfg, run_dir)
+    return fit(make_trainer(cfg, run_dir, cluster_cpus()), cfg, run_dir, out_of_memory)
+
+
+def _killed_for_memory(error: BaseException) -> bool:
+    """Whether Ray's memory monitor ended the run (it kills a worker near the node's limit; Train
+    then reports a controller or worker-group error caused by it)."""
+    while error is not None:
+        if isinstance(error, ray.exceptions.OutOfMemoryError) or "running low on memory" in str(error):
+            return True
+        error = error.__cause__
+    return False
 
 
 def _stop_controllers() -> None:
