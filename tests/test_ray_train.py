@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -166,12 +167,17 @@ def test_ray_job_submit_round_trip(tmp_path):
     ray = shutil.which("ray", path=str(Path(sys.executable).parent)) or "ray"
     env = {**os.environ, **ENV, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     env.pop("RAY_ADDRESS", None)  # the head started here, not any other
+    from tests.test_multinode import kill_session  # stops this head's processes only (ray stop stops every Ray here)
+
     gcs, dashboard = _free_port(), _free_port()
-    start = subprocess.run([ray, "start", "--head", "--num-cpus=2", f"--port={gcs}", "--node-ip-address=127.0.0.1",
-                            "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard}", "--disable-usage-stats"],
-                           env=env, capture_output=True, text=True, timeout=120)
+    start = subprocess.Popen([ray, "start", "--head", "--num-cpus=2", f"--port={gcs}", "--node-ip-address=127.0.0.1",
+                              "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard}", "--disable-usage-stats",
+                              f"--dashboard-agent-listen-port={_free_port()}", f"--ray-client-server-port={_free_port()}",
+                              f"--temp-dir={tempfile.mkdtemp(prefix='rayjob-', dir='/tmp')}"],
+                             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
     try:
-        assert start.returncode == 0, start.stderr
+        out, _ = start.communicate(timeout=120)
+        assert start.returncode == 0, out
         dry = run_cli("configs/quickstart.yaml", "--address", f"127.0.0.1:{gcs}", "--dry-run", "--set", "ray.num_workers=2",
                       "--set", "ray.cpus_per_worker=2", "--set", "ray.use_gpu=true", env={"RAY_ADDRESS": ""})
         assert dry.returncode == 0, dry.stdout + dry.stderr
@@ -191,15 +197,15 @@ def test_ray_job_submit_round_trip(tmp_path):
         doc = results(tmp_path / NAME)
         assert doc["status"] == "finished" and doc["provenance"]["world_size"] == 2
         lines = job.stdout.splitlines()  # the job's own log, between the CLI's lines
-        start = next(i for i, line in enumerate(lines) if line.startswith("Running entrypoint"))
-        log = lines[start + 1:next(i for i, line in enumerate(lines) if i > start and " cli.py:" in line)]
+        entry = next(i for i, line in enumerate(lines) if line.startswith("Running entrypoint"))
+        log = lines[entry + 1:next(i for i, line in enumerate(lines) if i > entry and " cli.py:" in line)]
         assert any("epoch" in line for line in log) and not any("\x1b[" in line for line in log)  # no colour codes
         assert not any(" INFO " in line for line in log)  # Train's INFO lines are off (ray.log_level)
 
         relative = submit("--output-basedir", "runs")  # would land in Ray's temporary copy of the repository
         assert relative.returncode != 0 and "Ray deletes when the job ends" in relative.stdout + relative.stderr
     finally:
-        subprocess.run([ray, "stop", "--force"], env=env, capture_output=True, timeout=120)
+        assert not kill_session(start.pid), "Ray processes survive SIGKILL"
 
 
 def test_per_worker_memory_reproduces_the_erratum(tmp_path):

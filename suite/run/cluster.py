@@ -95,6 +95,7 @@ def init_ray(address: str | None):
     try:
         if target:  # no runtime_env here: a submitted job's own would conflict with it
             check_reachable(target)
+            os.environ.setdefault("RAY_TRAIN_ENABLE_STATE_TRACKING", "1")  # the dashboard's Train tab lists the run
             context = ray.init(address=target, log_to_driver=True, logging_level=logging.WARNING)
         else:
             context = start_local_ray()

@@ -8,6 +8,7 @@ import dataclasses
 import os
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
@@ -20,6 +21,7 @@ from suite.run.interrupt import Interrupted, mark_interrupted, resume_command, s
 from suite.run.layout import REPORT_DIR, check_lasting, check_run_dir, check_writable, results_at, run_dir_of
 from suite.run.local import check_storage, run_in_process
 from suite.run.plan import Plan, check_config, check_files, prepare, resource_warnings
+from suite.run.storage import is_uri
 
 
 @dataclass(frozen=True)
@@ -38,6 +40,8 @@ def run_command(cfg: Config, options: RunOptions) -> int:
         check_storage(cfg)
     run_dir = run_dir_of(cfg)
     check_lasting(run_dir.parent)
+    if cfg.output.storage_path and not is_uri(cfg.output.storage_path):
+        check_lasting(Path(cfg.output.storage_path), "output.storage_path")
     if not options.dry_run:
         check_run_dir(cfg, run_dir, options.resume)
         stored = check_resume(cfg, run_dir) if options.resume else None

@@ -240,9 +240,13 @@ def _stop_controllers() -> None:
     shut down while fit() still waits in its thread exits with code 1, not the signal's 128+N. The
     controller runs on the driver's node (Train places it there), so its pid is local; Ray's state
     API has no actor handles to pass to ray.kill()."""
-    job = ray.get_runtime_context().get_job_id()
-    for actor in list_actors(filters=[("class_name", "=", "TrainController"), ("job_id", "=", job),
-                                      ("state", "=", "ALIVE")]):
+    context = ray.get_runtime_context()
+    try:  # this Ray's address: with another Ray on the host, the state API cannot tell which is meant
+        actors = list_actors(address=context.gcs_address, filters=[
+            ("class_name", "=", "TrainController"), ("job_id", "=", context.get_job_id()), ("state", "=", "ALIVE")])
+    except Exception:  # noqa: BLE001 (the state API down): the caller's ray.shutdown() still ends the run
+        actors = []
+    for actor in actors:
         try:
             os.kill(actor.pid, signal.SIGKILL)
         except (OSError, TypeError):

@@ -1,0 +1,270 @@
+"""Two Ray nodes on this one machine, made as users make them (`ray start --head`, then `ray start
+--address` for the second), and runs of the CLI against them with `--address`: two workers spread
+one per node (ray.placement_strategy=SPREAD), then the second node killed mid-run (its raylet,
+agents and worker, SIGKILL) and the run finishing on the head alone, restarted by Ray Train from
+the last task checkpoint, with the accuracy matrix of the uninterrupted run.
+
+Each node's processes live in the session of its own `ray start` (its own --temp-dir, its own
+ports), so the fixture stops exactly those processes, pass or fail, and never another Ray of this
+machine (no `ray stop`, which stops every Ray here). Ray never uses the loopback address as a node's
+IP: both nodes advertise this machine's own address, and they are told apart by node id.
+
+About 65 s on 2 shared cores: the two nodes start in ~6 s, each run takes ~25-30 s.
+"""
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO
+from tests.test_ray_train import ENV, FAST, _free_port, results
+
+RAY = shutil.which("ray", path=str(Path(sys.executable).parent)) or "ray"
+# the quickstart (digits, 5 tasks of 2 classes) at 8 epochs a task: about 3 s a task on 2 shared
+# cores, so that a node killed after task 1 dies inside a later one
+RUN = ["configs/quickstart.yaml", *FAST, "--set", "train.epochs=8", "--set", "ray.num_workers=2",
+       "--set", "ray.cpus_per_worker=1", "--set", "ray.placement_strategy=SPREAD", "--set", "ray.max_failures=2"]
+HEAD_CPUS, SECOND_CPUS = 2, 1  # the head alone has room for both workers (the driver and Train's controller take 0 CPUs)
+
+
+@dataclass
+class Node:
+    session: int  # the session id of its `ray start`: every process of the node (workers too) is in it
+    node_id: str = ""
+
+
+@dataclass
+class Cluster:
+    root: Path
+    env: dict
+    gcs: int
+    dashboard: int
+    head: Node = None
+    second: Node = None
+    drivers: list = field(default_factory=list)
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.gcs}"
+
+    def nodes(self) -> dict:
+        """node id -> its state (ALIVE, DEAD), from Ray's state API (no ray.init here)."""
+        from ray.util.state import list_nodes
+
+        return {n.node_id: n.state for n in list_nodes(address=self.address, limit=100)}
+
+    def actors(self, class_name: str) -> list:
+        from ray.util.state import list_actors
+
+        return list_actors(address=self.address, filters=[("class_name", "=", class_name)], detail=True,
+                           limit=10000, raise_on_missing_output=False)
+
+    def run(self, base: Path, name: str) -> subprocess.Popen:
+        """`python suite/run.py ... --address` in a session of its own, its output into BASE/NAME.out
+        (a pipe nobody reads while the test waits could fill and stall the run)."""
+        output = base / f"{name}.out"
+        with open(output, "w") as log:
+            proc = subprocess.Popen([sys.executable, str(REPO / "suite" / "run.py"), *RUN, "--address", self.address,
+                                     "--output-basedir", str(base), "--name", name],
+                                    cwd=REPO, env=self.env, start_new_session=True, stdout=log, stderr=subprocess.STDOUT)
+        proc.output = output
+        self.drivers.append(proc)
+        return proc
+
+
+def finish(proc: subprocess.Popen, timeout: float = 300) -> str:
+    """Wait for a run; its output (exit 0 asserted)."""
+    proc.wait(timeout=timeout)
+    out = proc.output.read_text()
+    assert proc.returncode == 0, out[-5000:]
+    return out
+
+
+def session_processes(session: int) -> list[int]:
+    """The live Ray processes of one `ray start`'s session."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        pid = int(entry)
+        try:
+            if os.getsid(pid) == session and b"ray" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                found.append(pid)
+        except OSError:  # gone meanwhile
+            pass
+    return found
+
+
+def kill_session(session: int, timeout: float = 30) -> list[int]:
+    """SIGKILL every process of the session until none is left (a dying raylet may still be forking);
+    the pids that survived, if any."""
+    deadline = time.monotonic() + timeout
+    while (pids := session_processes(session)) and time.monotonic() < deadline:
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+        time.sleep(0.2)
+    return session_processes(session)
+
+
+def ray_start(cluster: Cluster, *args: str) -> Node:
+    proc = subprocess.Popen([RAY, "start", *args, "--disable-usage-stats", "--log-color=false"], env=cluster.env,
+                            start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    node = Node(session=proc.pid)
+    try:
+        out, _ = proc.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, _ = proc.communicate()
+    if proc.returncode != 0:
+        kill_session(node.session)  # whatever it had started
+        pytest.fail(f"ray start {' '.join(args)} failed:\n{out[-3000:]}")
+    return node
+
+
+def wait_for(condition, timeout: float, what: str, proc: subprocess.Popen | None = None, poll: float = 0.2):
+    """`condition()`'s first true value; an exception counts as not yet (the state API answers
+    only once the dashboard is up)."""
+    deadline, error = time.monotonic() + timeout, None
+    while time.monotonic() < deadline:
+        try:
+            value = condition()
+        except Exception as e:  # noqa: BLE001
+            value, error = None, e
+        if value:
+            return value
+        if proc is not None and proc.poll() is not None:
+            pytest.fail(f"the run ended (exit {proc.returncode}) before {what}:\n{proc.output.read_text()[-5000:]}")
+        time.sleep(poll)
+    pytest.fail(f"timed out after {timeout:.0f} s waiting for {what} (last error: {error!r})")
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    root = Path(tempfile.mkdtemp(prefix="ray2n-", dir="/tmp"))  # short: Ray's socket paths are under it
+    env = {**os.environ, **ENV, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    env.pop("RAY_ADDRESS", None)
+    c = Cluster(root=root, env=env, gcs=_free_port(), dashboard=_free_port())
+    previous = {key: os.environ.get(key) for key in ENV}
+    os.environ.update(ENV)  # the state API calls from this process: the cluster's auth mode
+    try:
+        c.head = ray_start(c, "--head", f"--num-cpus={HEAD_CPUS}", f"--port={c.gcs}", "--node-ip-address=127.0.0.1",
+                           "--dashboard-host=127.0.0.1", f"--dashboard-port={c.dashboard}",
+                           f"--dashboard-agent-listen-port={_free_port()}", f"--ray-client-server-port={_free_port()}",
+                           f"--temp-dir={root / 'head'}")
+        (c.head.node_id,) = wait_for(lambda: list(c.nodes()), 60, "the head to register")
+        c.second = ray_start(c, f"--address={c.address}", f"--num-cpus={SECOND_CPUS}", "--node-ip-address=127.0.0.1",
+                             f"--dashboard-agent-listen-port={_free_port()}", f"--temp-dir={root / 'second'}")
+        alive = wait_for(lambda: [n for n, s in c.nodes().items() if s == "ALIVE"] if len(c.nodes()) == 2 else [],
+                         60, "the second node to register")
+        (c.second.node_id,) = set(alive) - {c.head.node_id}
+        yield c
+    finally:
+        for proc in c.drivers:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+        survivors = []
+        for node in (c.second, c.head):
+            if node is not None:
+                survivors += kill_session(node.session)
+        for key, value in previous.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        shutil.rmtree(root, ignore_errors=True)
+        assert not survivors, f"Ray processes survive SIGKILL: {survivors}"
+
+
+def worker_groups(cluster: Cluster, before: set) -> list[list[str]]:
+    """The nodes (sorted node ids) of each worker group (placement group) of RayTrainWorker actors
+    started since `before` (actor ids), sorted."""
+    groups: dict[str, list] = {}
+    for actor in cluster.actors("RayTrainWorker"):
+        if actor.actor_id not in before:
+            groups.setdefault(actor.placement_group_id, []).append(actor.node_id)
+    return sorted(sorted(nodes) for nodes in groups.values())
+
+
+def live_workers(cluster: Cluster, before: set) -> list[str]:
+    return sorted(a.node_id for a in cluster.actors("RayTrainWorker") if a.actor_id not in before and a.state == "ALIVE")
+
+
+def actor_ids(cluster: Cluster) -> set:
+    return {a.actor_id for a in cluster.actors("RayTrainWorker")}
+
+
+def registered_checkpoints(run_dir: Path) -> list[str]:
+    """The checkpoints Train's controller has registered (what a restart resumes from)."""
+    for snapshot in run_dir.glob("ray/**/checkpoint_manager_snapshot.json"):
+        try:
+            doc = json.loads(snapshot.read_text())
+        except (OSError, ValueError):  # being rewritten
+            return []
+        return [c["checkpoint_dir_name"] for c in doc.get("checkpoint_results", [])]
+    return []
+
+
+def events(run_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines() if line.endswith("}")]
+
+
+@pytest.fixture(scope="module")
+def reference(cluster, tmp_path_factory):
+    """The uninterrupted run, over both nodes; and its worker groups."""
+    base = tmp_path_factory.mktemp("reference")
+    before = actor_ids(cluster)
+    out = finish(cluster.run(base, "whole"))
+    return results(base / "whole"), worker_groups(cluster, before), out
+
+
+def test_two_workers_run_one_on_each_node(cluster, reference):
+    doc, groups, out = reference
+    assert doc["status"] == "finished" and doc["provenance"]["world_size"] == 2
+    assert groups == [sorted([cluster.head.node_id, cluster.second.node_id])]  # one group, one worker a node
+    # none of the driver's own (Ray forwards its actors' lines prefixed "(ActorName pid=N)": with
+    # another Ray on the machine, Train's PlacementGroupCleaner prints a ConnectionError there)
+    assert not any(line.startswith("Traceback") for line in out.splitlines()), out[-5000:]
+
+
+def test_killed_node_the_run_finishes_on_the_head_identically(cluster, reference, tmp_path):
+    run_dir = tmp_path / "killed"
+    before = actor_ids(cluster)
+    proc = cluster.run(tmp_path, "killed")
+    wait_for(lambda: "task_000" in registered_checkpoints(run_dir) and list(run_dir.glob("ray/**/task_000/learner.pt")),
+             240, "task 1's checkpoint", proc, poll=0.05)
+    assert live_workers(cluster, before) == sorted([cluster.head.node_id, cluster.second.node_id])
+
+    assert not kill_session(cluster.second.session)
+    killed_at = time.monotonic()
+    done = results(run_dir)["tasks_done"]
+    assert 1 <= done < 5 and proc.poll() is None  # killed mid-run (in task 2 unless this machine is very slow)
+    out = finish(proc)
+    finished_s = time.monotonic() - killed_at
+    assert wait_for(lambda: cluster.nodes()[cluster.second.node_id] == "DEAD", 60, "the node to be marked dead")
+
+    doc = results(run_dir)
+    assert doc["status"] == "finished" and doc["provenance"]["world_size"] == 2
+    assert doc["acc_matrix"] == reference[0]["acc_matrix"]
+
+    # one restart: the first group on both nodes, the second on the head alone
+    assert worker_groups(cluster, before) == sorted([sorted([cluster.head.node_id, cluster.second.node_id]),
+                                                     [cluster.head.node_id] * 2])
+
+    log = events(run_dir)
+    resumes = [e for e in log if e["event"] == "resume"]
+    assert len(resumes) == 1, resumes  # from a task checkpoint, not from scratch:
+    assert sum(e["event"] == "epoch" and e["task"] == 1 and e["phase"] == "train" for e in log) == 8
+    assert f"resumed after task {resumes[0]['next_task'] - 1} from" in out and resumes[0]["next_task"] >= 2
+    print(f"second node killed; the run finished {finished_s:.1f} s later")
