@@ -87,14 +87,24 @@ def test_in_process_trains_where_ray_use_gpu_says(monkeypatch):
 
 def test_dry_run_warns_of_requests_the_resources_cannot_meet(capsys):
     """No GPU here: use_gpu is warned of; two NCCL ranks on one GPU and a long CPU-only plan too."""
-    gpu = load([], ["ray.use_gpu=true", "ray.num_workers=2", "ray.gpus_per_worker=0.5"])
+    gpu = load([], ["ray.use_gpu=true", "ray.num_workers=2", "ray.gpus_per_worker=0.5", "ray.cpus_per_worker=4"])
     lines = resource_warnings(gpu, {"CPU": 8, "GPU": 1}, "the cluster", epochs=10)
     assert len(lines) == 1 and "NCCL" in lines[0]
     assert any("has no GPU" in line for line in resource_warnings(gpu, {"CPU": 8}, "the cluster", epochs=10))
     big = load([], ["ray.use_gpu=true", "ray.num_workers=4"])
-    assert "expected ray.num_workers <= 2" in resource_warnings(big, {"CPU": 8, "GPU": 2}, "the cluster", 10)[0]
+    first, shared = resource_warnings(big, {"CPU": 104, "GPU": 2}, "the cluster", 10)
+    assert "expected ray.num_workers <= 2" in first and "asks for 26 CPU(s)" in shared
     assert resource_warnings(load([], []), {"CPU": 2}, "this machine", epochs=10) == []
     assert "5000 epochs on 1 CPU worker(s)" in resource_warnings(load([], []), {"CPU": 2}, "this machine", 5000)[0]
 
     assert cli.main(["configs/quickstart.yaml", "--dry-run", "--set", "ray.use_gpu=true"]) == 0
     assert "ray.use_gpu = true, but this machine has no GPU" in capsys.readouterr().err
+
+
+def test_the_resume_command_of_a_submitted_job_resubmits_it(monkeypatch):
+    from suite.run.interrupt import resume_command
+
+    argv = ["configs/quickstart.yaml", "--name", "my run"]
+    assert resume_command(argv) == "python suite/run.py configs/quickstart.yaml --name 'my run' --resume"
+    monkeypatch.setenv("RAY_JOB_CONFIG_JSON_ENV_VAR", "{}")  # what a `ray job submit` driver has
+    assert resume_command(argv).startswith("ray job submit --working-dir . -- python suite/run.py ")

@@ -6,11 +6,13 @@ its checkpoint, and results.json says the run was interrupted instead of `runnin
 """
 from __future__ import annotations
 
+import os
 import shlex
 import signal
 from contextlib import contextmanager
 
 from suite.run import schema
+from suite.run.layout import RAY_JOB_MARK
 from suite.run.storage import read_text_at, write_json_at
 
 SIGNALS = (signal.SIGTERM, signal.SIGINT)
@@ -39,8 +41,9 @@ def stop_signals_raise():
 
 
 def resume_command(argv: list[str]) -> str:
-    """The command line that continues this run."""
-    return shlex.join(["python", "suite/run.py", *(a for a in argv if a != "--resume"), "--resume"])
+    """The command line that continues this run: resubmitted as a Ray job when it ran as one."""
+    job = ["ray", "job", "submit", "--working-dir", ".", "--"] if RAY_JOB_MARK in os.environ else []
+    return shlex.join([*job, "python", "suite/run.py", *(a for a in argv if a != "--resume"), "--resume"])
 
 
 def mark_interrupted(results: str, signal_name: str, resume: str) -> str:

@@ -95,6 +95,10 @@ def resource_warnings(cfg: Config, resources: dict, where: str, epochs: int) -> 
     if r.use_gpu and r.num_workers > 1 and r.gpus_per_worker < 1:
         lines.append(f"warning: ray.gpus_per_worker = {r.gpus_per_worker:g} puts several NCCL ranks of one run on one GPU, "
                      "which NCCL refuses; expected ray.gpus_per_worker=1 (fractions are for sweeps of 1-worker trials)")
+    if r.use_gpu and not r.cpus_per_worker and gpus:
+        lines.append(f"warning: ray.cpus_per_worker is unset, so each GPU worker asks for {max(1, cpus // r.num_workers):g} "
+                     f"CPU(s), {where}'s {cpus:g} shared out (CPU-only nodes included), which a GPU node may not have; "
+                     "expected ray.cpus_per_worker = a GPU node's CPUs per GPU")
     if r.cpus_per_worker and r.cpus_per_worker * r.num_workers > cpus:
         lines.append(f"warning: {r.num_workers} worker(s) x {r.cpus_per_worker:g} CPU need more than the {cpus:g} "
                      f"CPU(s) of {where}: the run would wait for them")
