@@ -66,6 +66,18 @@ class MidTask:
     state: dict  # teacher, optimizer, scheduler, random state, seconds spent on the task so far
 
 
+def task_epochs(cfg: Config, task: int) -> int:
+    """The epochs task `task` (from 0) trains: its main phase, and finetuning from the second task
+    on for methods with a memory."""
+    finetunes = METHODS[cfg.method].rehearsal and task > 0
+    return cfg.train.epochs + (cfg.finetune.epochs if finetunes else 0)
+
+
+def epochs_into_task(cfg: Config, phase: str, epochs_done: int) -> int:
+    """Epochs of its task done once `epochs_done` epochs of `phase` are (the main phase comes first)."""
+    return epochs_done + (cfg.train.epochs if phase == "finetune" else 0)
+
+
 def random_state() -> dict:
     """The global generators a task draws from (dropout, MixUp, augmentation, loader seeds), in
     types torch.load(weights_only=True) reads back."""
@@ -160,8 +172,8 @@ class Learner:
         """The tasks from `next_task` on; a run resumed from a mid-task checkpoint takes up that task
         at the epoch after the checkpoint's, with the random state it had there."""
         resumed = self.mid_task
-        self.progress = Progress(self._epochs_planned(self.next_task) - (resumed.epochs_done if resumed else 0)
-                                 - (self.cfg.train.epochs if resumed and resumed.phase == "finetune" else 0))
+        done = epochs_into_task(self.cfg, resumed.phase, resumed.epochs_done) if resumed else 0
+        self.progress = Progress(self._epochs_planned(self.next_task) - done)
         for task in range(self.next_task, self.scenario.num_tasks):
             if self.mid_task is None:
                 seed_everything(self.cfg.seed, task)
@@ -322,12 +334,8 @@ class Learner:
         """Every train.checkpoint_every epochs of the task (its main and finetuning epochs counted
         together), except after its last epoch."""
         every = self.cfg.train.checkpoint_every
-        done = epochs_done + (self.cfg.train.epochs if phase.name == "finetune" else 0)
-        return every > 0 and done % every == 0 and done < self._task_epochs(task)
-
-    def _task_epochs(self, task: int) -> int:
-        finetunes = self.method.rehearsal and task > 0
-        return self.cfg.train.epochs + (self.cfg.finetune.epochs if finetunes else 0)
+        done = epochs_into_task(self.cfg, phase.name, epochs_done)
+        return every > 0 and done % every == 0 and done < task_epochs(self.cfg, task)
 
     def _mid_task_state(self) -> dict:
         return {"teacher": self.teacher.state_dict() if self.teacher is not None else None,
@@ -488,7 +496,7 @@ class Learner:
 
     def _epochs_planned(self, first_task: int) -> int:
         """Epochs from `first_task` to the end of the run (for the ETA)."""
-        return sum(self._task_epochs(t) for t in range(first_task, self.scenario.num_tasks))
+        return sum(task_epochs(self.cfg, t) for t in range(first_task, self.scenario.num_tasks))
 
     def num_params(self) -> int:
         """Parameters used at test time (the divergence head is dropped)."""

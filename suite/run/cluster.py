@@ -70,13 +70,13 @@ def start_local_ray(extra_env: dict | None = None, log_to_driver: bool = True):
     but every actor of a run asks for the job's runtime_env, so none is ever used."""
     address = f"{services.get_node_ip_address()}:{free_port()}"
     os.environ["RAY_GCS_SERVER_PORT"] = address.rsplit(":", 1)[1]  # read by ray.init's head node
-    context = ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=True, dashboard_host="127.0.0.1",
-                       runtime_env={"env_vars": {**WORKER_ENV, "RAY_ADDRESS": address, **(extra_env or {})}},
-                       log_to_driver=log_to_driver, logging_level=logging.WARNING,
-                       _system_config={"prestart_worker_first_driver": False})
-    del os.environ["RAY_GCS_SERVER_PORT"]
-    os.environ["RAY_ADDRESS"] = context.address_info["gcs_address"]  # this process's own state API calls
-    return context
+    try:
+        return ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=True, dashboard_host="127.0.0.1",
+                        runtime_env={"env_vars": {**WORKER_ENV, "RAY_ADDRESS": address, **(extra_env or {})}},
+                        log_to_driver=log_to_driver, logging_level=logging.WARNING,
+                        _system_config={"prestart_worker_first_driver": False})
+    finally:
+        del os.environ["RAY_GCS_SERVER_PORT"]
 
 
 def free_port() -> int:

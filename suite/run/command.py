@@ -4,7 +4,6 @@ Exit codes as the CLI's: 0 done, 1 the run failed, 128+N stopped by signal N.
 """
 from __future__ import annotations
 
-import dataclasses
 import os
 import sys
 from dataclasses import dataclass
@@ -31,7 +30,6 @@ class RunOptions:
     in_process: bool = False
     address: str | None = None  # Ray cluster; None: RAY_ADDRESS, else an embedded local Ray
     argv: tuple[str, ...] = ()  # the command line, for the resume command an interruption prints
-    ray_connected: bool = False  # Ray is initialised in this process
 
 
 def run_command(cfg: Config, options: RunOptions) -> int:
@@ -57,7 +55,7 @@ def run_command(cfg: Config, options: RunOptions) -> int:
     if warning:
         print(warning, file=sys.stderr, flush=True)
     if options.dry_run:
-        warn_resources(plan, options)
+        warn_resources(plan, options, connected=False)
         print("dry run: nothing trained, nothing written")
         return 0
     check_writable(run_dir.parent)
@@ -66,11 +64,11 @@ def run_command(cfg: Config, options: RunOptions) -> int:
     return execute(plan, options)
 
 
-def warn_resources(plan: Plan, options: RunOptions) -> None:
+def warn_resources(plan: Plan, options: RunOptions, connected: bool) -> None:
     """The request against the resources there are: the cluster's when one is named (--address,
     RAY_ADDRESS) or already connected, else this machine's (a dry run starts no Ray of its own)."""
     address = options.address or os.environ.get("RAY_ADDRESS")
-    if options.in_process or not (address or options.ray_connected):
+    if options.in_process or not (address or connected):
         resources, where = {"CPU": os.cpu_count(), "GPU": torch.cuda.device_count()}, "this machine"
     else:
         from suite.run.cluster import cluster_resources
@@ -90,7 +88,7 @@ def execute(plan: Plan, options: RunOptions) -> int:
 
         failures += (RunFailed,)
         init_ray(options.address)  # first: ray.init installs a SIGTERM handler of its own, which aborts
-    warn_resources(plan, dataclasses.replace(options, ray_connected=not options.in_process))
+    warn_resources(plan, options, connected=not options.in_process)
     try:
         with stop_signals_raise():
             if options.in_process:

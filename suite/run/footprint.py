@@ -78,6 +78,7 @@ class OutOfMemory(RuntimeError):
 
 
 OUT_OF_MEMORY_TEXT = ("can't allocate memory", "out of memory")  # torch's CPU and CUDA allocators' words
+OUT_OF_MEMORY_MARK = "OutOfMemory:"  # how results.json's error starts for one
 
 
 def is_out_of_memory(error: BaseException) -> bool:
@@ -98,9 +99,6 @@ def failure_text(error: BaseException, cfg: Config, image_size: int, num_tasks: 
         error = out_of_memory(cfg, image_size, num_tasks)
         return error, f"{OUT_OF_MEMORY_MARK} {error}"
     return error, traceback.format_exc(limit=3)
-
-
-OUT_OF_MEMORY_MARK = "OutOfMemory:"  # how results.json's error starts for one
 
 
 def check(cfg: Config, image_size: int, num_tasks: int, available: int, where: str) -> str | None:

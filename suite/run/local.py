@@ -11,7 +11,7 @@ from suite.learner.learner import Learner
 from suite.run import checkpoints, footprint
 from suite.run.history import RunHistory
 from suite.run.layout import CHECKPOINT, collect_results, local_checkpoints, persist_dir
-from suite.run.plan import prepare
+from suite.run.plan import image_side, prepare
 from suite.run.recorder import RunRecorder
 from suite.run.storage import is_uri
 from suite.run.trackers import open_trackers
@@ -66,7 +66,7 @@ def run_in_process(cfg: Config, run_dir: Path, resume: bool) -> dict:
     try:
         learner.run(on_task_end)
     except Exception as crash:
-        error, text = footprint.failure_text(crash, cfg, cfg.data.input_size or data.image_size, scenario.num_tasks)
+        error, text = footprint.failure_text(crash, cfg, image_side(cfg, data), scenario.num_tasks)
         recorder.write(learner, "failed", text)
         if error is crash:
             raise

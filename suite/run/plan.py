@@ -10,6 +10,7 @@ from suite.data.scenario import Scenario, build_scenario, plan_scenario
 from suite.data.sources.imagefolder import check_headers
 from suite.errors import UserError
 from suite.learner.memory import per_class_budget
+from suite.learner.learner import task_epochs
 from suite.learner.model import run_model
 from suite.methods import CONFIGURED, METHODS
 from suite.run import footprint
@@ -45,9 +46,14 @@ def check_config(cfg: Config) -> Scenario:
     return scenario
 
 
+def image_side(cfg: Config, data: DataSet) -> int:
+    """The side of the images the model sees: data.input_size, else the data set's own."""
+    return cfg.data.input_size or data.image_size
+
+
 def check_data(cfg: Config, data: DataSet) -> None:
     """Checks that need the loaded data set: image size vs patch size, memory vs data."""
-    side = cfg.data.input_size or data.image_size
+    side = image_side(cfg, data)
     if side % cfg.model.patch_size:
         raise UserError(f"model.patch_size = {cfg.model.patch_size} does not divide the {side}-pixel images "
                         f"of '{data.name}'; expected a divisor of {side}")
@@ -165,7 +171,7 @@ class Plan:
 
     @property
     def image_size(self) -> int:
-        return self.cfg.data.input_size or self.data.image_size
+        return image_side(self.cfg, self.data)
 
     def _footprint(self) -> str:
         need = footprint.estimate(self.cfg, self.image_size, self.scenario.num_tasks)
@@ -175,8 +181,7 @@ class Plan:
     @property
     def epochs(self) -> int:
         """Every epoch the run trains: main phases, and finetuning from task 2 on where there is a memory."""
-        finetunes = (self.scenario.num_tasks - 1) * self.cfg.finetune.epochs if METHODS[self.cfg.method].rehearsal else 0
-        return self.scenario.num_tasks * self.cfg.train.epochs + finetunes
+        return sum(task_epochs(self.cfg, task) for task in range(self.scenario.num_tasks))
 
     def out_of_memory(self) -> footprint.OutOfMemory:
         return footprint.out_of_memory(self.cfg, self.image_size, self.scenario.num_tasks)

@@ -33,7 +33,7 @@ from suite.run.cluster import WORKER_ENV, cluster_cpus, init_ray, worker_runtime
 from suite.run.layout import (
     CHECKPOINT, RAY_CHECKPOINT_FILE, checkpoint_name, collect_results, persist_dir, ray_storage, results_at,
 )
-from suite.run.plan import prepare
+from suite.run.plan import image_side, prepare
 from suite.run.recorder import RunRecorder
 from suite.run.storage import is_uri
 from suite.run.trackers import open_trackers
@@ -85,15 +85,13 @@ def worker_loop(config: dict) -> None:
 
     learner = Learner(cfg, data, scenario, device, log=history.console, on_epoch_end=on_epoch_end,
                       on_checkpoint=on_checkpoint)
-    resume_from(learner, cfg, config["resume_from"])
-    if learner.next_task or learner.mid_task:
-        if rank == 0:
-            history.resumed(learner)
+    if resume_from(learner, cfg, config["resume_from"]) and rank == 0:
+        history.resumed(learner)
     recorder = RunRecorder(cfg, scenario, config["persist"], context.get_world_size(), str(device))
     try:
         learner.run(on_task_end)
     except Exception as crash:
-        error, text = footprint.failure_text(crash, cfg, cfg.data.input_size or data.image_size, scenario.num_tasks)
+        error, text = footprint.failure_text(crash, cfg, image_side(cfg, data), scenario.num_tasks)
         if rank == 0:
             recorder.write(learner, "failed", text)  # the driver stops the run on an OutOfMemory (fit)
         if error is crash:
@@ -105,7 +103,7 @@ def worker_loop(config: dict) -> None:
         recorder.write(learner, "finished")
 
 
-def resume_from(learner: Learner, cfg: Config, local: str | None) -> None:
+def resume_from(learner: Learner, cfg: Config, local: str | None) -> bool:
     """Load the newest checkpoint: Ray Train's (after a worker failure, or on --resume), or `local`,
     one that the driver found on --resume (an in-process run's) when it is further into the run."""
     candidates = []
@@ -116,10 +114,11 @@ def resume_from(learner: Learner, cfg: Config, local: str | None) -> None:
     if local is not None:
         candidates.append((local, checkpoints.load(Path(local))))
     if not candidates:
-        return
+        return False
     where, state = max(candidates, key=lambda item: checkpoints.progress(item[1]))
     checkpoints.restore(learner, cfg, state, where)
     learner.log(f"resumed {checkpoints.resumed_where(learner)} from {where}")
+    return True
 
 
 def worth_reporting(seconds: float) -> bool:

@@ -8,7 +8,7 @@ from suite.data.registry import load_dataset
 from suite.errors import UserError
 from suite.run.footprint import check_run
 from suite.run.layout import REPORT_DIR, check_lasting, check_writable
-from suite.run.plan import check_config, check_data, check_files
+from suite.run.plan import check_config, check_data, check_files, image_side
 from suite.sweep.spec import Sweep
 from suite.sweep.summary import SUMMARY
 
@@ -25,7 +25,7 @@ def check_trials_data(sweep: Sweep) -> None:
         data = datasets[key]
         check_data(trial.cfg, data)
         try:
-            warning = check_run(trial.cfg, trial.cfg.data.input_size or data.image_size,
+            warning = check_run(trial.cfg, image_side(trial.cfg, data),
                                 check_config(trial.cfg).num_tasks)
         except UserError as e:
             raise UserError(f"{sweep.path}: trial {trial.name}: {e}") from None
