@@ -9,6 +9,7 @@ set -euo pipefail
 JOINT_EPOCHS=40
 cd "$(dirname "$0")/.."
 base=runs/quickstart-methods
+mkdir -p "$base"
 for order in null seed:1 seed:2; do
   for method in daformer_m daformer_s dytox replay finetune joint; do
     name="$method-order-${order/:/}"

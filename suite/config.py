@@ -28,6 +28,8 @@ RELEASE_AUTO_AUGMENT = "rand-m9-mstd0.5-inc1"  # timm policy of the DAFormer and
 PLACEMENT_STRATEGIES = ("PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 TRACKERS = ("tensorboard", "mlflow", "wandb")  # suite/run/trackers.py has one class for each
+REPORT_STYLES = ("full", "paper")  # suite/report/build.py: what each holds
+BANDS = ("std", "minmax")
 
 
 def _key(default, help, choices=None, minimum=None, maximum=None, flag=None, resume="must match", variant=True):
@@ -168,6 +170,15 @@ class LoggingConfig:
 
 
 @dataclass
+class ReportConfig:
+    style: str = _key("full", "the report a run or sweep ends with: full (every table, plot and run) or paper "
+                      "(what a paper prints: main, forgetting, per-step and comparison tables, one figure per "
+                      "data set)", choices=REPORT_STYLES, flag="--report-style", resume="may differ", variant=False)
+    band: str = _key("std", "the spread the report's plots shade: std (mean ± sample std over runs) or minmax",
+                     choices=BANDS, resume="may differ", variant=False)
+
+
+@dataclass
 class OutputConfig:
     basedir: str = _key("runs", "base directory of runs (a run writes to basedir/name)", flag="--output-basedir",
                         resume="may differ", variant=False)
@@ -192,6 +203,7 @@ class Config:
     ray: RayConfig = field(default_factory=RayConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
+    report: ReportConfig = field(default_factory=ReportConfig)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -347,8 +359,9 @@ def apply(cfg: Config, overrides: dict[str, Any], where: str) -> Config:
 
 
 def from_dict(data: dict) -> Config:
+    """A Config from to_dict()'s shape; a section missing (a config written before it existed) is its default."""
     sections = {
-        name: f.type(**data[name]) if _is_section(f.type) else data[name]
+        name: f.type(**data.get(name, {})) if _is_section(f.type) else data[name]
         for name, f in _fields(Config).items()
     }
     return Config(**sections)

@@ -42,6 +42,8 @@ class Method:
         return f"{self.label} + KNN (ours)" if self.knn and knn_weight > 0 else self.label
 
 
+HEADLINE = "daformer_m"  # the method the report compares every other method against
+
 _DAFORMER = dict(knn=True, release="DAFormer release (wangsfan/DAFormer), DyTox++ recipe")
 _PLAIN_VIT = dict(distill=False, divergence=False, freezes_old_heads=False)
 

@@ -155,13 +155,14 @@ def test_dytox_plus_recipe_is_compared_with_dytox_plus_figures(tmp_path):
     text = markdown(report_table(tmp_path, "imagenet_subset"))
     assert delta_labels(text) == ["Δ DyTox − DyTox+ (erratum, global memory)"]
     assert table_row(text, "Δ DyTox − DyTox+ (erratum, global memory)")[2:4] == ["+0.38", "+0.06"]
-    assert not table_rows(text, "E2E (published)")  # top-5 only: no top-1 cell to show
+    # ImageNet-like: top-5 columns, so a top-5-only figure has its row
+    assert table_row(text, "E2E (published)")[1:6] == ["11.22", "–", "–", "89.92", "80.29"]
 
 
 def test_no_published_rows_for_settings_we_did_not_run(tmp_path):
     write_run(tmp_path, "ten", dytox_run())
     table = report_table(tmp_path)
-    assert [name for name, _ in table.groups] == ["", "B0-10steps"]
+    assert [name for name, _ in table.groups] == ["", "10 steps"]
     assert set(table.data["setting"]) == {"B0-10steps"}
 
 

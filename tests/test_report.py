@@ -46,6 +46,8 @@ def make_result(method="dytox", dataset="cifar100", n_tasks=10, avg=70.0, last=6
         "acc": acc, "acc_top5": [min(a + 20, 100) for a in acc],
         "avg_incremental_accuracy": sum(acc) / len(acc) if acc else None,
         "last_accuracy": acc[-1] if acc else None,
+        "avg_incremental_accuracy_top5": sum(min(a + 20, 100) for a in acc) / len(acc) if acc else None,
+        "last_accuracy_top5": min(acc[-1] + 20, 100) if acc else None,
         "forgetting": 5.0, "bwt": -5.0, "bwt_all_pairs": -3.0,
         "num_params": [params + 1000 * t for t in range(tasks_done)],
         "memory_size": [memory_size] * tasks_done,
@@ -199,25 +201,26 @@ def test_main_stats_mean_std_n(tmp_path):
 
 def test_main_table_markdown(report):
     table = read(report / "tables" / "main_cifar100.md")
-    assert "| Method | Params (M) | B0-10steps Avg | B0-10steps Last | B0-10steps n | B0-20steps Avg |" in table
-    assert table_row(table, "DyTox")[1:6] == ["10.74–10.75", "72.00 ± 2.00", "60.00 ± 2.00", "3", "71.00"]
-    assert table_row(table, "DAFormer-M")[1:5] == ["10.76", "75.00", "63.00", "1"]  # DER w/o P's 75.36 / 65.22
-    assert table_row(table, "DyTox (paper, per-GPU memory)")[2:6] == ["73.66", "60.67", "", "72.27"]
+    assert "| Method | 10 steps #P | 10 steps Avg | 10 steps Last | 20 steps #P | 20 steps Avg |" in table
+    assert table_row(table, "DyTox")[1:6] == ["10.74", "72.00 ± 2.00", "60.00 ± 2.00", "10.75", "71.00"]
+    assert table_row(table, "DAFormer-M")[1:4] == ["10.76", "75.00", "63.00"]  # DER w/o P's 75.36 / 65.22
+    assert table_row(table, "DyTox (paper, per-GPU memory)")[1:5] == ["10.73", "73.66", "60.67", "10.74"]
     assert not table_rows(table, "Δ DyTox − DyTox (paper, per-GPU memory)")  # global-memory runs
-    assert table_row(table, "Δ DyTox − DyTox (erratum, 2k global memory)")[2:4] == ["+4.67", "+8.32"]
+    assert table_row(table, "Δ DyTox − DyTox (erratum, 2k global memory)")[1:4] == ["", "+4.67", "+8.32"]
     assert "DyTox README, github.com/arthurdouillard/dytox" in table
     assert "Replay" not in table  # failed runs are not pooled
     digits = read(report / "tables" / "main_digits.md")
-    assert table_row(digits, "Finetune")[2:5] == ["52.00 ± 2.83", "20.00 ± 0.00", "2"]
-    assert "published" not in digits
+    assert table_row(digits, "Finetune")[1:4] == ["0.05", "52.00 ± 2.83", "20.00 ± 0.00"]
+    assert "over n = 2 runs (class orders and seeds)" in digits and "published" not in digits
 
 
 def test_main_table_latex(report):
     tex = read(report / "tables" / "main_cifar100.tex")
-    for command in (r"\begin{tabular}{lrrrrrrr}", r"\toprule", r"\midrule", r"\bottomrule",
-                    r"\multicolumn{3}{c}{B0-10steps}", r"\cmidrule(lr){3-5}"):
+    for command in (r"\begin{tabular}{lrrrrrr}", r"\toprule", r"\midrule", r"\bottomrule",
+                    r"\multicolumn{3}{c}{10 steps}", r"\cmidrule(lr){2-4}", r"\cmidrule(lr){5-7}"):
         assert command in tex
-    assert r"DAFormer-M & 10.76 & 75.00 & 63.00 & 1" in tex and r"\textbf{75.36} & \textbf{65.22}" in tex
+    assert r"DAFormer-M & 10.76 & 75.00 & 63.00 & -- & -- & --" in tex
+    assert r"\textbf{75.36} & \textbf{65.22}" in tex
     assert r"72.00 $\pm$ 2.00" in tex and r"$\Delta$ DyTox $-$ DyTox (erratum, 2k global memory)" in tex
     assert "+4.67" in tex and "_" not in tex.replace(r"\_", "")
 
@@ -259,8 +262,7 @@ def test_runs_table(report):
 # ---------------------------------------------------------------- plots and page
 
 def test_every_plot_is_written(report):
-    stems = ["accuracy_cifar100_B0-10steps", "accuracy_cifar100_B0-20steps", "accuracy_digits_B0-5steps",
-             "params_cifar100_B0-10steps", "ablation_num_keys_digits_B0-5steps",
+    stems = ["accuracy_cifar100", "accuracy_digits", "params_cifar100", "ablation_num_keys_digits_B0-5steps",
              "ablation_memory_size_digits_B0-5steps", "heatmaps/paper-daformer_m_running",
              "heatmaps/paper-dytox_cifar100_order1"]
     for stem in stems:

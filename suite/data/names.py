@@ -5,3 +5,4 @@ checks the two agree).
 """
 
 DATASETS = ("digits", "cifar100", "tinyimagenet", "imagenet_subset", "imagenet", "imagefolder", "synthetic")
+TOP5_DATASETS = ("tinyimagenet", "imagenet_subset", "imagenet")  # ImageNet-like: papers print top-5 beside top-1

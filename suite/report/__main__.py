@@ -1,10 +1,12 @@
-"""python -m suite.report DIR [--out OUT]: build a report from every results.json under DIR."""
+"""python -m suite.report DIR [--out OUT] [--style full|paper] [--band std|minmax]: build a report from every
+results.json under DIR."""
 from __future__ import annotations
 
 import argparse
 import sys
 from pathlib import Path
 
+from suite.config import BANDS, REPORT_STYLES
 from suite.errors import UserError
 from suite.report.build import build_report
 
@@ -13,13 +15,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m suite.report", description=__doc__)
     parser.add_argument("results_dir", type=Path, metavar="DIR", help="a run or sweep directory")
     parser.add_argument("--out", type=Path, metavar="OUT", help="report directory (default: DIR/report)")
+    parser.add_argument("--style", choices=REPORT_STYLES, default="full",
+                        help="full: every table, plot and run; paper: what a paper prints (default: full)")
+    parser.add_argument("--band", choices=BANDS, default="std",
+                        help="the spread plots shade: std (mean ± sample std) or minmax (default: std)")
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
-        out_dir = build_report(args.results_dir, args.out)
+        out_dir = build_report(args.results_dir, args.out, args.style, args.band)
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

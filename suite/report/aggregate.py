@@ -104,22 +104,35 @@ def setting_rank(setting: str) -> tuple[float, float, str]:
     return (int(match[1]), int(match[2]), setting) if match else (float("inf"), float("inf"), setting)
 
 
+# The run metrics a summary pools: its column prefix → the runs' column.
+POOLED = {
+    "avg": "avg_incremental_accuracy", "last": "last_accuracy",
+    "avg5": "avg_incremental_accuracy_top5", "last5": "last_accuracy_top5",
+    "forgetting": "forgetting", "bwt": "bwt",
+    "val_avg": "val_avg_incremental_accuracy", "val_last": "val_last_accuracy",
+}
+
+
+def setting_title(setting: str) -> str:
+    """A setting as papers name it: 'B0-10steps' → '10 steps', 'B50-10steps' → 'B50, 10 steps'."""
+    match = re.fullmatch(r"B(\d+)-(\d+)steps", setting)
+    if not match:
+        return setting
+    steps = f"{match[2]} step{'s' if match[2] != '1' else ''}"
+    return steps if match[1] == "0" else f"B{match[1]}, {steps}"
+
+
 def summarize(runs: pd.DataFrame, by: list[str]) -> pd.DataFrame:
-    """Per group: mean, sample std (ddof=1; empty for a single run), min, max of Avg and Last; n."""
+    """Per group: mean, sample std (ddof=1; empty for a single run), min and max of each pooled metric;
+    parameters (M), the learner's time per run, the device-hours of all its runs, the device; n."""
+    spread = {f"{prefix}_{stat}": (column, stat) for prefix, column in POOLED.items()
+              for stat in ("mean", "std", "min", "max")}
     return (
-        runs.groupby(by, sort=False, dropna=False)
-        .agg(
-            avg_mean=("avg_incremental_accuracy", "mean"),
-            avg_std=("avg_incremental_accuracy", "std"),
-            avg_min=("avg_incremental_accuracy", "min"),
-            avg_max=("avg_incremental_accuracy", "max"),
-            last_mean=("last_accuracy", "mean"),
-            last_std=("last_accuracy", "std"),
-            last_min=("last_accuracy", "min"),
-            last_max=("last_accuracy", "max"),
-            params_m=("num_params", "mean"),
-            n=("run", "size"),
-        )
+        runs.assign(device_hours=runs["total_time_s"] * runs["world_size"].fillna(1) / 3600)
+        .groupby(by, sort=False, dropna=False)
+        .agg(**spread, params_m=("num_params", "mean"), time_s=("total_time_s", "mean"),
+             device_hours=("device_hours", "sum"), device=("device", "first"), world_size=("world_size", "max"),
+             n=("run", "size"))
         .assign(params_m=lambda frame: frame["params_m"] / 1e6)
         .reset_index()
     )
@@ -141,13 +154,14 @@ def ablation_stats(runs: pd.DataFrame, axis: Axis) -> pd.DataFrame:
 
 
 def curve_stats(tasks: pd.DataFrame, finished: pd.DataFrame) -> pd.DataFrame:
-    """Per task of each group of finished runs: accuracy mean/min/max, classes seen, parameters."""
+    """Per task of each group of finished runs: accuracy mean/std/min/max, classes seen, parameters."""
     labelled = tasks.dropna(subset=["task"]).merge(finished[["run", "variant", "label"]], on="run")
     return sort_rows(
         labelled.groupby(RUN_GROUP + ["label", "task"], sort=False)
         .agg(
             classes_seen=("classes_seen", "median"),
             acc_mean=("acc", "mean"),
+            acc_std=("acc", "std"),
             acc_min=("acc", "min"),
             acc_max=("acc", "max"),
             params_m=("num_params", "mean"),

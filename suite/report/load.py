@@ -19,8 +19,9 @@ from suite.errors import UserError
 from suite.methods import METHODS
 from suite.run import schema
 NUMERIC_COLUMNS = (
-    "seed", "num_keys", "memory_budget", "task", "classes_seen", "acc", "acc_top5", "num_params", "memory_used",
-    "task_time_s", "avg_incremental_accuracy", "last_accuracy", "forgetting", "bwt", "bwt_all_pairs", "total_time_s",
+    "seed", "num_keys", "memory_budget", "task", "classes_seen", "acc", "acc_top5", "val_acc", "num_params",
+    "memory_used", "task_time_s", *schema.SUMMARY_METRICS, *(f"val_{key}" for key in schema.SUMMARY_METRICS),
+    "total_time_s", "world_size",
 )
 
 
@@ -71,6 +72,7 @@ def run_rows(result: dict, run: str, path: Path) -> list[dict]:
         "task_classes": [", ".join(t) for t in names],
         "acc": acc,
         "acc_top5": result.get("acc_top5") or [],
+        "val_acc": (result.get("validation") or {}).get("acc") or [],
         "acc_row": result["acc_matrix"],
         "num_params": result.get("num_params") or [],
         "memory_used": result.get("memory_size") or [],
@@ -90,6 +92,7 @@ def run_fields(result: dict, run: str, path: Path) -> dict[str, Any]:
     n_classes = len(result.get("class_order") or []) or sum(len(c) for c in result["classes_per_task"])
     memory_budget, memory_mode = memory_axis(config, n_classes)
     provenance = result.get("provenance") or {}
+    validation = result.get("validation") or {}
     return {
         "run": run,
         "status": result["status"],
@@ -105,19 +108,14 @@ def run_fields(result: dict, run: str, path: Path) -> dict[str, Any]:
         "memory_mode": memory_mode,
         "n_tasks": n_tasks,
         "tasks_done": len(result["acc"]),
-        "avg_incremental_accuracy": result.get("avg_incremental_accuracy"),
-        "last_accuracy": result.get("last_accuracy"),
-        "forgetting": result.get("forgetting"),
-        "bwt": result.get("bwt"),
-        "bwt_all_pairs": result.get("bwt_all_pairs"),
+        **{key: result.get(key) for key in schema.SUMMARY_METRICS},
+        **{f"val_{key}": validation.get(key) for key in schema.SUMMARY_METRICS},
+        "validation_fraction": validation.get("fraction"),
         "total_time_s": (result.get("timings") or {}).get("total_s"),
         **{key: provenance.get(key) for key in ("world_size", "device", "host", "git_commit")},
         "path": str(path),
-        **{
-            f"cfg.{key}": json.dumps(value, sort_keys=True)
-            for key, value in config.items()
-            if key in schema.VARIANT_KEYS
-        },
+        **{f"cfg.{key}": json.dumps(value, sort_keys=True) for key, value in config.items()
+           if key in schema.VARIANT_KEYS},
     }
 
 

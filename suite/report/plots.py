@@ -1,8 +1,10 @@
-"""Figures as PNG and PDF: accuracy against classes seen, ablation curves, accuracy-matrix heat
-maps, parameters against task. Built on `matplotlib.figure.Figure` (no pyplot, no backend
-switch, no global state); each figure is written atomically."""
+"""Figures as PNG and PDF: accuracy against classes seen, parameters against task, ablation curves,
+accuracy-matrix heat maps, training loss and learning rate against epoch. Built on
+`matplotlib.figure.Figure` (no pyplot, no backend switch, no global state); each figure is written
+atomically. A `*_figure` function builds each figure, its caller saves it."""
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,10 +14,12 @@ import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
+from matplotlib.transforms import offset_copy
 
-from suite.report.aggregate import Axis
 from suite.atomic import write_bytes
+from suite.report.aggregate import Axis, method_rank, setting_rank, setting_title
 
 PLOTS_DIR = "plots"
 FORMATS = ("png", "pdf")
@@ -29,6 +33,15 @@ MARKERS = "osD^vP*Xh<>"
 LINESTYLES = ("-", "--", "-.", ":")
 MAX_TICKS = 10  # per heat-map axis
 ANNOTATE_MAX_TASKS = 12  # heat maps print their numbers up to this many tasks, else show a colour bar
+PANELS_PER_ROW = 3
+PANEL_SIZE = (3.2, 2.6)  # inches
+LEGEND_COLUMNS = 3
+BANDS = {"std": "band: ± std over n runs", "minmax": "band: min–max over runs"}
+LABEL_GAP = 0.06  # parameter-growth labels: the least vertical distance between two, a fraction of the axis
+LABEL_ROOM = 0.18  # room right of the last task for those labels, a fraction of the tasks
+HEADROOM = 1.12  # the parameter axis's top over the largest count
+TASK_BOUNDARY = "_task boundary"  # the label of the vertical lines between tasks (underscore: not in legends)
+FINETUNE = "finetune"
 
 
 @dataclass(frozen=True)
@@ -59,56 +72,211 @@ def line_styles(labels: list[str]) -> dict[str, dict]:
     }
 
 
-def draw_band(ax: Axes, x, mean, low, high, label: str, style: dict) -> None:
-    """The mean line and, when there is more than one run, a min–max band."""
-    ax.plot(x, mean, label=label, **style)
-    if (np.asarray(high) > np.asarray(low)).any():
+# ---------------------------------------------------------------- shared pieces
+
+def method_labels(frame: pd.DataFrame) -> list[str]:
+    """The frame's method labels in the papers' order (lower bound first, upper bound last)."""
+    return list(frame.sort_values("method", key=lambda column: column.map(method_rank), kind="stable")["label"]
+                .unique())
+
+
+def by_setting(frame: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
+    """The frame's settings in the papers' order (B0 first, then by number of steps)."""
+    groups = dict(list(frame.groupby("setting", sort=False)))
+    return [(setting, groups[setting]) for setting in sorted(groups, key=setting_rank)]
+
+
+def panels(figure: Figure, count: int) -> list[Axes]:
+    """`count` panels sharing the y axis, up to PANELS_PER_ROW a row."""
+    ncols = min(count, PANELS_PER_ROW)
+    grid = figure.subplots(math.ceil(count / ncols), ncols, sharey=True, squeeze=False).ravel()
+    for ax in grid[count:]:
+        ax.remove()
+    return list(grid[:count])
+
+
+def panel_figure(count: int, legend_entries: int) -> Figure:
+    """A constrained-layout figure sized for `count` panels and a legend of `legend_entries` below them."""
+    ncols = min(count, PANELS_PER_ROW)
+    legend_rows = math.ceil(legend_entries / LEGEND_COLUMNS)
+    width, height = PANEL_SIZE
+    return Figure(figsize=(max(width * ncols, 5.0), height * math.ceil(count / ncols) + 0.4 + 0.2 * legend_rows),
+                  layout="constrained")
+
+
+def figure_legend(figure: Figure, handles: dict[str, object], title: str) -> None:
+    """One legend for the whole figure, below its panels, so that it never hides a line."""
+    figure.legend(list(handles.values()), list(handles), loc="outside lower center", title=title, frameon=False,
+                  ncols=min(len(handles), LEGEND_COLUMNS))
+
+
+def band_limits(frame: pd.DataFrame, metric: str, band: str) -> tuple[pd.Series, pd.Series]:
+    """The shaded range of `metric` (a percentage): mean ± sample std clipped to [0, 100], or min–max."""
+    if band == "std":
+        mean, std = frame[f"{metric}_mean"], frame[f"{metric}_std"]
+        return (mean - std).clip(0, 100), (mean + std).clip(0, 100)
+    return frame[f"{metric}_min"], frame[f"{metric}_max"]
+
+
+def draw_band(ax: Axes, x, mean, low, high, style: dict) -> Line2D:
+    """The mean line and, where runs differ, the band; returns the line (for the legend)."""
+    (line,) = ax.plot(x, mean, **style)
+    low, high = np.asarray(low, dtype=float), np.asarray(high, dtype=float)
+    if (high > low).any():  # False where the band is NaN: a single run has no std
         ax.fill_between(x, low, high, color=style["color"], alpha=0.18, linewidth=0)
+    return line
 
 
-def outside_legend(ax: Axes, **kwargs) -> None:
-    """A legend right of the axes, so that it never hides a line."""
-    ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1), borderaxespad=0, **kwargs)
+def run_counts(frame: pd.DataFrame) -> str:
+    """'n=3', or 'n=1–3' where the label has different numbers of runs in different settings."""
+    low, high = int(frame["n"].min()), int(frame["n"].max())
+    return f"n={low}" if low == high else f"n={low}–{high}"
 
 
-def accuracy_curves(curves: pd.DataFrame, out_dir: Path) -> list[Plot]:
-    """Per dataset and setting: accuracy on all classes seen after each task, a line per method."""
+def legend_with_counts(frame: pd.DataFrame, handles: dict[str, Line2D]) -> dict[str, Line2D]:
+    """The handles under 'label (n=3)'."""
+    return {f"{label} ({run_counts(frame[frame['label'] == label])})": handle for label, handle in handles.items()}
+
+
+def task_ticks(tasks: int) -> list[int]:
+    """Integer ticks from task 1 to the last."""
+    return [int(t) for t in MaxNLocator(integer=True).tick_values(1, tasks) if 1 <= t <= tasks]
+
+
+def clip_to_percent(ax: Axes) -> None:
+    """Keep a shared accuracy axis tight to the data, inside [0, 100]."""
+    bottom, top = ax.get_ylim()
+    ax.set_ylim(max(bottom, 0), min(top, 100))
+
+
+# ---------------------------------------------------------------- accuracy against classes seen
+
+def accuracy_curves(curves: pd.DataFrame, out_dir: Path, band: str) -> list[Plot]:
+    """Per dataset, one figure: accuracy on all classes seen after each task, a panel per setting."""
     plots = []
     with matplotlib.rc_context(STYLE):
-        for (dataset, setting), frame in curves.groupby(["dataset", "setting"], sort=False):
-            figure = Figure(figsize=(5.5, 3.6))
-            ax = figure.add_subplot()
-            styles = line_styles(list(frame["label"].unique()))
-            for label, line in frame.groupby("label", sort=False):
-                draw_band(ax, line["classes_seen"], line["acc_mean"], line["acc_min"], line["acc_max"],
-                          f"{label} (n={line['n'].max()})", styles[label])
-            ax.set(xlabel="number of classes seen", ylabel="top-1 accuracy (%)", title=f"{dataset}, {setting}")
-            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-            outside_legend(ax, title="mean, band: min–max over runs")
-            stem = f"{PLOTS_DIR}/accuracy_{slug(dataset)}_{slug(setting)}"
-            plots.append(save(figure, out_dir, stem, f"{dataset} {setting}: accuracy against classes seen"))
+        for dataset, frame in curves.groupby("dataset", sort=False):
+            stem = f"{PLOTS_DIR}/accuracy_{slug(dataset)}"
+            caption = (f"{dataset}: top-1 accuracy on all classes seen after each task, a panel per setting; "
+                       f"mean over runs, {BANDS[band]} (n per method in the legend)")
+            plots.append(save(accuracy_figure(frame, band), out_dir, stem, caption))
     return plots
 
 
-def ablation_curves(stats: pd.DataFrame, axis: Axis, out_dir: Path) -> list[Plot]:
+def accuracy_figure(curves: pd.DataFrame, band: str) -> Figure:
+    """One dataset's curves: a panel per setting, a line per method label, the same style in every panel."""
+    labels = method_labels(curves)
+    styles = line_styles(labels)
+    figure = panel_figure(curves["setting"].nunique(), len(labels))
+    handles = {}
+    for ax, (setting, frame) in zip(panels(figure, curves["setting"].nunique()), by_setting(curves)):
+        for label, line in frame.groupby("label", sort=False):
+            low, high = band_limits(line, "acc", band)
+            handles[label] = draw_band(ax, line["classes_seen"], line["acc_mean"], low, high, styles[label])
+        ax.set(title=setting_title(setting), xlabel="number of classes seen")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        if ax.get_subplotspec().is_first_col():
+            ax.set_ylabel("top-1 accuracy (%)")
+    clip_to_percent(figure.axes[0])
+    figure_legend(figure, legend_with_counts(curves, {label: handles[label] for label in labels}),
+                  f"mean over runs; {BANDS[band]}")
+    return figure
+
+
+# ---------------------------------------------------------------- parameters against task
+
+def parameter_curves(curves: pd.DataFrame, out_dir: Path) -> list[Plot]:
+    """Per dataset, one figure: parameters after each task, a panel per setting, y from 0."""
+    plots = []
+    with matplotlib.rc_context(STYLE):
+        for dataset, frame in curves.dropna(subset=["params_m"]).groupby("dataset", sort=False):
+            stem = f"{PLOTS_DIR}/params_{slug(dataset)}"
+            caption = (f"{dataset}: parameters (millions) after each task, a panel per setting; "
+                       "each line's end reads its growth over task 1")
+            plots.append(save(parameter_figure(frame), out_dir, stem, caption))
+    return plots
+
+
+def parameter_figure(curves: pd.DataFrame) -> Figure:
+    """A panel per setting on an axis from 0, so that a 1.6 % growth looks like 1.6 %."""
+    labels = method_labels(curves)
+    styles = line_styles(labels)
+    figure = panel_figure(curves["setting"].nunique(), len(labels))
+    handles, drawn = {}, []
+    for ax, (setting, frame) in zip(panels(figure, curves["setting"].nunique()), by_setting(curves)):
+        for label, line in frame.groupby("label", sort=False):
+            (handles[label],) = ax.plot(line["task"] + 1, line["params_m"], **styles[label])
+        tasks = int(frame["task"].max()) + 1
+        ax.set(title=setting_title(setting), xlabel="task", xlim=(0.5, tasks + 0.5 + LABEL_ROOM * tasks),
+               xticks=task_ticks(tasks))
+        if ax.get_subplotspec().is_first_col():
+            ax.set_ylabel("parameters (millions)")
+        drawn.append((ax, frame))
+    figure.axes[0].set_ylim(0, HEADROOM * curves["params_m"].max())
+    for ax, frame in drawn:
+        label_growth(ax, frame, styles)
+    figure_legend(figure, {label: handles[label] for label in labels}, "")
+    return figure
+
+
+def growth_percent(params: pd.Series) -> float:
+    """The last parameter count over the first, in percent."""
+    return 100 * (params.iloc[-1] / params.iloc[0] - 1)
+
+
+def label_growth(ax: Axes, frame: pd.DataFrame, styles: dict[str, dict]) -> None:
+    """'+1.6 %' right of each line's end, labels moved apart where lines end close together."""
+    ends = [(label, line.iloc[-1]["task"] + 1, line.iloc[-1]["params_m"], growth_percent(line["params_m"]))
+            for label, line in frame.groupby("label", sort=False)]
+    bottom, top = ax.get_ylim()
+    heights = spread([value for _, _, value, _ in ends], LABEL_GAP * (top - bottom))
+    beside = offset_copy(ax.transData, fig=ax.figure, x=4, units="points")
+    for (label, task, _, growth), height in zip(ends, heights):
+        ax.text(task, height, f"{growth:+.1f} %", transform=beside, va="center", fontsize=7,
+                color=styles[label]["color"])
+
+
+def spread(values: list[float], gap: float) -> list[float]:
+    """The values, lowered where needed so that, in descending order, each is at least `gap` below the last
+    (downwards: parameter lines run near the top of an axis from 0)."""
+    placed, ceiling = {}, math.inf
+    for i in sorted(range(len(values)), key=values.__getitem__, reverse=True):
+        ceiling = min(values[i], ceiling - gap)
+        placed[i] = ceiling
+    return [placed[i] for i in range(len(values))]
+
+
+# ---------------------------------------------------------------- ablations
+
+def ablation_curves(stats: pd.DataFrame, axis: Axis, out_dir: Path, band: str) -> list[Plot]:
     """Per dataset and setting: Avg and Last against the axis value, a line per method variant."""
     plots = []
     with matplotlib.rc_context(STYLE):
         for (dataset, setting), frame in stats.groupby(["dataset", "setting"], sort=False):
-            figure = Figure(figsize=(8, 3.4), layout="constrained")
-            axes = figure.subplots(1, 2, sharex=True)
-            styles = line_styles(list(frame["label"].unique()))
-            for ax, metric, name in zip(axes, ("avg", "last"), ("average incremental", "last")):
-                for label, line in frame.groupby("label", sort=False):
-                    draw_band(ax, line[axis.column], line[f"{metric}_mean"], line[f"{metric}_min"],
-                              line[f"{metric}_max"], label, styles[label])
-                ax.set(xlabel=axis_title(axis, frame), ylabel=f"{name} top-1 accuracy (%)")
-                ax.set_xticks(sorted(frame[axis.column].unique()))
-            outside_legend(axes[1], title="mean, band: min–max over runs")
-            figure.suptitle(f"{dataset}, {setting}: accuracy against {axis.title}")
             stem = f"{PLOTS_DIR}/ablation_{axis.name}_{slug(dataset)}_{slug(setting)}"
-            plots.append(save(figure, out_dir, stem, f"{dataset} {setting}: accuracy against {axis.title}"))
+            caption = f"{dataset} {setting}: accuracy against {axis.title}; mean over runs, {BANDS[band]}"
+            plots.append(save(ablation_figure(frame, axis, band), out_dir, stem, caption))
     return plots
+
+
+def ablation_figure(stats: pd.DataFrame, axis: Axis, band: str) -> Figure:
+    """One dataset and setting: a panel for Avg, one for Last."""
+    labels = method_labels(stats)
+    styles = line_styles(labels)
+    figure = Figure(figsize=(8, 3.4 + 0.2 * math.ceil(len(labels) / LEGEND_COLUMNS)), layout="constrained")
+    axes = figure.subplots(1, 2, sharex=True)
+    handles = {}
+    for ax, metric, name in zip(axes, ("avg", "last"), ("average incremental", "last")):
+        for label, line in stats.groupby("label", sort=False):
+            low, high = band_limits(line, metric, band)
+            handles[label] = draw_band(ax, line[axis.column], line[f"{metric}_mean"], low, high, styles[label])
+        ax.set(xlabel=axis_title(axis, stats), ylabel=f"{name} top-1 accuracy (%)")
+        ax.set_xticks(sorted(stats[axis.column].unique()))
+    figure_legend(figure, legend_with_counts(stats, {label: handles[label] for label in labels}),
+                  f"mean over runs; {BANDS[band]}")
+    first = stats.iloc[0]
+    figure.suptitle(f"{first['dataset']}, {setting_title(first['setting'])}: accuracy against {axis.title}")
+    return figure
 
 
 def axis_title(axis: Axis, stats: pd.DataFrame) -> str:
@@ -117,23 +285,7 @@ def axis_title(axis: Axis, stats: pd.DataFrame) -> str:
     return axis.title
 
 
-def parameter_curves(curves: pd.DataFrame, out_dir: Path) -> list[Plot]:
-    """Per dataset and setting: parameter count after each task, a line per method."""
-    plots = []
-    with matplotlib.rc_context(STYLE):
-        for (dataset, setting), frame in curves.dropna(subset=["params_m"]).groupby(["dataset", "setting"], sort=False):
-            figure = Figure(figsize=(5.5, 3.6))
-            ax = figure.add_subplot()
-            styles = line_styles(list(frame["label"].unique()))
-            for label, line in frame.groupby("label", sort=False):
-                ax.plot(line["task"] + 1, line["params_m"], label=label, **styles[label])
-            ax.set(xlabel="task", ylabel="parameters (millions)", title=f"{dataset}, {setting}")
-            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-            outside_legend(ax)
-            stem = f"{PLOTS_DIR}/params_{slug(dataset)}_{slug(setting)}"
-            plots.append(save(figure, out_dir, stem, f"{dataset} {setting}: parameters against task"))
-    return plots
-
+# ---------------------------------------------------------------- accuracy matrices
 
 def accuracy_matrix(rows: list[list[float]]) -> np.ndarray:
     """Lower-triangular A[i][j] with NaN above the diagonal."""
@@ -148,23 +300,40 @@ def heat_maps(tasks: pd.DataFrame, out_dir: Path) -> list[Plot]:
     plots = []
     with matplotlib.rc_context({**STYLE, "axes.grid": False}):
         for run, frame in tasks.dropna(subset=["task"]).groupby("run", sort=False):
-            matrix = accuracy_matrix(list(frame.sort_values("task")["acc_row"]))
-            first = frame.iloc[0]
-            figure = Figure(figsize=(3.8, 3.6))
-            ax = figure.add_subplot()
-            image = ax.imshow(matrix, vmin=0, vmax=100, cmap="viridis")
-            if len(matrix) <= ANNOTATE_MAX_TASKS:
-                annotate(ax, matrix)  # the numbers themselves: no colour bar needed
-            else:
-                figure.colorbar(image, ax=ax, label="top-1 accuracy (%)")
-            ticks = np.arange(0, len(matrix), -(-len(matrix) // MAX_TICKS))
-            ax.set_xticks(ticks, [str(t + 1) for t in ticks])
-            ax.set_yticks(ticks, [str(t + 1) for t in ticks])
-            ax.set(xlabel="evaluated on the classes of task j", ylabel="after training task i",
-                   title=f"{run}\n{first['method']}, {first['dataset']} {first['setting']} ({first['status']})")
-            stem = f"{PLOTS_DIR}/heatmaps/{slug(run)}"
-            plots.append(save(figure, out_dir, stem, f"{run}: accuracy matrix"))
+            plots.append(save(heat_map_figure(frame), out_dir, f"{PLOTS_DIR}/heatmaps/{slug(run)}",
+                              f"{run}: accuracy matrix"))
     return plots
+
+
+def heat_map_figure(run_tasks: pd.DataFrame) -> Figure:
+    """One run's accuracy matrix, its numbers printed in the cells up to ANNOTATE_MAX_TASKS tasks."""
+    matrix = accuracy_matrix(list(run_tasks.sort_values("task")["acc_row"]))
+    figure = Figure(figsize=(3.8, 3.6))
+    ax = figure.add_subplot()
+    image = ax.imshow(matrix, vmin=0, vmax=100, cmap="viridis")
+    if len(matrix) <= ANNOTATE_MAX_TASKS:
+        annotate(ax, matrix)  # the numbers themselves: no colour bar needed
+    else:
+        figure.colorbar(image, ax=ax, label="top-1 accuracy (%)")
+    ticks = np.arange(0, len(matrix), -(-len(matrix) // MAX_TICKS))
+    ax.set_xticks(ticks, [str(t + 1) for t in ticks])
+    ax.set_yticks(ticks, [str(t + 1) for t in ticks])
+    ax.set(xlabel="evaluated on the classes of task j", ylabel="after training task i",
+           title=run_title(run_tasks.iloc[0]))
+    return figure
+
+
+def run_title(run: pd.Series) -> str:
+    """'DAFormer-M, digits B0-5steps (5 steps)' over 'class order default, seed 0' (and the status
+    when the run has not finished)."""
+    setting, named = run["setting"], setting_title(run["setting"])
+    where = setting if named == setting else f"{setting} ({named})"
+    details = [f"class order {run['order']}"]
+    if pd.notna(run["seed"]):
+        details.append(f"seed {int(run['seed'])}")
+    if run["status"] != "finished":
+        details.append(str(run["status"]))
+    return f"{run['method_name']}, {run['dataset']} {where}\n{', '.join(details)}"
 
 
 def annotate(ax: Axes, matrix: np.ndarray) -> None:
@@ -172,3 +341,68 @@ def annotate(ax: Axes, matrix: np.ndarray) -> None:
         if not np.isnan(value):
             ax.text(j, i, f"{value:.0f}", ha="center", va="center", fontsize=7,
                     color="white" if value < 60 else "black")
+
+
+# ---------------------------------------------------------------- training history
+
+def history_curves(history: pd.DataFrame, out_dir: Path) -> list[Plot]:
+    """Per dataset and setting: training loss and learning rate against the epoch, a line per method."""
+    plots = []
+    with matplotlib.rc_context(STYLE):
+        for (dataset, setting), frame in history.groupby(["dataset", "setting"], sort=False):
+            stem = f"{PLOTS_DIR}/history_{slug(dataset)}_{slug(setting)}"
+            caption = (f"{dataset} {setting}: training loss (rank 0's batches) and learning rate at the end of each "
+                       "epoch, mean over runs; vertical lines: task boundaries, markers: balanced finetuning")
+            plots.append(save(history_figure(frame), out_dir, stem, caption))
+    return plots
+
+
+def history_figure(history: pd.DataFrame) -> Figure:
+    """Loss above learning rate, sharing the epoch axis; a segment per label and task."""
+    epochs = history_means(history)
+    labels = method_labels(history)
+    styles = line_styles(labels)
+    figure = Figure(figsize=(7, 4.6 + 0.2 * math.ceil((len(labels) + 1) / LEGEND_COLUMNS)), layout="constrained")
+    loss_ax, lr_ax = figure.subplots(2, 1, sharex=True)
+    for ax, column in ((loss_ax, "loss"), (lr_ax, "lr")):
+        for (label, _), segment in epochs.groupby(["label", "task"], sort=False):
+            ax.plot(segment["x"], segment[column], **{**styles[label], "marker": "o"}, markersize=2.5,
+                    markevery=list(segment["phase"] == FINETUNE))
+        for boundary in task_boundaries(epochs):
+            ax.axvline(boundary, color="0.5", linewidth=0.7, alpha=0.5, label=TASK_BOUNDARY)
+    if (epochs["lr"] > 0).all():
+        lr_ax.set_yscale("log")
+    loss_ax.set_ylabel("training loss")
+    lr_ax.set(ylabel="learning rate", xlabel="epoch (tasks start together across methods)")
+    handles = {label: Line2D([], [], color=styles[label]["color"], linestyle=styles[label]["linestyle"])
+               for label in labels}
+    handles["balanced finetuning epoch"] = Line2D([], [], color="0.4", marker="o", markersize=2.5, linestyle="none")
+    figure_legend(figure, handles, "mean over runs")
+    first = history.iloc[0]
+    figure.suptitle(f"{first['dataset']}, {setting_title(first['setting'])}: training loss and learning rate")
+    return figure
+
+
+def history_means(history: pd.DataFrame) -> pd.DataFrame:
+    """Per label and epoch: mean loss and learning rate over its runs, at its aligned epoch `x`."""
+    aligned = history.sort_values(["run", "step"]).assign(x=aligned_epochs)
+    return (aligned.groupby(["label", "task", "x"], sort=False)
+            .agg(loss=("loss", "mean"), lr=("lr", "mean"), phase=("phase", "first"))
+            .reset_index()
+            .sort_values(["label", "x"]))
+
+
+def aligned_epochs(history: pd.DataFrame) -> pd.Series:
+    """The global epoch, each task as long as its longest schedule: every method's task t starts at the same
+    epoch, even where methods train different numbers of epochs (e.g. no finetuning without memory).
+    Expects the rows in run and step order."""
+    within_task = history.groupby(["run", "task"]).cumcount() + 1
+    longest = within_task.groupby(history["task"]).max()
+    starts = longest.cumsum().shift(fill_value=0)
+    return history["task"].map(starts) + within_task
+
+
+def task_boundaries(epochs: pd.DataFrame) -> list[float]:
+    """Between the last epoch of each task and the first of the next."""
+    starts = epochs.groupby("task")["x"].min().sort_index()
+    return [start - 0.5 for start in starts.iloc[1:]]

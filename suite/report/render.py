@@ -14,7 +14,8 @@ LATEX_SPECIAL = {
     **{char: "\\" + char for char in "&%$#_{}"},
     "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "\\": r"\textbackslash{}",
 }
-LATEX_SYMBOLS = {"±": r"$\pm$", "Δ": r"$\Delta$", "−": r"$-$", "–": "--", "×": r"$\times$"}
+LATEX_SYMBOLS = {"±": r"$\pm$", "Δ": r"$\Delta$", "−": r"$-$", "–": "--", "×": r"$\times$",
+                 "†": r"\textsuperscript{\dag}"}
 
 
 def table_files(table: Table) -> dict[str, str]:

@@ -8,13 +8,17 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from suite.report.aggregate import RUN_GROUP, UPPER_BOUNDS, Axis, setting_rank, sort_rows
+from suite.data.names import TOP5_DATASETS
+from suite.methods import METHODS
+from suite.report.aggregate import RUN_GROUP, UPPER_BOUNDS, Axis, setting_rank, setting_title, sort_rows
 from suite.report.references import MEMORY_PROTOCOLS, PROTOCOL_SWITCH, run_comparison
 
 MISSING = "–"
 PER_CLASS = " (per class × classes)"  # marks a memory budget given as memory.per_class
-LEAD_COLUMNS = ["Method", "Params (M)"]  # the main table's columns before the settings
-SETTING_COLUMNS = ["Avg", "Last", "n"]  # the main table's columns per setting
+# The main table's metric columns per setting: (header, our summary's prefix, the references' column).
+MAIN_METRICS = (("Avg", "avg", "avg"), ("Last", "last", "last"),
+                ("Avg top-5", "avg5", "avg_top5"), ("Last top-5", "last5", "last_top5"))
+SIGNIFICANCE_MARK = "†"  # on our cells where the headline method's paired difference is significant
 
 
 @dataclass(frozen=True)
@@ -33,11 +37,12 @@ class Table:
     notes: list[str] = field(default_factory=list)
 
 
-def mean_std(mean: float, std: float) -> str:
+def mean_std(mean: float, std: float, signed: bool = False) -> str:
     """'72.00 ± 2.00'; the mean alone for a single run; a dash when there is none."""
     if pd.isna(mean):
         return MISSING
-    return f"{mean:.2f}" if pd.isna(std) else f"{mean:.2f} ± {std:.2f}"
+    text = number(mean, signed=signed)
+    return text if pd.isna(std) else f"{text} ± {std:.2f}"
 
 
 def number(value: float, digits: int = 2, signed: bool = False) -> str:
@@ -53,37 +58,72 @@ def best_cells(cells: pd.DataFrame) -> frozenset[tuple[int, int]]:
     return frozenset(zip(rounded.loc[best, "row"], rounded.loc[best, "col"]))
 
 
-def main_table(dataset: str, stats: pd.DataFrame, references: pd.DataFrame, runs: pd.DataFrame) -> Table:
-    """Rows: published results of our runs' memory protocols, our methods, our difference to the published
-    result of the same method, memory protocol and recipe, then published results of other protocols (never
-    compared). Columns: Params (M), then Avg, Last and n per setting. Best Avg/Last in bold."""
+def main_table(dataset: str, stats: pd.DataFrame, references: pd.DataFrame, runs: pd.DataFrame,
+               marked: frozenset = frozenset(), mark_note: str = "") -> Table:
+    """DyTox's layout. Rows: published results of our runs' memory protocols, our methods, our difference to
+    the published result of the same method, memory protocol and recipe, then published results of other
+    protocols (never compared). Columns per setting: #P, Avg, Last (and top-5 on ImageNet-like data). Best
+    Avg/Last in bold; `marked` (setting, method, variant, metric) cells get a †, which `mark_note` explains."""
     settings = sorted(stats["setting"].unique(), key=setting_rank)
+    metrics = MAIN_METRICS[: 4 if dataset in TOP5_DATASETS else 2]
     ours = stats.merge(run_comparison(runs), on=RUN_GROUP, how="left")
     shown = references[(references["dataset"] == dataset) & references["setting"].isin(settings)]
-    shown = shown.dropna(subset=["avg", "last"], how="all")  # top-5-only figures have no top-1 cell here
+    shown = shown.dropna(subset=[column for _, _, column in metrics], how="all")
     same_protocol = shown["memory_protocol"].isin(ours["memory_protocol"])
     compared, listed = shown[same_protocol], shown[~same_protocol]
-    scored = published_rows(compared, settings) + our_rows(ours, settings)
-    differences = difference_rows(ours, compared, settings)
+    layout = MainLayout(settings, metrics)
+    scored = published_rows(compared, layout) + our_rows(ours, layout, marked)
+    differences = difference_rows(ours, compared, layout)
     rows = [row for row, _ in scored] + [row for row, _ in differences] + [row for row, _ in
-                                                                           published_rows(listed, settings)]
+                                                                           published_rows(listed, layout)]
     cells = pd.DataFrame(
         [(index, col, 0, value) for index, (_, values) in enumerate(scored) for col, value in values.items()],
         columns=["row", "col", "block", "value"],
     )
     block_starts = (compared["label"].nunique(), len(scored), len(scored) + len(differences))
+    marks = [mark_note] if marked else []
     return Table(
         name=f"main_{dataset}",
-        title=f"{dataset}: average incremental (Avg) and last (Last) top-1 accuracy, %; "
-              f"our runs: {protocol_names(ours['memory_protocol'])}",
-        groups=[("", len(LEAD_COLUMNS))] + [(setting, len(SETTING_COLUMNS)) for setting in settings],
-        header=LEAD_COLUMNS + SETTING_COLUMNS * len(settings),
+        title=f"{dataset}: {metric_names(metrics)} accuracy (%) on the test split; #P: parameters (M) after the "
+              f"last task. Ours: {spread_caption(ours['n'])}; our runs: {protocol_names(ours['memory_protocol'])}",
+        groups=[("", 1)] + [(setting_title(setting), len(layout.columns)) for setting in settings],
+        header=["Method"] + layout.columns * len(settings),
         rows=rows,
         data=main_data(ours, shown),
         bold=best_cells(cells.dropna()),
         breaks=frozenset(i for i in block_starts if 0 < i < len(rows)),
-        notes=protocol_notes(ours, compared, listed) + [note for _, note in differences] + source_notes(shown),
+        notes=marks + protocol_notes(ours, compared, listed) + [note for _, note in differences]
+        + source_notes(shown),
     )
+
+
+@dataclass(frozen=True)
+class MainLayout:
+    """The main table's columns: #P then one per metric, for each setting."""
+
+    settings: list[str]
+    metrics: tuple[tuple[str, str, str], ...]  # (header, our summary's prefix, the references' column)
+
+    @property
+    def columns(self) -> list[str]:
+        return ["#P"] + [header for header, _, _ in self.metrics]
+
+    def column(self, setting_index: int, metric_index: int) -> int:
+        """The table column of one metric of one setting (0 is the method)."""
+        return 1 + setting_index * len(self.columns) + 1 + metric_index
+
+
+def metric_names(metrics: tuple) -> str:
+    top5 = " and top-5" if len(metrics) > 2 else ""
+    return f"average incremental (Avg) and last (Last) top-1{top5}"
+
+
+def spread_caption(n: pd.Series) -> str:
+    """'mean ± sample std over n = 3 runs (class orders and seeds)'; the range of n when cells differ."""
+    low, high = int(n.min()), int(n.max())
+    count = f"n = {low} runs" if low == high else f"{low} to {high} runs a cell (n of each in the CSV)"
+    alone = "; a single run shows its value alone" if low == 1 else ""
+    return f"mean ± sample std over {count} (class orders and seeds){alone}"
 
 
 def protocol_names(protocols: pd.Series) -> str:
@@ -129,54 +169,57 @@ def protocol_facts(ref: pd.Series) -> str:
     return f"{MEMORY_PROTOCOLS[ref['memory_protocol']]}, {gpus}{recipe}"
 
 
-def published_rows(published: pd.DataFrame, settings: list[str]) -> list[tuple[list[str], dict[int, float]]]:
-    """One row per published source: its Avg and Last where it has the setting."""
+def published_rows(published: pd.DataFrame, layout: MainLayout) -> list[tuple[list[str], dict[int, float]]]:
+    """One row per published source: its #P and numbers where it has the setting."""
     rows = []
     for label, ref in published.groupby("label", sort=False):
-        by_setting = ref.set_index("setting").reindex(settings)
-        row = [label, params_range(ref["params_m"])]
-        for avg, last in zip(by_setting["avg"], by_setting["last"]):
-            row += [number(avg), number(last), ""]
-        rows.append((row, score_columns(by_setting["avg"], by_setting["last"])))
-    return rows
-
-
-def our_rows(stats: pd.DataFrame, settings: list[str]) -> list[tuple[list[str], dict[int, float]]]:
-    """One row per method variant: mean ± std and n per setting (upper bounds never scored)."""
-    rows = []
-    for (method, label), group in sort_rows(stats, ["method", "variant"]).groupby(["method", "label"], sort=False):
-        by_setting = group.set_index("setting").reindex(settings)
-        row = [label, params_range(group["params_m"])]
-        for cell in by_setting.itertuples():
-            row += [mean_std(cell.avg_mean, cell.avg_std), mean_std(cell.last_mean, cell.last_std),
-                    number(cell.n, digits=0)]
-        scores = {} if method in UPPER_BOUNDS else score_columns(by_setting["avg_mean"], by_setting["last_mean"])
+        by_setting = ref.set_index("setting").reindex(layout.settings)
+        row, scores = [label], {}
+        for s_index, (_, cell) in enumerate(by_setting.iterrows()):
+            row.append(number(cell["params_m"]))
+            for m_index, (_, _, column) in enumerate(layout.metrics):
+                row.append(number(cell[column]))
+                scores[layout.column(s_index, m_index)] = cell[column]
         rows.append((row, scores))
     return rows
 
 
-def score_columns(avg: pd.Series, last: pd.Series) -> dict[int, float]:
-    """Column index → value of the Avg and Last cells of one main-table row."""
-    first = [len(LEAD_COLUMNS) + len(SETTING_COLUMNS) * index for index in range(len(avg))]
-    return {col: value for col, value in zip(first, avg)} | {col + 1: value for col, value in zip(first, last)}
+def our_rows(stats: pd.DataFrame, layout: MainLayout, marked: frozenset) -> list[tuple[list[str], dict[int, float]]]:
+    """One row per method variant: #P and mean ± std per setting (upper bounds never scored); a † where the
+    headline's paired difference is significant."""
+    rows = []
+    for (method, variant, label), group in sort_rows(stats, ["method", "variant"]).groupby(
+            ["method", "variant", "label"], sort=False):
+        by_setting = group.set_index("setting").reindex(layout.settings)
+        row, scores = [label], {}
+        for s_index, (setting, cell) in enumerate(by_setting.iterrows()):
+            row.append(number(cell["params_m"]))
+            for m_index, (_, prefix, _) in enumerate(layout.metrics):
+                mark = SIGNIFICANCE_MARK if (setting, method, variant, prefix) in marked else ""
+                row.append(mean_std(cell[f"{prefix}_mean"], cell[f"{prefix}_std"]) + mark)
+                scores[layout.column(s_index, m_index)] = cell[f"{prefix}_mean"]
+        rows.append((row, {} if method in UPPER_BOUNDS else scores))
+    return rows
 
 
-def difference_rows(ours: pd.DataFrame, compared: pd.DataFrame, settings: list[str]) -> list[tuple[list[str], str]]:
+def difference_rows(ours: pd.DataFrame, compared: pd.DataFrame, layout: MainLayout) -> list[tuple[list[str], str]]:
     """'Δ ours − published' per setting, with a note naming what is compared, for each of our rows and each
     published result of its method, memory protocol and recipe (a reference without recipe: any recipe)."""
     rows = []
     for (method, label), group in sort_rows(ours, ["method", "variant"]).groupby(["method", "label"], sort=False):
-        mine = group.set_index("setting").reindex(settings)
+        mine = group.set_index("setting").reindex(layout.settings)
         for ref_label, ref in compared[compared["method"] == method].groupby("label", sort=False):
-            theirs = ref.set_index("setting").reindex(settings)
+            theirs = ref.set_index("setting").reindex(layout.settings)
             same = (mine["memory_protocol"] == theirs["memory_protocol"]) & (
                 theirs["recipe"].isna() | (theirs["recipe"] == mine["recipe"]))
             if not same.any():
                 continue
-            row = [f"Δ {label} − {ref_label}", ""]
-            for avg, last in zip((mine["avg_mean"] - theirs["avg"]).where(same),
-                                 (mine["last_mean"] - theirs["last"]).where(same)):
-                row += [number(avg, signed=True), number(last, signed=True), ""]
+            row = [f"Δ {label} − {ref_label}"]
+            for setting in layout.settings:
+                row.append("")
+                for _, prefix, column in layout.metrics:
+                    difference = mine.at[setting, f"{prefix}_mean"] - theirs.at[setting, column]
+                    row.append(number(difference if same[setting] else float("nan"), signed=True))
             rows.append((row, difference_note(row[0], mine[same], theirs[same].iloc[0])))
     return rows
 
@@ -190,18 +233,13 @@ def difference_note(difference: str, mine: pd.DataFrame, ref: pd.Series) -> str:
             f"{workers} worker(s); the published figures: {protocol_facts(ref)}.")
 
 
-def params_range(params_m: pd.Series) -> str:
-    """Parameters after the last task, in millions; a range when it differs across settings."""
-    low, high = params_m.min(), params_m.max()
-    return number(low) if pd.isna(low) or round(low, 2) == round(high, 2) else f"{low:.2f}–{high:.2f}"
-
-
 def main_data(ours: pd.DataFrame, published: pd.DataFrame) -> pd.DataFrame:
     """Our summaries and the published numbers in one long frame (the CSV), each with its memory protocol."""
-    theirs = published.rename(columns={"avg": "avg_mean", "last": "last_mean"}).assign(variant="")
+    theirs = published.rename(columns={reference: f"{prefix}_mean" for _, prefix, reference in MAIN_METRICS})
     columns = ["source", "dataset", "setting", "method", "variant", "label", "memory_protocol", "recipe", "gpus",
-               "workers", "params_m", "avg_mean", "avg_std", "avg_min", "avg_max", "last_mean", "last_std",
-               "last_min", "last_max", "n"]
+               "workers", "params_m", *(f"{prefix}_{stat}" for _, prefix, _ in MAIN_METRICS
+                                        for stat in ("mean", "std", "min", "max")), "n"]
+    theirs = theirs.assign(variant="")
     return pd.concat([theirs, ours.assign(source="ours")], ignore_index=True).reindex(columns=columns)
 
 
@@ -256,17 +294,26 @@ def first_line(error: str | float | None) -> str:
 
 
 def run_row(run) -> list[str]:
-    memory = MISSING if pd.isna(run.memory_budget) else f"{run.memory_budget:g}"
+    memory = memory_text(run)
     return [
         run.run, run.dataset, run.setting, run.method, run.status, run.order,
         MISSING if pd.isna(run.seed) else f"{run.seed:g}",
         MISSING if pd.isna(run.num_keys) else f"{run.num_keys:g}",
-        memory + (PER_CLASS if run.memory_mode == "per_class" else ""),
+        memory,
         f"{run.tasks_done}/{run.n_tasks}",
         number(run.avg_incremental_accuracy), number(run.last_accuracy), number(run.forgetting),
         number(run.bwt, signed=True), number(run.bwt_all_pairs, signed=True), number(run.params_m),
         number(run.total_time_s, digits=0),
     ]
+
+
+def memory_text(run) -> str:
+    """The run's rehearsal budget; 'none' for methods that keep no memory (finetune, joint)."""
+    if run.method in METHODS and not METHODS[run.method].rehearsal:
+        return "none"
+    if pd.isna(run.memory_budget):
+        return MISSING
+    return f"{run.memory_budget:g}" + (PER_CLASS if run.memory_mode == "per_class" else "")
 
 
 def class_order_table(dataset: str, setting: str, order: str, tasks: pd.DataFrame) -> Table:

@@ -104,7 +104,7 @@ def execute(plan: Plan, options: RunOptions) -> int:
         return 1
     from suite.report import build_report
 
-    report = build_report(plan.run_dir, plan.run_dir / REPORT_DIR)
+    report = build_report(plan.run_dir, plan.run_dir / REPORT_DIR, plan.cfg.report.style, plan.cfg.report.band)
     print_summary(results, plan.run_dir, report)
     return 0
 
