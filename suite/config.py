@@ -23,13 +23,12 @@ import yaml
 from suite.data.names import DATASETS
 from suite.errors import UserError
 from suite.methods import METHODS
+from suite.report_options import BANDS, DEFAULT_BAND, DEFAULT_STYLE, STYLES
 
 RELEASE_AUTO_AUGMENT = "rand-m9-mstd0.5-inc1"  # timm policy of the DAFormer and DyTox releases
 PLACEMENT_STRATEGIES = ("PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 TRACKERS = ("tensorboard", "mlflow", "wandb")  # suite/run/trackers.py has one class for each
-REPORT_STYLES = ("full", "paper")  # suite/report/build.py: what each holds
-BANDS = ("std", "minmax")
 
 
 def _key(default, help, choices=None, minimum=None, maximum=None, flag=None, resume="must match", variant=True):
@@ -171,11 +170,10 @@ class LoggingConfig:
 
 @dataclass
 class ReportConfig:
-    style: str = _key("full", "the report a run or sweep ends with: full (every table, plot and run) or paper "
-                      "(what a paper prints: main, forgetting, per-step and comparison tables, one figure per "
-                      "data set)", choices=REPORT_STYLES, flag="--report-style", resume="may differ", variant=False)
-    band: str = _key("std", "the spread the report's plots shade: std (mean ± sample std over runs) or minmax",
-                     choices=BANDS, resume="may differ", variant=False)
+    style: str = _key(DEFAULT_STYLE, "the report a run or sweep ends with: full (every table, plot and run) or "
+                      "paper (what a paper prints)", choices=tuple(STYLES), resume="may differ", variant=False)
+    band: str = _key(DEFAULT_BAND, "the spread the report's plots shade: std (mean ± sample std over runs) or "
+                     "minmax", choices=tuple(BANDS), resume="may differ", variant=False)
 
 
 @dataclass

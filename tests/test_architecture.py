@@ -79,9 +79,10 @@ def test_no_config_in_models_or_report(layer):
 
 
 def test_report_reads_result_files_only():
-    """Of the run layer the report knows the results file's schema, nothing else."""
+    """Of the run layer the report knows the results file's schema and the history file's name, nothing else."""
     run = arrows(modules_in("suite.report"), "suite.run", "suite.sweep", "suite.learner", "suite.models", "suite.cli")
-    assert run == ["suite.report.load -> suite.run", "suite.report.load -> suite.run.schema"]
+    assert run == ["suite.report.history -> suite.run.history", "suite.report.history -> suite.run.history.LOG",
+                   "suite.report.load -> suite.run", "suite.report.load -> suite.run.schema"]
 
 
 @pytest.mark.parametrize("layer", ["suite.models", "suite.learner", "suite.data", "suite.metrics"])
@@ -98,7 +99,7 @@ def test_models_take_plain_arguments():
 def test_run_and_sweep_are_one_folder_each():
     assert (PACKAGE / "run" / "__init__.py").is_file() and (PACKAGE / "sweep" / "__init__.py").is_file()
     top = {p.stem for p in PACKAGE.glob("*.py")}
-    assert top == {"__init__", "atomic", "cli", "config", "errors", "methods", "metrics", "run"}
+    assert top == {"__init__", "atomic", "cli", "config", "errors", "methods", "metrics", "report_options", "run"}
     assert not (PACKAGE / "distributed").exists()
 
 

@@ -6,19 +6,19 @@ import argparse
 import sys
 from pathlib import Path
 
-from suite.config import BANDS, REPORT_STYLES
 from suite.errors import UserError
 from suite.report.build import build_report
+from suite.report_options import BANDS, DEFAULT_BAND, DEFAULT_STYLE, STYLES
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m suite.report", description=__doc__)
     parser.add_argument("results_dir", type=Path, metavar="DIR", help="a run or sweep directory")
     parser.add_argument("--out", type=Path, metavar="OUT", help="report directory (default: DIR/report)")
-    parser.add_argument("--style", choices=REPORT_STYLES, default="full",
-                        help="full: every table, plot and run; paper: what a paper prints (default: full)")
-    parser.add_argument("--band", choices=BANDS, default="std",
-                        help="the spread plots shade: std (mean ± sample std) or minmax (default: std)")
+    parser.add_argument("--style", choices=tuple(STYLES), default=DEFAULT_STYLE,
+                        help="; ".join(f"{name}: {text}" for name, text in STYLES.items()))
+    parser.add_argument("--band", choices=tuple(BANDS), default=DEFAULT_BAND,
+                        help="the spread plots shade: std (mean ± sample std) or minmax")
     return parser.parse_args(argv)
 
 

@@ -1,8 +1,7 @@
 """build_report: results files → tables, plots and one page under the report directory.
 
-Two styles (report.style): `full`, every table and plot and a section per run; `paper`, what a paper
-prints: the main table in DyTox's layout, the paired comparisons, forgetting, accuracy after each step,
-validation, cost, ablations and one figure per data set.
+Two styles (report.style, suite/report_options.py): `full` and `paper`, which leaves out the sections
+per run (the runs table, accuracy-matrix heat maps, class orders).
 """
 from __future__ import annotations
 
@@ -12,7 +11,6 @@ from pathlib import Path
 import pandas as pd
 
 from suite.atomic import write_text
-from suite.config import BANDS, REPORT_STYLES
 from suite.errors import UserError
 from suite.methods import HEADLINE, METHODS
 from suite.report import plots
@@ -26,6 +24,7 @@ from suite.report.references import load_references
 from suite.report.render import write_table
 from suite.report.step_tables import cost_table, forgetting_table, per_step_table, validation_table
 from suite.report.tables import ablation_table, class_order_table, main_table, runs_table
+from suite.report_options import BANDS, DEFAULT_BAND, DEFAULT_STYLE, STYLES
 
 TIDY_CSV = "results_tidy.csv"
 DEFINITIONS = [
@@ -46,15 +45,15 @@ DEFINITIONS = [
 ]
 
 
-def build_report(results_dir: Path | str, out_dir: Path | str | None = None, style: str = "full",
-                 band: str = "std") -> Path:
+def build_report(results_dir: Path | str, out_dir: Path | str | None = None, style: str = DEFAULT_STYLE,
+                 band: str = DEFAULT_BAND) -> Path:
     """Report on every results.json under `results_dir` into `out_dir` (default results_dir/report).
 
     Returns the report directory; its index.html and README.md link the tables and plots, report.tex
     sets every table in one LaTeX article. Raises UserError when there is no readable results file.
     """
-    check_choice("style", style, REPORT_STYLES)
-    check_choice("band", band, BANDS)
+    check_choice("style", style, tuple(STYLES))
+    check_choice("band", band, tuple(BANDS))
     results_dir = Path(results_dir)
     out_dir = Path(out_dir) if out_dir is not None else results_dir / "report"
     tasks = load_results(results_dir)

@@ -20,6 +20,7 @@ from matplotlib.transforms import offset_copy
 
 from suite.atomic import write_bytes
 from suite.report.aggregate import Axis, method_rank, setting_rank, setting_title
+from suite.report_options import BANDS
 
 PLOTS_DIR = "plots"
 FORMATS = ("png", "pdf")
@@ -36,7 +37,6 @@ ANNOTATE_MAX_TASKS = 12  # heat maps print their numbers up to this many tasks, 
 PANELS_PER_ROW = 3
 PANEL_SIZE = (3.2, 2.6)  # inches
 LEGEND_COLUMNS = 3
-BANDS = {"std": "band: ± std over n runs", "minmax": "band: min–max over runs"}
 LABEL_GAP = 0.06  # parameter-growth labels: the least vertical distance between two, a fraction of the axis
 LABEL_ROOM = 0.18  # room right of the last task for those labels, a fraction of the tasks
 HEADROOM = 1.12  # the parameter axis's top over the largest count
