@@ -59,6 +59,9 @@ class DataConfig:
                                       "workers or in one batch (the releases: 3; 1: off)", minimum=1)
     num_workers: int = _key(0, "data-loader worker processes per training worker", minimum=0, resume="may differ",
                             variant=False)
+    validation_fraction: float = _key(0.0, "hold out this fraction of each class's training images (at least one), "
+                                      "chosen by the seed, to evaluate after every task (0: off, the published "
+                                      "protocol)", minimum=0.0, maximum=0.5)
 
 
 @dataclass

@@ -25,6 +25,7 @@ from suite.data.dataset import IndexedImages, build_transform, indices_of_classe
 from suite.data.registry import DataSet, Split
 from suite.data.sampler import RepeatedAugmentationSampler
 from suite.data.scenario import Scenario
+from suite.data.validation import validation_split
 from suite.learner import dist
 from suite.learner.asam import ASAM
 from suite.learner.losses import (
@@ -48,6 +49,11 @@ class History:
     memory_size: list[int] = field(default_factory=list)
     per_task_s: list[float] = field(default_factory=list)
     skipped_batches: list[int] = field(default_factory=list)  # non-finite losses skipped, per task
+    # the same evaluation on the validation split (data.validation_fraction; empty when it is off)
+    val_images: int = 0
+    val_acc_matrix: list[list[float]] = field(default_factory=list)
+    val_acc: list[float] = field(default_factory=list)
+    val_acc_top5: list[float] = field(default_factory=list)
 
 
 class NonFiniteLoss(RuntimeError):
@@ -162,6 +168,8 @@ class Learner:
         self.train_transform = build_transform(data, cfg.data, train=True)
         self.test_transform = build_transform(data, cfg.data, train=False)
         self.label_of_class = scenario.label_of_class
+        self.trained, self.validation = validation_split(data.train.labels, cfg.data.validation_fraction, cfg.seed)
+        self.history.val_images = len(self.validation)
         self.progress: Optional[Progress] = None
         self.mid_task: Optional[MidTask] = None  # set by a mid-task checkpoint, while saved or resumed
         self._task_start = 0.0
@@ -213,7 +221,7 @@ class Learner:
     def train_main(self, task: int) -> None:
         cfg = self.cfg.train
         self.model.set_phase("main")
-        indices = indices_of_classes(self.data.train, self.scenario.tasks[task])
+        indices = self._training_images(self.scenario.tasks[task])
         if self.method.rehearsal and len(self.memory):
             indices = np.concatenate([indices, self.memory.indices()])
         loader = self._loader(indices, shuffle=True, seed_offset=task, repeats=self.cfg.data.repeated_augmentation)
@@ -253,7 +261,7 @@ class Learner:
         copies = dist.world_size() if cfg.per_worker else 1
         self.memory.trim(m * copies)
         new_classes = self.scenario.tasks[task]
-        local = dist.shard(indices_of_classes(self.data.train, new_classes))
+        local = dist.shard(self._training_images(new_classes))
         rng = np.random.default_rng([self.cfg.seed, task])
         transform = self.train_transform if cfg.herding_images == "augmented" else self.test_transform
         if cfg.per_worker:
@@ -280,12 +288,31 @@ class Learner:
 
     @torch.no_grad()
     def evaluate(self, task: int) -> None:
-        """Top-1 / top-5 on the test data of every class seen; one row of the accuracy matrix."""
-        self.model.eval()
+        """Top-1 / top-5 on the test data of every class seen, and on their validation images where
+        data.validation_fraction holds some out; one row of each accuracy matrix."""
+        h = self.history
         seen = self.scenario.classes_up_to(task)
-        local = dist.shard(indices_of_classes(self.data.test, seen))
-        loader = self._eval_loader(self.data.test, local, self.test_transform)
-        k = min(5, len(seen))
+        row, overall, top5 = self._accuracy(self.data.test, indices_of_classes(self.data.test, seen), task)
+        h.acc_matrix.append(row)
+        h.acc.append(overall)
+        h.acc_top5.append(top5)
+        h.num_params.append(self.num_params())
+        line = (f"task {task + 1}/{self.scenario.num_tasks} accuracy: top-1 {overall:.2f}  top-5 {top5:.2f}  "
+                f"per task [{' '.join(f'{a:.1f}' for a in row)}]")
+        if len(self.validation):
+            row, overall, top5 = self._accuracy(self.data.train, self._of_classes(self.validation, seen), task)
+            h.val_acc_matrix.append(row)
+            h.val_acc.append(overall)
+            h.val_acc_top5.append(top5)
+            line += f"  validation top-1 {overall:.2f}"
+        self.log(line)
+
+    def _accuracy(self, split: Split, indices: np.ndarray, task: int) -> tuple[list[float], float, float]:
+        """(accuracy row, top-1, top-5) after `task` on `split[indices]` under the test transform,
+        each image evaluated by one worker."""
+        self.model.eval()
+        loader = self._eval_loader(split, dist.shard(indices), self.test_transform)
+        k = min(5, len(self.scenario.classes_up_to(task)))
         preds, targets, top5 = [], [], []
         for images, labels, _ in loader:
             with self._autocast():
@@ -299,12 +326,7 @@ class Learner:
         bounds = np.cumsum([len(t) for t in self.scenario.tasks[: task + 1]])
         task_of_target = np.searchsorted(bounds, targets, side="right")
         row, overall = metrics.accuracy_row(preds, targets, task_of_target, task + 1)
-        self.history.acc_matrix.append([float(a) for a in row])
-        self.history.acc.append(float(overall))
-        self.history.acc_top5.append(float(100.0 * top5.mean()))
-        self.history.num_params.append(self.num_params())
-        self.log(f"task {task + 1}/{self.scenario.num_tasks} accuracy: top-1 {overall:.2f}  top-5 "
-                 f"{self.history.acc_top5[-1]:.2f}  per task [{' '.join(f'{a:.1f}' for a in row)}]")
+        return [float(a) for a in row], float(overall), float(100.0 * top5.mean())
 
     # ------------------------------------------------------------------ one phase
 
@@ -471,6 +493,15 @@ class Learner:
         """The model for a phase's training forward: DDP-wrapped, compiled when train.compile is set."""
         module = dist.wrap_ddp(self.model, self.device)
         return compiled_forward(module) if self.cfg.train.compile else module
+
+    def _training_images(self, classes) -> np.ndarray:
+        """Indices of the training images of `classes` that are trained on (and may become exemplars):
+        all of them but the validation split's."""
+        return self._of_classes(self.trained, classes)
+
+    def _of_classes(self, indices: np.ndarray, classes) -> np.ndarray:
+        """Those of `indices` (into the training split) whose class is one of `classes`, in order."""
+        return indices[np.isin(self.data.train.labels[indices], list(classes))]
 
     def _num_old(self, task: int) -> int:
         return sum(len(t) for t in self.scenario.tasks[:task])

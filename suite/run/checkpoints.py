@@ -21,8 +21,9 @@ def payload(learner, cfg: Config) -> dict:
 
 
 def differing_keys(stored: dict, cfg: Config) -> list[str]:
-    """The keys, other than those that may differ on resume, whose values differ."""
-    theirs, ours = flatten(stored), flatten(cfg.to_dict())
+    """The keys, other than those that may differ on resume, whose values differ; a key the stored
+    config lacks (added to the suite since) counts as its default, as in schema.flat_config."""
+    theirs, ours = {**schema.DEFAULTS, **flatten(stored)}, flatten(cfg.to_dict())
     return sorted(key for key in ours if key not in MAY_DIFFER_ON_RESUME and theirs.get(key) != ours[key])
 
 

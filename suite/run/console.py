@@ -14,6 +14,10 @@ def accuracy_table(results: dict) -> str:
     lines.append(f"average incremental accuracy {fmt(results['avg_incremental_accuracy'])}, "
                  f"last {fmt(results['last_accuracy'])}, forgetting {fmt(results['forgetting'])}, "
                  f"bwt {fmt(results['bwt'])}")
+    validation = results.get("validation")
+    if validation:
+        lines.append(f"on the validation split ({validation['images']} held-out training images): average incremental "
+                     f"accuracy {fmt(validation['avg_incremental_accuracy'])}, last {fmt(validation['last_accuracy'])}")
     return "\n".join(lines)
 
 

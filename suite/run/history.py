@@ -1,9 +1,9 @@
 """A run's history beside its results, written by rank 0 as the run goes:
 
     log.jsonl   one JSON record per line: "epoch" (task, phase, epoch, loss, lr at its end, img/s, seconds),
-                "task" (its accuracies, memory, parameters, seconds), "checkpoint" (a mid-task one:
-                task, phase, epochs done) and "resume" (where a resumed run took up; the epochs after
-                its checkpoint are then logged again)
+                "task" (its accuracies, `val_acc` too with a validation split, memory, parameters,
+                seconds), "checkpoint" (a mid-task one: task, phase, epochs done) and "resume" (where
+                a resumed run took up; the epochs after its checkpoint are then logged again)
     train.log   the console's lines
 
 and the same records to the run's experiment trackers (logging.backend, suite/run/trackers.py).
@@ -19,6 +19,15 @@ from suite.run.storage import LineLog, join
 
 LOG = "log.jsonl"
 TRAIN_LOG = "train.log"
+
+
+def task_metrics(task: int, history) -> dict:
+    """A finished task's accuracies, as its log.jsonl record and its report to Ray carry them:
+    top-1 and top-5 on the test split, and top-1 on the validation split (`val_acc`) where there is one."""
+    record = {"event": "task", "task": task + 1, "acc": history.acc[-1], "acc_top5": history.acc_top5[-1]}
+    if history.val_acc:
+        record["val_acc"] = history.val_acc[-1]
+    return record
 
 
 class RunHistory:
@@ -41,10 +50,9 @@ class RunHistory:
         self.text.flush()
 
     def task_done(self, task: int, history) -> None:
-        self.record({"event": "task", "task": task + 1, "acc": history.acc[-1], "acc_top5": history.acc_top5[-1],
-                     "acc_row": history.acc_matrix[-1], "memory": history.memory_size[-1],
-                     "params": history.num_params[-1], "skipped_batches": history.skipped_batches[-1],
-                     "seconds": history.per_task_s[-1]})
+        self.record({**task_metrics(task, history), "acc_row": history.acc_matrix[-1],
+                     "memory": history.memory_size[-1], "params": history.num_params[-1],
+                     "skipped_batches": history.skipped_batches[-1], "seconds": history.per_task_s[-1]})
         self.flush()
 
     def checkpointed(self, learner) -> None:

@@ -8,6 +8,7 @@ from suite.config import Config
 from suite.data.registry import DataSet, count_classes, load_dataset
 from suite.data.scenario import Scenario, build_scenario, plan_scenario
 from suite.data.sources.imagefolder import check_headers
+from suite.data.validation import validation_split
 from suite.errors import UserError
 from suite.learner.memory import per_class_budget
 from suite.learner.learner import task_epochs
@@ -52,18 +53,21 @@ def image_side(cfg: Config, data: DataSet) -> int:
 
 
 def check_data(cfg: Config, data: DataSet) -> None:
-    """Checks that need the loaded data set: image size vs patch size, memory vs data."""
+    """Checks that need the loaded data set: image size vs patch size, the validation split, memory
+    vs the images trained on."""
     side = image_side(cfg, data)
     if side % cfg.model.patch_size:
         raise UserError(f"model.patch_size = {cfg.model.patch_size} does not divide the {side}-pixel images "
                         f"of '{data.name}'; expected a divisor of {side}")
+    trained, _ = validation_split(data.train.labels, cfg.data.validation_fraction, cfg.seed)
     if not METHODS[cfg.method].rehearsal:
         return
-    if cfg.memory.per_class is None and cfg.memory.size > len(data.train):
-        raise UserError(f"memory.size = {cfg.memory.size} is larger than the {len(data.train)} training images "
+    if cfg.memory.per_class is None and cfg.memory.size > len(trained):
+        raise UserError(f"memory.size = {cfg.memory.size} is larger than the {len(trained)} training images "
                         f"of '{data.name}'")
     if cfg.memory.per_class is not None:
-        smallest = min((data.train.labels == c).sum() for c in range(data.num_classes))
+        labels = data.train.labels[trained]
+        smallest = min((labels == c).sum() for c in range(data.num_classes))
         if cfg.memory.per_class > smallest:
             raise UserError(f"memory.per_class = {cfg.memory.per_class} is larger than the smallest class "
                             f"of '{data.name}' ({smallest} training images)")
@@ -146,6 +150,10 @@ class Plan:
             f"{data.num_classes} classes, {data.channels}x{data.image_size}x{data.image_size}",
             f"setting   {sc.setting}: {sc.num_tasks} task(s)",
         ]
+        if cfg.data.validation_fraction:
+            _, held = validation_split(data.train.labels, cfg.data.validation_fraction, cfg.seed)
+            lines.insert(1, f"validation {len(held)} training images held out ({cfg.data.validation_fraction:g} of each "
+                            f"class, by seed {cfg.seed}): never trained on, evaluated after every task")
         for t, classes in enumerate(sc.tasks):
             seen = len(sc.classes_up_to(t))
             mem = f"memory {per_class_budget(cfg.memory, seen)}/class" if method.rehearsal else "no memory"

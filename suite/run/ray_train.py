@@ -27,7 +27,7 @@ from suite.config import Config, from_dict
 from suite.learner import dist
 from suite.learner.learner import Learner
 from suite.run import checkpoints, footprint
-from suite.run.history import RunHistory
+from suite.run.history import RunHistory, task_metrics
 from suite.run.interrupt import Interrupted
 from suite.run.cluster import WORKER_ENV, cluster_cpus, init_ray, worker_runtime_env
 from suite.run.layout import (
@@ -71,8 +71,7 @@ def worker_loop(config: dict) -> None:
         if rank == 0:
             history.task_done(task, lrn.history)
             recorder.write(lrn, "running")
-        report_checkpoint(lrn, {"event": "task", "task": task + 1, "acc": lrn.history.acc[-1],
-                                "acc_top5": lrn.history.acc_top5[-1]}, checkpoint_name(task))
+        report_checkpoint(lrn, task_metrics(task, lrn.history), checkpoint_name(task))
 
     def report_checkpoint(lrn: Learner, metrics: dict, name: str) -> None:
         """A report with rank 0's checkpoint (every worker reports: it is collective)."""

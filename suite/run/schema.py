@@ -21,6 +21,7 @@ REQUIRED_KEYS = ("status", "method", "dataset", "setting", "acc", "acc_matrix", 
 HEADLINE = ("tasks_done", "avg_incremental_accuracy", "last_accuracy", "forgetting", "bwt")
 SUMMARY_METRICS = ("avg_incremental_accuracy", "last_accuracy", "avg_incremental_accuracy_top5", "last_accuracy_top5",
                    "forgetting", "bwt", "bwt_all_pairs")
+SPLITS = ("test", "validation")  # what a run's accuracies are measured on: the test's at the top level
 # Config keys that tell two variants of a method apart (not where or how a run executed, and not
 # the method, seed, data set or class order, which have columns of their own).
 VARIANT_KEYS = keys_where("variant", True)
@@ -30,7 +31,6 @@ DEFAULTS = flatten(Config().to_dict())
 def document(cfg: Config, scenario, history, status: str, provenance: dict, error: str | None = None) -> dict:
     """The results file of a run from the learner's history so far."""
     done = len(history.acc)
-    summary = metrics.summary(history.acc_matrix, history.acc, history.acc_top5) if done else {}
     doc = {
         "status": status,
         "method": cfg.method,
@@ -45,7 +45,8 @@ def document(cfg: Config, scenario, history, status: str, provenance: dict, erro
         "acc_matrix": history.acc_matrix,
         "acc": history.acc,
         "acc_top5": history.acc_top5,
-        **{key: summary.get(key) for key in SUMMARY_METRICS},
+        **_summary(history.acc_matrix, history.acc, history.acc_top5),
+        "validation": _validation(cfg, history),
         "num_params": history.num_params,
         "memory_size": history.memory_size,
         "skipped_batches": history.skipped_batches,
@@ -56,6 +57,27 @@ def document(cfg: Config, scenario, history, status: str, provenance: dict, erro
     if error is not None:
         doc["error"] = error
     return doc
+
+
+def _summary(acc_matrix: list, acc: list, acc_top5: list) -> dict:
+    """SUMMARY_METRICS of the tasks done so far (each None before the first)."""
+    summary = metrics.summary(acc_matrix, acc, acc_top5) if acc else {}
+    return {key: summary.get(key) for key in SUMMARY_METRICS}
+
+
+def _validation(cfg: Config, history) -> dict | None:
+    """The same numbers on the validation split (data.validation_fraction); None when it is off."""
+    if not cfg.data.validation_fraction:
+        return None
+    return {"fraction": cfg.data.validation_fraction, "images": history.val_images, "acc": history.val_acc,
+            "acc_top5": history.val_acc_top5, "acc_matrix": history.val_acc_matrix,
+            **_summary(history.val_acc_matrix, history.val_acc, history.val_acc_top5)}
+
+
+def split_summary(doc: dict, split: str) -> dict:
+    """A results file's SUMMARY_METRICS on `split` (one of SPLITS), None each for a run without it."""
+    numbers = doc if split == "test" else doc.get("validation") or {}
+    return {key: numbers.get(key) for key in SUMMARY_METRICS}
 
 
 def read(path: Path) -> tuple[dict | None, str | None]:

@@ -10,7 +10,7 @@ from suite.run.footprint import check_run
 from suite.run.layout import REPORT_DIR, check_lasting, check_writable
 from suite.run.plan import check_config, check_data, check_files, image_side
 from suite.sweep.spec import Sweep
-from suite.sweep.summary import SUMMARY
+from suite.sweep.summary import SUMMARY, best_trials
 
 
 def check_trials_data(sweep: Sweep) -> None:
@@ -48,7 +48,10 @@ def sweep_command(sweep: Sweep, basedir: Path, dry_run: bool, address: str | Non
     check_writable(basedir)
     summary = run_sweep(sweep, sweep_dir, address)
     print(summary.to_string(index=False))
-    report = build_report(sweep_dir, sweep_dir / REPORT_DIR)
+    for line in best_trials(summary):
+        print(line)
+    first = sweep.trials[0].cfg.report  # one report for the sweep: its options as `set` gives them
+    report = build_report(sweep_dir, sweep_dir / REPORT_DIR, first.style, first.band)
     print(f"summary:  {sweep_dir / SUMMARY}\nreport:   {report}")
     unfinished = summary[summary["status"] != "finished"]
     if len(unfinished):

@@ -12,6 +12,8 @@
     num_samples: 1                     # grid repeats, or random draws per grid point
     seed: 0                            # seeds the random draws
     max_concurrent_trials: 2
+    select_on: test                    # the split summary.csv ranks trials on: test, or validation
+                                       # (every trial then needs data.validation_fraction > 0)
 
 Random axes are drawn here, once, from a seeded generator, rather than by Tune's searchers: every
 trial is then known before the sweep starts (validated, named, counted in --dry-run), and a
@@ -33,9 +35,10 @@ from suite import config as config_mod
 from suite.config import Config
 from suite.errors import UserError
 from suite.run.plan import check_config
+from suite.run.schema import SPLITS
 from suite.run.storage import join
 
-SWEEP_KEYS = {"name", "base", "recipes", "set", "axes", "num_samples", "seed", "max_concurrent_trials"}
+SWEEP_KEYS = {"name", "base", "recipes", "set", "axes", "num_samples", "seed", "max_concurrent_trials", "select_on"}
 DISTRIBUTIONS = {
     "uniform": lambda rng, lo, hi: float(rng.uniform(lo, hi)),
     "loguniform": lambda rng, lo, hi: float(np.exp(rng.uniform(np.log(lo), np.log(hi)))),
@@ -56,10 +59,11 @@ class Sweep:
     path: Path
     trials: tuple[Trial, ...]
     max_concurrent_trials: int
+    select_on: str = "test"  # the split trials are ranked on (one of schema.SPLITS)
 
     def describe(self) -> str:
         lines = [f"sweep     {self.name} ({self.path}): {len(self.trials)} trial(s), "
-                 f"at most {self.max_concurrent_trials} at a time"]
+                 f"at most {self.max_concurrent_trials} at a time, ranked on {self.select_on}"]
         for t in self.trials:
             r = t.cfg.ray
             cpus = f"{r.cpus_per_worker:g}" if r.cpus_per_worker else "shared-out"
@@ -123,6 +127,20 @@ def _check_spec(spec: dict, where: str) -> None:
         value = spec.get(key, 1)
         if not isinstance(value, int) or isinstance(value, bool) or value < (0 if key == "seed" else 1):
             raise UserError(f"{where}: '{key}' = {value!r}; expected a positive integer")
+    if spec.get("select_on", "test") not in SPLITS:
+        raise UserError(f"{where}: 'select_on' = {spec['select_on']!r}; expected one of {', '.join(SPLITS)}")
+
+
+def _check_selection(trials: list[Trial], select_on: str, where: str) -> None:
+    """Ranking on the validation split needs one in every trial."""
+    if select_on != "validation":
+        return
+    without = [t.name for t in trials if not t.cfg.data.validation_fraction]
+    if without:
+        more = f" (and {len(without) - 1} more)" if len(without) > 1 else ""
+        raise UserError(f"{where}: 'select_on' = 'validation', but trial {without[0]}{more} has "
+                        "data.validation_fraction = 0, so no validation split; set data.validation_fraction "
+                        "(e.g. 0.1) under 'set', or select_on: test")
 
 
 def _points(axes: dict, num_samples: int, rng) -> list[tuple[dict, int | None]]:
@@ -177,4 +195,6 @@ def load_sweep(path: Path, resolve_config, overrides: dict, sets: list[str], nam
         except UserError as e:
             raise UserError(f"{where}: trial {tname}: {e}") from None
         trials.append(Trial(tname, values, cfg))
-    return Sweep(name, path, tuple(trials), spec.get("max_concurrent_trials", 1))
+    select_on = spec.get("select_on", "test")
+    _check_selection(trials, select_on, where)
+    return Sweep(name, path, tuple(trials), spec.get("max_concurrent_trials", 1), select_on)
