@@ -22,7 +22,7 @@ set:
   ray.cpus_per_worker: 1
   logging.backend: [tensorboard, mlflow]
 axes:
-  memory.size: [50, 100]
+  memory.size: [50, 100, 150]
 max_concurrent_trials: 1
 """
 ENV = {"RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
@@ -75,11 +75,15 @@ def test_killed_sweep_continues_without_rerunning_finished_trials(tmp_path):
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
     assert "continuing the sweep" in again.stdout
     assert first.stat().st_mtime_ns == finished_at  # the finished trial did not run again
-    second = _results(tmp_path / "tiny" / "size-100" / "results.json")
-    assert second["status"] == "finished" and len(second["timings"]["per_task_s"]) == 2
+    for name in ("size-100", "size-150"):
+        result = _results(tmp_path / "tiny" / name / "results.json")
+        assert result["status"] == "finished" and len(result["timings"]["per_task_s"]) == 2
+    # the continued trials ran one at a time (max_concurrent_trials), not all at once
+    (start_2, end_2), (start_3, end_3) = (_active(tmp_path / "tiny" / name) for name in ("size-100", "size-150"))
+    assert end_2 <= start_3 or end_3 <= start_2, ((start_2, end_2), (start_3, end_3))
     summary = pd.read_csv(tmp_path / "tiny" / "summary.csv")
-    assert list(summary["trial"]) == ["size-50", "size-100"]
-    assert list(summary["status"]) == ["finished", "finished"]
+    assert list(summary["trial"]) == ["size-50", "size-100", "size-150"]
+    assert list(summary["status"]) == ["finished", "finished", "finished"]
     assert (tmp_path / "tiny" / "report" / "index.html").exists()
     tune_results = "".join(p.read_text() for p in (tmp_path / "tiny" / "tune").rglob("result.json"))
     assert '"event": "task"' in tune_results  # every task's accuracy reaches Tune
@@ -88,3 +92,9 @@ def test_killed_sweep_continues_without_rerunning_finished_trials(tmp_path):
     assert len(list((tmp_path / "tiny" / "tune").rglob("events.out.tfevents.*"))) >= 2
     assert (tmp_path / "tiny" / "mlruns" / "mlflow.db").is_file()
     assert not (tmp_path / "tiny" / "size-100" / "tensorboard").exists()
+
+
+def _active(run_dir) -> tuple[float, float]:
+    """When a run trained: the times of its first and last log.jsonl records."""
+    times = [json.loads(line)["time"] for line in (run_dir / "log.jsonl").read_text().splitlines()]
+    return min(times), max(times)

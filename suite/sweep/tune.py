@@ -68,22 +68,22 @@ def run_sweep(sweep: Sweep, sweep_dir: Path, address: str | None) -> pd.DataFram
     init_ray(address)
     trials = {t.name: {"cfg": t.cfg.to_dict(), "run_dir": str(sweep_dir / t.name)} for t in sweep.trials}
     trainable = tune.with_resources(tune.with_parameters(run_trial, trials=trials), {"CPU": TRIAL_DRIVER_CPUS})
-    tune_path = sweep_dir / TUNE_DIR
-    if tune.Tuner.can_restore(str(tune_path)):
-        print(f"continuing the sweep in {sweep_dir}", flush=True)
-        tuner = tune.Tuner.restore(str(tune_path), trainable=trainable, resume_unfinished=True,
-                                   resume_errored=True)
-    else:
-        space = {"trial": tune.grid_search(list(trials))}  # names only: Tune's tables stay one line per trial
-        tuner = tune.Tuner(
-            trainable,
-            param_space=space,
-            tune_config=tune.TuneConfig(max_concurrent_trials=sweep.max_concurrent_trials),
-            run_config=tune.RunConfig(name=TUNE_DIR, storage_path=str(sweep_dir),
-                                      callbacks=[SummaryCallback(sweep, sweep_dir),
-                                                 *tune_callbacks(sweep_trackers(sweep), str(sweep_dir))],
-                                      failure_config=tune.FailureConfig(max_failures=1)),
-        )
+    if (sweep_dir / TUNE_DIR).exists():
+        print(f"continuing the sweep in {sweep_dir}: finished trials are kept, the others resume from their "
+              "last checkpoint", flush=True)
+    # A new Tuner even when continuing (not Tuner.restore): a restored Tuner starts every unfinished trial at
+    # once, as max_concurrent_trials only holds back new trials, and each trial's run directory holds its
+    # progress anyway (run_trial returns at once for a finished one).
+    space = {"trial": tune.grid_search(list(trials))}  # names only: Tune's tables stay one line per trial
+    tuner = tune.Tuner(
+        trainable,
+        param_space=space,
+        tune_config=tune.TuneConfig(max_concurrent_trials=sweep.max_concurrent_trials),
+        run_config=tune.RunConfig(name=TUNE_DIR, storage_path=str(sweep_dir),
+                                  callbacks=[SummaryCallback(sweep, sweep_dir),
+                                             *tune_callbacks(sweep_trackers(sweep), str(sweep_dir))],
+                                  failure_config=tune.FailureConfig(max_failures=1)),
+    )
     tuner.fit()
     write_summary(sweep, sweep_dir)
     return summary_frame(sweep, sweep_dir)
