@@ -110,11 +110,9 @@ def execute(plan: Plan, options: RunOptions) -> int:
 
 
 def record_interruption(plan: Plan, stop: Interrupted, options: RunOptions) -> int:
-    """After a stop signal: no worker left to write, then results.json says `interrupted`."""
-    if not options.in_process:
-        import ray
-
-        ray.shutdown()
+    """After a stop signal (the run's workers stopped, suite/run/ray_train.py): results.json says
+    `interrupted` and the line is printed before Ray shuts down, which a worker that outlived the
+    stop would end with exit code 1."""
     resume = resume_command(list(options.argv))
     status = mark_interrupted(results_at(plan.cfg, plan.run_dir), stop.signal_name, resume)
     line = {"finished": f"interrupted by {stop.signal_name} after the run had finished: its results are in "
@@ -123,5 +121,9 @@ def record_interruption(plan: Plan, stop: Interrupted, options: RunOptions) -> i
                            f"interrupted) in {plan.run_dir}; to continue: {resume}",
             "none": f"error: interrupted by {stop.signal_name}: no task had finished in {plan.run_dir}; "
                     f"to continue: {resume}"}[status]
-    print(line, file=sys.stderr)
+    print(line, file=sys.stderr, flush=True)
+    if not options.in_process:
+        import ray
+
+        ray.shutdown()
     return stop.exit_code

@@ -38,6 +38,8 @@ from suite.run.recorder import RunRecorder
 from suite.run.storage import is_uri
 from suite.run.trackers import open_trackers
 
+STATE_API_TRIES, STATE_API_TIMEOUT_S = 3, 10  # finding the Train controllers to stop (_stop_controllers)
+
 
 def worker_loop(config: dict) -> None:
     cfg = from_dict(config["cfg"])
@@ -237,13 +239,18 @@ def _stop_controllers() -> None:
     """Kill this job's Train controllers, whose death ends their workers and fit()'s wait. A driver
     shut down while fit() still waits in its thread exits with code 1, not the signal's 128+N. The
     controller runs on the driver's node (Train places it there), so its pid is local; Ray's state
-    API has no actor handles to pass to ray.kill()."""
+    API has no actor handles to pass to ray.kill(). The state API is asked again when it does not
+    answer (its server is slow on a loaded machine)."""
     context = ray.get_runtime_context()
-    try:  # this Ray's address: with another Ray on the host, the state API cannot tell which is meant
-        actors = list_actors(address=context.gcs_address, filters=[
-            ("class_name", "=", "TrainController"), ("job_id", "=", context.get_job_id()), ("state", "=", "ALIVE")])
-    except Exception:  # noqa: BLE001 (the state API down): the caller's ray.shutdown() still ends the run
-        actors = []
+    actors = []
+    for _ in range(STATE_API_TRIES):
+        try:  # this Ray's address: with another Ray on the host, the state API cannot tell which is meant
+            actors = list_actors(address=context.gcs_address, timeout=STATE_API_TIMEOUT_S, filters=[
+                ("class_name", "=", "TrainController"), ("job_id", "=", context.get_job_id()),
+                ("state", "=", "ALIVE")])
+            break
+        except Exception:  # noqa: BLE001 (the state API down): the caller's ray.shutdown() still ends the run
+            time.sleep(1)
     for actor in actors:
         try:
             os.kill(actor.pid, signal.SIGKILL)
