@@ -15,6 +15,7 @@ ALPHA = 0.05  # two-sided significance level of the paired t-test
 MIN_PAIRS = 3  # fewer pairs: nothing is concluded, whatever the test says
 BOOTSTRAP_RESAMPLES = 10_000
 BOOTSTRAP_SEED = 0  # the interval is the same at every build of the report
+NOT_SIGNIFICANT = "n.s."  # the verdict of a difference the test does not find at ALPHA
 PAIR_KEYS = ["order", "seed"]
 METRICS = {"avg": "avg_incremental_accuracy", "last": "last_accuracy"}
 METHOD_KEYS = ["method", "variant", "label"]
@@ -65,7 +66,7 @@ def difference_stats(head: np.ndarray, other: np.ndarray) -> dict:
 
 
 def verdict(n: int, mean: float, std: float, p: float) -> str:
-    """'higher', 'lower', 'no significant difference', or why nothing can be concluded."""
+    """'higher', 'lower', NOT_SIGNIFICANT, or why nothing can be concluded."""
     if n == 0:
         return "no runs with the same class order and seed"
     if n < MIN_PAIRS:
@@ -74,7 +75,7 @@ def verdict(n: int, mean: float, std: float, p: float) -> str:
         return f"every pair differs by {mean:+.2f}: no spread to test"
     if p < ALPHA:
         return "higher" if mean > 0 else "lower"
-    return "no significant difference"
+    return NOT_SIGNIFICANT
 
 
 def significant(differences: pd.DataFrame) -> frozenset[tuple[str, str, str, str]]:
@@ -103,20 +104,22 @@ def comparison_table(dataset: str, differences: pd.DataFrame) -> Table:
             row = [f"{headline} − {label}", setting_title(setting), str(cells["n"].iloc[0])]
             for metric in METRICS:
                 cell = cells.loc[metric]
-                row += [mean_std(cell["mean"], cell["std"], signed=True), interval_text(cell), number(cell["p"], 3)]
-            rows.append(row + [conclusion(cells)])
+                row += [mean_std(cell["mean"], cell["std"], signed=True), interval_text(cell), number(cell["p"], 3),
+                        cell["verdict"]]
+            rows.append(row)
     return Table(
         name=f"comparisons_{dataset}",
         title=f"{dataset}: paired differences with the headline method, points of top-1 accuracy on the test "
               "split (mean ± sample std over pairs of runs with the same class order and seed)",
-        header=["Comparison", "Setting", "Pairs", "Avg Δ", "Avg 95% CI", "Avg p", "Last Δ", "Last 95% CI",
-                "Last p", "Conclusion"],
+        header=["Comparison", "Setting", "Pairs", *["Δ", "95% CI", "p", "Verdict"] * len(METRICS)],
+        groups=[("", 3), *((metric.capitalize(), 4) for metric in METRICS)],
         text_columns=2,
         rows=rows,
         data=differences,
         breaks=frozenset(breaks[1:]),
         notes=[f"95% CI: percentile bootstrap of the mean difference ({BOOTSTRAP_RESAMPLES:,} resamples of the "
-               f"pairs, seed {BOOTSTRAP_SEED}); p: two-sided paired t-test. Nothing is concluded from fewer than "
+               f"pairs, seed {BOOTSTRAP_SEED}); p: two-sided paired t-test; {NOT_SIGNIFICANT}: no significant "
+               f"difference at p < {ALPHA:g}. Nothing is concluded from fewer than "
                f"{MIN_PAIRS} pairs, and with 3 to 5 pairs only a large, consistent difference can reach "
                f"p < {ALPHA:g}: read the interval."],
     )
@@ -126,11 +129,3 @@ def interval_text(cell: pd.Series) -> str:
     if pd.isna(cell["ci_low"]):
         return MISSING
     return f"[{cell['ci_low']:+.2f}, {cell['ci_high']:+.2f}]"
-
-
-def conclusion(cells: pd.DataFrame) -> str:
-    """'Avg higher, Last no significant difference', or the one reason nothing is concluded."""
-    verdicts = cells["verdict"]
-    if verdicts.nunique() == 1 and verdicts.iloc[0] not in ("higher", "lower", "no significant difference"):
-        return verdicts.iloc[0]
-    return ", ".join(f"{metric.capitalize()} {text}" for metric, text in verdicts.items())
