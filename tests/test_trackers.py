@@ -114,6 +114,8 @@ def test_records_map_to_named_scalars_and_steps():
     task = task_records(2)[-1]
     assert to_point(task, schedule) == ("task", 2, {"task/acc": 70.0, "task/acc_top5": 97.0, "task/memory": 40.0,
                                                     "task/params": 1002.0})
+    validated = {**task, "val_acc": 68.5}  # a run with a validation split
+    assert to_point(validated, schedule).scalars["task/val_acc"] == 68.5
     assert to_point({"event": "resume", "next_task": 3}, schedule) is None
 
 

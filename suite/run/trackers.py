@@ -14,7 +14,8 @@
 
 Every backend maps a record to scalars and a step in the same way (`to_point`): an epoch record gives
 `train/loss`, `train/lr`, `train/img_per_s` (`finetune/...` for the finetune phase) at a global epoch
-step, a task record `task/acc`, `task/acc_top5`, `task/memory`, `task/params` at step = the task.
+step, a task record `task/acc`, `task/acc_top5`, `task/val_acc` (with a validation split),
+`task/memory`, `task/params` at step = the task.
 The epoch step comes from (task, phase, epoch) and the config's epochs alone (`Schedule`), so a
 resumed run's epochs land on the steps the uninterrupted run's would have; in TensorBoard a resume
 also hides the interrupted task's epochs. A resumed run is a new MLflow or W&B run.
@@ -37,7 +38,7 @@ from suite.errors import UserError
 
 PROJECT = "daformer-suite"  # the MLflow experiment and W&B project, unless the environment names one
 EPOCH_SCALARS = ("loss", "lr", "img_per_s")
-TASK_SCALARS = ("acc", "acc_top5", "memory", "params")
+TASK_SCALARS = ("acc", "acc_top5", "val_acc", "memory", "params")  # val_acc: with a validation split
 MLFLOW_MAX_PARAM_LENGTH = 6000  # MLflow's limits on a param value and on params per log_batch call
 MLFLOW_MAX_PARAMS_PER_BATCH = 100
 INSTALL_HINT = "install it with pip install -e .[trackers], or drop it from logging.backend"
