@@ -41,9 +41,9 @@ def render(runs: dict[tuple[str, str], dict]) -> str:
         f"with torch {any_run['provenance']['torch']}, on a shared 2-core CPU machine (no GPU). One run per method "
         "and class order: `python suite/run.py configs/quickstart.yaml --in-process --set method=M "
         "--set scenario.class_order=O` (joint also `--set train.epochs=40`: trained to convergence, as an upper "
-        "bound should be). Orders: the natural order, `seed:1`, `seed:2`. The full report, built from the same "
-        "results files with `python -m suite.report runs/quickstart-methods --out reports/example`, is in "
-        "[example/](example/README.md).",
+        "bound should be). Orders: the natural order, `seed:1`, `seed:2`. The paper-style report, built from the same "
+        "results files with `python -m suite.report runs/quickstart-methods --out reports/example --style paper` "
+        "(with its LaTeX compiled to report.pdf), is in [example/](example/README.md).",
         "",
         "Top-1 accuracy (%), mean ± std over the 3 class orders:",
         "",

@@ -21,5 +21,5 @@ for order in null seed:1 seed:2; do
     echo "$name: $(grep 'average incremental accuracy' "$base.$name.log")"
   done
 done
-python -m suite.report "$base" --out reports/example
+python -m suite.report "$base" --out reports/example --style paper
 python reports/quickstart_methods.py "$base" reports/quickstart_methods.md
