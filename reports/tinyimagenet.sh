@@ -9,5 +9,5 @@ runs=${2:-runs}
 cd "$(dirname "$0")/.."
 rc=0
 python suite/run.py --sweep configs/sweeps/tinyimagenet.yaml --data-path "$data" --output-basedir "$runs" || rc=$?
-python -m suite.report "$runs/tinyimagenet" --out reports/tinyimagenet  # what has finished so far
+python -m suite.report "$runs/tinyimagenet" --out reports/tinyimagenet --style paper  # what has finished so far
 exit $rc
