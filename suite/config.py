@@ -152,7 +152,8 @@ class RayConfig:
     num_workers: int = _key(1, "Ray Train workers (data-parallel)", minimum=1, resume="may differ")
     use_gpu: bool = _key(False, "train on GPUs", resume="may differ", variant=False)
     cpus_per_worker: Optional[float] = _key(None, "CPUs per worker, fractions allowed (default: the cluster's "
-                                                  "CPUs shared out among the workers)", minimum=0.01,
+                                                  "CPUs shared out among the workers; a GPU node's CPUs per GPU for "
+                                                  "GPU workers)", minimum=0.01,
                                             resume="may differ", variant=False)
     gpus_per_worker: float = _key(1.0, "GPUs per worker when use_gpu (fractions share a GPU)", minimum=0.0,
                                   resume="may differ", variant=False)

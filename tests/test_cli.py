@@ -7,7 +7,7 @@ import torch
 from suite import cli
 from suite.config import load
 from suite.data.scenario import plan_scenario
-from suite.run.plan import count_params, resource_warnings
+from suite.run.plan import count_params, resource_warnings, worker_cpus
 from suite.data.registry import load_dataset
 from suite.errors import UserError
 from suite.run.local import device_of
@@ -85,17 +85,32 @@ def test_in_process_trains_where_ray_use_gpu_says(monkeypatch):
     assert device_of(gpu) == torch.device("cuda", 0)
 
 
+def test_workers_without_a_cpu_count_share_out_the_cpus_they_can_use():
+    """CPU workers: every node's CPUs; GPU workers: a GPU node's CPUs per GPU slot, the smallest GPU
+    node's, never the head's or other CPU-only nodes' (a GPU worker cannot run there)."""
+    head, small, large = {"CPU": 8}, {"CPU": 16, "GPU": 2}, {"CPU": 96, "GPU": 8}
+    cpu = load([], ["ray.num_workers=4"]).ray
+    assert worker_cpus(cpu, [head, small]) == 6 and worker_cpus(cpu, [{"CPU": 2}]) == 1
+    gpu = load([], ["ray.use_gpu=true", "ray.num_workers=4"]).ray
+    assert worker_cpus(gpu, [head, large]) == 12  # not (8 + 96) // 4 = 26, which no GPU node can give 8 times
+    assert worker_cpus(gpu, [head, small, large]) == 8  # fits on either GPU node
+    quarter = load([], ["ray.use_gpu=true", "ray.gpus_per_worker=0.25"]).ray
+    assert worker_cpus(quarter, [head, {"CPU": 16, "GPU": 1}]) == 4  # 4 trials share the GPU and its CPUs
+    assert worker_cpus(gpu, [head]) == 2  # no GPU node up yet (warned of): the CPU share
+    assert worker_cpus(load([], ["ray.use_gpu=true", "ray.cpus_per_worker=3"]).ray, [head, large]) == 3
+
+
 def test_dry_run_warns_of_requests_the_resources_cannot_meet(capsys):
     """No GPU here: use_gpu is warned of; two NCCL ranks on one GPU and a long CPU-only plan too."""
     gpu = load([], ["ray.use_gpu=true", "ray.num_workers=2", "ray.gpus_per_worker=0.5", "ray.cpus_per_worker=4"])
-    lines = resource_warnings(gpu, {"CPU": 8, "GPU": 1}, "the cluster", epochs=10)
+    lines = resource_warnings(gpu, [{"CPU": 8, "GPU": 1}], "the cluster", epochs=10)
     assert len(lines) == 1 and "NCCL" in lines[0]
-    assert any("has no GPU" in line for line in resource_warnings(gpu, {"CPU": 8}, "the cluster", epochs=10))
+    assert any("has no GPU" in line for line in resource_warnings(gpu, [{"CPU": 8}], "the cluster", epochs=10))
     big = load([], ["ray.use_gpu=true", "ray.num_workers=4"])
-    first, shared = resource_warnings(big, {"CPU": 104, "GPU": 2}, "the cluster", 10)
-    assert "expected ray.num_workers <= 2" in first and "asks for 26 CPU(s)" in shared
-    assert resource_warnings(load([], []), {"CPU": 2}, "this machine", epochs=10) == []
-    assert "5000 epochs on 1 CPU worker(s)" in resource_warnings(load([], []), {"CPU": 2}, "this machine", 5000)[0]
+    [few] = resource_warnings(big, [{"CPU": 8}, {"CPU": 48, "GPU": 1}, {"CPU": 48, "GPU": 1}], "the cluster", 10)
+    assert "2 GPU(s) of the cluster" in few and "expected ray.num_workers <= 2" in few
+    assert resource_warnings(load([], []), [{"CPU": 2}], "this machine", epochs=10) == []
+    assert "5000 epochs on 1 CPU worker(s)" in resource_warnings(load([], []), [{"CPU": 2}], "this machine", 5000)[0]
 
     assert cli.main(["configs/quickstart.yaml", "--dry-run", "--set", "ray.use_gpu=true"]) == 0
     assert "ray.use_gpu = true, but this machine has no GPU" in capsys.readouterr().err

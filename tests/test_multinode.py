@@ -33,6 +33,7 @@ RAY = shutil.which("ray", path=str(Path(sys.executable).parent)) or "ray"
 RUN = ["configs/quickstart.yaml", *FAST, "--set", "train.epochs=8", "--set", "ray.num_workers=2",
        "--set", "ray.cpus_per_worker=1", "--set", "ray.placement_strategy=SPREAD", "--set", "ray.max_failures=2"]
 HEAD_CPUS, SECOND_CPUS = 2, 1  # the head alone has room for both workers (the driver and Train's controller take 0 CPUs)
+SECOND_GPUS = 1  # declared, not real: Ray counts it as a resource (the CPU runs here never ask for it)
 
 
 @dataclass
@@ -163,7 +164,8 @@ def cluster():
                            f"--dashboard-agent-listen-port={_free_port()}", f"--ray-client-server-port={_free_port()}",
                            f"--temp-dir={root / 'head'}")
         (c.head.node_id,) = wait_for(lambda: list(c.nodes()), 60, "the head to register")
-        c.second = ray_start(c, f"--address={c.address}", f"--num-cpus={SECOND_CPUS}", "--node-ip-address=127.0.0.1",
+        c.second = ray_start(c, f"--address={c.address}", f"--num-cpus={SECOND_CPUS}", f"--num-gpus={SECOND_GPUS}",
+                             "--node-ip-address=127.0.0.1",
                              f"--dashboard-agent-listen-port={_free_port()}", f"--temp-dir={root / 'second'}")
         alive = wait_for(lambda: [n for n, s in c.nodes().items() if s == "ALIVE"] if len(c.nodes()) == 2 else [],
                          60, "the second node to register")
@@ -236,6 +238,18 @@ def test_two_workers_run_one_on_each_node(cluster, reference):
     # none of the driver's own (Ray forwards its actors' lines prefixed "(ActorName pid=N)": with
     # another Ray on the machine, Train's PlacementGroupCleaner prints a ConnectionError there)
     assert not any(line.startswith("Traceback") for line in out.splitlines()), out[-5000:]
+
+
+def test_gpu_workers_share_out_the_cpus_of_the_gpu_node(cluster):
+    """On the live cluster: a GPU worker without ray.cpus_per_worker asks for the GPU node's CPU per
+    GPU, not the cluster's 3 CPUs shared out (2 of them the head's, where no GPU worker can run)."""
+    script = ("from suite.config import load; from suite.run.cluster import cluster_nodes; "
+              "from suite.run.plan import worker_cpus; "
+              f"print(worker_cpus(load([], ['ray.use_gpu=true']).ray, cluster_nodes('{cluster.address}')))")
+    proc = subprocess.run([sys.executable, "-c", script], cwd=REPO, env=cluster.env, capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.splitlines()[-1] == f"{SECOND_CPUS // SECOND_GPUS:.1f}", proc.stdout
 
 
 def test_killed_node_the_run_finishes_on_the_head_identically(cluster, reference, tmp_path):

@@ -108,11 +108,7 @@ def init_ray(address: str | None):
     return ray
 
 
-def cluster_resources(address: str | None) -> dict:
-    """The cluster's total resources (CPU, GPU, ...), connecting to it first if need be."""
+def cluster_nodes(address: str | None = None) -> list[dict]:
+    """The resources (CPU, GPU, ...) of each live node of the cluster, connecting to it first if need be."""
     init_ray(address)
-    return ray.cluster_resources()
-
-
-def cluster_cpus() -> float:
-    return float(ray.cluster_resources().get("CPU", 1))
+    return [node["Resources"] for node in ray.nodes() if node["Alive"]]

@@ -69,12 +69,12 @@ def warn_resources(plan: Plan, options: RunOptions, connected: bool) -> None:
     RAY_ADDRESS) or already connected, else this machine's (a dry run starts no Ray of its own)."""
     address = options.address or os.environ.get("RAY_ADDRESS")
     if options.in_process or not (address or connected):
-        resources, where = {"CPU": os.cpu_count(), "GPU": torch.cuda.device_count()}, "this machine"
+        nodes, where = [{"CPU": os.cpu_count(), "GPU": torch.cuda.device_count()}], "this machine"
     else:
-        from suite.run.cluster import cluster_resources
+        from suite.run.cluster import cluster_nodes
 
-        resources, where = cluster_resources(address), "the cluster"
-    for line in resource_warnings(plan.cfg, resources, where, plan.epochs):
+        nodes, where = cluster_nodes(address), "the cluster"
+    for line in resource_warnings(plan.cfg, nodes, where, plan.epochs):
         print(line, file=sys.stderr, flush=True)
 
 

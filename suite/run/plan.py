@@ -90,11 +90,24 @@ def check_files(data: DataSet) -> None:
 LONG_ON_CPU = 100  # epochs of a run (all tasks) beyond which a CPU-only plan earns a warning
 
 
-def resource_warnings(cfg: Config, resources: dict, where: str, epochs: int) -> list[str]:
-    """What the request asks of `resources` (Ray's resource counts: CPU, GPU) that will not work or
-    not as meant, one warning line each."""
+def worker_cpus(r, nodes: list[dict]) -> float:
+    """The CPUs a worker asks for: ray.cpus_per_worker, else a share of the `nodes`' CPUs (each node's
+    Ray resource counts). CPU workers share out every CPU; GPU workers only the GPU nodes', at the
+    CPUs per GPU slot of the smallest of them, so that a worker fits beside its GPU on any GPU node
+    (the head's and other CPU-only nodes' CPUs cannot serve one). No GPU node up: the CPU share."""
+    if r.cpus_per_worker:
+        return r.cpus_per_worker
+    gpu_nodes = [n for n in nodes if n.get("GPU", 0) > 0] if r.use_gpu else []
+    if gpu_nodes and r.gpus_per_worker > 0:
+        return max(1.0, min(n.get("CPU", 0) // max(1, n["GPU"] // r.gpus_per_worker) for n in gpu_nodes))
+    return max(1.0, sum(n.get("CPU", 0) for n in nodes) // r.num_workers)
+
+
+def resource_warnings(cfg: Config, nodes: list[dict], where: str, epochs: int) -> list[str]:
+    """What the request asks of the `nodes` (each one's Ray resource counts: CPU, GPU) that will not
+    work or not as meant, one warning line each."""
     r = cfg.ray
-    gpus, cpus = resources.get("GPU", 0), resources.get("CPU", 0)
+    gpus, cpus = (sum(n.get(key, 0) for n in nodes) for key in ("GPU", "CPU"))
     lines = []
     if r.use_gpu and gpus == 0:
         lines.append(f"warning: ray.use_gpu = true, but {where} has no GPU: the workers would wait for one for ever; "
@@ -105,10 +118,6 @@ def resource_warnings(cfg: Config, resources: dict, where: str, epochs: int) -> 
     if r.use_gpu and r.num_workers > 1 and r.gpus_per_worker < 1:
         lines.append(f"warning: ray.gpus_per_worker = {r.gpus_per_worker:g} puts several NCCL ranks of one run on one GPU, "
                      "which NCCL refuses; expected ray.gpus_per_worker=1 (fractions are for sweeps of 1-worker trials)")
-    if r.use_gpu and not r.cpus_per_worker and gpus:
-        lines.append(f"warning: ray.cpus_per_worker is unset, so each GPU worker asks for {max(1, cpus // r.num_workers):g} "
-                     f"CPU(s), {where}'s {cpus:g} shared out (CPU-only nodes included), which a GPU node may not have; "
-                     "expected ray.cpus_per_worker = a GPU node's CPUs per GPU")
     if r.cpus_per_worker and r.cpus_per_worker * r.num_workers > cpus:
         lines.append(f"warning: {r.num_workers} worker(s) x {r.cpus_per_worker:g} CPU need more than the {cpus:g} "
                      f"CPU(s) of {where}: the run would wait for them")
@@ -205,5 +214,6 @@ class Plan:
 
     def _resources(self) -> str:
         r = self.cfg.ray
-        cpus = f"{r.cpus_per_worker:g} CPU/worker" if r.cpus_per_worker else "CPUs shared out among workers"
+        share = "a GPU node's CPUs per GPU" if r.use_gpu else "CPUs shared out among workers"
+        cpus = f"{r.cpus_per_worker:g} CPU/worker" if r.cpus_per_worker else share
         return cpus + (f", {r.gpus_per_worker:g} GPU/worker" if r.use_gpu else "")

@@ -29,11 +29,11 @@ from suite.learner.learner import Learner
 from suite.run import checkpoints, footprint
 from suite.run.history import RunHistory, task_metrics
 from suite.run.interrupt import Interrupted
-from suite.run.cluster import WORKER_ENV, cluster_cpus, init_ray, worker_runtime_env
+from suite.run.cluster import WORKER_ENV, cluster_nodes, init_ray, worker_runtime_env
 from suite.run.layout import (
     CHECKPOINT, RAY_CHECKPOINT_FILE, checkpoint_name, collect_results, persist_dir, ray_storage, results_at,
 )
-from suite.run.plan import image_side, prepare
+from suite.run.plan import image_side, prepare, worker_cpus
 from suite.run.recorder import RunRecorder
 from suite.run.storage import is_uri
 from suite.run.trackers import open_trackers
@@ -131,14 +131,14 @@ def worth_reporting(seconds: float) -> bool:
     return mean >= float(WORKER_ENV["RAY_TRAIN_HEALTH_CHECK_INTERVAL_S"])
 
 
-def scaling(cfg: Config, cluster_cpus: float, reserved: float = 0.0):
-    """ScalingConfig from `ray.*`; with no CPU count given, the cluster's CPUs are shared out.
+def scaling(cfg: Config, nodes: list[dict], reserved: float = 0.0):
+    """ScalingConfig from `ray.*`; with no CPU count given, a share of the `nodes`' CPUs (plan.worker_cpus).
 
     `reserved` CPUs (a Tune trial's own process) are taken from the workers' share, so that a
     trial needs exactly workers x ray.cpus_per_worker: two 1-CPU trials fit on 2 CPUs. The
     intra-op thread count (returned) is the nominal per-worker count."""
     r = cfg.ray
-    cpus = r.cpus_per_worker or max(1.0, cluster_cpus // r.num_workers)
+    cpus = worker_cpus(r, nodes)
     resources = {"CPU": cpus - reserved / r.num_workers}
     if r.use_gpu:
         resources["GPU"] = r.gpus_per_worker
@@ -146,11 +146,11 @@ def scaling(cfg: Config, cluster_cpus: float, reserved: float = 0.0):
                          placement_strategy=r.placement_strategy), cpus
 
 
-def make_trainer(cfg: Config, run_dir: Path, cluster_cpus: float, callbacks=(), reserved: float = 0.0,
+def make_trainer(cfg: Config, run_dir: Path, nodes: list[dict], callbacks=(), reserved: float = 0.0,
                  trackers: bool = True):
     """The TorchTrainer of one run, named as the run; its checkpoints live in RUN_DIR/ray/NAME, where
     a rerun resumes. `trackers`: rank 0 feeds logging.backend (a sweep has Tune's loggers instead)."""
-    scaling_config, cpus = scaling(cfg, cluster_cpus, reserved)
+    scaling_config, cpus = scaling(cfg, nodes, reserved)
     return TorchTrainer(
         worker_loop,
         train_loop_config={"cfg": cfg.to_dict(), "run_dir": str(run_dir), "persist": persist_dir(cfg, run_dir),
@@ -222,7 +222,7 @@ def fit(trainer, cfg: Config, run_dir: Path, out_of_memory: str | None = None) -
 
 def run_on_ray(cfg: Config, run_dir: Path, address: str | None, out_of_memory: str | None = None) -> dict:
     init_ray(address)
-    return fit(make_trainer(cfg, run_dir, cluster_cpus()), cfg, run_dir, out_of_memory)
+    return fit(make_trainer(cfg, run_dir, cluster_nodes()), cfg, run_dir, out_of_memory)
 
 
 def _killed_for_memory(error: BaseException) -> bool:

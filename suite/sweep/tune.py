@@ -15,7 +15,7 @@ from ray import tune
 from ray.tune.integration.ray_train import TuneReportCallback
 
 from suite.config import from_dict
-from suite.run.cluster import cluster_cpus, init_ray, set_driver_env
+from suite.run.cluster import cluster_nodes, init_ray, set_driver_env
 from suite.run.ray_train import fit, make_trainer
 from suite.run.trackers import tune_callbacks
 from suite.sweep.spec import Sweep
@@ -37,7 +37,7 @@ def run_trial(config: dict, trials: dict) -> None:
     run_dir = Path(trial["run_dir"])
     if (trial_results(cfg, run_dir) or {}).get("status") == "finished":  # restored after the driver died
         return                                                             # between finish and bookkeeping
-    trainer = make_trainer(cfg, run_dir, cluster_cpus(), callbacks=[TuneReportCallback()], reserved=TRIAL_DRIVER_CPUS,
+    trainer = make_trainer(cfg, run_dir, cluster_nodes(), callbacks=[TuneReportCallback()], reserved=TRIAL_DRIVER_CPUS,
                            trackers=False)
     fit(trainer, cfg, run_dir)
 
