@@ -212,12 +212,13 @@ def _tasks_done(run_dir) -> int:
         return 0
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path", [["--in-process"], []], ids=["in-process", "ray"])
 def test_sigterm_mid_run_records_interrupted_and_resume_finishes(tmp_path, path):
     """SIGTERM (what Slurm and Kubernetes send) after task 1: exit 143, results.json `interrupted`
     with the command that resumes; that command finishes the run, in-process with the accuracies of
     an uninterrupted one."""
-    epochs = 25 if path else 200  # through Ray, the driver takes the signal between its polls of Train
+    epochs = 25 if path else 80  # through Ray (seconds a task), the driver takes the signal between polls
     proc = _cli_process(tmp_path, *path, epochs=epochs)
     run_dir = tmp_path / RUN
     deadline = time.monotonic() + 300
@@ -237,7 +238,7 @@ def test_sigterm_mid_run_records_interrupted_and_resume_finishes(tmp_path, path)
     assert doc["interrupted"]["signal"] == "SIGTERM" and resume.endswith("--resume") and resume in err
 
     again = _cli_process(tmp_path, *path, "--resume", epochs=epochs)
-    _, err = again.communicate(timeout=600)  # through Ray: two tasks of 200 epochs, on 2 shared cores
+    _, err = again.communicate(timeout=600)  # through Ray: two tasks of 80 epochs, on 2 shared cores
     assert again.returncode == 0, err
     done = json.loads((run_dir / RESULTS).read_text())
     assert done["status"] == "finished" and done["tasks_done"] == 3 and "interrupted" not in done

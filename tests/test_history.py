@@ -3,10 +3,10 @@ import json
 
 import pytest
 
-import suite.run.checkpoints as run_checkpoints
 from suite.config import load
 from suite.run.history import LOG, TRAIN_LOG
 from suite.run.local import run_in_process
+from suite.run.recorder import RunRecorder
 from tests.conftest import TINY
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -40,16 +40,16 @@ class _Stop(Exception):
 
 def test_a_resumed_run_says_where_it_took_up(tmp_path, monkeypatch):
     cfg = load([], TINY)
-    real_save = run_checkpoints.save
+    real_write = RunRecorder.write
 
-    def stop_after_task_1(path, payload):
-        real_save(path, payload)
+    def stop_after_task_1(recorder, learner, status, error=None):  # the last step of a task's end
+        real_write(recorder, learner, status, error)
         raise _Stop
 
-    monkeypatch.setattr(run_checkpoints, "save", stop_after_task_1)
+    monkeypatch.setattr(RunRecorder, "write", stop_after_task_1)
     with pytest.raises(_Stop):
         run_in_process(cfg, tmp_path / "run", resume=False)
-    monkeypatch.setattr(run_checkpoints, "save", real_save)
+    monkeypatch.setattr(RunRecorder, "write", real_write)
     run_in_process(cfg, tmp_path / "run", resume=True)
     events = [(r["event"], r.get("task", r.get("next_task"))) for r in records(tmp_path / "run")]
     assert events == [("epoch", 1), ("task", 1), ("resume", 2), ("epoch", 2), ("epoch", 2), ("task", 2),

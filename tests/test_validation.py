@@ -198,9 +198,11 @@ def test_without_a_fraction_nothing_changes(in_process):
     assert len(memory_of(torch.load(run_dir / CHECKPOINT, weights_only=True))) == 200
 
 
-def test_two_ray_train_workers_hold_out_the_same_images(in_process, tmp_path):
+@pytest.mark.slow
+def test_two_ray_train_workers_hold_out_the_same_images_and_share_one_memory(in_process, tmp_path):
     """Through Ray Train, 2 workers: the split is the in-process run's (the random memory, drawn from
-    the images trained on, is the same), and each worker evaluates its share of it."""
+    the images trained on, is the same), and each worker evaluates its share of it. The memory is
+    one global memory: the budget is not doubled, and the exemplars are the one-process run's."""
     proc = run_cli("configs/quickstart.yaml", *sets(*QUICK, "data.validation_fraction=0.2", "ray.num_workers=2"),
                    "--output-basedir", tmp_path, "--name", "two", env=RAY_ENV)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -210,6 +212,7 @@ def test_two_ray_train_workers_hold_out_the_same_images(in_process, tmp_path):
     last = sorted((tmp_path / "two" / "ray" / "two").glob("task_*"))[-1] / "learner.pt"
     in_process_memory = memory_of(torch.load(in_process[0.2][0] / CHECKPOINT, weights_only=True))
     assert memory_of(torch.load(last, weights_only=True)) == in_process_memory
+    assert doc["memory_size"] == json.loads((in_process[0.2][0] / "results.json").read_text())["memory_size"]
 
 
 # ---------------------------------------------------------------- sweeps

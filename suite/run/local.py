@@ -59,8 +59,9 @@ def run_in_process(cfg: Config, run_dir: Path, resume: bool) -> dict:
     recorder = RunRecorder(cfg, scenario, location, world_size=1, device=str(device))
 
     def on_task_end(task: int, lrn: Learner) -> None:
-        history.task_done(task, lrn.history)
+        """The checkpoint first: a task that log.jsonl or results.json calls done has one."""
         checkpoints.save(ckpt, checkpoints.payload(lrn, cfg))
+        history.task_done(task, lrn.history)
         recorder.write(lrn, "running")
 
     try:

@@ -1,8 +1,8 @@
 """One benchmark run as a Ray Train `TorchTrainer`: the learner inside `train_loop_per_worker`.
 
 Ray sets up torch.distributed; the learner shards data, gathers the memory and evaluates across
-workers by itself. Rank 0 writes results.json after every task and hands Ray a checkpoint, which
-Ray persists under RUN_DIR/ray/ and gives back after a worker failure or on --resume.
+workers by itself. After every task rank 0 hands Ray a checkpoint, which Ray persists under
+RUN_DIR/ray/ and gives back after a worker failure or on --resume, then writes results.json.
 """
 from __future__ import annotations
 
@@ -33,6 +33,7 @@ from suite.run.cluster import WORKER_ENV, cluster_nodes, init_ray, worker_runtim
 from suite.run.layout import (
     CHECKPOINT, RAY_CHECKPOINT_FILE, checkpoint_name, collect_results, persist_dir, ray_storage, results_at,
 )
+from suite.run.memory_kill import StopOnMemoryKill, killed_for_memory
 from suite.run.plan import image_side, prepare, worker_cpus
 from suite.run.recorder import RunRecorder
 from suite.run.storage import is_uri
@@ -70,10 +71,11 @@ def worker_loop(config: dict) -> None:
             history.checkpointed(lrn)
 
     def on_task_end(task: int, lrn: Learner) -> None:
+        """The checkpoint first: a task that log.jsonl or results.json calls done has one."""
+        report_checkpoint(lrn, task_metrics(task, lrn.history), checkpoint_name(task))
         if rank == 0:
             history.task_done(task, lrn.history)
             recorder.write(lrn, "running")
-        report_checkpoint(lrn, task_metrics(task, lrn.history), checkpoint_name(task))
 
     def report_checkpoint(lrn: Learner, metrics: dict, name: str) -> None:
         """A report with rank 0's checkpoint (every worker reports: it is collective)."""
@@ -158,12 +160,17 @@ def make_trainer(cfg: Config, run_dir: Path, nodes: list[dict], callbacks=(), re
                            "resume_from": _local_checkpoint(cfg, run_dir)},
         scaling_config=scaling_config,
         torch_config=TorchConfig(backend="nccl" if cfg.ray.use_gpu else "gloo"),
-        run_config=RunConfig(
-            name=cfg.output.name, storage_path=ray_storage(cfg, run_dir), callbacks=list(callbacks),
-            failure_config=FailureConfig(max_failures=cfg.ray.max_failures),
-            logging_config=LoggingConfig(log_level=cfg.ray.log_level), worker_runtime_env=worker_runtime_env(),
-            checkpoint_config=CheckpointConfig(num_to_keep=2),
-        ),
+        run_config=run_config(cfg, run_dir, callbacks),
+    )
+
+
+def run_config(cfg: Config, run_dir: Path, callbacks=()) -> RunConfig:
+    """Train's side of a run: its name, storage, retries and logging; `callbacks` after StopOnMemoryKill."""
+    return RunConfig(
+        name=cfg.output.name, storage_path=ray_storage(cfg, run_dir), callbacks=[StopOnMemoryKill(), *callbacks],
+        failure_config=FailureConfig(max_failures=cfg.ray.max_failures),
+        logging_config=LoggingConfig(log_level=cfg.ray.log_level), worker_runtime_env=worker_runtime_env(),
+        checkpoint_config=CheckpointConfig(num_to_keep=2),
     )
 
 
@@ -213,26 +220,16 @@ def fit(trainer, cfg: Config, run_dir: Path, out_of_memory: str | None = None) -
         _stop_controllers()
         thread.join(60)
         raise
+    if failure and killed_for_memory(failure[0]):
+        raise RunFailed(f"{out_of_memory or 'out of memory'} (Ray's memory monitor killed a worker)", run_dir) from None
     if failure:
-        killed = _killed_for_memory(failure[0])
-        raise RunFailed(f"{out_of_memory} (Ray's memory monitor killed a worker)" if killed and out_of_memory
-                        else _message(_root(failure[0])), run_dir) from None
+        raise RunFailed(_message(_root(failure[0])), run_dir) from None
     return collect_results(cfg, run_dir)
 
 
 def run_on_ray(cfg: Config, run_dir: Path, address: str | None, out_of_memory: str | None = None) -> dict:
     init_ray(address)
     return fit(make_trainer(cfg, run_dir, cluster_nodes()), cfg, run_dir, out_of_memory)
-
-
-def _killed_for_memory(error: BaseException) -> bool:
-    """Whether Ray's memory monitor ended the run (it kills a worker near the node's limit; Train
-    then reports a controller or worker-group error caused by it)."""
-    while error is not None:
-        if isinstance(error, ray.exceptions.OutOfMemoryError) or "running low on memory" in str(error):
-            return True
-        error = error.__cause__
-    return False
 
 
 def _stop_controllers() -> None:
