@@ -228,6 +228,7 @@ def test_budget_skips_past_the_deadline(tmp_path):
     assert json.loads((tmp_path / "report.json").read_text())["measurements"]["probe"]["status"] == "skipped"
 
 
+@pytest.mark.slow
 def test_cpu_smoke_end_to_end(tmp_path):
     """The device script's whole code path on the CPU: probe, a Ray Train run, the in-process run,
     both packing sweeps, the report. Costs about 3-5 minutes on 2 cores."""

@@ -342,6 +342,7 @@ def test_a_one_process_group_runs_no_collective_and_the_same_run(reference, one_
     assert same_model(reference, learner)
 
 
+@pytest.mark.slow
 def test_compiled_training_trains_like_eager():
     """train.compile: one task (one compilation, ~45 s on 2 cores), same accuracy, weights to 1e-5."""
     one_task = ("scenario.increment=6",)

@@ -27,6 +27,8 @@ import pytest
 from tests.conftest import REPO
 from tests.test_ray_train import ENV, FAST, _free_port, results
 
+pytestmark = pytest.mark.slow  # Ray clusters and real runs: tens of seconds each (CI runs them)
+
 RAY = shutil.which("ray", path=str(Path(sys.executable).parent)) or "ray"
 # the quickstart (digits, 5 tasks of 2 classes) at 8 epochs a task: about 3 s a task on 2 shared
 # cores, so that a node killed after task 1 dies inside a later one

@@ -62,6 +62,7 @@ def test_naive_block_gradients_match(one_thread):
     assert torch.allclose(grads[0], grads[1], atol=1e-5)
 
 
+@pytest.mark.slow
 def test_quick_benchmark_writes_json_and_markdown(tmp_path):
     env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE", "HF_HUB_OFFLINE": "1"}  # steady on a busy machine
     done = subprocess.run([sys.executable, "-m", "bench", "--quick", "--skip", SKIP, "--out", str(tmp_path)],
@@ -215,6 +216,7 @@ def test_bf16_accuracy_with_one_seed_is_not_judged():
     assert target["met"] is None and "one seed" in target["note"]
 
 
+@pytest.mark.slow
 def test_accuracy_part_runs_the_quickstart_in_both_precisions(tmp_path):
     """The real quickstart, in-process, fp32 and bf16 for two seeds (one epoch per phase in --quick)."""
     others = "matmul,step,bf16,compile,ray,contention,loader,sweep,e2e,allocator"

@@ -13,11 +13,14 @@ import pytest
 from suite.run.schema import RESULTS
 from tests.conftest import REPO, TINY
 
+pytestmark = pytest.mark.slow  # Ray clusters and real runs: tens of seconds each (CI runs them)
+
 RUN = "tiny"
 # slow enough (a task takes seconds) that a kill lands inside a task; MixUp and the releases'
 # augmentation policy draw from every global generator, which a mid-task resume must restore
-SLOW = [*TINY, "train.epochs=120", "train.mixup=0.8"]
-EVERY = ["--set", "train.checkpoint_every=30"]
+EPOCHS, EVERY_N = 60, 20
+SLOW = [*TINY, f"train.epochs={EPOCHS}", "train.mixup=0.8"]
+EVERY = ["--set", f"train.checkpoint_every={EVERY_N}"]
 
 
 def cli(base, *extra):
@@ -91,7 +94,7 @@ def test_killed_mid_task_resumes_at_its_checkpoint_with_identical_results(tmp_pa
     out = finish(cli(tmp_path, *path, *EVERY, "--resume"))
     resume = [e for e in events(run_dir) if e["event"] == "resume"]
     assert len(resume) == 1 and resume[0]["next_task"] == 2 and resume[0]["phase"] == "train"
-    assert resume[0]["epochs_done"] >= 30 and f"{resume[0]['epochs_done']} train epoch(s) done" in out
+    assert resume[0]["epochs_done"] >= EVERY_N and f"{resume[0]['epochs_done']} train epoch(s) done" in out
     log = events(run_dir)
     after = [e for e in log[log.index(resume[0]):] if e["event"] == "epoch"]
     assert (after[0]["task"], after[0]["phase"], after[0]["epoch"]) == (2, "train", resume[0]["epochs_done"] + 1)
@@ -109,5 +112,5 @@ def test_either_path_continues_the_other(tmp_path, reference, first, then):
     out = finish(cli(tmp_path, *then, "--resume"))
     assert f"resumed after task {done_before}" in out
     trained = [e["task"] for e in events(run_dir) if e["event"] == "epoch"]
-    assert trained.count(1) == 120  # task 1 was not trained again
+    assert trained.count(1) == EPOCHS  # task 1 was not trained again
     assert same_as(reference, run_dir)

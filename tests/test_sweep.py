@@ -7,6 +7,7 @@ import sys
 import time
 
 import pandas as pd
+import pytest
 
 from suite import cli
 from tests.conftest import REPO, run_cli
@@ -53,6 +54,7 @@ def _results(path):
     return json.loads(path.read_text()) if path.exists() else {}
 
 
+@pytest.mark.slow
 def test_killed_sweep_continues_without_rerunning_finished_trials(tmp_path):
     sweep_file = tmp_path / "tiny.yaml"
     sweep_file.write_text(TINY_SWEEP)

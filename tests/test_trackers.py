@@ -309,6 +309,7 @@ def test_tune_callbacks_are_rays_logger_callbacks(offline, monkeypatch):
 # ---------------------------------------------------------------- a real run, each path
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path", [["--in-process"], []], ids=["in-process", "ray"])
 def test_a_run_feeds_every_tracker_from_rank_0(offline, path):
     """A real run (through Ray Train: from rank 0 of two workers) with all three backends: what each

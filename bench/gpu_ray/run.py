@@ -77,6 +77,7 @@ class Sizes:
     pack_loader_workers: int
     deadline_s: float
     budget_s: dict = field(default_factory=dict)
+    model: dict = field(default_factory=dict)  # overrides of PRESET's model in the runs and sweeps
 
     def protocol(self, batch: int) -> analysis.Protocol:
         return analysis.Protocol(self.tasks, self.classes_per_task, self.train_per_class, self.test_per_class,
@@ -116,13 +117,15 @@ GPU = Sizes(
               "inproc-bf16-large": 60, "pack-concurrent": 100, "pack-sequential": 170, "ray-fp32-large": 90,
               "ray-bf16-small": 90, "ray-bf16-large-compile": 180, "step-compiled": 120})
 
-# The same code on 2 CPU cores: 2 tasks of 2 classes of 8 images, batch 8, one epoch, fp32 eager.
+# The same code on 2 CPU cores: 2 tasks of 2 classes of 8 images, batch 8, one epoch, fp32 eager, and
+# the runs and sweeps on a one-block model (the probe keeps the preset).
 SMOKE = replace(
     GPU, use_gpu=False, train_per_class=8, test_per_class=4, classes_per_task=2, memory=8, epochs=1,
     finetune_epochs=1, small_batch=8, large_batch_cap=8, loader_workers=0,
     variants=("ray-fp32-small", "inproc-fp32-small"), step_keys=(1, 2), step_repeats=2, step_warmup=1, step_inner=1,
     loader_counts=(0, 1), loader_batches=2, loader_repeats=1, pack_trials=2, pack_train_per_class=8, pack_epochs=1,
-    pack_cpus=1, pack_loader_workers=0, deadline_s=900, budget_s={k: 300 for k in GPU.budget_s})
+    pack_cpus=1, pack_loader_workers=0, deadline_s=900, budget_s={k: 300 for k in GPU.budget_s},
+    model={"model.embed_dim": 32, "model.depth": 1, "model.num_heads": 2})  # the code path, not the figures
 
 # In order of need: the paper recipe and the Ray ratio first, the compiled run last (the deadline
 # skips from the end).
@@ -307,7 +310,7 @@ def run_settings(sizes: Sizes, v: Variant, batch: int) -> dict:
     return {**data_settings(sizes, sizes.classes_per_task * tasks, sizes.train_per_class),
             "train.epochs": sizes.epochs, "finetune.epochs": sizes.finetune_epochs, "train.batch_size": batch,
             "train.precision": v.precision, "train.compile": v.compile, "ray.use_gpu": sizes.use_gpu,
-            "ray.num_workers": 1, "data.num_workers": sizes.loader_workers}
+            "ray.num_workers": 1, "data.num_workers": sizes.loader_workers, **sizes.model}
 
 
 def set_args(settings: dict) -> list[str]:
@@ -377,7 +380,8 @@ def sweep_spec(sizes: Sizes, concurrency: int) -> dict:
     data = data_settings(sizes, sizes.classes_per_task * sizes.tasks, sizes.pack_train_per_class)
     return {"name": f"pack-{concurrency}", "base": [PRESET],
             "set": {**data, "train.epochs": sizes.pack_epochs, "finetune.epochs": 1, "train.batch_size": sizes.small_batch,
-                    "train.precision": "fp32", "data.num_workers": sizes.pack_loader_workers, **resources},
+                    "train.precision": "fp32", "data.num_workers": sizes.pack_loader_workers, **resources,
+                    **sizes.model},
             "axes": {"seed": list(range(sizes.pack_trials))}, "max_concurrent_trials": concurrency}
 
 
