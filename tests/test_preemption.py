@@ -90,6 +90,10 @@ def test_killed_mid_task_resumes_at_its_checkpoint_with_identical_results(tmp_pa
     seen = kill_when(cli(tmp_path, *path, *EVERY), run_dir, mid_task_2)
     last = [e for e in seen if e["event"] in ("task", "checkpoint")][-1]
     assert last["event"] == "checkpoint" and last["task"] == 2, last  # killed inside task 2
+    assert json.loads((run_dir / RESULTS).read_text())["status"] == "running"
+    again = cli(tmp_path, *path, *EVERY)
+    _, err = again.communicate(timeout=120)
+    assert again.returncode == 2 and "--resume" in err  # the name is not reused silently
 
     out = finish(cli(tmp_path, *path, *EVERY, "--resume"))
     resume = [e for e in events(run_dir) if e["event"] == "resume"]

@@ -1,6 +1,7 @@
-"""Runs through Ray Train for real: an embedded local Ray, 1 and 2 workers, resume, a killed worker,
-and a `ray job submit` round trip against a `ray start` head on loopback. Two workers sharing one
-global memory: tests/test_validation.py (its 2-worker run); on two nodes: tests/test_multinode.py."""
+"""Runs through Ray Train for real: an embedded local Ray, 1 and 2 workers, a killed worker, and a
+`ray job submit` round trip against a `ray start` head on loopback. Two workers sharing one global
+memory: tests/test_validation.py (its 2-worker run); a killed driver resumed:
+tests/test_preemption.py; on two nodes: tests/test_multinode.py."""
 import json
 import os
 import shutil
@@ -98,27 +99,6 @@ def test_results_and_checkpoints_persist_at_a_storage_uri(one_worker, tmp_path):
     shutil.rmtree(runs)  # a new run of the same name must not continue the stored one silently
     again = run_cli(*args, env=ENV)
     assert again.returncode == 2 and str(store / NAME / "results.json") in again.stderr and "--resume" in again.stderr
-
-
-def test_killed_driver_resumes_with_identical_results(one_worker, tmp_path):
-    proc = start_run(base=tmp_path)
-    wait_for_tasks(tmp_path / NAME, 2, proc)
-    kill_session(proc)
-    assert results(tmp_path / NAME)["status"] == "running"
-
-    again = run_cli(*FAST, "--output-basedir", tmp_path, env=ENV)
-    assert again.returncode == 2 and "--resume" in again.stderr  # no silent reuse of the name
-
-    resumed = run_cli(*FAST, "--output-basedir", tmp_path, "--resume", env=ENV)
-    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
-    assert "resumed after task" in resumed.stdout
-    resumes = [json.loads(line) for line in (tmp_path / NAME / "log.jsonl").read_text().splitlines()
-               if '"resume"' in line]
-    assert len(resumes) == 1 and resumes[0]["next_task"] >= 3
-    doc, reference = results(tmp_path / NAME), results(one_worker[0])
-    assert doc["status"] == "finished"
-    assert doc["acc_matrix"] == reference["acc_matrix"]
-    assert len(doc["timings"]["per_task_s"]) == 5
 
 
 def _worker_pids(session: int) -> list[int]:
