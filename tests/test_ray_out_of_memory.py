@@ -17,8 +17,8 @@ from ray.train.v2._internal.exceptions import WorkerHealthCheckFailedError
 
 from suite.config import load
 from suite.run import ray_train
-from suite.run.memory_kill import KilledForMemory, killed_for_memory
 from suite.run.cluster import WORKER_ENV, cluster_nodes
+from suite.run.memory_kill import KilledForMemory, killed_for_memory
 from tests.conftest import TINY
 
 KILLED = "Task was killed due to the node running low on memory. Memory on the node was 21.9GB / 23.0GB."
