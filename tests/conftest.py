@@ -1,11 +1,17 @@
-"""Shared test setup: run the CLI as users do, in a subprocess."""
+"""Shared test setup: run the CLI as users do, in a subprocess; the runs and the Ray head that many
+tests share (session-scoped: built once, by the first test that asks)."""
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import torch
+
+from tests.ray_nodes import free_port, head_args, kill_session, node_env, ray_start
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -14,6 +20,13 @@ TINY = ["data.name=synthetic", "data.num_classes=6", "data.image_size=8", "data.
         "data.test_per_class=5", "scenario.increment=2", "model.embed_dim=16", "model.depth=1",
         "model.num_heads=2", "model.patch_size=4", "train.epochs=1", "train.batch_size=16",
         "finetune.epochs=1", "memory.size=12", "train.precision=fp32"]
+TINY_RUN = "tiny"  # the name of the shared TINY run (tiny_run)
+HEAD_CPUS = 2  # this machine's cores: runs on the shared head get the CPUs an embedded Ray would give them
+
+
+def sets(*pairs: str) -> list[str]:
+    """--set for each KEY=VALUE."""
+    return [a for pair in pairs for a in ("--set", pair)]
 
 
 def run_cli(*args, cwd=REPO, timeout=600, env=None):
@@ -35,3 +48,35 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory) -> Path:
+    """The run directory of one uninterrupted, finished in-process run of TINY (named TINY_RUN): what
+    every interrupted, failed and resumed run of that config must end equal to, and the finished run
+    the bad-input resume cases copy. Read it, never write into it."""
+    base = tmp_path_factory.mktemp("tiny-run")
+    proc = run_cli(*sets(*TINY), "--in-process", "--name", TINY_RUN, "--output-basedir", base)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return base / TINY_RUN
+
+
+@dataclass(frozen=True)
+class Head:
+    address: str  # GCS host:port, for --address
+    dashboard: str  # http://host:port, for `ray job submit --address`
+
+
+@pytest.fixture(scope="session")
+def ray_head():
+    """One Ray head (`ray start --head`, HEAD_CPUS CPUs, on loopback) for the tests whose runs are not
+    about the embedded Ray's own start-up: they pass `--address` and skip its ~10 s start and stop."""
+    root = Path(tempfile.mkdtemp(prefix="rayhead-", dir="/tmp"))  # short: Ray's socket paths are under it
+    gcs, dashboard = free_port(), free_port()
+    session = ray_start(node_env(), *head_args(HEAD_CPUS, gcs, dashboard, root))
+    try:
+        yield Head(address=f"127.0.0.1:{gcs}", dashboard=f"http://127.0.0.1:{dashboard}")
+    finally:
+        survivors = kill_session(session)
+        shutil.rmtree(root, ignore_errors=True)
+        assert not survivors, f"Ray processes survive SIGKILL: {survivors}"

@@ -1,10 +1,16 @@
-"""Small data files in real formats, written by tests (CIFAR-100's python pickles)."""
+"""Small data files in real formats, written by tests (CIFAR-100's python pickles, Tiny-ImageNet's
+tree), and the one-line error that loading a broken one raises."""
 import io
 import pickle
 import struct
 from pathlib import Path
 
 import numpy as np
+import pytest
+
+from suite.config import DataConfig
+from suite.data.registry import load_dataset
+from suite.errors import UserError
 
 CIFAR100_NAMES = """apple aquarium_fish baby bear beaver bed bee beetle bicycle bottle bowl boy bridge bus
 butterfly camel can castle caterpillar cattle chair chimpanzee clock cloud cockroach couch crab crocodile
@@ -106,3 +112,13 @@ def make_tiny_imagenet(root: Path, wnids: list[str], train_per_class: int = 3, v
     (root / "test" / "images").mkdir(parents=True)
     (root / "test" / "images" / "test_0.JPEG").write_text("unlabelled; never read")
     return root
+
+
+def user_error(cfg: DataConfig, path, loader=load_dataset) -> str:
+    """The message of the UserError that loading raises; it is one line naming `path`."""
+    with pytest.raises(UserError) as info:
+        loader(cfg)
+    message = str(info.value)
+    assert str(path) in message
+    assert "\n" not in message
+    return message

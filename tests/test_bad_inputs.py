@@ -15,14 +15,10 @@ from PIL import Image
 
 from suite import cli
 from suite.report.__main__ import main as report_main
-from tests.conftest import REPO, TINY
+from tests.conftest import REPO, TINY, TINY_RUN, sets
 from tests.data_files import make_cifar, make_tiny_imagenet
 
-RUN = "tiny"  # the finished run every resume case copies
-
-
-def sets(*pairs: str) -> list[str]:
-    return [a for pair in pairs for a in ("--set", pair)]
+RUN = TINY_RUN  # the finished run every resume case copies (conftest's tiny_run)
 
 
 def tiny(*extra: str) -> list[str]:
@@ -175,24 +171,16 @@ CASES = {
 }
 
 
-@pytest.fixture(scope="module")
-def finished(tmp_path_factory):
-    """One real finished tiny run (in-process), copied by the resume cases."""
-    base = tmp_path_factory.mktemp("finished")
-    assert cli.main([*tiny("--name", RUN, "--output-basedir", str(base))]) == 0
-    return base / RUN
-
-
 def snapshot(root: Path) -> dict:
     return {str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime_ns, p.read_bytes() if p.is_file() else None)
             for p in sorted(root.rglob("*"))}
 
 
 @pytest.mark.parametrize("name", list(CASES))
-def test_bad_input(name, tmp_path, capsys, finished, monkeypatch):
+def test_bad_input(name, tmp_path, capsys, tiny_run, monkeypatch):
     monkeypatch.chdir(tmp_path)  # a relative default (runs/) would land here, where it is checked
     setup, expected = CASES[name]
-    args = setup(tmp_path, finished)
+    args = setup(tmp_path, tiny_run)
     if "--output-basedir" not in args:
         args += ["--output-basedir", str(tmp_path / "runs")]
     before = snapshot(tmp_path)

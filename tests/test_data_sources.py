@@ -16,19 +16,9 @@ from suite.data.registry import count_classes, load_dataset
 from suite.data.sources.imagefolder import open_image
 from suite.errors import UserError
 from tests.conftest import REPO
-from tests.data_files import CIFAR100_NAMES, make_cifar, write_pickle, cifar_batch
+from tests.data_files import CIFAR100_NAMES, make_cifar, write_pickle, cifar_batch, user_error
 
 ORDERS_DIR = Path(__file__).resolve().parents[1] / "configs" / "orders"
-
-
-def user_error(cfg: DataConfig, path, loader=load_dataset) -> str:
-    """The message of the UserError that loading raises; it is one line naming `path`."""
-    with pytest.raises(UserError) as info:
-        loader(cfg)
-    message = str(info.value)
-    assert str(path) in message
-    assert "\n" not in message
-    return message
 
 
 # ---------------------------------------------------------------- CIFAR-100

@@ -25,15 +25,12 @@ from suite.report.load import load_results
 from suite.run.checkpoints import load as load_checkpoint
 from suite.run.layout import CHECKPOINT
 from suite.run.schema import RESULTS
-from tests.conftest import REPO, TINY
-from tests.test_learner import _nan_from_task_2
-
-RUN = "tiny"
+from tests.conftest import REPO, TINY, TINY_RUN as RUN, sets
+from tests.runs import Pause, nan_from_task_2, start_cli
 
 
 def tiny_args(base, *extra):
-    return [*(a for item in TINY for a in ("--set", item)), "--in-process", "--name", RUN,
-            "--output-basedir", str(base), *extra]
+    return [*sets(*TINY), "--in-process", "--name", RUN, "--output-basedir", str(base), *extra]
 
 
 def one_error_line(err: str) -> str:
@@ -43,11 +40,9 @@ def one_error_line(err: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def reference(tmp_path_factory):
-    """An uninterrupted tiny run: what every interrupted one must end equal to."""
-    base = tmp_path_factory.mktemp("reference")
-    assert cli.main(tiny_args(base)) == 0
-    return json.loads((base / RUN / RESULTS).read_text())
+def reference(tiny_run):
+    """The uninterrupted tiny run's results: what every interrupted one must end equal to."""
+    return json.loads((tiny_run / RESULTS).read_text())
 
 
 @pytest.mark.parametrize("sweep", [False, True])
@@ -93,7 +88,7 @@ def test_full_disk_mid_run_keeps_the_last_task_and_resumes(tmp_path, capsys, mon
 
 
 def test_nan_loss_through_the_command_line(tmp_path, capsys, monkeypatch):
-    _nan_from_task_2(monkeypatch)
+    nan_from_task_2(monkeypatch)
     assert cli.main(tiny_args(tmp_path)) == 1
     line = one_error_line(capsys.readouterr().err)
     assert "NonFiniteLoss" in line and "task 2" in line and "epoch 1" in line
@@ -196,35 +191,16 @@ def test_resume_of_a_finished_run_changes_nothing(tmp_path, capsys):
     assert {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in run_dir.rglob("*") if p.is_file()} == before
 
 
-def _cli_process(base, *extra, epochs=25):
-    """`python suite/run.py` on the tiny config, slowed to seconds a task, as a child process."""
-    args = [*(a for item in TINY for a in ("--set", item)), "--set", f"train.epochs={epochs}", "--name", RUN,
-            "--output-basedir", str(base), *extra]
-    return subprocess.Popen([sys.executable, str(REPO / "suite" / "run.py"), *args], cwd=REPO, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            env={**os.environ, "RAY_USAGE_STATS_ENABLED": "0"})
-
-
-def _tasks_done(run_dir) -> int:
-    try:
-        return json.loads((run_dir / RESULTS).read_text())["tasks_done"]
-    except (OSError, ValueError):
-        return 0
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("path", [["--in-process"], []], ids=["in-process", "ray"])
-def test_sigterm_mid_run_records_interrupted_and_resume_finishes(tmp_path, path):
-    """SIGTERM (what Slurm and Kubernetes send) after task 1: exit 143, results.json `interrupted`
-    with the command that resumes; that command finishes the run, in-process with the accuracies of
-    an uninterrupted one."""
-    epochs = 25 if path else 80  # through Ray (seconds a task), the driver takes the signal between polls
-    proc = _cli_process(tmp_path, *path, epochs=epochs)
-    run_dir = tmp_path / RUN
-    deadline = time.monotonic() + 300
-    while _tasks_done(run_dir) < 1 and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert proc.poll() is None, "the run ended before it could be stopped"
+def test_sigterm_mid_run_records_interrupted_and_resume_finishes(tmp_path, path, reference):
+    """SIGTERM (what Slurm and Kubernetes send) after task 1 (the run halted there: see
+    suite/run/rendezvous.py): exit 143, results.json `interrupted` with the command that resumes;
+    that command finishes the run with the accuracies of an uninterrupted one."""
+    pause = Pause(tmp_path / "pause", "task:1")
+    args = [*sets(*TINY), "--name", RUN, "--output-basedir", tmp_path, *path]
+    proc = start_cli(*args, env=pause.env)
+    pause.wait(proc)
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 128 + signal.SIGTERM, err
@@ -232,21 +208,18 @@ def test_sigterm_mid_run_records_interrupted_and_resume_finishes(tmp_path, path)
     # none of the driver's own; Ray forwards its actors' warnings (one comes with a traceback when the
     # CPUs are overloaded) prefixed "(ActorName pid=N)"
     assert not any(line.startswith("Traceback") for line in err.splitlines()), err
+    run_dir = tmp_path / RUN
     doc = json.loads((run_dir / RESULTS).read_text())
-    assert doc["status"] == "interrupted" and 1 <= doc["tasks_done"] < 3
+    assert doc["status"] == "interrupted" and doc["tasks_done"] == 1
     resume = doc["interrupted"]["resume"]
     assert doc["interrupted"]["signal"] == "SIGTERM" and resume.endswith("--resume") and resume in err
 
-    again = _cli_process(tmp_path, *path, "--resume", epochs=epochs)
-    _, err = again.communicate(timeout=600)  # through Ray: two tasks of 80 epochs, on 2 shared cores
+    again = start_cli(*args, "--resume")
+    _, err = again.communicate(timeout=300)
     assert again.returncode == 0, err
     done = json.loads((run_dir / RESULTS).read_text())
     assert done["status"] == "finished" and done["tasks_done"] == 3 and "interrupted" not in done
-    if path:
-        whole = _cli_process(tmp_path / "whole", *path)
-        _, err = whole.communicate(timeout=300)
-        assert whole.returncode == 0, err
-        assert done["acc_matrix"] == json.loads((tmp_path / "whole" / RUN / RESULTS).read_text())["acc_matrix"]
+    assert done["acc_matrix"] == reference["acc_matrix"]
 
 
 def test_out_of_memory_is_one_line_naming_what_to_change(tmp_path):

@@ -7,7 +7,6 @@ finetuning lr 5e-5, smoothing 0.1, aa rand-m9-mstd0.5-inc1, repeated augmentatio
 """
 import math
 from dataclasses import asdict
-from pathlib import Path
 
 import pytest
 import torch
@@ -384,7 +383,7 @@ def test_a_recipe_for_a_method_no_trial_runs_is_refused(tmp_path):
 def test_reports_label_a_knn_run_as_ours(tmp_path):
     from suite.report.aggregate import finished_runs, runs_frame
     from suite.report.load import load_results
-    from tests.test_report import make_result, write_run
+    from tests.fake_results import make_result, write_run
 
     for seed, knn in enumerate([0.0, 0.5]):
         result = make_result("daformer_m", seed=seed, num_keys=None)

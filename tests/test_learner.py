@@ -23,6 +23,7 @@ from suite.run.local import run_in_process
 from suite.run.plan import prepare
 from suite.run.schema import RESULTS
 from tests.conftest import TINY
+from tests.runs import nan_from_task_2
 
 COMPARED = ("acc_matrix", "acc", "acc_top5", "memory_size", "num_params")
 
@@ -272,21 +273,11 @@ def test_results_json_schema(tmp_path, monkeypatch):
         assert returned[key] == doc[key]
 
 
-def _nan_from_task_2(monkeypatch):
-    real_loss = Learner._loss
-
-    def nan_from_task_2(self, out, teacher_out, soft, phase):
-        loss = real_loss(self, out, teacher_out, soft, phase)
-        return loss * float("nan") if phase.distill and phase.num_old else loss  # main phase, task 2 on
-
-    monkeypatch.setattr(Learner, "_loss", nan_from_task_2)
-
-
 def test_non_finite_loss_fails_the_run_and_says_where(tmp_path, monkeypatch):
     """A NaN loss in task 2's main phase: NonFiniteLoss, and results.json says failed, task and epoch."""
     cfg = tiny()
     run_dir = tmp_path / "run"
-    _nan_from_task_2(monkeypatch)
+    nan_from_task_2(monkeypatch)
     with pytest.raises(NonFiniteLoss, match=r"task 2, train epoch 1"):
         run_in_process(cfg, run_dir, resume=False)
     doc = json.loads((run_dir / RESULTS).read_text())
@@ -298,7 +289,7 @@ def test_non_finite_loss_fails_the_run_and_says_where(tmp_path, monkeypatch):
 
 
 def test_non_finite_batches_can_be_skipped_and_counted(tmp_path, monkeypatch):
-    _nan_from_task_2(monkeypatch)
+    nan_from_task_2(monkeypatch)
     doc = run_in_process(tiny("train.skip_nonfinite=true"), tmp_path / "run", resume=False)
     assert doc["status"] == "finished"
     batches_per_epoch = 3  # (2 classes x 20 images + 12 in memory) / batch 16, last partial batch dropped

@@ -4,30 +4,25 @@ path continues a run the other one started, from the newest checkpoint of either
 import json
 import os
 import signal
-import subprocess
-import sys
-import time
 
 import pytest
 
 from suite.run.schema import RESULTS
-from tests.conftest import REPO, TINY
+from tests.conftest import TINY, sets
+from tests.runs import Pause, events, start_cli
 
 pytestmark = pytest.mark.slow  # Ray clusters and real runs: tens of seconds each (CI runs them)
 
 RUN = "tiny"
-# slow enough (a task takes seconds) that a kill lands inside a task; MixUp and the releases'
-# augmentation policy draw from every global generator, which a mid-task resume must restore
-EPOCHS, EVERY_N = 60, 20
-SLOW = [*TINY, f"train.epochs={EPOCHS}", "train.mixup=0.8"]
-EVERY = ["--set", f"train.checkpoint_every={EVERY_N}"]
+# MixUp and the releases' augmentation policy draw from every global generator, which a mid-task
+# resume must restore; a checkpoint after the first epoch of each task (of 3, finetuning included)
+EPOCHS, EVERY_N = 2, 1
+RESUMABLE = [*TINY, f"train.epochs={EPOCHS}", "train.mixup=0.8"]
+EVERY = sets(f"train.checkpoint_every={EVERY_N}")
 
 
-def cli(base, *extra):
-    args = [*(a for item in SLOW for a in ("--set", item)), "--name", RUN, "--output-basedir", str(base), *extra]
-    return subprocess.Popen([sys.executable, str(REPO / "suite" / "run.py"), *args], cwd=REPO, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
-                            env={**os.environ, "RAY_USAGE_STATS_ENABLED": "0"})
+def cli(base, *extra, env=None):
+    return start_cli(*sets(*RESUMABLE), "--name", RUN, "--output-basedir", base, *extra, env=env)
 
 
 def finish(proc, timeout=600) -> str:
@@ -36,29 +31,12 @@ def finish(proc, timeout=600) -> str:
     return out
 
 
-def events(run_dir) -> list[dict]:
-    path = run_dir / "log.jsonl"
-    lines = path.read_text().splitlines() if path.exists() else []
-    return [json.loads(line) for line in lines if line.endswith("}")]
-
-
-def kill_when(proc, run_dir, ready, timeout=400) -> list[dict]:
-    """SIGKILL the run's whole process group once `ready(events)` holds; the events up to then."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        seen = events(run_dir)
-        if ready(seen):
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-            return seen
-        assert proc.poll() is None, "the run ended before it could be killed: " + proc.stderr.read()
-        time.sleep(0.05)
+def killed_at(pause: Pause, proc) -> None:
+    """SIGKILL the run's whole process group (an embedded Ray's processes too) once it is halted at
+    the pause's point."""
+    pause.wait(proc)
     os.killpg(proc.pid, signal.SIGKILL)
-    raise TimeoutError(f"{run_dir}: never ready to be killed")
-
-
-def mid_task_2(seen: list[dict]) -> bool:
-    return any(e["event"] == "checkpoint" and e["task"] == 2 for e in seen)
+    proc.wait()
 
 
 def outcome(run_dir, after: dict | None = None):
@@ -87,8 +65,9 @@ def same_as(reference, run_dir, after=None) -> bool:
 @pytest.mark.parametrize("path", [["--in-process"], []], ids=["in-process", "ray"])
 def test_killed_mid_task_resumes_at_its_checkpoint_with_identical_results(tmp_path, reference, path):
     run_dir = tmp_path / RUN
-    seen = kill_when(cli(tmp_path, *path, *EVERY), run_dir, mid_task_2)
-    last = [e for e in seen if e["event"] in ("task", "checkpoint")][-1]
+    pause = Pause(tmp_path / "pause", "checkpoint:2")
+    killed_at(pause, cli(tmp_path, *path, *EVERY, env=pause.env))
+    last = [e for e in events(run_dir) if e["event"] in ("task", "checkpoint")][-1]
     assert last["event"] == "checkpoint" and last["task"] == 2, last  # killed inside task 2
     assert json.loads((run_dir / RESULTS).read_text())["status"] == "running"
     again = cli(tmp_path, *path, *EVERY)
@@ -111,7 +90,8 @@ def test_either_path_continues_the_other(tmp_path, reference, first, then):
     """A run started on one path and resumed on the other takes up at its newest checkpoint (the
     first path's), never from task 1, and ends as an uninterrupted run."""
     run_dir = tmp_path / RUN
-    kill_when(cli(tmp_path, *first), run_dir, lambda seen: any(e["event"] == "task" for e in seen))
+    pause = Pause(tmp_path / "pause", "task:1")
+    killed_at(pause, cli(tmp_path, *first, env=pause.env))
     done_before = json.loads((run_dir / RESULTS).read_text())["tasks_done"]
     out = finish(cli(tmp_path, *then, "--resume"))
     assert f"resumed after task {done_before}" in out

@@ -6,48 +6,19 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
-import tempfile
-import time
-from pathlib import Path
 
 import pytest
 
 from tests.conftest import REPO, run_cli
+from tests.ray_nodes import ENV, RAY, node_env, results
+from tests.runs import Pause, start_cli
 
 pytestmark = pytest.mark.slow  # Ray clusters and real runs: tens of seconds each (CI runs them)
 
 FAST = ["--set", "train.epochs=2", "--set", "finetune.epochs=1", "--set", "memory.selection=random"]
 NAME = "quickstart-daformer_m"
-ENV = {"RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
-
-
-def results(run_dir: Path) -> dict:
-    return json.loads((run_dir / "results.json").read_text())
-
-
-def start_run(*args, base: Path) -> subprocess.Popen:
-    """The CLI in its own session, so that it and its embedded Ray can be killed together."""
-    return subprocess.Popen([sys.executable, str(REPO / "suite/run.py"), *FAST, "--output-basedir", str(base), *args],
-                            cwd=REPO, env={**os.environ, **ENV}, start_new_session=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-
-
-def wait_for_tasks(run_dir: Path, done: int, proc: subprocess.Popen, timeout=300):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if (run_dir / "results.json").exists() and results(run_dir)["tasks_done"] >= done:
-            return
-        assert proc.poll() is None, proc.stdout.read()
-        time.sleep(0.5)
-    raise TimeoutError(f"{run_dir} did not reach {done} tasks")
-
-
-def kill_session(proc: subprocess.Popen) -> None:
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
 
 
 @pytest.fixture(scope="module")
@@ -84,10 +55,10 @@ def test_a_run_on_ray_keeps_its_history(one_worker):
     assert "task 5/5 finetune epoch 1/1" in "\n".join(lines) and sum("accuracy: top-1" in line for line in lines) == 5
 
 
-def test_results_and_checkpoints_persist_at_a_storage_uri(one_worker, tmp_path):
+def test_results_and_checkpoints_persist_at_a_storage_uri(one_worker, ray_head, tmp_path):
     """output.storage_path as a URI (file:// here; s3:// and gs:// go through the same pyarrow calls)."""
     store, runs = tmp_path / "store", tmp_path / "runs"
-    args = [*FAST, "--output-basedir", runs, "--set", f"output.storage_path=file://{store}"]
+    args = [*FAST, "--output-basedir", runs, "--set", f"output.storage_path=file://{store}", "--address", ray_head.address]
     proc = run_cli(*args, env=ENV)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     doc = results(store / NAME)
@@ -101,83 +72,60 @@ def test_results_and_checkpoints_persist_at_a_storage_uri(one_worker, tmp_path):
     assert again.returncode == 2 and str(store / NAME / "results.json") in again.stderr and "--resume" in again.stderr
 
 
-def _worker_pids(session: int) -> list[int]:
-    out = subprocess.run(["pgrep", "-f", "ray::RayTrainWorker"], capture_output=True, text=True).stdout.split()
-    return [int(p) for p in out if os.getsid(int(p)) == session]
-
-
-def test_killed_worker_is_restarted_and_finishes_identically(one_worker, tmp_path):
-    proc = start_run(base=tmp_path)
+def test_killed_worker_is_restarted_and_finishes_identically(one_worker, ray_head, tmp_path):
+    """The worker of a run on a cluster killed after task 2 (halted there: suite/run/rendezvous.py):
+    Ray Train restarts it from the last checkpoint and the run ends as an uninterrupted one."""
+    pause = Pause(tmp_path / "pause", "task:2")
+    proc = start_cli(*FAST, "--output-basedir", tmp_path, "--address", ray_head.address, env={**ENV, **pause.env})
     try:
-        wait_for_tasks(tmp_path / NAME, 2, proc)
-        pids = _worker_pids(proc.pid)
-        assert pids, "no Ray Train worker found"
-        os.kill(pids[0], signal.SIGKILL)
-        out, _ = proc.communicate(timeout=400)
+        os.kill(pause.wait(proc), signal.SIGKILL)  # the halted process: rank 0's Train worker
+        out, err = proc.communicate(timeout=400)
     finally:
         if proc.poll() is None:
-            kill_session(proc)
-    assert proc.returncode == 0, out
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == 0, out + err
     doc = results(tmp_path / NAME)
     assert doc["status"] == "finished"
     assert doc["acc_matrix"] == results(one_worker[0])["acc_matrix"]
+    assert [e["event"] for e in map(json.loads, (tmp_path / NAME / "log.jsonl").read_text().splitlines())].count(
+        "resume") == 1  # restarted once, from a checkpoint
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def test_ray_job_submit_round_trip(ray_head, tmp_path):
+    env = node_env()
+    dry = run_cli("configs/quickstart.yaml", "--address", ray_head.address, "--dry-run", "--set", "ray.num_workers=2",
+                  "--set", "ray.cpus_per_worker=2", "--set", "ray.use_gpu=true", env={**ENV, "RAY_ADDRESS": ""})
+    assert dry.returncode == 0, dry.stdout + dry.stderr
+    assert "the cluster has no GPU" in dry.stderr and "need more than the 2 CPU(s) of the cluster" in dry.stderr
+
+    def submit(*args):
+        return subprocess.run(
+            [RAY, "job", "submit", "--address", ray_head.dashboard, "--working-dir", str(REPO),
+             # variables the suite sets for its workers too: the job's values win, and no conflict
+             "--runtime-env-json", json.dumps({"env_vars": {"HF_HUB_OFFLINE": "1", "MALLOC_MMAP_MAX_": "0"}}),
+             "--", "python", "suite/run.py", "configs/quickstart.yaml", *FAST, *args],
+            env=env, capture_output=True, text=True, timeout=600)
+
+    job = submit("--set", "ray.num_workers=2", "--output-basedir", str(tmp_path))
+    assert job.returncode == 0, job.stdout[-3000:] + job.stderr[-3000:]
+    assert "succeeded" in job.stdout
+    doc = results(tmp_path / NAME)
+    assert doc["status"] == "finished" and doc["provenance"]["world_size"] == 2
+    lines = job.stdout.splitlines()  # the job's own log, between the CLI's lines
+    entry = next(i for i, line in enumerate(lines) if line.startswith("Running entrypoint"))
+    log = lines[entry + 1:next(i for i, line in enumerate(lines) if i > entry and " cli.py:" in line)]
+    assert any("epoch" in line for line in log) and not any("\x1b[" in line for line in log)  # no colour codes
+    assert not any(" INFO " in line for line in log)  # Train's INFO lines are off (ray.log_level)
+
+    relative = submit("--output-basedir", "runs")  # would land in Ray's temporary copy of the repository
+    assert relative.returncode != 0 and "Ray deletes when the job ends" in relative.stdout + relative.stderr
 
 
-def test_ray_job_submit_round_trip(tmp_path):
-    ray = shutil.which("ray", path=str(Path(sys.executable).parent)) or "ray"
-    env = {**os.environ, **ENV, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    env.pop("RAY_ADDRESS", None)  # the head started here, not any other
-    from tests.test_multinode import kill_session  # stops this head's processes only (ray stop stops every Ray here)
-
-    gcs, dashboard = _free_port(), _free_port()
-    start = subprocess.Popen([ray, "start", "--head", "--num-cpus=2", f"--port={gcs}", "--node-ip-address=127.0.0.1",
-                              "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard}", "--disable-usage-stats",
-                              f"--dashboard-agent-listen-port={_free_port()}", f"--ray-client-server-port={_free_port()}",
-                              f"--temp-dir={tempfile.mkdtemp(prefix='rayjob-', dir='/tmp')}"],
-                             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
-    try:
-        out, _ = start.communicate(timeout=120)
-        assert start.returncode == 0, out
-        dry = run_cli("configs/quickstart.yaml", "--address", f"127.0.0.1:{gcs}", "--dry-run", "--set", "ray.num_workers=2",
-                      "--set", "ray.cpus_per_worker=2", "--set", "ray.use_gpu=true", env={"RAY_ADDRESS": ""})
-        assert dry.returncode == 0, dry.stdout + dry.stderr
-        assert "the cluster has no GPU" in dry.stderr and "need more than the 2 CPU(s) of the cluster" in dry.stderr
-
-        def submit(*args):
-            return subprocess.run(
-                [ray, "job", "submit", "--address", f"http://127.0.0.1:{dashboard}", "--working-dir", str(REPO),
-                 # variables the suite sets for its workers too: the job's values win, and no conflict
-                 "--runtime-env-json", json.dumps({"env_vars": {"HF_HUB_OFFLINE": "1", "MALLOC_MMAP_MAX_": "0"}}),
-                 "--", "python", "suite/run.py", "configs/quickstart.yaml", *FAST, *args],
-                env=env, capture_output=True, text=True, timeout=600)
-
-        job = submit("--set", "ray.num_workers=2", "--output-basedir", str(tmp_path))
-        assert job.returncode == 0, job.stdout[-3000:] + job.stderr[-3000:]
-        assert "succeeded" in job.stdout
-        doc = results(tmp_path / NAME)
-        assert doc["status"] == "finished" and doc["provenance"]["world_size"] == 2
-        lines = job.stdout.splitlines()  # the job's own log, between the CLI's lines
-        entry = next(i for i, line in enumerate(lines) if line.startswith("Running entrypoint"))
-        log = lines[entry + 1:next(i for i, line in enumerate(lines) if i > entry and " cli.py:" in line)]
-        assert any("epoch" in line for line in log) and not any("\x1b[" in line for line in log)  # no colour codes
-        assert not any(" INFO " in line for line in log)  # Train's INFO lines are off (ray.log_level)
-
-        relative = submit("--output-basedir", "runs")  # would land in Ray's temporary copy of the repository
-        assert relative.returncode != 0 and "Ray deletes when the job ends" in relative.stdout + relative.stderr
-    finally:
-        assert not kill_session(start.pid), "Ray processes survive SIGKILL"
-
-
-def test_per_worker_memory_reproduces_the_erratum(tmp_path):
+def test_per_worker_memory_reproduces_the_erratum(ray_head, tmp_path):
     """memory.per_worker: each of 2 workers keeps the full budget, so the effective memory doubles."""
     proc = run_cli(*FAST, "--set", "ray.num_workers=2", "--set", "memory.per_worker=true", "--memory-size", "100",
-                   "--output-basedir", tmp_path, env=ENV)
+                   "--output-basedir", tmp_path, "--address", ray_head.address, env=ENV)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert results(tmp_path / NAME)["memory_size"] == [200, 200, 192, 192, 200]  # 2 x [100, 100, 96, 96, 100]
 

@@ -11,7 +11,7 @@ from suite.report.load import load_results
 from suite.report.references import load_references
 from suite.report.render import latex, markdown
 from suite.report.tables import main_table
-from tests.test_report import make_result, table_row, table_rows, write_run
+from tests.fake_results import make_result, table_row, write_run
 
 # Typed from github.com/arthurdouillard/dytox (commit 4da25c1): images/cifar_table.png (README; the same
 # in the erratum's images/erratum_cifar.png), images/erratum_cifar.png ("distMem" rows) and

@@ -12,7 +12,7 @@ from suite.report import plots
 from suite.report.aggregate import AXES, curve_stats, finished_runs, runs_frame
 from suite.report.history import load_history
 from suite.report.load import load_results
-from tests.test_report import make_result, write_run
+from tests.fake_results import make_result, write_run
 
 STD_AT_100 = float(np.std([96, 99, 100], ddof=1))
 

@@ -15,7 +15,7 @@ import pytest
 from suite.report import build_report
 from suite.report.__main__ import main
 from suite.report.compare import difference_stats
-from tests.test_report import make_result, read, table_row, table_rows, write_run
+from tests.fake_results import make_result, read, table_row, write_run
 
 AVG_GAPS = [2.0, 3.0, 4.0, 5.0]  # DAFormer-M − DyTox in Avg over four paired runs
 LAST_GAPS = [1.0, -1.0, 2.0, 0.0]  # and in Last

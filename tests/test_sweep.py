@@ -4,13 +4,14 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import pandas as pd
 import pytest
 
 from suite import cli
 from tests.conftest import REPO, run_cli
+from tests.ray_nodes import ENV
+from tests.runs import wait_for
 
 TINY_SWEEP = """
 name: tiny
@@ -26,7 +27,6 @@ axes:
   memory.size: [50, 100, 150]
 max_concurrent_trials: 1
 """
-ENV = {"RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
 
 
 def test_quick_sweep_dry_run_lists_8_trials(capsys, tmp_path):
@@ -55,25 +55,23 @@ def _results(path):
 
 
 @pytest.mark.slow
-def test_killed_sweep_continues_without_rerunning_finished_trials(tmp_path):
+def test_killed_sweep_continues_without_rerunning_finished_trials(ray_head, tmp_path):
+    """On a cluster: the sweep's driver killed once its first trial has finished, then run again."""
     sweep_file = tmp_path / "tiny.yaml"
     sweep_file.write_text(TINY_SWEEP)
-    args = [sys.executable, str(REPO / "suite/run.py"), "--sweep", str(sweep_file), "--output-basedir", str(tmp_path)]
+    args = [sys.executable, str(REPO / "suite/run.py"), "--sweep", str(sweep_file), "--output-basedir", str(tmp_path),
+            "--address", ray_head.address]
     first = tmp_path / "tiny" / "size-50" / "results.json"
     proc = subprocess.Popen(args, cwd=REPO, env={**os.environ, **ENV}, start_new_session=True,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        deadline = time.time() + 400
-        while _results(first).get("status") != "finished":
-            assert proc.poll() is None, proc.stdout.read()[-3000:]
-            assert time.time() < deadline, "the first trial did not finish"
-            time.sleep(0.5)
+    try:  # the two trials left take seconds each: the kill lands before the sweep's end
+        wait_for(lambda: _results(first).get("status") == "finished", "the first trial to finish", proc, timeout=400)
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
     finished_at = first.stat().st_mtime_ns
 
-    again = run_cli("--sweep", sweep_file, "--output-basedir", tmp_path, env=ENV)
+    again = run_cli("--sweep", sweep_file, "--output-basedir", tmp_path, "--address", ray_head.address, env=ENV)
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
     assert "continuing the sweep" in again.stdout
     assert first.stat().st_mtime_ns == finished_at  # the finished trial did not run again

@@ -9,9 +9,9 @@ import yaml
 from suite.config import DataConfig
 from suite.data.registry import count_classes, load_dataset
 from suite.data.dataset import build_transform
-from tests.conftest import REPO, run_cli
-from tests.data_files import make_tiny_imagenet, tiny_imagenet_colour
-from tests.test_data_sources import user_error
+from suite import cli
+from tests.conftest import REPO
+from tests.data_files import make_tiny_imagenet, tiny_imagenet_colour, user_error
 
 WNIDS = ["n01443537", "n01629819", "n01641577", "n01644900"]  # not sorted in wnids.txt's order below
 ORDER = [WNIDS[2], WNIDS[0], WNIDS[3], WNIDS[1]]
@@ -130,17 +130,18 @@ PRESETS = [(f"tinyimagenet{n}_{suffix}", tasks, per_task) for n, tasks, per_task
 
 
 @pytest.mark.parametrize("preset,tasks,per_task", PRESETS)
-def test_presets_name_their_tasks_with_class_names(tmp_path, preset, tasks, per_task):
+def test_presets_name_their_tasks_with_class_names(tmp_path, capsys, preset, tasks, per_task):
     wnids = [f"n{10_000_000 + k:08d}" for k in range(100)]
     root = make_tiny_imagenet(tmp_path / "tiny100", wnids, train_per_class=1, val_per_class=1)
-    proc = run_cli("configs/quickstart.yaml", f"configs/data/{preset}.yaml", "--data-path", str(root),
-                   "--dry-run", "--set", f"memory.size={tasks * per_task}")
-    assert proc.returncode == 0, proc.stderr
-    lines = [line for line in proc.stdout.splitlines() if line.strip().startswith("task ")]
+    code = cli.main(["configs/quickstart.yaml", f"configs/data/{preset}.yaml", "--data-path", str(root),
+                     "--dry-run", "--set", f"memory.size={tasks * per_task}", "--output-basedir", str(tmp_path / "runs")])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    lines = [line for line in out.splitlines() if line.strip().startswith("task ")]
     assert len(lines) == tasks and all(f" {per_task} classes " in line for line in lines)
-    assert "thing " in proc.stdout
+    assert "thing " in out
     if per_task > 5:
-        assert "(+4 more)" in proc.stdout  # the dry run names 6 classes a task, then counts the rest
+        assert "(+4 more)" in out  # the dry run names 6 classes a task, then counts the rest
     if "order" in preset:
         listed = yaml.safe_load((REPO / "configs" / "orders" / f"{preset}.yaml").read_text())["class_order"]
         assert f"{per_task} classes {listed[:per_task]}" in lines[0]

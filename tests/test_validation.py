@@ -26,17 +26,13 @@ from suite.run.layout import CHECKPOINT
 from suite.run.plan import prepare
 from suite.sweep.spec import load_sweep
 from suite.sweep.summary import best_trials, summary_frame
-from tests.conftest import TINY, run_cli
+from tests.conftest import TINY, run_cli, sets
+from tests.ray_nodes import ENV as RAY_ENV
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 QUICK = ["train.epochs=1", "finetune.epochs=1", "model.embed_dim=16", "model.depth=1", "model.num_heads=2",
          "train.precision=fp32", "memory.selection=random"]  # random exemplars: the same whatever the model
-RAY_ENV = {"RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
-
-
-def sets(*items: str) -> list[str]:
-    return [a for item in items for a in ("--set", item)]
 
 
 @pytest.fixture(scope="module")
@@ -199,12 +195,12 @@ def test_without_a_fraction_nothing_changes(in_process):
 
 
 @pytest.mark.slow
-def test_two_ray_train_workers_hold_out_the_same_images_and_share_one_memory(in_process, tmp_path):
+def test_two_ray_train_workers_hold_out_the_same_images_and_share_one_memory(in_process, ray_head, tmp_path):
     """Through Ray Train, 2 workers: the split is the in-process run's (the random memory, drawn from
     the images trained on, is the same), and each worker evaluates its share of it. The memory is
     one global memory: the budget is not doubled, and the exemplars are the one-process run's."""
     proc = run_cli("configs/quickstart.yaml", *sets(*QUICK, "data.validation_fraction=0.2", "ray.num_workers=2"),
-                   "--output-basedir", tmp_path, "--name", "two", env=RAY_ENV)
+                   "--output-basedir", tmp_path, "--name", "two", "--address", ray_head.address, env=RAY_ENV)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     doc = json.loads((tmp_path / "two" / "results.json").read_text())
     assert doc["provenance"]["world_size"] == 2

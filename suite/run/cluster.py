@@ -11,6 +11,7 @@ import ray
 from ray._private import services  # the node address ray.init will use (no public API gives it first)
 
 from suite.errors import UserError
+from suite.run import rendezvous
 
 WORKER_ENV = {
     "RAY_USAGE_STATS_ENABLED": "0",
@@ -40,9 +41,10 @@ def set_driver_env() -> None:
 
 def worker_runtime_env() -> dict:
     """The Train workers' runtime env (RunConfig.worker_runtime_env): WORKER_ENV, less the variables
-    the job's own runtime env sets (`ray job submit --runtime-env-json`), whose values win."""
+    the job's own runtime env sets (`ray job submit --runtime-env-json`), whose values win; and a
+    test's rendezvous, if it set one (suite/run/rendezvous.py)."""
     job = (ray.get_runtime_context().runtime_env or {}).get("env_vars") or {}
-    return {"env_vars": {k: v for k, v in WORKER_ENV.items() if k not in job}}
+    return {"env_vars": {**{k: v for k, v in WORKER_ENV.items() if k not in job}, **rendezvous.variables()}}
 
 
 def check_reachable(address: str) -> None:

@@ -13,6 +13,7 @@ from suite.run.history import RunHistory
 from suite.run.layout import CHECKPOINT, collect_results, local_checkpoints, persist_dir
 from suite.run.plan import image_side, prepare
 from suite.run.recorder import RunRecorder
+from suite.run.rendezvous import pause_at
 from suite.run.storage import is_uri
 from suite.run.trackers import open_trackers
 
@@ -47,6 +48,7 @@ def run_in_process(cfg: Config, run_dir: Path, resume: bool) -> dict:
     def on_checkpoint(lrn: Learner) -> None:
         checkpoints.save(ckpt, checkpoints.payload(lrn, cfg))
         history.checkpointed(lrn)
+        pause_at(f"checkpoint:{lrn.next_task + 1}")
 
     learner = Learner(cfg, data, scenario, device, log=history.console, on_epoch_end=history.record,
                       on_checkpoint=on_checkpoint)
@@ -63,6 +65,7 @@ def run_in_process(cfg: Config, run_dir: Path, resume: bool) -> dict:
         checkpoints.save(ckpt, checkpoints.payload(lrn, cfg))
         history.task_done(task, lrn.history)
         recorder.write(lrn, "running")
+        pause_at(f"task:{task + 1}")
 
     try:
         learner.run(on_task_end)

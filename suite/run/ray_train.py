@@ -36,6 +36,7 @@ from suite.run.layout import (
 from suite.run.memory_kill import StopOnMemoryKill, killed_for_memory
 from suite.run.plan import image_side, prepare, worker_cpus
 from suite.run.recorder import RunRecorder
+from suite.run.rendezvous import pause_at
 from suite.run.storage import is_uri
 from suite.run.trackers import open_trackers
 
@@ -69,6 +70,7 @@ def worker_loop(config: dict) -> None:
                           checkpoint_name(lrn.next_task, mid.phase, mid.epochs_done))
         if rank == 0:
             history.checkpointed(lrn)
+            pause_at(f"checkpoint:{lrn.next_task + 1}")
 
     def on_task_end(task: int, lrn: Learner) -> None:
         """The checkpoint first: a task that log.jsonl or results.json calls done has one."""
@@ -76,6 +78,7 @@ def worker_loop(config: dict) -> None:
         if rank == 0:
             history.task_done(task, lrn.history)
             recorder.write(lrn, "running")
+            pause_at(f"task:{task + 1}")
 
     def report_checkpoint(lrn: Learner, metrics: dict, name: str) -> None:
         """A report with rank 0's checkpoint (every worker reports: it is collective)."""
