@@ -1,5 +1,5 @@
 """bench/gpu_ray without a GPU: the wheel repacking and closure, the report's arithmetic, the
-orchestrator's budgets, and (the last test, ~3-5 minutes on 2 cores) the whole --cpu-smoke run."""
+orchestrator's budgets, and (the last test, minutes on 2 cores) the whole --cpu-smoke run."""
 from __future__ import annotations
 
 import base64
@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 from bench.gpu_ray import analysis, report, run, wheels
-
-REPO = Path(__file__).resolve().parents[1]
+from tests.conftest import REPO
+from tests.ray_nodes import ENV
 
 
 def make_wheel(path: Path, name: str, version: str, files: dict[str, bytes], requires=(), modes=None) -> Path:
@@ -229,13 +229,14 @@ def test_budget_skips_past_the_deadline(tmp_path):
 
 
 @pytest.mark.slow
-def test_cpu_smoke_end_to_end(tmp_path):
+def test_cpu_smoke_end_to_end(ray_head, tmp_path):
     """The device script's whole code path on the CPU: probe, a Ray Train run, the in-process run,
-    both packing sweeps, the report. Costs about 3-5 minutes on 2 cores."""
+    both packing sweeps, the report. Its runs go to the shared Ray head (RAY_ADDRESS, as under `ray
+    job submit`), not to an embedded Ray each."""
     out = tmp_path / "out"
     done = subprocess.run([sys.executable, "-m", "bench.gpu_ray.run", "--cpu-smoke", "--out", str(out), "--work",
                            str(tmp_path / "work")], cwd=REPO, capture_output=True, text=True, timeout=1200,
-                          env={**os.environ, "RAY_USAGE_STATS_ENABLED": "0"})
+                          env={**os.environ, **ENV, "RAY_ADDRESS": ray_head.address})
     doc = json.loads((out / "report.json").read_text())
     statuses = {k: r["status"] for k, r in doc["measurements"].items()}
     assert done.returncode == 0, (statuses, done.stdout[-3000:])

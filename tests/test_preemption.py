@@ -7,9 +7,10 @@ import signal
 
 import pytest
 
+from suite.run.layout import checkpoint_name
 from suite.run.schema import RESULTS
 from tests.conftest import TINY, sets
-from tests.runs import Pause, events, start_cli
+from tests.runs import Pause, events, registered_checkpoints, start_cli, wait_for
 
 pytestmark = pytest.mark.slow  # Ray clusters and real runs: tens of seconds each (CI runs them)
 
@@ -31,10 +32,13 @@ def finish(proc, timeout=600) -> str:
     return out
 
 
-def killed_at(pause: Pause, proc) -> None:
+def killed_at(pause: Pause, proc, run_dir, registered: str | None = None) -> None:
     """SIGKILL the run's whole process group (an embedded Ray's processes too) once it is halted at
-    the pause's point."""
+    the pause's point, and Train's controller has registered the checkpoint `registered`, if given
+    (what a resume through Ray starts from)."""
     pause.wait(proc)
+    if registered:
+        wait_for(lambda: registered in registered_checkpoints(run_dir), f"checkpoint {registered} registered", proc)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
 
@@ -66,7 +70,9 @@ def same_as(reference, run_dir, after=None) -> bool:
 def test_killed_mid_task_resumes_at_its_checkpoint_with_identical_results(tmp_path, reference, path):
     run_dir = tmp_path / RUN
     pause = Pause(tmp_path / "pause", "checkpoint:2")
-    killed_at(pause, cli(tmp_path, *path, *EVERY, env=pause.env))
+    through_ray = "--in-process" not in path
+    killed_at(pause, cli(tmp_path, *path, *EVERY, env=pause.env), run_dir,
+              registered=checkpoint_name(1, "train", EVERY_N) if through_ray else None)
     last = [e for e in events(run_dir) if e["event"] in ("task", "checkpoint")][-1]
     assert last["event"] == "checkpoint" and last["task"] == 2, last  # killed inside task 2
     assert json.loads((run_dir / RESULTS).read_text())["status"] == "running"
@@ -84,14 +90,15 @@ def test_killed_mid_task_resumes_at_its_checkpoint_with_identical_results(tmp_pa
     assert same_as(reference, run_dir, after=resume[0])
 
 
-@pytest.mark.parametrize("first, then", [([], ["--in-process"]), (["--in-process"], [])],
-                         ids=["ray-then-in-process", "in-process-then-ray"])
-def test_either_path_continues_the_other(tmp_path, reference, first, then):
+@pytest.mark.parametrize("ray_first", [True, False], ids=["ray-then-in-process", "in-process-then-ray"])
+def test_either_path_continues_the_other(tmp_path, reference, ray_head, ray_first):
     """A run started on one path and resumed on the other takes up at its newest checkpoint (the
-    first path's), never from task 1, and ends as an uninterrupted run."""
+    first path's), never from task 1, and ends as an uninterrupted run. Its Ray side on a cluster."""
+    on_ray, in_process = ["--address", ray_head.address], ["--in-process"]
+    first, then = (on_ray, in_process) if ray_first else (in_process, on_ray)
     run_dir = tmp_path / RUN
     pause = Pause(tmp_path / "pause", "task:1")
-    killed_at(pause, cli(tmp_path, *first, env=pause.env))
+    killed_at(pause, cli(tmp_path, *first, env=pause.env), run_dir)
     done_before = json.loads((run_dir / RESULTS).read_text())["tasks_done"]
     out = finish(cli(tmp_path, *then, "--resume"))
     assert f"resumed after task {done_before}" in out

@@ -1,7 +1,8 @@
-"""Runs through Ray Train for real: an embedded local Ray, 1 and 2 workers, a killed worker, and a
-`ray job submit` round trip against a `ray start` head on loopback. Two workers sharing one global
-memory: tests/test_validation.py (its 2-worker run); a killed driver resumed:
-tests/test_preemption.py; on two nodes: tests/test_multinode.py."""
+"""Runs through Ray Train for real: the quickstart on an embedded local Ray (beside a second one), a
+killed worker of a run whose storage is a URI, and a `ray job submit` round trip (2 workers, per-worker
+memory) against the shared `ray start` head. Two workers sharing one global memory:
+tests/test_validation.py (its 2-worker run); a killed driver resumed: tests/test_preemption.py; on
+two nodes: tests/test_multinode.py."""
 import json
 import os
 import shutil
@@ -13,7 +14,7 @@ import pytest
 
 from tests.conftest import REPO, run_cli
 from tests.ray_nodes import ENV, RAY, node_env, results
-from tests.runs import Pause, start_cli
+from tests.runs import Pause, registered_checkpoints, start_cli, wait_for
 
 pytestmark = pytest.mark.slow  # Ray clusters and real runs: tens of seconds each (CI runs them)
 
@@ -23,14 +24,24 @@ NAME = "quickstart-daformer_m"
 
 @pytest.fixture(scope="module")
 def one_worker(tmp_path_factory):
+    """The quickstart as users run it (an embedded Ray, one worker), while another embedded Ray runs on
+    this host: the run directory, stdout and stderr."""
     base = tmp_path_factory.mktemp("one")
-    proc = run_cli(*FAST, "--output-basedir", base, env=ENV)
+    other = subprocess.Popen([sys.executable, "-c", "import ray, time; ray.init(address='local', num_cpus=1, "
+                              "include_dashboard=False); print('up', flush=True); time.sleep(600)"],
+                             env={**os.environ, **ENV}, stdout=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        assert other.stdout.readline().strip() == "up"
+        proc = run_cli(*FAST, "--output-basedir", base, env={**ENV, "RAY_ADDRESS": ""})
+    finally:
+        os.killpg(other.pid, signal.SIGKILL)
+        other.wait()
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    return base / NAME, proc.stdout
+    return base / NAME, proc.stdout, proc.stderr
 
 
 def test_quickstart_runs_on_ray_train(one_worker):
-    run_dir, out = one_worker
+    run_dir, out, _ = one_worker
     doc = results(run_dir)
     assert doc["status"] == "finished" and doc["provenance"]["world_size"] == 1
     assert len(doc["acc_matrix"]) == 5 and doc["memory_size"][-1] == 200
@@ -42,7 +53,7 @@ def test_quickstart_runs_on_ray_train(one_worker):
 
 def test_a_run_on_ray_keeps_its_history(one_worker):
     """log.jsonl: every epoch of every phase and every task, from rank 0; train.log: the console's lines."""
-    run_dir, out = one_worker
+    run_dir, _, _ = one_worker
     doc = results(run_dir)
     records = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
     epochs = [r for r in records if r["event"] == "epoch"]
@@ -55,14 +66,37 @@ def test_a_run_on_ray_keeps_its_history(one_worker):
     assert "task 5/5 finetune epoch 1/1" in "\n".join(lines) and sum("accuracy: top-1" in line for line in lines) == 5
 
 
-def test_results_and_checkpoints_persist_at_a_storage_uri(one_worker, ray_head, tmp_path):
-    """output.storage_path as a URI (file:// here; s3:// and gs:// go through the same pyarrow calls)."""
+def test_two_embedded_rays_on_one_host(one_worker):
+    """The quickstart ran while another embedded Ray ran on this host: Train's state-API calls found
+    this run's own Ray (they used to fail with 'Found multiple active Ray instances')."""
+    run_dir, out, err = one_worker
+    assert "Traceback" not in out + err and "multiple active Ray" not in out + err
+    assert results(run_dir)["status"] == "finished"
+
+
+def test_killed_worker_restarts_from_a_storage_uri_and_finishes_identically(one_worker, ray_head, tmp_path):
+    """On a cluster, output.storage_path a URI (file:// here; s3:// and gs:// go through the same
+    pyarrow calls): the run's worker killed after task 2 (halted there, suite/run/rendezvous.py, and
+    the task's checkpoint registered) is restarted by Ray Train from that checkpoint at the URI, and
+    the run ends as an uninterrupted one."""
     store, runs = tmp_path / "store", tmp_path / "runs"
     args = [*FAST, "--output-basedir", runs, "--set", f"output.storage_path=file://{store}", "--address", ray_head.address]
-    proc = run_cli(*args, env=ENV)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
+    pause = Pause(tmp_path / "pause", "task:2")
+    proc = start_cli(*args, env={**ENV, **pause.env})
+    try:
+        worker = pause.wait(proc)  # the halted process: rank 0's Train worker
+        wait_for(lambda: "task_001" in registered_checkpoints(store / NAME), "task 2's checkpoint to be registered", proc)
+        os.kill(worker, signal.SIGKILL)
+        out, err = proc.communicate(timeout=400)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == 0, out + err
     doc = results(store / NAME)
     assert doc["status"] == "finished" and doc["acc_matrix"] == results(one_worker[0])["acc_matrix"]
+    log = [json.loads(line) for line in (store / NAME / "log.jsonl").read_text().splitlines()]
+    assert [e["next_task"] for e in log if e["event"] == "resume"] == [3]  # restarted once, after task 2
     assert [p.name for p in sorted((store / NAME / "ray" / NAME).glob("task_*"))][-1] == "task_004"
     assert results(runs / NAME) == doc and (runs / NAME / "report" / "index.html").exists()  # the driver's copy
     assert not (runs / NAME / "ray").exists()
@@ -70,26 +104,6 @@ def test_results_and_checkpoints_persist_at_a_storage_uri(one_worker, ray_head, 
     shutil.rmtree(runs)  # a new run of the same name must not continue the stored one silently
     again = run_cli(*args, env=ENV)
     assert again.returncode == 2 and str(store / NAME / "results.json") in again.stderr and "--resume" in again.stderr
-
-
-def test_killed_worker_is_restarted_and_finishes_identically(one_worker, ray_head, tmp_path):
-    """The worker of a run on a cluster killed after task 2 (halted there: suite/run/rendezvous.py):
-    Ray Train restarts it from the last checkpoint and the run ends as an uninterrupted one."""
-    pause = Pause(tmp_path / "pause", "task:2")
-    proc = start_cli(*FAST, "--output-basedir", tmp_path, "--address", ray_head.address, env={**ENV, **pause.env})
-    try:
-        os.kill(pause.wait(proc), signal.SIGKILL)  # the halted process: rank 0's Train worker
-        out, err = proc.communicate(timeout=400)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-    assert proc.returncode == 0, out + err
-    doc = results(tmp_path / NAME)
-    assert doc["status"] == "finished"
-    assert doc["acc_matrix"] == results(one_worker[0])["acc_matrix"]
-    assert [e["event"] for e in map(json.loads, (tmp_path / NAME / "log.jsonl").read_text().splitlines())].count(
-        "resume") == 1  # restarted once, from a checkpoint
 
 
 def test_ray_job_submit_round_trip(ray_head, tmp_path):
@@ -107,11 +121,14 @@ def test_ray_job_submit_round_trip(ray_head, tmp_path):
              "--", "python", "suite/run.py", "configs/quickstart.yaml", *FAST, *args],
             env=env, capture_output=True, text=True, timeout=600)
 
-    job = submit("--set", "ray.num_workers=2", "--output-basedir", str(tmp_path))
+    # memory.per_worker (the erratum's protocol): each of the 2 workers keeps the full budget
+    job = submit("--set", "ray.num_workers=2", "--set", "memory.per_worker=true", "--memory-size", "100",
+                 "--output-basedir", str(tmp_path))
     assert job.returncode == 0, job.stdout[-3000:] + job.stderr[-3000:]
     assert "succeeded" in job.stdout
     doc = results(tmp_path / NAME)
     assert doc["status"] == "finished" and doc["provenance"]["world_size"] == 2
+    assert doc["memory_size"] == [200, 200, 192, 192, 200]  # the effective memory doubles: 2 x [100, 100, 96, 96, 100]
     lines = job.stdout.splitlines()  # the job's own log, between the CLI's lines
     entry = next(i for i, line in enumerate(lines) if line.startswith("Running entrypoint"))
     log = lines[entry + 1:next(i for i, line in enumerate(lines) if i > entry and " cli.py:" in line)]
@@ -120,29 +137,3 @@ def test_ray_job_submit_round_trip(ray_head, tmp_path):
 
     relative = submit("--output-basedir", "runs")  # would land in Ray's temporary copy of the repository
     assert relative.returncode != 0 and "Ray deletes when the job ends" in relative.stdout + relative.stderr
-
-
-def test_per_worker_memory_reproduces_the_erratum(ray_head, tmp_path):
-    """memory.per_worker: each of 2 workers keeps the full budget, so the effective memory doubles."""
-    proc = run_cli(*FAST, "--set", "ray.num_workers=2", "--set", "memory.per_worker=true", "--memory-size", "100",
-                   "--output-basedir", tmp_path, "--address", ray_head.address, env=ENV)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert results(tmp_path / NAME)["memory_size"] == [200, 200, 192, 192, 200]  # 2 x [100, 100, 96, 96, 100]
-
-
-def test_two_embedded_rays_on_one_host(tmp_path):
-    """A run while another embedded Ray runs on this host: Train's state-API calls find this run's
-    own Ray (they used to fail with 'Found multiple active Ray instances')."""
-    other = subprocess.Popen([sys.executable, "-c", "import ray, time; ray.init(address='local', num_cpus=1, "
-                              "include_dashboard=False); print('up', flush=True); time.sleep(600)"],
-                             env={**os.environ, **ENV}, stdout=subprocess.PIPE, text=True, start_new_session=True)
-    try:
-        assert other.stdout.readline().strip() == "up"
-        proc = run_cli("--set", "train.epochs=1", "--set", "finetune.epochs=0", "--output-basedir", tmp_path,
-                       env={**ENV, "RAY_ADDRESS": ""})
-    finally:
-        os.killpg(other.pid, signal.SIGKILL)
-        other.wait()
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "Traceback" not in proc.stdout + proc.stderr and "multiple active Ray" not in proc.stdout + proc.stderr
-    assert results(tmp_path / NAME)["status"] == "finished"
