@@ -13,6 +13,13 @@ from typing import Callable
 FILE_MODE = 0o644  # mkstemp's 0600 would hide results and reports from colleagues on shared storage
 
 
+def nearest_existing(path: Path) -> Path:
+    """`path`, or the nearest of its ancestors that exists: where creating its directories would start."""
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
 def write_atomic(path: str | Path, write: Callable[[object], None], binary: bool = False) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -13,7 +13,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from suite import config as config_mod
-from suite.errors import UserError
+from suite.errors import OneLineParser, UserError
 from suite.run.storage import is_uri
 
 REPO = Path(__file__).resolve().parents[1]
@@ -21,13 +21,8 @@ DEFAULT_CONFIG = "configs/quickstart.yaml"
 FLAGS = config_mod.flags()  # config key -> its flag (--name, --output-basedir, --data-path, --memory-size)
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):  # one line and exit 2, not argparse's usage dump
-        raise UserError(f"{message} (see --help)")
-
-
 def parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="python suite/run.py", description="Class-incremental benchmark runs (DAFormer and baselines).")
+    p = OneLineParser(prog="python suite/run.py", description="Class-incremental benchmark runs (DAFormer and baselines).")
     p.add_argument("configs", nargs="*", metavar="CONFIG.yaml", help="config files, layered left to right")
     p.add_argument("--options", nargs="+", default=[], metavar="A.yaml", help="more config files (the original code's style)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override one key, e.g. memory.size=500")
@@ -106,28 +101,37 @@ def main(argv=None) -> int:
 
 def _main(args) -> int:
     """Dispatch: the key list, a sweep, or one run. Each imports its layer only when asked for
-    (--help-keys and argument errors answer without loading torch)."""
+    (--help-keys, argument errors and a run's config errors answer without loading torch)."""
     if args.help_keys:
         print(config_mod.describe())
         return 0
-    if args.address:
-        from suite.run.cluster import check_reachable
-
-        check_reachable(args.address)
     if args.sweep:
+        check_address(args.address)
         return sweep(args)
+    cfg, _ = load_config(args)  # first: a mistake in it is answered before torch and Ray are imported
+    check_address(args.address)
     from suite.run.command import RunOptions, run_command
 
-    cfg, _ = load_config(args)
     options = RunOptions(resume=args.resume, dry_run=args.dry_run, in_process=args.in_process,
                          address=args.address, argv=tuple(args.argv))
     return run_command(cfg, options)
+
+
+def check_address(address: str | None) -> None:
+    if address:
+        from suite.run.cluster import check_reachable
+
+        check_reachable(address)
 
 
 def sweep(args) -> int:
     from suite.sweep.command import sweep_command
     from suite.sweep.spec import load_sweep
 
+    for flag, why in (("in_process", "a sweep runs its trials on Ray Tune"),
+                      ("resume", "a sweep run again continues by itself, without rerunning finished trials")):
+        if getattr(args, flag):
+            raise UserError(f"--sweep does not take --{flag.replace('_', '-')}: {why}; drop it")
     flags = flag_overrides(args)
     basedir = Path(flags.pop("output.basedir", "runs")).expanduser().resolve()
     flags.pop("output.name", None)

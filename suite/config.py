@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -31,10 +32,28 @@ LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 TRACKERS = ("tensorboard", "mlflow", "wandb")  # suite/run/trackers.py has one class for each
 
 
-def _key(default, help, choices=None, minimum=None, maximum=None, flag=None, resume="must match", variant=True):
-    """A config field: its default, a one-line description, its allowed range and its policy."""
+NAME_LIMIT = 120  # characters of a run or sweep name: a directory, and part of Ray Train's paths below it
+
+
+def name_problem(name: str) -> str | None:
+    """What is wrong with a run or sweep name (one directory under the output base), or None."""
+    if not name.strip():
+        return "is empty"
+    if "/" in name or "\\" in name or ".." in name or name.startswith("."):
+        return "would leave its directory under the output base (a path separator, '..' or a leading '.')"
+    if len(name) > NAME_LIMIT:
+        return f"is {len(name)} characters long; at most {NAME_LIMIT}"
+    if not name.isprintable():
+        return "holds a control character"
+    return None
+
+
+def _key(default, help, choices=None, minimum=None, maximum=None, flag=None, resume="must match", variant=True,
+         check=None):
+    """A config field: its default, a one-line description, its allowed range, its policy, and `check`
+    (value -> what is wrong with it, or None) for what a range cannot say."""
     meta = {"help": help, "choices": choices, "min": minimum, "max": maximum, "flag": flag, "resume": resume,
-            "variant": variant}
+            "variant": variant, "check": check}
     if isinstance(default, (list, dict)):
         return field(default_factory=lambda: type(default)(default), metadata=meta)
     return field(default=default, metadata=meta)
@@ -184,8 +203,8 @@ class ReportConfig:
 class OutputConfig:
     basedir: str = _key("runs", "base directory of runs (a run writes to basedir/name)", flag="--output-basedir",
                         resume="may differ", variant=False)
-    name: Optional[str] = _key(None, "run name (default: config file stem + method)", flag="--name",
-                               resume="may differ", variant=False)
+    name: Optional[str] = _key(None, "run name, a directory under basedir (default: config file stem + method)",
+                               flag="--name", resume="may differ", variant=False, check=name_problem)
     storage_path: Optional[str] = _key(None, "where results.json and checkpoints persist: a directory every node "
                                              "mounts, or a URI (s3://, gs://, file://); default: basedir",
                                        resume="may differ", variant=False)
@@ -306,6 +325,8 @@ def _coerce(key: str, value: Any, f: dataclasses.Field, where: str) -> Any:
     if not ok:
         raise UserError(f"{where}: '{key}' = {value!r} has the wrong type; expected {tp.__name__}")
     value = tp(value)
+    if tp is float and not math.isfinite(value):
+        raise UserError(f"{where}: '{key}' = {value} is not a finite number; expected a real value")
     meta = f.metadata
     if meta["choices"] and value not in meta["choices"]:
         raise UserError(f"{where}: '{key}' = {value!r} is not one of {', '.join(meta['choices'])}")
@@ -313,6 +334,9 @@ def _coerce(key: str, value: Any, f: dataclasses.Field, where: str) -> Any:
         raise UserError(f"{where}: '{key}' = {value!r} is too small; expected at least {meta['min']}")
     if meta["max"] is not None and value > meta["max"]:
         raise UserError(f"{where}: '{key}' = {value!r} is too large; expected at most {meta['max']}")
+    problem = meta["check"] and meta["check"](value)
+    if problem:
+        raise UserError(f"{where}: '{key}' = {value!r} {problem}")
     return value
 
 
@@ -369,12 +393,39 @@ def from_dict(data: dict) -> Config:
     return Config(**sections)
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, but a mapping that names a key twice is an error: PyYAML would keep the
+    last value silently, and a config that says `method` twice is a mistake either way."""
+
+    def construct_mapping(self, node, deep=False):
+        lines = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
+            if isinstance(key, str) and key in lines:
+                raise DuplicateKey(key, lines[key], line)
+            if isinstance(key, str):
+                lines[key] = line
+        return super().construct_mapping(node, deep)
+
+
+class DuplicateKey(Exception):
+    def __init__(self, key: str, first: int, second: int):
+        super().__init__(key, first, second)
+        self.key, self.first, self.second = key, first, second
+
+
 def read_yaml(path: str | Path) -> dict:
+    """A YAML file's mapping; a file that is missing, is not YAML or names a key twice (in one
+    mapping) is a UserError naming it."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"config file '{path}' does not exist; expected a YAML file")
     try:
-        tree = yaml.safe_load(path.read_text())
+        tree = yaml.load(path.read_text(), Loader=_UniqueKeyLoader)
+    except DuplicateKey as e:
+        raise UserError(f"config file '{path}' names '{e.key}' twice, at lines {e.first} and {e.second}; "
+                        "expected each key once") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         at = f" at line {mark.line + 1}" if mark else ""

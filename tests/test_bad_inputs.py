@@ -97,6 +97,9 @@ CASES = {
     "yaml with a python tag": (config_file("memory: !!python/object/apply:os.system ['true']\n"), ["bad.yaml"]),
     "yaml not a mapping": (config_file("- memory.size\n"), ["bad.yaml"]),
     "yaml section not a mapping": (config_file("memory: 5\n"), ["memory"]),
+    "yaml key twice": (config_file("method: daformer_m\nseed: 1\nmethod: dytox\n"),
+                       ["bad.yaml", "names 'method' twice, at lines 1 and 3"]),
+    "yaml nested key twice": (config_file("memory:\n  size: 10\n  size: 20\n"), ["names 'size' twice, at lines 2 and 3"]),
     "config file missing": (lambda tmp, run: ["missing.yaml"], ["config file 'missing.yaml' does not exist"]),
     "--options file missing": (lambda tmp, run: ["--options", "options/data/nothere.yaml"], ["options/data/nothere.yaml"]),
     # ---- values
@@ -106,6 +109,9 @@ CASES = {
     "negative checkpoint interval": (lambda tmp, run: tiny(*sets("train.checkpoint_every=-1")), ["train.checkpoint_every", "-1"]),
     "negative memory": (lambda tmp, run: tiny(*sets("memory.size=-1")), ["memory.size", "-1"]),
     "negative lr": (lambda tmp, run: tiny(*sets("train.lr=-0.1")), ["train.lr"]),
+    "lr not a number": (lambda tmp, run: tiny(*sets("train.lr=nan")), ["'train.lr' = nan is not a finite number"]),
+    "lr infinite": (lambda tmp, run: tiny(*sets("train.lr=inf")), ["'train.lr' = inf is not a finite number"]),
+    "yaml infinity": (config_file("distill:\n  tau: .inf\n"), ["bad.yaml", "'distill.tau' = inf is not a finite number"]),
     "zero epochs": (lambda tmp, run: tiny(*sets("train.epochs=0")), ["train.epochs"]),
     "bool of a number": (lambda tmp, run: tiny(*sets("train.skip_nonfinite=7")), ["train.skip_nonfinite"]),
     "increment does not divide": (lambda tmp, run: tiny(*sets("scenario.increment=4")), ["scenario.increment = 4", "does not divide"]),
@@ -133,6 +139,21 @@ CASES = {
     "--address unreachable": (lambda tmp, run: tiny("--address", "127.0.0.1:1"), ["127.0.0.1:1", "no Ray cluster answers there"]),
     "--address malformed": (lambda tmp, run: tiny("--address", "nonsense"), ["nonsense", "is malformed; expected HOST:PORT"]),
     "--resume of no run": (lambda tmp, run: tiny("--resume"), ["--resume: no run at"]),
+    "--resume of no run, dry run": (lambda tmp, run: tiny("--resume", "--dry-run"), ["--resume: no run at"]),
+    "output base a file, dry run": (lambda tmp, run: tiny("--dry-run", "--output-basedir", str(write(tmp, "f", "x"))),
+                                    ["output directory", "cannot be written (it is a file)"]),
+    "output base below a file": (lambda tmp, run: tiny("--output-basedir", str(write(tmp, "f", "x") / "runs")),
+                                 ["output directory", "/in/f' is a file"]),
+    "run name empty": (lambda tmp, run: tiny("--name", ""), ["'output.name' = ''", "is empty"]),
+    "run name escapes the base": (lambda tmp, run: tiny("--name", "../escape", "--dry-run"), ["'../escape'", "would leave"]),
+    "run name with a separator": (lambda tmp, run: tiny("--name", "a/b"), ["'a/b'", "would leave"]),
+    "run name too long": (lambda tmp, run: tiny("--name", "x" * 300), ["is 300 characters long; at most 120"]),
+    "--sweep with --in-process": (lambda tmp, run: ["--sweep", "configs/sweeps/quick.yaml", "--in-process"],
+                                  ["--sweep does not take --in-process"]),
+    "--sweep with --resume": (lambda tmp, run: ["--sweep", "configs/sweeps/quick.yaml", "--resume"],
+                              ["--sweep does not take --resume", "continues by itself"]),
+    "sweep name escapes the base": (lambda tmp, run: ["--sweep", "configs/sweeps/quick.yaml", "--name", "../up", "--dry-run"],
+                                    ["sweep's name '../up'", "would leave"]),
     "--sweep with configs": (lambda tmp, run: ["configs/quickstart.yaml", "--sweep", "configs/sweeps/quick.yaml"], ["--sweep", "base"]),
     # ---- data directories
     "data path missing": (lambda tmp, run: sets("data.name=cifar100") + ["--data-path", str(tmp / "in" / "nowhere")], ["nowhere", "cifar-100-python"]),
@@ -203,6 +224,17 @@ def test_report_of_a_results_file_that_is_not_json(tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [proc.stderr.strip()]
     assert str(bad) in proc.stderr and "not valid JSON" in proc.stderr and "Traceback" not in proc.stderr
+    assert snapshot(tmp_path) == before
+
+
+def test_report_into_a_file_is_one_line(tmp_path, tiny_run, capsys):
+    out = write(tmp_path, "report-file", "not a directory")
+    before = snapshot(tmp_path)
+    assert report_main([str(tiny_run), "--out", str(out / "report")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: --out") and "is a file" in err and "\n" not in err
+    assert report_main([str(tiny_run), "--bogus"]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == ["error: unrecognized arguments: --bogus (see --help)"]
     assert snapshot(tmp_path) == before
 
 

@@ -38,6 +38,16 @@ def test_quick_sweep_dry_run_lists_8_trials(capsys, tmp_path):
     assert not tmp_path.joinpath("quick").exists()
 
 
+def test_sweep_dry_run_checks_the_resources_as_a_run_does(capsys, tmp_path):
+    """Every trial's request against this machine (no --address): a warning the trials share, once."""
+    sweep_file = tmp_path / "big.yaml"
+    sweep_file.write_text(TINY_SWEEP.replace("ray.cpus_per_worker: 1", "ray.cpus_per_worker: 10000"))
+    assert cli.main(["--sweep", str(sweep_file), "--dry-run", "--output-basedir", str(tmp_path)]) == 0
+    err = capsys.readouterr().err
+    assert err.count("need more than the") == 1 and "CPU(s) of this machine" in err and "(3 trials)" in err
+    assert not (tmp_path / "tiny").exists()
+
+
 def test_paper_sweep_has_nine_trials_per_setting(capsys, tmp_path):
     from tests.data_files import make_cifar
 

@@ -6,13 +6,14 @@ import argparse
 import sys
 from pathlib import Path
 
-from suite.errors import UserError
+from suite.atomic import nearest_existing
+from suite.errors import OneLineParser, UserError
 from suite.report.build import build_report
 from suite.report_options import BANDS, DEFAULT_BAND, DEFAULT_STYLE, STYLES
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m suite.report", description=__doc__)
+    parser = OneLineParser(prog="python -m suite.report", description=__doc__)
     parser.add_argument("results_dir", type=Path, metavar="DIR", help="a run or sweep directory")
     parser.add_argument("--out", type=Path, metavar="OUT", help="report directory (default: DIR/report)")
     parser.add_argument("--style", choices=tuple(STYLES), default=DEFAULT_STYLE,
@@ -22,9 +23,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def check_out(out: Path | None) -> None:
+    """--out must be, or become, a directory."""
+    existing = out and nearest_existing(out)
+    if existing is not None and not existing.is_dir():
+        raise UserError(f"--out '{out}': '{existing}' is a file; expected a directory for the report")
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
     try:
+        args = parse_args(argv)
+        check_out(args.out)
         out_dir = build_report(args.results_dir, args.out, args.style, args.band)
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)

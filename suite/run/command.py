@@ -17,7 +17,9 @@ from suite.run.checkpoints import check_resume
 from suite.run.console import print_summary
 from suite.run.footprint import OutOfMemory
 from suite.run.interrupt import Interrupted, mark_interrupted, resume_command, stop_signals_raise
-from suite.run.layout import REPORT_DIR, check_lasting, check_run_dir, check_writable, results_at, run_dir_of
+from suite.run.layout import (
+    REPORT_DIR, check_lasting, check_output_base, check_run_dir, check_writable, results_at, run_dir_of,
+)
 from suite.run.local import check_storage, run_in_process
 from suite.run.plan import Plan, check_config, check_files, prepare, resource_warnings
 from suite.run.storage import is_uri
@@ -40,13 +42,13 @@ def run_command(cfg: Config, options: RunOptions) -> int:
     check_lasting(run_dir.parent)
     if cfg.output.storage_path and not is_uri(cfg.output.storage_path):
         check_lasting(Path(cfg.output.storage_path), "output.storage_path")
-    if not options.dry_run:
-        check_run_dir(cfg, run_dir, options.resume)
-        stored = check_resume(cfg, run_dir) if options.resume else None
-        if stored is not None and stored.get("status") == "finished":
-            print(f"run '{run_dir}' has already finished all {stored.get('tasks_done')} tasks: nothing to resume, "
-                  "nothing changed (its results.json and report are as they were)")
-            return 0
+    check_output_base(run_dir.parent)
+    check_run_dir(cfg, run_dir, options.resume)  # a dry run refuses what the run would refuse
+    stored = check_resume(cfg, run_dir) if options.resume else None
+    if stored is not None and stored.get("status") == "finished":
+        print(f"run '{run_dir}' has already finished all {stored.get('tasks_done')} tasks: nothing to resume, "
+              "nothing changed (its results.json and report are as they were)")
+        return 0
     data, scenario = prepare(cfg)
     check_files(data)
     plan = Plan(cfg, data, scenario, run_dir)
@@ -64,16 +66,20 @@ def run_command(cfg: Config, options: RunOptions) -> int:
     return execute(plan, options)
 
 
-def warn_resources(plan: Plan, options: RunOptions, connected: bool) -> None:
-    """The request against the resources there are: the cluster's when one is named (--address,
-    RAY_ADDRESS) or already connected, else this machine's (a dry run starts no Ray of its own)."""
-    address = options.address or os.environ.get("RAY_ADDRESS")
-    if options.in_process or not (address or connected):
-        nodes, where = [{"CPU": os.cpu_count(), "GPU": torch.cuda.device_count()}], "this machine"
-    else:
-        from suite.run.cluster import cluster_nodes
+def resources_there(address: str | None, in_process: bool = False, connected: bool = False) -> tuple[list[dict], str]:
+    """The resources a request is checked against, and what they are: the cluster's when one is named
+    (--address, RAY_ADDRESS) or already connected, else this machine's (a dry run starts no Ray of its own)."""
+    address = address or os.environ.get("RAY_ADDRESS")
+    if in_process or not (address or connected):
+        return [{"CPU": os.cpu_count(), "GPU": torch.cuda.device_count()}], "this machine"
+    from suite.run.cluster import cluster_nodes
 
-        nodes, where = cluster_nodes(address), "the cluster"
+    return cluster_nodes(address), "the cluster"
+
+
+def warn_resources(plan: Plan, options: RunOptions, connected: bool) -> None:
+    """The request against the resources there are (resources_there), one warning line each on stderr."""
+    nodes, where = resources_there(options.address, options.in_process, connected)
     for line in resource_warnings(plan.cfg, nodes, where, plan.epochs):
         print(line, file=sys.stderr, flush=True)
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from suite.atomic import write_json
+from suite.atomic import nearest_existing, write_json
 from suite.config import Config
 from suite.errors import UserError
 from suite.run import schema
@@ -87,6 +87,20 @@ def check_lasting(directory: Path, flag: str = "--output-basedir") -> None:
         raise UserError(f"{flag} '{directory}' lies in this Ray job's working directory, a temporary copy that "
                         f"Ray deletes when the job ends; expected an absolute path outside it, e.g. "
                         f"{flag} /shared/runs (on a directory every node can reach)")
+
+
+def check_output_base(directory: Path) -> None:
+    """Refuse, before anything is printed or written, an output base that cannot become a writable
+    directory: a file, a path through a file, or a directory this user may not write in."""
+    existing = nearest_existing(directory)
+    if not existing.is_dir():
+        problem = "it is a file" if existing == directory else f"'{existing}' is a file"
+    elif not os.access(existing, os.W_OK | os.X_OK):
+        problem = f"no permission to write in '{existing}'"
+    else:
+        return
+    raise UserError(f"output directory '{directory}' cannot be written ({problem}); "
+                    "expected a writable directory (output.basedir, --output-basedir)")
 
 
 def check_writable(directory: Path) -> None:

@@ -103,6 +103,11 @@ def worker_cpus(r, nodes: list[dict]) -> float:
     return max(1.0, sum(n.get("CPU", 0) for n in nodes) // r.num_workers)
 
 
+def planned_epochs(cfg: Config, num_tasks: int) -> int:
+    """Every epoch a run trains: main phases, and finetuning from task 2 on where there is a memory."""
+    return sum(task_epochs(cfg, task) for task in range(num_tasks))
+
+
 def resource_warnings(cfg: Config, nodes: list[dict], where: str, epochs: int) -> list[str]:
     """What the request asks of the `nodes` (each one's Ray resource counts: CPU, GPU) that will not
     work or not as meant, one warning line each."""
@@ -197,8 +202,7 @@ class Plan:
 
     @property
     def epochs(self) -> int:
-        """Every epoch the run trains: main phases, and finetuning from task 2 on where there is a memory."""
-        return sum(task_epochs(self.cfg, task) for task in range(self.scenario.num_tasks))
+        return planned_epochs(self.cfg, self.scenario.num_tasks)
 
     def out_of_memory(self) -> footprint.OutOfMemory:
         return footprint.out_of_memory(self.cfg, self.image_size, self.scenario.num_tasks)

@@ -174,6 +174,9 @@ def load_sweep(path: Path, resolve_config, overrides: dict, sets: list[str], nam
     common = {**spec.get("set", {}), **overrides}
     rng = np.random.default_rng(spec.get("seed", 0))
     name = name or spec.get("name") or path.stem
+    problem = config_mod.name_problem(str(name))
+    if problem:
+        raise UserError(f"{where}: the sweep's name {name!r} {problem}")
     sweep_dir = str(Path(basedir) / name)
     trials, names = [], set()
     for values, sample in _points(spec["axes"], spec.get("num_samples", 1), rng):
