@@ -6,6 +6,7 @@ Exit codes: 0 success; 2 a user error, one line on stderr; 1 an internal failure
 from __future__ import annotations
 
 import argparse
+import difflib
 import gc
 import os
 import sys
@@ -18,7 +19,7 @@ from suite.run.storage import is_uri
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIG = "configs/quickstart.yaml"
-FLAGS = config_mod.flags()  # config key -> its flag (--name, --output-basedir, --data-path, --memory-size)
+FLAGS = config_mod.flags()  # config key -> its flag (--name, --data-path, --epochs, --lr, ...: the releases' flags)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -54,8 +55,37 @@ def flag_overrides(args) -> dict:
     return {k: v for k, v in values.items() if v is not None}
 
 
+def parse(argv: list[str]) -> argparse.Namespace:
+    args, unknown = parser().parse_known_args(argv)
+    if unknown:
+        raise unknown_flag(unknown, argv)
+    return args
+
+
+def unknown_flag(unknown: list[str], argv: list[str]) -> UserError:
+    """An unknown flag, answered with the --set spelling of the config key nearest to its name."""
+    given = next((a for a in unknown if a.startswith("--")), unknown[0])
+    name, _, value = given[2:].partition("=")
+    if not value:
+        after = argv[argv.index(given) + 1:argv.index(given) + 2] if given in argv else []
+        value = after[0] if after and not after[0].startswith("-") else "VALUE"
+    keys = list(config_mod.all_keys())
+    by_leaf = {}
+    for key in keys:
+        by_leaf.setdefault(key.rsplit(".", 1)[-1], key)
+    close = difflib.get_close_matches(name.replace("-", "_"), keys + list(by_leaf), n=1, cutoff=0.6)
+    if not close or not given.startswith("--"):
+        return UserError(f"unrecognized arguments: {' '.join(unknown)} (see --help; a config key is set with "
+                         "--set KEY=VALUE, --help-keys lists them)")
+    return UserError(f"unrecognized arguments: {given}; did you mean --set {by_leaf.get(close[0], close[0])}={value}?")
+
+
 def load_config(args) -> tuple[config_mod.Config, list[Path]]:
     names = args.configs + args.options
+    stray = [n for n in names if args.resume and Path(n).suffix not in (".yaml", ".yml")]
+    if stray:  # DyTox's `--resume PATH`
+        raise UserError(f"--resume takes no path: it continues the run --name NAME under --output-basedir; "
+                        f"drop '{stray[0]}'")
     if not names and not args.sweep:
         names = [DEFAULT_CONFIG]
     files = [resolve_config_path(n) for n in names]
@@ -88,8 +118,9 @@ def console() -> None:
 def main(argv=None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     try:
-        args = parser().parse_args(argv)
-        args.argv = list(sys.argv[1:] if argv is None else argv)  # for the resume command an interruption prints
+        argv = list(sys.argv[1:] if argv is None else argv)
+        args = parse(argv)
+        args.argv = argv  # for the resume command an interruption prints
         return _main(args)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)

@@ -85,8 +85,9 @@ class DataConfig:
 
 @dataclass
 class ScenarioConfig:
-    increment: int = _key(2, "classes per task", minimum=1)
-    initial_increment: int = _key(0, "classes in the first task (0: same as increment; e.g. 50 for B50)", minimum=0)
+    increment: int = _key(2, "classes per task", minimum=1, flag="--increment")
+    initial_increment: int = _key(0, "classes in the first task (0: same as increment; e.g. 50 for B50)", minimum=0,
+                                  flag="--initial-increment")
     class_order: Any = _key(None, "class order: a list of class ids, an order file name in configs/orders, or 'seed:N'",
                             variant=False)
 
@@ -120,11 +121,12 @@ class MemoryConfig:
 
 @dataclass
 class TrainConfig:
-    epochs: int = _key(5, "main-phase epochs per task", minimum=1)
-    batch_size: int = _key(64, "batch size per worker", minimum=1)
-    lr: float = _key(5e-4, "base learning rate, scaled by global batch / 512", minimum=0.0)
+    epochs: int = _key(5, "main-phase epochs per task", minimum=1, flag="--epochs")
+    batch_size: int = _key(64, "batch size per worker", minimum=1, flag="--batch-size")
+    lr: float = _key(5e-4, "base learning rate, scaled by global batch / 512", minimum=0.0, flag="--lr")
     incremental_lr: Optional[float] = _key(None, "base learning rate of every task after the first, scaled "
-                                           "like lr (the releases' incremental_lr); null: lr", minimum=0.0)
+                                           "like lr (the releases' incremental_lr); null: lr", minimum=0.0,
+                                           flag="--incremental-lr")
     min_lr: float = _key(1e-5, "cosine schedule floor", minimum=0.0)
     weight_decay: float = _key(1e-6, "AdamW weight decay", minimum=0.0)
     warmup_epochs: int = _key(0, "linear warm-up epochs per task", minimum=0)
@@ -213,7 +215,7 @@ class OutputConfig:
 @dataclass
 class Config:
     method: str = _key("daformer_m", "method", choices=METHODS, variant=False)
-    seed: int = _key(0, "random seed", minimum=0, variant=False)
+    seed: int = _key(0, "random seed", minimum=0, variant=False, flag="--seed")
     data: DataConfig = field(default_factory=DataConfig)
     scenario: ScenarioConfig = field(default_factory=ScenarioConfig)
     model: ModelConfig = field(default_factory=ModelConfig)

@@ -131,7 +131,11 @@ CASES = {
                                ["output.storage_path", "s3://bucket/runs", "needs Ray"]),
     "unknown data set": (lambda tmp, run: tiny(*sets("data.name=cifar1000")), ["data.name", "cifar1000"]),
     # ---- flags
-    "unknown flag": (lambda tmp, run: ["--bogus"], ["unrecognized arguments: --bogus"]),
+    "unknown flag": (lambda tmp, run: ["--bogus"], ["unrecognized arguments: --bogus", "--set KEY=VALUE"]),
+    "flag of a key without one": (lambda tmp, run: ["--warmup-epochs", "3"],
+                                  ["unrecognized arguments: --warmup-epochs", "did you mean --set train.warmup_epochs=3?"]),
+    "--resume with a path (DyTox's)": (lambda tmp, run: ["--resume", "checkpoint.pth"], ["--resume takes no path",
+                                                                                       "'checkpoint.pth'"]),
     "--set without =": (lambda tmp, run: ["--set", "memory.size"], ["memory.size", "KEY=VALUE"]),
     "--set unknown key": (lambda tmp, run: ["--set", "memroy.size=5"], ["unknown config key 'memroy.size'", "did you mean 'memory.size'"]),
     "--memory-size not a number": (lambda tmp, run: ["--memory-size", "many"], ["--memory-size", "many"]),

@@ -38,6 +38,19 @@ def test_seed_command_resolves_to_the_paper_protocol(cifar_root, tmp_path, capsy
     assert not out_dir.exists()  # a dry run writes nothing
 
 
+def test_the_releases_flags_set_their_keys(tmp_path, capsys):
+    """DyTox's and DAFormer's common flags are aliases of config keys; the dry run plans what they say."""
+    argv = ["configs/model/cifar_dual.yaml", "--epochs", "3", "--lr", "5e-4", "--seed", "1", "--batch-size", "32",
+            "--incremental-lr", "1e-4", "--increment", "5", "--initial-increment", "0", "--memory-size", "200", "--dry-run",
+            "--output-basedir", str(tmp_path)]
+    cfg, _ = cli.load_config(cli.parse(argv))
+    assert (cfg.train.epochs, cfg.train.lr, cfg.seed, cfg.train.batch_size, cfg.train.incremental_lr,
+            cfg.scenario.increment) == (3, 5e-4, 1, 32, 1e-4, 5)
+    assert cli.main(argv) == 0
+    out = capsys.readouterr().out
+    assert "training  3 epochs/task, batch 32/worker, lr 0.0005" in out and "2 task(s)" in out
+
+
 def test_cifar_preset_parameter_counts(cifar_root):
     """About 10.75M for DAFormer-M and 10.73M for DyTox after 10 tasks, as the releases print them;
     the DAFormer release counts its dual block's output projection, built and never applied."""

@@ -72,7 +72,10 @@ def test_missing_file():
 def test_key_policy_is_read_from_the_metadata():
     """The CLI's flags, what a resume may change and what tells report variants apart: one place."""
     assert config.flags() == {"data.path": "--data-path", "memory.size": "--memory-size",
-                              "output.basedir": "--output-basedir", "output.name": "--name"}
+                              "output.basedir": "--output-basedir", "output.name": "--name", "seed": "--seed",
+                              "scenario.increment": "--increment", "scenario.initial_increment": "--initial-increment",
+                              "train.epochs": "--epochs", "train.batch_size": "--batch-size", "train.lr": "--lr",
+                              "train.incremental_lr": "--incremental-lr"}
     may_differ = set(config.keys_where("resume", "may differ"))
     assert {"output.basedir", "output.name", "output.storage_path", "ray.num_workers", "data.path"} <= may_differ
     assert not may_differ & {"method", "seed", "memory.size", "train.lr", "model.num_keys", "scenario.class_order"}
