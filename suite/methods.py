@@ -28,6 +28,8 @@ class Method:
     single_task: bool = False  # learns every class in one task (the upper bound)
     bound: Optional[str] = None  # "lower" / "upper": shown in tables, never marked best
     release: str = ""  # the published code and recipe it follows
+    color: Optional[str] = None  # its line colour in every figure (None: one derived from its name)
+    marker: str = "o"  # its line marker in every figure
 
     def num_keys(self, configured: Optional[int], num_tasks: int) -> Optional[int]:
         """The run's external key count (None for methods without keys)."""
@@ -48,15 +50,20 @@ _DAFORMER = dict(knn=True, release="DAFormer release (wangsfan/DAFormer), DyTox+
 _PLAIN_VIT = dict(distill=False, divergence=False, freezes_old_heads=False)
 
 # In the order tables list them: lower bound first, upper bound last.
+# Colours and markers: matplotlib's tab10 palette, told apart in greyscale print by the markers.
 METHODS: dict[str, Method] = {m.name: m for m in (
-    Method("finetune", "Finetune", "plain ViT, no memory (lower bound)", rehearsal=False, bound="lower", **_PLAIN_VIT),
-    Method("replay", "Replay", "plain ViT, rehearsal only", **_PLAIN_VIT),
+    Method("finetune", "Finetune", "plain ViT, no memory (lower bound)", rehearsal=False, bound="lower",
+           color="#7f7f7f", marker="v", **_PLAIN_VIT),
+    Method("replay", "Replay", "plain ViT, rehearsal only", color="#8c564b", marker="s", **_PLAIN_VIT),
     Method("dytox", "DyTox", "DyTox: task tokens + class-attention block",
-           release="DyTox release (arthurdouillard/dytox): DyTox, DyTox+ or DyTox++ by preset"),
-    Method("daformer_s", "DAFormer-S", "DAFormer-S: one external key shared by all tasks", keys=1, **_DAFORMER),
-    Method("daformer_m", "DAFormer-M", "DAFormer-M: one external key per task", keys=PER_TASK, **_DAFORMER),
+           release="DyTox release (arthurdouillard/dytox): DyTox, DyTox+ or DyTox++ by preset",
+           color="#1f77b4", marker="^"),
+    Method("daformer_s", "DAFormer-S", "DAFormer-S: one external key shared by all tasks", keys=1,
+           color="#2ca02c", marker="D", **_DAFORMER),
+    Method("daformer_m", "DAFormer-M", "DAFormer-M: one external key per task", keys=PER_TASK,
+           color="#d62728", marker="o", **_DAFORMER),
     Method("daformer", "DAFormer", "DAFormer with model.num_keys keys over contiguous task groups",
-           keys=CONFIGURED, **_DAFORMER),
+           keys=CONFIGURED, color="#9467bd", marker="P", **_DAFORMER),
     Method("joint", "Joint", "plain ViT, every class in one task (upper bound)", rehearsal=False,
-           single_task=True, bound="upper", **_PLAIN_VIT),
+           single_task=True, bound="upper", color="#17becf", marker="*", **_PLAIN_VIT),
 )}

@@ -7,7 +7,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from matplotlib.colors import to_rgb
 
+from suite.methods import METHODS
 from suite.report import plots
 from suite.report.aggregate import AXES, curve_stats, finished_runs, runs_frame
 from suite.report.history import load_history
@@ -100,6 +102,29 @@ def test_accuracy_panels_per_setting_in_order_with_one_legend(curves):
     dytox = legend.legend_handles[0].get_color()
     assert all(len(line_of(ax, dytox)) == 1 for ax in figure.axes)  # one colour per label in every panel
     assert len({ax.get_ylim() for ax in figure.axes}) == 1 and figure.axes[0].get_ylim()[1] <= 100
+
+
+def test_a_method_has_its_records_colour_and_marker_in_every_figure(curves):
+    """Two figures of different subsets (DAFormer-M alone; DyTox beside it) draw DAFormer-M alike:
+    the colour and marker of its record, whatever its position among the figure's methods."""
+    alone = plots.accuracy_figure(cifar(curves)[cifar(curves)["method"] == "daformer_m"], "std")
+    both = plots.accuracy_figure(cifar(curves), "std")
+    record = METHODS["daformer_m"]
+    for figure in (alone, both):
+        (line,) = [line for line in figure.axes[0].lines if line.get_label() != "_nolegend_"
+                   and to_rgb(line.get_color()) == to_rgb(record.color)]
+        assert line.get_marker() == record.marker
+    dytox = [line for line in both.axes[0].lines if to_rgb(line.get_color()) == to_rgb(METHODS["dytox"].color)]
+    assert dytox and dytox[0].get_marker() == METHODS["dytox"].marker
+
+
+def test_variants_of_one_method_keep_its_colour_darker_each(curves):
+    frame = pd.DataFrame({"method": ["daformer", "daformer", "dytox"], "label": ["K=1", "K=2", "DyTox"]})
+    styles = plots.line_styles(frame)
+    assert styles["K=1"]["color"] == pytest.approx(to_rgb(METHODS["daformer"].color))
+    assert styles["K=2"]["color"] == pytest.approx(tuple(0.72 * c for c in to_rgb(METHODS["daformer"].color)))
+    assert styles["K=1"]["linestyle"] != styles["K=2"]["linestyle"]
+    assert styles["DyTox"]["color"] == pytest.approx(to_rgb(METHODS["dytox"].color))
 
 
 def test_std_band_is_mean_plus_minus_std_clipped_at_100(curves):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import re
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from matplotlib.ticker import MaxNLocator
 from matplotlib.transforms import offset_copy
 
 from suite.atomic import write_bytes
+from suite.methods import METHODS
 from suite.report.aggregate import Axis, method_rank, setting_rank, setting_title
 from suite.report_options import BANDS
 
@@ -62,14 +64,31 @@ def save(figure: Figure, out_dir: Path, stem: str, caption: str) -> Plot:
     return Plot(stem, caption)
 
 
-def line_styles(labels: list[str]) -> dict[str, dict]:
-    """Colour, marker and dash per label, distinct in colour and in greyscale print."""
+def line_styles(frame: pd.DataFrame) -> dict[str, dict]:
+    """Colour, marker and dash per label of `frame`: a method's colour and marker come from its
+    record (suite/methods.py), the same in every figure; the variants of one method in a figure
+    (key counts, memory sizes, ...) keep its colour, darker each, with another dash and marker."""
+    method_of = dict(zip(frame["label"], frame["method"]))
+    styles, variants = {}, {}
+    for label in method_labels(frame):
+        method = METHODS.get(method_of[label])
+        base = method.color if method and method.color else _derived_color(method_of[label])
+        marker = method.marker if method else MARKERS[0]
+        i = variants[method_of[label]] = variants.get(method_of[label], -1) + 1
+        styles[label] = {"color": _darker(base, i), "marker": marker if i == 0 else MARKERS[i % len(MARKERS)],
+                         "linestyle": LINESTYLES[i % len(LINESTYLES)]}
+    return styles
+
+
+def _derived_color(name: str) -> tuple:
+    """A tab10 colour for a method without one in its record, fixed by its name (not its position)."""
     colors = matplotlib.colormaps["tab10"].colors
-    return {
-        label: {"color": colors[i % len(colors)], "marker": MARKERS[i % len(MARKERS)],
-                "linestyle": LINESTYLES[i % len(LINESTYLES)]}
-        for i, label in enumerate(labels)
-    }
+    return colors[zlib.crc32(name.encode()) % len(colors)]
+
+
+def _darker(color, step: int) -> tuple:
+    """`color` with its brightness times 0.72 per `step` (0: as it is)."""
+    return tuple(channel * 0.72 ** step for channel in matplotlib.colors.to_rgb(color))
 
 
 # ---------------------------------------------------------------- shared pieces
@@ -166,7 +185,7 @@ def accuracy_curves(curves: pd.DataFrame, out_dir: Path, band: str) -> list[Plot
 def accuracy_figure(curves: pd.DataFrame, band: str) -> Figure:
     """One dataset's curves: a panel per setting, a line per method label, the same style in every panel."""
     labels = method_labels(curves)
-    styles = line_styles(labels)
+    styles = line_styles(curves)
     figure = panel_figure(curves["setting"].nunique(), len(labels))
     handles = {}
     for ax, (setting, frame) in zip(panels(figure, curves["setting"].nunique()), by_setting(curves)):
@@ -200,7 +219,7 @@ def parameter_curves(curves: pd.DataFrame, out_dir: Path) -> list[Plot]:
 def parameter_figure(curves: pd.DataFrame) -> Figure:
     """A panel per setting on an axis from 0, so that a 1.6 % growth looks like 1.6 %."""
     labels = method_labels(curves)
-    styles = line_styles(labels)
+    styles = line_styles(curves)
     figure = panel_figure(curves["setting"].nunique(), len(labels))
     handles, drawn = {}, []
     for ax, (setting, frame) in zip(panels(figure, curves["setting"].nunique()), by_setting(curves)):
@@ -262,7 +281,7 @@ def ablation_curves(stats: pd.DataFrame, axis: Axis, out_dir: Path, band: str) -
 def ablation_figure(stats: pd.DataFrame, axis: Axis, band: str) -> Figure:
     """One dataset and setting: a panel for Avg, one for Last."""
     labels = method_labels(stats)
-    styles = line_styles(labels)
+    styles = line_styles(stats)
     figure = Figure(figsize=(8, 3.4 + 0.2 * math.ceil(len(labels) / LEGEND_COLUMNS)), layout="constrained")
     axes = figure.subplots(1, 2, sharex=True)
     handles = {}
@@ -361,7 +380,7 @@ def history_figure(history: pd.DataFrame) -> Figure:
     """Loss above learning rate, sharing the epoch axis; a segment per label and task."""
     epochs = history_means(history)
     labels = method_labels(history)
-    styles = line_styles(labels)
+    styles = line_styles(history)
     figure = Figure(figsize=(7, 4.6 + 0.2 * math.ceil((len(labels) + 1) / LEGEND_COLUMNS)), layout="constrained")
     loss_ax, lr_ax = figure.subplots(2, 1, sharex=True)
     for ax, column in ((loss_ax, "loss"), (lr_ax, "lr")):
