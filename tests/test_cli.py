@@ -51,6 +51,26 @@ def test_the_releases_flags_set_their_keys(tmp_path, capsys):
     assert "training  3 epochs/task, batch 32/worker, lr 0.0005" in out and "2 task(s)" in out
 
 
+def test_small_photos_blown_up_to_the_imagenet_side_are_warned_of(tmp_path, capsys):
+    """An ImageFolder of 16-pixel images: the ImageNet pipeline's 224 by default, warned of with the
+    key that trains them at their own size; at that size, no warning."""
+    from PIL import Image
+
+    root = tmp_path / "photos"
+    for split in ("train", "val"):
+        for c in ("a", "b"):
+            (root / split / c).mkdir(parents=True)
+            for i in range(3):
+                Image.new("RGB", (16, 12)).save(root / split / c / f"{i}.png")
+    args = ["--set", "data.name=imagefolder", "--set", "scenario.increment=1", "--set", "method=finetune",
+            "--set", "model.patch_size=8", "--data-path", str(root), "--output-basedir", str(tmp_path / "runs"), "--dry-run"]
+    assert cli.main(args) == 0
+    err = capsys.readouterr().err
+    assert "are about 16x16 pixels, and would be trained at 224x224" in err and "--set data.input_size=16" in err
+    assert cli.main([*args, "--set", "data.input_size=16"]) == 0
+    assert "would be trained" not in capsys.readouterr().err
+
+
 def test_cifar_preset_parameter_counts(cifar_root):
     """About 10.75M for DAFormer-M and 10.73M for DyTox after 10 tasks, as the releases print them;
     the DAFormer release counts its dual block's output projection, built and never applied."""

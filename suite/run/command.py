@@ -21,7 +21,7 @@ from suite.run.layout import (
     REPORT_DIR, check_lasting, check_output_base, check_run_dir, check_writable, results_at, run_dir_of,
 )
 from suite.run.local import check_storage, run_in_process
-from suite.run.plan import Plan, check_config, check_files, prepare, resource_warnings
+from suite.run.plan import Plan, check_config, check_files, prepare, resource_warnings, upsampling_warning
 from suite.run.storage import is_uri
 
 
@@ -53,9 +53,9 @@ def run_command(cfg: Config, options: RunOptions) -> int:
     check_files(data)
     plan = Plan(cfg, data, scenario, run_dir)
     print(plan.describe(), flush=True)
-    warning = plan.check_memory()
-    if warning:
-        print(warning, file=sys.stderr, flush=True)
+    for warning in (plan.check_memory(), upsampling_warning(cfg, data)):
+        if warning:
+            print(warning, file=sys.stderr, flush=True)
     if options.dry_run:
         warn_resources(plan, options, connected=False)
         print("dry run: nothing trained, nothing written")

@@ -7,7 +7,7 @@ from pathlib import Path
 from suite.config import Config
 from suite.data.registry import DataSet, count_classes, load_dataset
 from suite.data.scenario import Scenario, build_scenario, plan_scenario
-from suite.data.sources.imagefolder import check_headers
+from suite.data.sources.imagefolder import check_headers, stored_side
 from suite.data.validation import validation_split
 from suite.errors import UserError
 from suite.learner.memory import per_class_budget
@@ -50,6 +50,23 @@ def check_config(cfg: Config) -> Scenario:
 def image_side(cfg: Config, data: DataSet) -> int:
     """The side of the images the model sees: data.input_size, else the data set's own."""
     return cfg.data.input_size or data.image_size
+
+
+UPSAMPLED = 2  # a training side at least this many times the stored images' earns a warning
+
+
+def upsampling_warning(cfg: Config, data: DataSet) -> str | None:
+    """A data set read from image files that the run would blow up (an ImageFolder of 64-pixel photos
+    at the ImageNet pipeline's 224, say): the cost grows with the pixels, the information does not."""
+    if data.train.in_memory or not len(data.train):
+        return None
+    stored, side = stored_side(data.train.images), image_side(cfg, data)
+    if side < UPSAMPLED * stored:
+        return None
+    why = "data.input_size" if cfg.data.input_size else f"'{data.name}''s default, data.input_size unset"
+    return (f"warning: the training images of '{data.name}' are about {stored}x{stored} pixels, and would be "
+            f"trained at {side}x{side} ({why}): {(side / stored) ** 2:.0f}x the pixels for no new detail; "
+            f"--set data.input_size={stored} trains them at their own size")
 
 
 def check_data(cfg: Config, data: DataSet) -> None:

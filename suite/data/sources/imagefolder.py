@@ -44,6 +44,20 @@ def open_image(path) -> Image.Image:
         raise not_an_image(path, err) from None
 
 
+def stored_side(paths, sample: int = 32) -> int:
+    """The median longer side, in pixels, of `sample` of the image files spread over `paths`
+    (headers only, nothing decoded)."""
+    picked = [paths[i] for i in np.linspace(0, len(paths) - 1, min(sample, len(paths))).astype(int)]
+    sides = []
+    for path in picked:
+        try:
+            with Image.open(path) as img:
+                sides.append(max(img.size))
+        except UNREADABLE as err:
+            raise not_an_image(path, err) from None
+    return int(np.median(sides))
+
+
 def check_headers(paths, threads: int = 16) -> None:
     """Every file opens as an image (header only, nothing decoded), or a UserError naming the first
     that does not: run in the driver, so a stray file is refused before any worker starts."""
