@@ -49,6 +49,20 @@ def paired(tmp_path_factory) -> Path:
 
 # ---------------------------------------------------------------- comparisons
 
+def test_joint_is_listed_as_an_upper_bound(tmp_path):
+    """Joint training (one task): its Last, no Avg, never bold, never in the paired comparisons."""
+    root = paired_sweep(tmp_path / "runs")
+    for k in range(len(AVG_GAPS)):
+        write_run(root, f"joint_{k}", make_result("joint", avg=90, last=90, order=f"seed:{k}", seed=k, n_tasks=5,
+                                                  memory_size=0))
+    report = build_report(root)
+    main = read(report / "tables" / "main_cifar100.md")
+    joint = table_row(main, "Joint")
+    assert joint[2:4] == ["–", "90.00 ± 0.00"] and "**" not in joint[3]
+    assert "Joint" not in read(report / "tables" / "comparisons_cifar100.md")
+    assert "joint" not in set(pd.read_csv(report / "tables" / "comparisons_cifar100.csv")["method"])
+
+
 def test_paired_difference_statistics():
     stats = difference_stats(pd.Series(AVG_GAPS).to_numpy() + 60, pd.Series([60.0] * 4).to_numpy())
     assert (stats["n"], stats["mean"], stats["std"]) == pytest.approx((4, 3.5, 1.2909944))

@@ -8,7 +8,7 @@ import pandas as pd
 from scipy import stats
 
 from suite.methods import HEADLINE
-from suite.report.aggregate import setting_rank, setting_title, sort_rows
+from suite.report.aggregate import UPPER_BOUNDS, setting_rank, setting_title, sort_rows
 from suite.report.tables import MISSING, SIGNIFICANCE_MARK, Table, mean_std, number
 
 ALPHA = 0.05  # two-sided significance level of the paired t-test
@@ -23,10 +23,11 @@ METHOD_KEYS = ["method", "variant", "label"]
 
 def paired_differences(finished: pd.DataFrame, headline: str = HEADLINE) -> pd.DataFrame:
     """One row per data set, setting, headline variant, other method variant and metric: the statistics of
-    (headline − other) over their runs paired by class order and seed (runs repeated at one pair averaged)."""
+    (headline − other) over their runs paired by class order and seed (runs repeated at one pair averaged).
+    Upper bounds (joint training) are not compared: they are listed apart, as DyTox's table lists them."""
     rows = []
     for (dataset, setting), runs in finished.groupby(["dataset", "setting"], sort=False):
-        others = runs[runs["method"] != headline]
+        others = runs[(runs["method"] != headline) & ~runs["method"].isin(UPPER_BOUNDS)]
         for head_label, head in runs[runs["method"] == headline].groupby("label", sort=False):
             for (method, variant, label), other in others.groupby(METHOD_KEYS, sort=False):
                 pairs = pair_runs(head, other)

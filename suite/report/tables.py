@@ -185,8 +185,9 @@ def published_rows(published: pd.DataFrame, layout: MainLayout) -> list[tuple[li
 
 
 def our_rows(stats: pd.DataFrame, layout: MainLayout, marked: frozenset) -> list[tuple[list[str], dict[int, float]]]:
-    """One row per method variant: #P and mean ± std per setting (upper bounds never scored); a † where the
-    headline's paired difference is significant."""
+    """One row per method variant: #P and mean ± std per setting (upper bounds never scored, and their
+    Avg left blank, as DyTox's table has it: they train one task); a † where the headline's paired
+    difference is significant."""
     rows = []
     for (method, variant, label), group in sort_rows(stats, ["method", "variant"]).groupby(
             ["method", "variant", "label"], sort=False):
@@ -195,6 +196,9 @@ def our_rows(stats: pd.DataFrame, layout: MainLayout, marked: frozenset) -> list
         for s_index, (setting, cell) in enumerate(by_setting.iterrows()):
             row.append(number(cell["params_m"]))
             for m_index, (_, prefix, _) in enumerate(layout.metrics):
+                if method in UPPER_BOUNDS and prefix.startswith("avg"):  # one task: no incremental average
+                    row.append(MISSING)
+                    continue
                 mark = SIGNIFICANCE_MARK if (setting, method, variant, prefix) in marked else ""
                 row.append(mean_std(cell[f"{prefix}_mean"], cell[f"{prefix}_std"]) + mark)
                 scores[layout.column(s_index, m_index)] = cell[f"{prefix}_mean"]
