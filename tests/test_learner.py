@@ -300,11 +300,23 @@ def test_epoch_lines_give_the_rate_the_run_elapsed_and_an_eta(monkeypatch):
     """The form bench/perf/e2e.py and the bench analysis parse; the ETA from the mean epoch so far."""
     clock = iter([0.0, 10.0, 3700.0])  # the run starts, its first epoch ends, its second
     monkeypatch.setattr(progress.time, "perf_counter", lambda: next(clock))
-    p = progress.Progress(planned_epochs=3)
-    assert p.epoch_done("task 1/2 train    epoch 1/2", 0.5, 1000, 10.0) == \
+    p = progress.Progress(planned_work=3000)
+    assert p.epoch_done("task 1/2 train    epoch 1/2", 0.5, 1000, 10.0, work=1000) == \
         "task 1/2 train    epoch 1/2  loss 0.5000  100 img/s  elapsed 0:10  eta 0:20"
-    assert p.epoch_done("task 1/2 train    epoch 2/2", 0.25, 36900, 3690.0) == \
+    assert p.epoch_done("task 1/2 train    epoch 2/2", 0.25, 36900, 3690.0, work=1000) == \
         "task 1/2 train    epoch 2/2  loss 0.2500  10 img/s  elapsed 1:01:40  eta 30:50"
+
+
+def test_the_eta_plans_each_tasks_work():
+    """Later tasks train their images with the memory, finetuning the memory alone, and evaluation
+    grows with the classes seen: the plan says so, and a run does exactly the work it planned."""
+    learner = make_learner(tiny("train.epochs=2"))
+    first, second = learner._task_work(0), learner._task_work(1)
+    assert (first.train, second.train) == (40, 40 + 12)  # 2 classes x 20 images; + the memory of 12
+    assert (first.finetune, second.finetune) == (0, 12)  # 12 // 4 classes = 3 a class, 4 classes
+    assert second.after == pytest.approx(progress.FORWARD_ONLY * (40 + 20))  # herding; 4 classes x 5 test images
+    learner.run()
+    assert learner.progress.done == pytest.approx(learner.progress.planned)
 
 
 # ---------------------------------------------------------------- a one-process group

@@ -34,7 +34,7 @@ from suite.learner.losses import (
 from suite.learner.memory import Memory, per_class_budget, select_exemplars
 from suite.learner.model import run_model
 from suite.learner.precision import autocast_dtype
-from suite.learner.progress import Progress
+from suite.learner.progress import FORWARD_ONLY, Progress
 from suite.methods import METHODS
 
 
@@ -58,6 +58,16 @@ class History:
 
 class NonFiniteLoss(RuntimeError):
     pass
+
+
+@dataclass(frozen=True)
+class TaskWork:
+    """One task's work in trained images (suite/learner/progress.py): per main epoch, per finetuning
+    epoch, and after its training (herding and evaluation, forward only)."""
+
+    train: float
+    finetune: float
+    after: float
 
 
 PHASES = ("train", "finetune")  # a task's training phases, in order
@@ -180,8 +190,8 @@ class Learner:
         """The tasks from `next_task` on; a run resumed from a mid-task checkpoint takes up that task
         at the epoch after the checkpoint's, with the random state it had there."""
         resumed = self.mid_task
-        done = epochs_into_task(self.cfg, resumed.phase, resumed.epochs_done) if resumed else 0
-        self.progress = Progress(self._epochs_planned(self.next_task) - done)
+        done = self._work_done_in(self.next_task, resumed.phase, resumed.epochs_done) if resumed else 0.0
+        self.progress = Progress(sum(map(self._work_planned, range(self.next_task, self.scenario.num_tasks))) - done)
         for task in range(self.next_task, self.scenario.num_tasks):
             if self.mid_task is None:
                 seed_everything(self.cfg.seed, task)
@@ -200,6 +210,7 @@ class Learner:
             else:
                 self.history.memory_size.append(0)
             self.evaluate(task)
+            self.progress.add(self._task_work(task).after)
             self.history.per_task_s.append(time.perf_counter() - self._task_start)
             self.next_task = task + 1
             if on_task_end is not None:
@@ -343,7 +354,8 @@ class Learner:
             loss, seen = self._epoch(task, phase, epoch)
             seconds = time.perf_counter() - start
             what = f"task {task + 1}/{self.scenario.num_tasks} {phase.name:8s} epoch {epoch + 1}/{phase.epochs}"
-            self.log(self.progress.epoch_done(what, loss, seen * dist.world_size(), seconds))
+            work = getattr(self._task_work(task), phase.name)
+            self.log(self.progress.epoch_done(what, loss, seen * dist.world_size(), seconds, work))
             self.on_epoch_end({"event": "epoch", "task": task + 1, "phase": phase.name, "epoch": epoch + 1,
                                "epochs": phase.epochs, "loss": loss, "lr": self.optimizer.param_groups[0]["lr"],
                                "img_per_s": seen * dist.world_size() / max(seconds, 1e-9), "seconds": seconds})
@@ -525,9 +537,37 @@ class Learner:
         return DataLoader(IndexedImages(split, indices, self.label_of_class, transform),
                           batch_size=self.cfg.train.eval_batch_size, num_workers=self.cfg.data.num_workers)
 
-    def _epochs_planned(self, first_task: int) -> int:
-        """Epochs from `first_task` to the end of the run (for the ETA)."""
-        return sum(task_epochs(self.cfg, t) for t in range(first_task, self.scenario.num_tasks))
+    def _task_work(self, task: int) -> "TaskWork":
+        """What task `task` will pass through the model, in trained images (the ETA's units): per main
+        epoch its images with the memory kept so far; per finetuning epoch the memory; after
+        it, forward only, the images herding ranks and the test and validation images evaluated."""
+        new = len(self._training_images(self.scenario.tasks[task]))
+        rehearsal = self.method.rehearsal
+        seen = self.scenario.classes_up_to(task)
+        evaluated = len(indices_of_classes(self.data.test, seen)) + len(self._of_classes(self.validation, seen))
+        return TaskWork(train=new + (self._memory_planned(task - 1) if rehearsal else 0),  # repeats: same count
+                        finetune=self._memory_planned(task) if rehearsal and task > 0 else 0,
+                        after=FORWARD_ONLY * ((new if rehearsal else 0) + evaluated))
+
+    def _memory_planned(self, task: int) -> int:
+        """The memory's size after task `task` (0 before the first), as its budget makes it."""
+        if task < 0:
+            return 0
+        seen = len(self.scenario.classes_up_to(task))
+        copies = dist.world_size() if self.cfg.memory.per_worker else 1
+        return per_class_budget(self.cfg.memory, seen) * copies * seen
+
+    def _work_planned(self, task: int) -> float:
+        work = self._task_work(task)
+        epochs = task_epochs(self.cfg, task) - self.cfg.train.epochs
+        return self.cfg.train.epochs * work.train + epochs * work.finetune + work.after
+
+    def _work_done_in(self, task: int, phase: str, epochs_done: int) -> float:
+        """The work of `task` done once `epochs_done` epochs of `phase` are (a mid-task checkpoint's)."""
+        work = self._task_work(task)
+        if phase == "train":
+            return epochs_done * work.train
+        return self.cfg.train.epochs * work.train + epochs_done * work.finetune
 
     def num_params(self) -> int:
         """Parameters used at test time (the divergence head is dropped)."""
