@@ -84,6 +84,11 @@ def test_killed_sweep_continues_without_rerunning_finished_trials(ray_head, tmp_
     again = run_cli("--sweep", sweep_file, "--output-basedir", tmp_path, "--address", ray_head.address, env=ENV)
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
     assert "continuing the sweep" in again.stdout
+    # a line per trial that ends; the one finished before the kill ends at once, out of the ETA's rate
+    ended = [line for line in again.stdout.splitlines() if line.startswith("sweep     trial ")]
+    assert [line.split(" (")[0] for line in ended] == [
+        "sweep     trial 1/3 done", "sweep     trial 2/3 done", "sweep     trial 3/3 done"]
+    assert ended[0].endswith("eta ?") and ended[-1].endswith("eta 0:00")
     assert first.stat().st_mtime_ns == finished_at  # the finished trial did not run again
     for name in ("size-100", "size-150"):
         result = _results(tmp_path / "tiny" / name / "results.json")

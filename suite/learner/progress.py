@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 
 
-def _fmt_seconds(s: float) -> str:
+def format_seconds(s: float) -> str:
     s = int(s)
     return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
 
@@ -37,4 +37,4 @@ class Progress:
         elapsed = time.perf_counter() - self.start
         eta = elapsed / max(self.done, 1e-9) * max(self.planned - self.done, 0.0)
         return (f"{what}  loss {loss:.4f}  {images / max(seconds, 1e-9):,.0f} img/s  "
-                f"elapsed {_fmt_seconds(elapsed)}  eta {_fmt_seconds(eta)}")
+                f"elapsed {format_seconds(elapsed)}  eta {format_seconds(eta)}")

@@ -8,6 +8,7 @@ resumes its own run from its last task checkpoint. Tune's own state lives in SWE
 """
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -15,6 +16,7 @@ from ray import tune
 from ray.tune.integration.ray_train import TuneReportCallback
 
 from suite.config import from_dict
+from suite.learner.progress import format_seconds
 from suite.run.cluster import cluster_nodes, init_ray, set_driver_env
 from suite.run.ray_train import fit, make_trainer
 from suite.run.trackers import tune_callbacks
@@ -43,19 +45,34 @@ def run_trial(config: dict, trials: dict) -> None:
 
 
 class SummaryCallback(tune.Callback):
-    """Rewrites the sweep summary whenever a trial reports, finishes or fails."""
+    """Rewrites the sweep summary whenever a trial reports, finishes or fails, and prints a line per
+    trial that ends: 'trial k/N done', the time elapsed and an ETA (from the trials that ran here;
+    those a continued sweep had finished before end at once and do not count in the rate)."""
 
     def __init__(self, sweep: Sweep, sweep_dir: Path):
         self.sweep, self.sweep_dir = sweep, sweep_dir
+        self.finished_before = {t.name for t in sweep.trials
+                                if (trial_results(t.cfg, sweep_dir / t.name) or {}).get("status") == "finished"}
+        self.ended, self.ran, self.start = 0, 0, time.monotonic()
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
         write_summary(self.sweep, self.sweep_dir)
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         write_summary(self.sweep, self.sweep_dir)
+        self.trial_ended(trial.config["trial"], "done")
 
     def on_trial_error(self, iteration, trials, trial, **info):
         write_summary(self.sweep, self.sweep_dir)
+        self.trial_ended(trial.config["trial"], "failed")
+
+    def trial_ended(self, name: str, how: str) -> None:
+        self.ended += 1
+        self.ran += name not in self.finished_before
+        total, elapsed = len(self.sweep.trials), time.monotonic() - self.start
+        eta = elapsed / self.ran * (total - self.ended) if self.ran else float("nan")
+        print(f"sweep     trial {self.ended}/{total} {how} ({name})  elapsed {format_seconds(elapsed)}  "
+              f"eta {format_seconds(eta) if self.ran else '?'}", flush=True)
 
 
 def sweep_trackers(sweep: Sweep) -> list[str]:
