@@ -167,6 +167,18 @@ def test_tidy_csv_round_trips_with_plain_strings_and_tasks_from_1(paired):
     assert json.loads(second["acc_row"].iloc[0]) == [60.0, 65.0]  # A[2][1], A[2][2] of make_result's matrix
 
 
+def test_what_is_written_for_sharing_names_no_machine_path(tmp_path):
+    """The summary names the results directory, not its path; the tidy CSV has no results-file path
+    and no config column of absolute paths (make_result's data.path is /data/<seed>)."""
+    root = paired_sweep(tmp_path / "runs")
+    report = build_report(root)
+    tidy = pd.read_csv(report / "results_tidy.csv")
+    assert "path" not in tidy and "cfg.data.path" not in tidy and "cfg.memory.size" in tidy
+    assert not any(str(tmp_path) in str(value) for value in tidy.to_numpy().ravel())
+    page = read(report / "README.md")
+    assert "runs under 'runs'" in page and str(tmp_path) not in page.split("## ")[1]
+
+
 # ---------------------------------------------------------------- styles and LaTeX
 
 def test_paper_style_leaves_out_the_per_run_sections(tmp_path, capsys):

@@ -87,7 +87,7 @@ def summary_section(runs: pd.DataFrame, results_dir: Path, style: str) -> Sectio
     commits = sorted({str(c)[:12] for c in runs["git_commit"] if isinstance(c, str) and c})
     made_at = f"made at commit {', '.join(commits)}" if commits else "made outside a git checkout"
     return Section("Summary", paragraphs=[
-        f"{len(runs)} runs under {results_dir} ({states}), {made_at}; "
+        f"{len(runs)} run{'s' if len(runs) != 1 else ''} under '{results_dir.resolve().name}' ({states}), {made_at}; "
         f"datasets: {', '.join(sorted(runs['dataset'].unique()))}. Report style: {style}; every table as "
         "Markdown, CSV and a LaTeX tabular (booktabs), all of them in one LaTeX article. "
         "All results, one row per run and task:",
@@ -157,14 +157,23 @@ def class_orders_section(tasks: pd.DataFrame) -> Section:
 
 def tidy_csv(tasks: pd.DataFrame) -> str:
     """One row per run and task, tasks from 1; config columns as plain values (text without JSON quotes,
-    lists as JSON), the accuracy row as JSON."""
+    lists as JSON), the accuracy row as JSON. Written for sharing: no column that says where files lay
+    on the machine that ran (the results file's path, config paths and URIs); `run` names each run."""
     config = [column for column in tasks if column.startswith("cfg.")]
     plain = tasks.assign(
         task=tasks["task"] + 1,
         acc_row=tasks["acc_row"].map(lambda row: json.dumps(row) if isinstance(row, list) else row),
         **{column: tasks[column].map(plain_value) for column in config},
     )
-    return plain.to_csv(index=False)
+    where = ["path", *(column for column in config if holds_locations(plain[column]))]
+    return plain.drop(columns=where).to_csv(index=False)
+
+
+def holds_locations(values: pd.Series) -> bool:
+    """Whether every value given is an absolute file path or a URI: where something was, on one
+    machine or store."""
+    given = values.dropna()
+    return len(given) > 0 and given.map(lambda v: isinstance(v, str) and (v.startswith(("/", "~")) or "://" in v)).all()
 
 
 def plain_value(json_text):
