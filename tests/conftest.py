@@ -29,11 +29,27 @@ def sets(*pairs: str) -> list[str]:
     return [a for pair in pairs for a in ("--set", pair)]
 
 
+def cli_command(*args) -> list[str]:
+    """`python suite/run.py ARGS`, as users run it."""
+    return [sys.executable, str(REPO / "suite" / "run.py"), *map(str, args)]
+
+
+def cli_env(env: dict | None = None) -> dict:
+    """This process's environment with no usage report, then `env`."""
+    return {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", **(env or {})}
+
+
 def run_cli(*args, cwd=REPO, timeout=600, env=None):
     """`python suite/run.py ARGS` -> CompletedProcess (text)."""
-    full_env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", **(env or {})}
-    return subprocess.run([sys.executable, str(REPO / "suite" / "run.py"), *map(str, args)], cwd=cwd,
-                          capture_output=True, text=True, timeout=timeout, env=full_env)
+    return subprocess.run(cli_command(*args), cwd=cwd, capture_output=True, text=True, timeout=timeout,
+                          env=cli_env(env))
+
+
+def start_cli(*args, env: dict | None = None) -> subprocess.Popen:
+    """`python suite/run.py ARGS` in a process session of its own (so that it and an embedded Ray can
+    be killed together), its output on pipes."""
+    return subprocess.Popen(cli_command(*args), cwd=REPO, text=True, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, start_new_session=True, env=cli_env(env))
 
 
 @pytest.fixture

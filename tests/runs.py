@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -13,7 +11,6 @@ import pytest
 
 from suite.learner.learner import Learner
 from suite.run import rendezvous
-from tests.conftest import REPO
 
 
 class Pause:
@@ -73,14 +70,6 @@ def registered_checkpoints(run_dir: Path) -> list[str]:
             return []
         return [c["checkpoint_dir_name"] for c in doc.get("checkpoint_results", [])]
     return []
-
-
-def start_cli(*args, env: dict | None = None) -> subprocess.Popen:
-    """`python suite/run.py ARGS` in a process session of its own (so that it and an embedded Ray can
-    be killed together), its output on pipes."""
-    return subprocess.Popen([sys.executable, str(REPO / "suite" / "run.py"), *map(str, args)], cwd=REPO, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
-                            env={**os.environ, "RAY_USAGE_STATS_ENABLED": "0", **(env or {})})
 
 
 def events(run_dir: Path) -> list[dict]:

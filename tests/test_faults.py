@@ -25,8 +25,8 @@ from suite.report.load import load_results
 from suite.run.checkpoints import load as load_checkpoint
 from suite.run.layout import CHECKPOINT
 from suite.run.schema import RESULTS
-from tests.conftest import REPO, TINY, TINY_RUN as RUN, sets
-from tests.runs import Pause, nan_from_task_2, start_cli
+from tests.conftest import REPO, TINY, TINY_RUN as RUN, cli_command, sets, start_cli
+from tests.runs import Pause, nan_from_task_2
 
 
 def tiny_args(base, *extra):
@@ -233,7 +233,7 @@ def test_out_of_memory_is_one_line_naming_what_to_change(tmp_path):
 
     args = [*(a for item in TINY for a in ("--set", item)), "--set", "data.image_size=64", "--set", "model.patch_size=1",
             "--set", "train.eval_batch_size=16", "--in-process", "--name", RUN, "--output-basedir", str(tmp_path)]
-    proc = subprocess.run([sys.executable, str(REPO / "suite" / "run.py"), *args], cwd=REPO, text=True,
+    proc = subprocess.run(cli_command(*args), cwd=REPO, text=True,
                           capture_output=True, preexec_fn=limit_memory, timeout=300)
     assert proc.returncode == 1, proc.stdout + proc.stderr
     line = one_error_line(proc.stderr)

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO
+from tests.conftest import REPO, cli_command
 from tests.ray_nodes import ENV, free_port, head_args, kill_session, node_env, ray_start, results
 from tests.runs import Pause, events, registered_checkpoints, wait_for
 
@@ -73,8 +73,7 @@ class Cluster:
         (a pipe nobody reads while the test waits could fill and stall the run)."""
         output = base / f"{name}.out"
         with open(output, "w") as log:
-            proc = subprocess.Popen([sys.executable, str(REPO / "suite" / "run.py"), *RUN, "--address", self.address,
-                                     "--output-basedir", str(base), "--name", name],
+            proc = subprocess.Popen(cli_command(*RUN, "--address", self.address, "--output-basedir", base, "--name", name),
                                     cwd=REPO, env={**self.env, **(env or {})}, start_new_session=True, stdout=log,
                                     stderr=subprocess.STDOUT)
         proc.output = output

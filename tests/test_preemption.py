@@ -9,8 +9,8 @@ import pytest
 
 from suite.run.layout import checkpoint_name
 from suite.run.schema import RESULTS
-from tests.conftest import TINY, sets
-from tests.runs import Pause, events, registered_checkpoints, start_cli, wait_for
+from tests.conftest import TINY, sets, start_cli
+from tests.runs import Pause, events, registered_checkpoints, wait_for
 
 pytestmark = pytest.mark.slow  # Ray clusters and real runs: tens of seconds each (CI runs them)
 

@@ -12,9 +12,9 @@ import sys
 
 import pytest
 
-from tests.conftest import REPO, run_cli
+from tests.conftest import REPO, run_cli, start_cli
 from tests.ray_nodes import ENV, RAY, node_env, results
-from tests.runs import Pause, registered_checkpoints, start_cli, wait_for
+from tests.runs import Pause, registered_checkpoints, wait_for
 
 pytestmark = pytest.mark.slow  # Ray clusters and real runs: tens of seconds each (CI runs them)
 

@@ -2,14 +2,12 @@
 import json
 import os
 import signal
-import subprocess
-import sys
 
 import pandas as pd
 import pytest
 
 from suite import cli
-from tests.conftest import REPO, run_cli
+from tests.conftest import run_cli, start_cli
 from tests.ray_nodes import ENV
 from tests.runs import wait_for
 
@@ -69,11 +67,8 @@ def test_killed_sweep_continues_without_rerunning_finished_trials(ray_head, tmp_
     """On a cluster: the sweep's driver killed once its first trial has finished, then run again."""
     sweep_file = tmp_path / "tiny.yaml"
     sweep_file.write_text(TINY_SWEEP)
-    args = [sys.executable, str(REPO / "suite/run.py"), "--sweep", str(sweep_file), "--output-basedir", str(tmp_path),
-            "--address", ray_head.address]
     first = tmp_path / "tiny" / "size-50" / "results.json"
-    proc = subprocess.Popen(args, cwd=REPO, env={**os.environ, **ENV}, start_new_session=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = start_cli("--sweep", sweep_file, "--output-basedir", tmp_path, "--address", ray_head.address, env=ENV)
     try:  # the two trials left take seconds each: the kill lands before the sweep's end
         wait_for(lambda: _results(first).get("status") == "finished", "the first trial to finish", proc, timeout=400)
     finally:

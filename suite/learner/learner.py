@@ -268,8 +268,7 @@ class Learner:
         memory is the budget times the workers.
         """
         cfg = self.cfg.memory
-        m = per_class_budget(cfg, len(self.scenario.classes_up_to(task)))
-        copies = dist.world_size() if cfg.per_worker else 1
+        m, copies = self._class_budget(task)
         self.memory.trim(m * copies)
         new_classes = self.scenario.tasks[task]
         local = dist.shard(self._training_images(new_classes))
@@ -349,12 +348,12 @@ class Learner:
                 self.scheduler.load_state_dict(self.mid_task.state["scheduler"])
             set_random_state(self.mid_task.state["random"])
             first, self.mid_task = self.mid_task.epochs_done, None
+        work = getattr(self._task_work(task), phase.name)  # per epoch, for the ETA
         for epoch in range(first, phase.epochs):
             start = time.perf_counter()
             loss, seen = self._epoch(task, phase, epoch)
             seconds = time.perf_counter() - start
             what = f"task {task + 1}/{self.scenario.num_tasks} {phase.name:8s} epoch {epoch + 1}/{phase.epochs}"
-            work = getattr(self._task_work(task), phase.name)
             self.log(self.progress.epoch_done(what, loss, seen * dist.world_size(), seconds, work))
             self.on_epoch_end({"event": "epoch", "task": task + 1, "phase": phase.name, "epoch": epoch + 1,
                                "epochs": phase.epochs, "loss": loss, "lr": self.optimizer.param_groups[0]["lr"],
@@ -537,7 +536,7 @@ class Learner:
         return DataLoader(IndexedImages(split, indices, self.label_of_class, transform),
                           batch_size=self.cfg.train.eval_batch_size, num_workers=self.cfg.data.num_workers)
 
-    def _task_work(self, task: int) -> "TaskWork":
+    def _task_work(self, task: int) -> TaskWork:
         """What task `task` will pass through the model, in trained images (the ETA's units): per main
         epoch its images with the memory kept so far; per finetuning epoch the memory; after
         it, forward only, the images herding ranks and the test and validation images evaluated."""
@@ -549,13 +548,18 @@ class Learner:
                         finetune=self._memory_planned(task) if rehearsal and task > 0 else 0,
                         after=FORWARD_ONLY * ((new if rehearsal else 0) + evaluated))
 
+    def _class_budget(self, task: int) -> tuple[int, int]:
+        """After task `task`: the exemplars a class gets in one selection, and how many selections are
+        kept (one; with memory.per_worker, one per worker)."""
+        copies = dist.world_size() if self.cfg.memory.per_worker else 1
+        return per_class_budget(self.cfg.memory, len(self.scenario.classes_up_to(task))), copies
+
     def _memory_planned(self, task: int) -> int:
         """The memory's size after task `task` (0 before the first), as its budget makes it."""
         if task < 0:
             return 0
-        seen = len(self.scenario.classes_up_to(task))
-        copies = dist.world_size() if self.cfg.memory.per_worker else 1
-        return per_class_budget(self.cfg.memory, seen) * copies * seen
+        m, copies = self._class_budget(task)
+        return m * copies * len(self.scenario.classes_up_to(task))
 
     def _work_planned(self, task: int) -> float:
         work = self._task_work(task)

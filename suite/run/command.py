@@ -4,12 +4,9 @@ Exit codes as the CLI's: 0 done, 1 the run failed, 128+N stopped by signal N.
 """
 from __future__ import annotations
 
-import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-
-import torch
 
 from suite.config import Config
 from suite.learner.learner import NonFiniteLoss
@@ -21,7 +18,9 @@ from suite.run.layout import (
     REPORT_DIR, check_lasting, check_output_base, check_run_dir, check_writable, results_at, run_dir_of,
 )
 from suite.run.local import check_storage, run_in_process
-from suite.run.plan import Plan, check_config, check_files, prepare, resource_warnings, upsampling_warning
+from suite.run.plan import (
+    Plan, check_config, check_files, prepare, resource_warnings, resources_there, upsampling_warning,
+)
 from suite.run.storage import is_uri
 
 
@@ -64,17 +63,6 @@ def run_command(cfg: Config, options: RunOptions) -> int:
     if cfg.output.storage_path:  # results persist elsewhere: the local directory marks the run for --resume
         run_dir.mkdir(exist_ok=True)
     return execute(plan, options)
-
-
-def resources_there(address: str | None, in_process: bool = False, connected: bool = False) -> tuple[list[dict], str]:
-    """The resources a request is checked against, and what they are: the cluster's when one is named
-    (--address, RAY_ADDRESS) or already connected, else this machine's (a dry run starts no Ray of its own)."""
-    address = address or os.environ.get("RAY_ADDRESS")
-    if in_process or not (address or connected):
-        return [{"CPU": os.cpu_count(), "GPU": torch.cuda.device_count()}], "this machine"
-    from suite.run.cluster import cluster_nodes
-
-    return cluster_nodes(address), "the cluster"
 
 
 def warn_resources(plan: Plan, options: RunOptions, connected: bool) -> None:

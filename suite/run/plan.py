@@ -1,8 +1,11 @@
 """Validate a config against its data set, load what a run needs, describe the plan (`--dry-run`)."""
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
+
+import torch
 
 from suite.config import Config
 from suite.data.registry import DataSet, count_classes, load_dataset
@@ -123,6 +126,17 @@ def worker_cpus(r, nodes: list[dict]) -> float:
 def planned_epochs(cfg: Config, num_tasks: int) -> int:
     """Every epoch a run trains: main phases, and finetuning from task 2 on where there is a memory."""
     return sum(task_epochs(cfg, task) for task in range(num_tasks))
+
+
+def resources_there(address: str | None, in_process: bool = False, connected: bool = False) -> tuple[list[dict], str]:
+    """The resources a request is checked against, and what they are: the cluster's when one is named
+    (--address, RAY_ADDRESS) or already connected, else this machine's (a dry run starts no Ray of its own)."""
+    address = address or os.environ.get("RAY_ADDRESS")
+    if in_process or not (address or connected):
+        return [{"CPU": os.cpu_count(), "GPU": torch.cuda.device_count()}], "this machine"
+    from suite.run.cluster import cluster_nodes
+
+    return cluster_nodes(address), "the cluster"
 
 
 def resource_warnings(cfg: Config, nodes: list[dict], where: str, epochs: int) -> list[str]:

@@ -8,8 +8,9 @@ from suite.data.registry import load_dataset
 from suite.errors import UserError
 from suite.run.footprint import check_run
 from suite.run.layout import REPORT_DIR, check_lasting, check_output_base, check_writable
-from suite.run.command import resources_there
-from suite.run.plan import check_config, check_data, check_files, image_side, planned_epochs, resource_warnings
+from suite.run.plan import (
+    check_config, check_data, check_files, image_side, planned_epochs, resource_warnings, resources_there,
+)
 from suite.sweep.spec import Sweep
 from suite.sweep.summary import SUMMARY, best_trials
 

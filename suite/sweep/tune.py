@@ -70,9 +70,9 @@ class SummaryCallback(tune.Callback):
         self.ended += 1
         self.ran += name not in self.finished_before
         total, elapsed = len(self.sweep.trials), time.monotonic() - self.start
-        eta = elapsed / self.ran * (total - self.ended) if self.ran else float("nan")
-        print(f"sweep     trial {self.ended}/{total} {how} ({name})  elapsed {format_seconds(elapsed)}  "
-              f"eta {format_seconds(eta) if self.ran else '?'}", flush=True)
+        eta = format_seconds(elapsed / self.ran * (total - self.ended)) if self.ran else "?"
+        print(f"sweep     trial {self.ended}/{total} {how} ({name})  elapsed {format_seconds(elapsed)}  eta {eta}",
+              flush=True)
 
 
 def sweep_trackers(sweep: Sweep) -> list[str]:
