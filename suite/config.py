@@ -112,7 +112,9 @@ class ModelConfig:
 class MemoryConfig:
     size: int = _key(2000, "rehearsal memory: total exemplars (fixed-total budget)", minimum=0, flag="--memory-size")
     per_class: Optional[int] = _key(None, "exemplars per class instead of a fixed total", minimum=1)
-    selection: str = _key("herding", "exemplar selection", choices=("herding", "random"))
+    selection: str = _key("herding", "exemplar selection: herding (iCaRL's loop, as the DyTox and DAFormer releases "
+                          "run it), herding_greedy (without revisiting a sample, as PyCIL), or random",
+                          choices=("herding", "herding_greedy", "random"))
     per_worker: bool = _key(False, "reproduce DyTox's per-GPU memory (budget × workers); never the default")
     herding_images: str = _key("clean", "images herding ranks: clean (the test transform, as iCaRL) or augmented "
                                "(one pass of the training transform, as the DyTox and DAFormer releases)",

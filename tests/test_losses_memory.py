@@ -17,7 +17,7 @@ from suite.learner.losses import (
     classification_loss, divergence_targets, knn_invariant_distillation, logit_distillation,
 )
 from suite.learner.memory import (
-    Memory, herding_ranking, per_class_budget, random_ranking, select_exemplars,
+    RANKINGS, Memory, greedy_herding_ranking, herding_ranking, per_class_budget, random_ranking, select_exemplars,
 )
 from suite.run.plan import prepare
 from tests.conftest import TINY
@@ -38,8 +38,45 @@ def _run_recording_memory(*sets):
 
 # ---------------------------------------------------------------- herding / random selection
 
+def _reference_icarl_loop(features: np.ndarray, m: int) -> list[int]:
+    """iCaRL's herding loop as the releases run it, written out plainly: a running target, the
+    sample best aligned with it, the target moved by the mean minus that sample (taken or not)."""
+    f = features / (np.linalg.norm(features, axis=1, keepdims=True) + 1e-8)
+    mu = f.mean(axis=0)
+    target, order = mu.copy(), []
+    for _ in range(1000):
+        if len(order) == min(m, len(f)):
+            break
+        best = int(np.argmax(f @ target))
+        if best not in order:
+            order.append(best)
+        target = target + mu - f[best]
+    return order
+
+
+def test_herding_is_the_releases_loop_on_random_features():
+    rng = np.random.default_rng(0)
+    feats = rng.normal(size=(30, 8))
+    for m in (1, 5, 30):
+        assert herding_ranking(torch.from_numpy(feats), m) == _reference_icarl_loop(feats, m)
+
+
+def test_the_releases_loop_and_greedy_herding_differ_where_a_sample_is_hit_again():
+    # The loop's target lands on sample 0's side of the mean twice before it reaches 3 and 2; greedy
+    # herding, which never looks at a taken sample again, goes 1, 2, 0, 3.
+    feats = torch.tensor([[0.7, 0.3], [0.1, 0.1], [0.8, 0.9], [0.6, 0.8]])
+    assert herding_ranking(feats, 4) == [1, 0, 3, 2]
+    assert greedy_herding_ranking(feats, 4) == [1, 2, 0, 3]
+    assert herding_ranking(feats, 2) == [1, 0]  # a smaller budget is a prefix
+
+
+def test_herding_choices_are_the_configs():
+    choices = MemoryConfig.__dataclass_fields__["selection"].metadata["choices"]
+    assert set(choices) == set(RANKINGS) | {"random"}
+
+
 def _reference_herding(features: np.ndarray, m: int) -> list[int]:
-    """iCaRL's herding written out plainly, as an independent reference."""
+    """Greedy herding (no sample visited twice) written out plainly, as an independent reference."""
     f = features / np.linalg.norm(features, axis=1, keepdims=True)
     mu = f.mean(axis=0)
     chosen, total = [], np.zeros_like(mu)
@@ -56,34 +93,36 @@ def _reference_herding(features: np.ndarray, m: int) -> list[int]:
     return chosen
 
 
-def test_herding_hand_worked_example():
+def test_greedy_herding_hand_worked_example():
     # After L2 normalisation: a = (1, 0), b = (0, 1), c = (0.8, 0.6); class mean mu = (0.6, 0.5333).
     # k=1: |mu - a|^2 = 0.444, |mu - b|^2 = 0.578, |mu - c|^2 = 0.044       -> c
     # k=2: |mu - (c+a)/2|^2 = 0.144, |mu - (c+b)/2|^2 = 0.111               -> b
     # k=3: a.  (Ordering by distance to the mean alone would give c, a, b: herding differs.)
     # The raw norms differ on purpose: herding works on normalised features.
     feats = torch.tensor([[3.0, 0.0], [0.0, 0.5], [8.0, 6.0]])
-    assert herding_ranking(feats, 3) == [2, 1, 0]
-    assert herding_ranking(feats, 2) == [2, 1]  # a smaller budget is a prefix
-    assert herding_ranking(feats, 10) == [2, 1, 0]  # never more than there are samples
+    assert greedy_herding_ranking(feats, 3) == [2, 1, 0]
+    assert greedy_herding_ranking(feats, 2) == [2, 1]  # a smaller budget is a prefix
+    assert greedy_herding_ranking(feats, 10) == [2, 1, 0]  # never more than there are samples
+    assert herding_ranking(feats, 10) == herding_ranking(feats, 3)  # nor does the loop
 
 
-def test_herding_first_pick_is_closest_to_mean_when_symmetric():
+@pytest.mark.parametrize("ranking", [herding_ranking, greedy_herding_ranking])
+def test_herding_first_pick_is_closest_to_mean_when_symmetric(ranking):
     # Four points mirrored about the direction (1, 1, 0) plus one point on it: the mean lies on that
     # direction, so the point on it is the mean's nearest and goes first. (Later picks tie between
     # mirror images, so only the first pick and the permutation are pinned.)
     s = 1 / math.sqrt(2)
     feats = torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [s, s, 0.0], [0.9, 0.1, 0.3], [0.1, 0.9, -0.3]])
-    ranking = herding_ranking(feats, 5)
-    assert ranking[0] == 2
-    assert sorted(ranking) == [0, 1, 2, 3, 4]
+    order = ranking(feats, 5)
+    assert order[0] == 2
+    assert sorted(order) == [0, 1, 2, 3, 4]
 
 
-def test_herding_matches_reference_on_random_features():
+def test_greedy_herding_matches_reference_on_random_features():
     rng = np.random.default_rng(0)
     feats = rng.normal(size=(30, 8))
     for m in (1, 5, 30):
-        assert herding_ranking(torch.from_numpy(feats), m) == _reference_herding(feats, m)
+        assert greedy_herding_ranking(torch.from_numpy(feats), m) == _reference_herding(feats, m)
 
 
 def test_random_ranking_reproducible_for_the_same_seed():
@@ -101,7 +140,7 @@ def test_select_exemplars_returns_dataset_indices_per_class():
     feats = torch.tensor([[9.0, 9.0], [3.0, 0.0], [1.0, -1.0], [0.0, 0.5], [8.0, 6.0]])
     labels = np.array([7, 5, 7, 5, 5])
     indices = np.array([100, 101, 102, 103, 104])
-    chosen = select_exemplars(feats, labels, indices, [5, 7], 2, "herding", np.random.default_rng(0))
+    chosen = select_exemplars(feats, labels, indices, [5, 7], 2, "herding_greedy", np.random.default_rng(0))
     assert chosen[5] == [104, 103]
     assert len(chosen[7]) == 2 and set(chosen[7]) == {100, 102}
     random_a = select_exemplars(feats, labels, indices, [5, 7], 2, "random", np.random.default_rng(3))

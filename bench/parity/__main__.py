@@ -61,17 +61,8 @@ def check_inputs(args, recipe: Recipe) -> str | None:
     problem = recipe.check() or pack.check_source(args.tiny_imagenet)
     if problem:
         return problem
-    if "release" in args.impl:
-        if not args.release_python or not Path(args.release_python).is_file():
-            return f"--release-python {args.release_python}: no such interpreter (the release venv's python is needed)"
-        for name in args.methods:
-            method = METHODS[name]
-            checkout = getattr(args, method.release)
-            if checkout is None:
-                return f"--{method.release} is required to run {name}'s release"
-            for rel in (method.entry, "continual", method.preset):
-                if not (checkout / rel).exists():
-                    return f"--{method.release} {checkout}: missing {rel} (expected the release's checkout)"
+    if "release" in args.impl and (problem := release.checkout_problem(args)):
+        return problem
     if not args.no_timing and (args.daformer is None or not (args.daformer / "continual" / "DualVit.py").is_file()):
         return "the step timing needs --daformer with continual/DualVit.py (or pass --no-timing)"
     return None
@@ -117,6 +108,10 @@ def step_timing(args, out: Path) -> dict | None:
 
 
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["lockstep"]:
+        from bench.parity import lockstep_command
+        return lockstep_command.main(argv[1:])
     args = parse(argv)
     recipe = build_recipe(args)
     problem = check_inputs(args, recipe)
@@ -146,7 +141,7 @@ def main(argv=None) -> int:
         "release_versions": meta.versions(args.release_python) if args.release_python else "not used",
         "ours_python": args.ours_python, "ours_versions": meta.versions(args.ours_python),
         "data": {"source": str(args.tiny_imagenet), "pack": str(data), "resize": manifest["resize"]},
-        "benchmark_command": "python -m bench.parity " + " ".join(map(shlex.quote, argv if argv is not None else sys.argv[1:])),
+        "benchmark_command": "python -m bench.parity " + " ".join(map(shlex.quote, argv)),
         "release_environment": RELEASE_ENVIRONMENT,
     }
     path = report.write(out, records, info, timing)

@@ -14,7 +14,7 @@ from pathlib import Path
 import yaml
 
 from bench.parity import proc
-from bench.parity.recipe import Method, Recipe
+from bench.parity.recipe import METHODS, Method, Recipe
 
 WRAPPER = Path(__file__).with_name("wrapper.py")
 
@@ -104,3 +104,18 @@ def run(method: Method, recipe: Recipe, seed: int, checkout: Path, python: str, 
     if not done:
         record["log_tail"] = proc.tail(log)
     return record
+
+
+def checkout_problem(args) -> str | None:
+    """What is wrong with --release-python and the checkouts `args.methods` need, in one line, or None."""
+    if not args.release_python or not Path(args.release_python).is_file():
+        return f"--release-python {args.release_python}: no such interpreter (the release venv's python is needed)"
+    for name in args.methods:
+        method = METHODS[name]
+        checkout = getattr(args, method.release)
+        if checkout is None:
+            return f"--{method.release} is required to run {name}'s release"
+        for rel in (method.entry, "continual", method.preset):
+            if not (checkout / rel).exists():
+                return f"--{method.release} {checkout}: missing {rel} (expected the release's checkout)"
+    return None

@@ -18,7 +18,34 @@ def per_class_budget(cfg: MemoryConfig, seen_classes: int) -> int:
 
 
 def herding_ranking(features: torch.Tensor, m: int) -> list[int]:
-    """iCaRL herding: greedily pick the samples whose running mean best matches the class mean.
+    """iCaRL herding as iCaRL's authors and the DyTox and DAFormer releases run it
+    (continual/rehearsal.py `icarl_selection`): a running target starts at the class mean μ of the
+    L2-normalised features; each iteration takes the sample best aligned with it and moves it by
+    μ − that sample, also when the sample was taken before (it is then not taken twice). At most
+    1000 iterations; samples never reached come last, in index order.
+
+    Returns positions into `features` (n, F), best first."""
+    f = features.double()
+    f = f / (f.norm(dim=1, keepdim=True) + 1e-8)
+    mu = f.mean(dim=0)
+    target = mu.clone()
+    want = min(m, len(f))
+    taken: set[int] = set()
+    ranking: list[int] = []
+    for _ in range(1000):
+        if len(ranking) == want:
+            break
+        i = int((f @ target).argmax())
+        if i not in taken:
+            taken.add(i)
+            ranking.append(i)
+        target += mu - f[i]
+    return ranking + [i for i in range(len(f)) if i not in taken][:want - len(ranking)]
+
+
+def greedy_herding_ranking(features: torch.Tensor, m: int) -> list[int]:
+    """Herding without revisiting: each step takes, among the samples not taken yet, the one that
+    brings the mean of those taken closest to the class mean (PyCIL's `_construct_exemplar`).
 
     Returns positions into `features` (n, F), best first; features are L2-normalised first.
     """
@@ -34,6 +61,9 @@ def herding_ranking(features: torch.Tensor, m: int) -> list[int]:
         taken[i] = True
         running += f[i]
     return ranking
+
+
+RANKINGS = {"herding": herding_ranking, "herding_greedy": greedy_herding_ranking}  # memory.selection's herdings
 
 
 def random_ranking(n: int, m: int, rng: np.random.Generator) -> list[int]:
@@ -73,8 +103,8 @@ def select_exemplars(features: torch.Tensor, labels: np.ndarray, indices: np.nda
     chosen = {}
     for cls in classes:
         pos = np.flatnonzero(labels == cls)
-        if selection == "herding":
-            order = herding_ranking(features[torch.from_numpy(pos)], m)
+        if selection in RANKINGS:
+            order = RANKINGS[selection](features[torch.from_numpy(pos)], m)
         else:
             order = random_ranking(len(pos), m, rng)
         chosen[int(cls)] = indices[pos[order]].tolist()
