@@ -59,7 +59,9 @@ METHODS: dict[str, Method] = {m.name: m for m in (
            release="DyTox release (arthurdouillard/dytox): DyTox, DyTox+ or DyTox++ by preset",
            color="#1f77b4", marker="^"),
     Method("daformer_s", "DAFormer-S", "DAFormer-S: one external key shared by all tasks", keys=1,
-           color="#2ca02c", marker="D", **_DAFORMER),
+           color="#2ca02c", marker="D", **{**_DAFORMER, "release": "the suite's reading of the paper: the DAFormer "
+                                           "release's code and recipe with one key for every task (the release has "
+                                           "no switch for it)"}),
     Method("daformer_m", "DAFormer-M", "DAFormer-M: one external key per task", keys=PER_TASK,
            color="#d62728", marker="o", **_DAFORMER),
     Method("daformer", "DAFormer", "DAFormer with model.num_keys keys over contiguous task groups",

@@ -8,13 +8,16 @@ finetuning lr 5e-5, smoothing 0.1, aa rand-m9-mstd0.5-inc1, repeated augmentatio
 import math
 from dataclasses import asdict
 
+import numpy as np
 import pytest
 import torch
 from timm.data import create_transform
+from torchvision.transforms import v2
 from torch.utils.data import DistributedSampler
 
-from suite.config import Config, load
+from suite.config import Config, DataConfig, load
 from suite.data.dataset import build_transform
+from suite.data.registry import DataSet, Split
 from suite.data.sampler import RepeatedAugmentationSampler
 from suite.errors import UserError
 from suite.learner.asam import ASAM
@@ -393,3 +396,48 @@ def test_reports_label_a_knn_run_as_ours(tmp_path):
     labels = dict(zip(runs["seed"], runs["label"]))
     assert labels[0].startswith("DAFormer-M") and "KNN" not in labels[0]
     assert labels[1].startswith("DAFormer-M + KNN (ours)")
+
+
+def daformer(*sets):
+    return tiny_model(load([], TINY + ["method=daformer_m", *sets]))
+
+
+def test_encoder_layernorms_use_the_releases_eps():
+    model = daformer()
+    norms = [m for m in model.encoder.modules() if isinstance(m, torch.nn.LayerNorm)]
+    assert norms and {m.eps for m in norms} == {1e-5}  # nn.LayerNorm's, as both releases' blocks
+
+
+def test_first_key_starts_as_the_releases_key_convolution_and_later_keys_at_zero():
+    model = daformer()
+    model.add_task(2)
+    model.add_task(2)
+    block = model.dual
+    bound = block.head_dim ** -0.5  # torch's Conv2d default: uniform within 1/sqrt(fan in), weight and bias
+    first, bias = block.keys[0], block.key_biases[0]
+    assert first.abs().max() <= bound and bias.abs().max() <= bound
+    assert first.std() > bound / 4  # spread over the interval, not zero
+    assert not block.keys[1].any() and not block.key_biases[1].any()
+
+
+def test_dual_block_draws_a_drop_path_mask_per_sample_and_key():
+    model = daformer("model.drop_path=0.9")  # the dual block's rate: the last of the linear schedule
+    for _ in range(3):
+        model.add_task(2)
+    block = model.dual.train()
+    torch.manual_seed(0)
+    x = torch.randn(64, model.encoder.num_tokens, model.embed_dim)
+    emb = block(x)  # (B, K, C)
+    # both residual branches dropped: the embedding is the tokens' mean, whatever the key
+    dropped = torch.isclose(emb, x.mean(dim=1, keepdim=True), atol=1e-6).all(dim=2)  # (B, K)
+    assert dropped.any()
+    assert (dropped[:, 0] != dropped[:, 1]).any()  # a mask shared by a sample's keys never gives this
+
+
+def test_imagenet_pipeline_resizes_bicubically_as_the_releases(tmp_path):
+    files = np.array([str(tmp_path / "a.jpg")])
+    data = DataSet("imagefolder", Split(files, np.array([0])), Split(files, np.array([0])), ["a"], 224, 3,
+                   (0.5,) * 3, (0.5,) * 3)
+    for train in (True, False):
+        resizes = [t for t in build_transform(data, DataConfig(), train).transforms if hasattr(t, "interpolation")]
+        assert resizes and all(t.interpolation == v2.InterpolationMode.BICUBIC for t in resizes)

@@ -142,3 +142,37 @@ def test_report_writes_readme_and_json(tmp_path):
     assert "commit `c0ffee`" in text and "torch.distributed.init_process_group" in text
     saved = json.loads((tmp_path / "runs.json").read_text())
     assert len(saved["runs"]) == 4 and saved["comparison"][0]["method"] == "DAFormer-M"
+
+
+def test_equivalence_needs_the_90_percent_interval_inside_the_margin():
+    close = [_record("DyTox", impl, s, v, v) for impl, values in (("release", (50.0, 51.0, 49.0, 50.5, 49.5)),
+                                                                  ("ours", (50.2, 50.9, 49.4, 50.8, 49.9)))
+             for s, v in enumerate(values)]
+    (row,) = report.compare(close, margin=1.5)
+    low, high = row["avg_incremental_accuracy"]["ci90"]
+    assert low == pytest.approx(-0.605, abs=1e-3) and high == pytest.approx(1.085, abs=1e-3)  # gap 0.24, Welch
+    assert row["avg_incremental_accuracy"]["equivalent"] is True
+    (row,) = report.compare(close, margin=1.0)  # the same runs cannot exclude a gap of one point
+    assert row["avg_incremental_accuracy"]["equivalent"] is False
+    far = [{**r, "avg_incremental_accuracy": r["avg_incremental_accuracy"] + (3.0 if r["impl"] == "ours" else 0.0)}
+           for r in close]
+    (row,) = report.compare(far, margin=1.5)
+    assert row["avg_incremental_accuracy"]["equivalent"] is False
+
+
+def test_wrapper_varies_the_releases_sample_order_with_the_seed(tmp_path, monkeypatch):
+    package = tmp_path / "continual"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "samplers.py").write_text("class RASampler:\n    def set_epoch(self, epoch):\n        self.epoch = epoch\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "continual", raising=False)
+    monkeypatch.delitem(sys.modules, "continual.samplers", raising=False)
+    from bench.parity import wrapper
+
+    wrapper.seed_sample_order(["--epochs", "3", "--seed", "2"])
+    from continual.samplers import RASampler
+
+    sampler = RASampler()
+    sampler.set_epoch(5)
+    assert sampler.epoch == 2005

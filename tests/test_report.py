@@ -246,3 +246,28 @@ def test_page_renders_in_headless_chromium(report, tmp_path):
     assert 'data-images="ok"' in body[0], body[0]
     images = int(re.search(r'data-image-count="(\d+)"', body[0])[1])
     assert images == read(report / "index.html").count("<img ")
+
+
+def _bounds(tmp_path, joint_last: float):
+    for seed in (0, 1):
+        write_run(tmp_path, f"ft{seed}", make_result("finetune", n_tasks=5, avg=17.0, last=7.0, seed=seed))
+        write_run(tmp_path, f"replay{seed}", make_result("replay", n_tasks=5, avg=18.0, last=8.5, seed=seed))
+        joint = make_result("joint", n_tasks=1, avg=joint_last, last=joint_last, seed=seed)
+        write_run(tmp_path, f"joint{seed}", {**joint, "setting": "B0-5steps"})  # one task, reported under the setting
+    return build_report(tmp_path)
+
+
+def test_a_report_whose_upper_bound_barely_leads_says_so_before_anything_else(tmp_path):
+    out = _bounds(tmp_path, joint_last=9.0)  # below finetune's average, within 2 points of replay's last
+    readme = read(out / "README.md")
+    first = readme.split("## ")[1]
+    assert first.startswith("Read this first") and "cannot rank" in first
+    assert "below the lower bound's (Finetune) average incremental accuracy, 17.0%" in first
+    assert "within 2 points of Replay's last accuracy, 8.5%" in first
+    tex = read(out / "report.tex")
+    assert tex.index("Read this first") < tex.index("Summary")
+
+
+def test_a_report_whose_upper_bound_leads_has_no_caution(tmp_path):
+    out = _bounds(tmp_path, joint_last=40.0)
+    assert "Read this first" not in read(out / "README.md")

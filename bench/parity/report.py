@@ -2,8 +2,11 @@
 from __future__ import annotations
 
 import json
+import math
 import statistics
 from pathlib import Path
+
+from scipy import stats as scipy_stats
 
 from bench.parity import release
 from bench.parity.wrapper import PATCHES
@@ -16,21 +19,40 @@ def _stats(values: list[float]) -> dict | None:
             "range": max(values) - min(values), "n": len(values)}
 
 
-def compare(records: list[dict]) -> list[dict]:
-    """Per method: release and ours over seeds, ours - release, and whether that gap lies within
-    the seed spread (|gap| <= the larger of the two sides' seed ranges, max - min)."""
+def welch_interval(ours: dict, release: dict, level: float = 0.90) -> tuple[float, float]:
+    """The `level` confidence interval of mean(ours) − mean(release), unequal variances (Welch)."""
+    va, vb = ours["std"] ** 2 / ours["n"], release["std"] ** 2 / release["n"]
+    se = math.sqrt(va + vb)
+    if se == 0:
+        gap = ours["mean"] - release["mean"]
+        return gap, gap
+    df = (va + vb) ** 2 / (va ** 2 / (ours["n"] - 1) + vb ** 2 / (release["n"] - 1))
+    half = float(scipy_stats.t.ppf(0.5 + level / 2, df)) * se
+    gap = ours["mean"] - release["mean"]
+    return gap - half, gap + half
+
+
+def compare(records: list[dict], margin: float | None = None) -> list[dict]:
+    """Per method: release and ours over seeds, ours - release, whether that gap lies within the
+    seed spread (|gap| <= the larger of the two sides' seed ranges, max - min), and with a margin
+    the equivalence test: two one-sided tests at 5% each, i.e. the 90% Welch interval of the gap
+    inside ±margin."""
     rows = []
     for method in sorted({r["method"] for r in records}):
         row = {"method": method}
         for metric in ("avg_incremental_accuracy", "last_accuracy"):
             side = {impl: _stats([r[metric] for r in records if r["method"] == method and r["impl"] == impl
                                   and r["status"] == "finished"]) for impl in ("release", "ours")}
-            entry = {"release": side["release"], "ours": side["ours"], "gap": None, "within_spread": None}
+            entry = {"release": side["release"], "ours": side["ours"], "gap": None, "within_spread": None,
+                     "ci90": None, "equivalent": None, "margin": margin}
             if side["release"] and side["ours"]:
                 entry["gap"] = side["ours"]["mean"] - side["release"]["mean"]
                 if min(side["release"]["n"], side["ours"]["n"]) > 1:
                     spread = max(side["release"]["range"], side["ours"]["range"])
                     entry["within_spread"] = abs(entry["gap"]) <= spread
+                    entry["ci90"] = welch_interval(side["ours"], side["release"])
+                    if margin is not None:
+                        entry["equivalent"] = bool(-margin < entry["ci90"][0] and entry["ci90"][1] < margin)
             row[metric] = entry
         rows.append(row)
     return rows
@@ -82,12 +104,17 @@ def _run_table(records: list[dict]) -> list[str]:
 
 
 def _compare_table(rows: list[dict]) -> list[str]:
-    lines = ["| method | metric | release | ours | ours − release | within seed spread |", "|---|---|---|---|---|---|"]
+    lines = ["| method | metric | release | ours | ours − release | 90% interval | equivalent within ± margin | "
+             "within seed spread |", "|---|---|---|---|---|---|---|---|"]
     for row in rows:
         for metric, label in (("avg_incremental_accuracy", "avg incremental"), ("last_accuracy", "last")):
             e = row[metric]
             within = {True: "yes", False: "**no**", None: "–"}[e["within_spread"]]
-            lines.append(f"| {row['method']} | {label} | {_ms(e['release'])} | {_ms(e['ours'])} | {_fmt(e['gap'])} | {within} |")
+            ci = "–" if e.get("ci90") is None else f"[{e['ci90'][0]:.2f}, {e['ci90'][1]:.2f}]"
+            equivalent = {True: f"**yes** (±{e.get('margin')})", False: f"no (±{e.get('margin')})",
+                          None: "–"}[e.get("equivalent")]
+            lines.append(f"| {row['method']} | {label} | {_ms(e['release'])} | {_ms(e['ours'])} | {_fmt(e['gap'])} | "
+                         f"{ci} | {equivalent} | {within} |")
     return lines
 
 
@@ -119,7 +146,7 @@ def _timing_table(timing: dict | None) -> list[str]:
 
 
 def write(out: Path, records: list[dict], meta: dict, timing: dict | None) -> Path:
-    rows = compare(records)
+    rows = compare(records, meta.get("margin"))
     (out / "runs.json").write_text(json.dumps({"meta": meta, "comparison": rows, "runs": records,
                                                "step_timing": timing}, indent=1) + "\n")
     recipe = meta["recipe"]
@@ -163,8 +190,9 @@ def write(out: Path, records: list[dict], meta: dict, timing: dict | None) -> Pa
         f"100; labels are the sorted-wnid positions. The releases read it with `--data-set CIFAR` (continuum "
         f"1.2.7's CIFAR100 over torchvision's reader), ours with `data.name: cifar100`. Both learn the first "
         f"{recipe['classes']} labels in order, {recipe['tasks']} tasks (release `--max-task {recipe['tasks']}`, "
-        f"ours `data.max_classes={recipe['classes']}`). Seeds change initialisation "
-        f"and augmentation only; the class order is the same for every seed.",
+        f"ours `data.max_classes={recipe['classes']}`). Seeds change initialisation, augmentation and the "
+        f"order in which each epoch reads the images (the release's through the wrapper's seeded `set_epoch`, "
+        f"below); the class order is the same for every seed.",
         "",
         "## Recipe (identical on both sides)",
         "",
@@ -202,8 +230,12 @@ def write(out: Path, records: list[dict], meta: dict, timing: dict | None) -> Pa
         "",
         "## Release against ours",
         "",
-        "Mean ± standard deviation over seeds (top-1 %, 0..100). The gap is within the seed spread when "
-        "|ours − release| is at most the larger of the two sides' ranges (max − min over seeds).",
+        "Mean ± standard deviation over seeds (top-1 %, 0..100). Equivalence: two one-sided tests at 5% each, "
+        "i.e. the 90% Welch interval of ours − release lies inside ± the margin, in points of accuracy. "
+        + (f"The margin, {meta['margin']} points, was declared before the runs: {meta['margin_declared']}. "
+           if meta.get("margin") is not None else "No margin was declared for these runs. ")
+        + "The gap is within the seed spread when |ours − release| is at most the larger of the two sides' "
+        "ranges (max − min over seeds).",
         "",
         *_compare_table(rows),
         "",

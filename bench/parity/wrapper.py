@@ -33,6 +33,9 @@ PATCHES = [
     ("torch.tensor and torch.full build on the CPU when asked for device 'cuda'",
      "continual.mixup.one_hot defaults to device='cuda'; utils.SmoothedValue.synchronize_between_processes "
      "all-reduces a tensor made on 'cuda'"),
+    ("continual.samplers.RASampler.set_epoch adds 1000 x --seed to the epoch",
+     "the release seeds each epoch's sample order with the epoch alone, so every seed read the images in "
+     "the same order; ours varies the order with the run's seed, and now both do"),
     ("torchvision's CIFAR md5 check becomes a file-exists check",
      "the data are Tiny-ImageNet repacked in CIFAR-100's layout, whose files have other checksums; "
      "nothing is downloaded"),
@@ -76,9 +79,19 @@ def apply():
     torchvision.datasets.cifar.check_integrity = lambda fpath, md5=None: os.path.isfile(fpath)
 
 
+def seed_sample_order(args: list[str]) -> None:
+    """RASampler's per-epoch generator seeded by the epoch and --seed (see PATCHES)."""
+    from continual import samplers
+
+    seed = int(args[args.index("--seed") + 1]) if "--seed" in args else 0
+    set_epoch = samplers.RASampler.set_epoch
+    samplers.RASampler.set_epoch = lambda self, epoch: set_epoch(self, epoch + 1000 * seed)
+
+
 def main():
     release_dir, entry, args = sys.argv[1], sys.argv[2], sys.argv[3:]
     apply()
+    seed_sample_order(args)
     print("parity wrapper patches:", *(f"  - {what}" for what, _ in PATCHES), sep="\n", flush=True)
     sys.argv = [os.path.join(release_dir, entry)] + args
     runpy.run_path(sys.argv[0], run_name="__main__")

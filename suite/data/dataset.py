@@ -51,8 +51,10 @@ def build_transform(data: DataSet, cfg: DataConfig, train: bool) -> v2.Compose:
     policy = cfg.auto_augment if train else None
     steps: list = [v2.ToPILImage()] if policy else []
     on_disk = not data.train.in_memory
-    if on_disk:  # full-size photos: the ImageNet recipe
-        steps += [v2.RandomResizedCrop(size, antialias=True)] if train else [v2.Resize(int(size * 8 / 7), antialias=True), v2.CenterCrop(size)]
+    if on_disk:  # full-size photos: the ImageNet recipe, bicubic as the releases resize
+        bicubic = v2.InterpolationMode.BICUBIC
+        steps += ([v2.RandomResizedCrop(size, interpolation=bicubic, antialias=True)] if train
+                  else [v2.Resize(int(size * 8 / 7), interpolation=bicubic, antialias=True), v2.CenterCrop(size)])
     elif size != data.image_size:
         steps.append(v2.Resize(size, antialias=True))
     if train and cfg.augment:

@@ -53,8 +53,15 @@ class DualAttentionBlock(nn.Module):
         self.key_biases = nn.ParameterList()  # b_k: (P,)
 
     def add_key(self) -> None:
-        self.keys.append(nn.Parameter(torch.zeros(self.num_tokens, self.head_dim)))
-        self.key_biases.append(nn.Parameter(torch.zeros(self.num_tokens)))
+        """The first key starts as the DAFormer release's key convolution does (torch's default init
+        of nn.Conv2d(head_dim, tokens, 1), DualVit.py); every later one at zero (dual.py add_model)."""
+        if len(self.keys) == 0:
+            conv = nn.Conv2d(self.head_dim, self.num_tokens, 1)
+            key, bias = conv.weight.detach().flatten(1), conv.bias.detach()
+        else:
+            key, bias = torch.zeros(self.num_tokens, self.head_dim), torch.zeros(self.num_tokens)
+        self.keys.append(nn.Parameter(key.clone()))
+        self.key_biases.append(nn.Parameter(bias.clone()))
 
     def attend(self, x: torch.Tensor) -> torch.Tensor:
         """Per-key attention output before the projection: (B, K, N, C).
@@ -77,10 +84,14 @@ class DualAttentionBlock(nn.Module):
         return out.permute(0, 3, 2, 1, 4).reshape(B, K, N, C)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        z = x.unsqueeze(1) + self.drop_path(self.proj(self.attend(x)))  # (B, K, N, C)
+        z = x.unsqueeze(1) + self._drop_path(self.proj(self.attend(x)))  # (B, K, N, C)
         mlp = self.mlp
         hidden = mlp.act(mlp.fc1(self.norm2(z)))  # (B, K, N, hidden)
-        return z.mean(dim=2) + self.drop_path(mlp.fc2(hidden.mean(dim=2)))
+        return z.mean(dim=2) + self._drop_path(mlp.fc2(hidden.mean(dim=2)))
+
+    def _drop_path(self, t: torch.Tensor) -> torch.Tensor:
+        """DropPath with one mask per sample and key, as the release's one call per key draws them."""
+        return self.drop_path(t.flatten(0, 1)).view_as(t)
 
 
 class DAFormer(IncrementalModel):

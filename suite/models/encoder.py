@@ -45,7 +45,8 @@ class Encoder(nn.Module):
         self.task_block_drop_path = rates[-1]  # for the block that follows the encoder
         self.blocks = fuse_attention(nn.Sequential(*[
             Block(embed_dim, num_heads, mlp_ratio, qkv_bias=False, drop_path=rates[i],
-                  use_gpsa=True, locality_strength=locality_strength)
+                  use_gpsa=True, locality_strength=locality_strength,
+                  norm_layer=nn.LayerNorm)  # eps 1e-5 as the releases' blocks (timm's default is 1e-6)
             for i in range(depth)
         ]))
         init_weights(self)

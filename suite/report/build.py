@@ -15,6 +15,7 @@ from suite.errors import UserError
 from suite.methods import HEADLINE, METHODS
 from suite.report import plots
 from suite.report.aggregate import AXES, ablation_stats, curve_stats, finished_runs, main_stats, runs_frame
+from suite.report.caveats import bound_caveats
 from suite.report.compare import comparison_table, paired_differences, significance_note, significant
 from suite.report.history import load_history
 from suite.report.latex_document import write_document
@@ -59,7 +60,9 @@ def build_report(results_dir: Path | str, out_dir: Path | str | None = None, sty
     tasks = load_results(results_dir)
     runs = runs_frame(tasks)
     finished = finished_runs(runs)
+    caveats = bound_caveats(finished)
     sections = [
+        *([Section("Read this first", paragraphs=caveats)] if caveats else []),
         summary_section(runs, results_dir, style),
         *results_sections(tasks, finished, out_dir, band),
         *ablation_sections(runs, out_dir, band),
