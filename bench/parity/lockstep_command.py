@@ -168,7 +168,7 @@ def main(argv) -> int:
     for r in results:
         print(f"[lockstep] {r['method']}: {verdict(r)}", flush=True)
     info = {"command": "python -m bench.parity lockstep " + " ".join(argv), "written": datetime.datetime.now().isoformat(timespec="minutes"),
-            "commit": meta.git_commit(), "dirty": meta.suite_dirty(), "machine": meta.machine(),
+            "commit": meta.git_commit(), "dirty": meta.suite_dirty(), "machine": meta.machine_line(meta.machine()),
             "release_versions": meta.versions(args.release_python), "ours_versions": meta.versions(sys.executable)}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "lockstep.md").write_text(certificate(results, info) + "\n")

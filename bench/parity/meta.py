@@ -21,6 +21,10 @@ def machine() -> dict:
             "python": platform.python_version()}
 
 
+def machine_line(m: dict) -> str:
+    return f"{m['cpu']}, {m['cores']} cores ({m['isa']}), {m['memory_gib']:.0f} GiB, Python {m['python']}, no GPU"
+
+
 def tree_sha256(root: Path) -> str:
     """Content hash of a checkout's .py/.yaml/.sh files (the exports carry no git metadata)."""
     h = hashlib.sha256()

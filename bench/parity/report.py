@@ -9,6 +9,7 @@ from pathlib import Path
 from scipy import stats as scipy_stats
 
 from bench.parity import release
+from bench.parity.meta import machine_line
 from bench.parity.wrapper import PATCHES
 
 
@@ -164,9 +165,7 @@ def write(out: Path, records: list[dict], meta: dict, timing: dict | None) -> Pa
         "",
         "## Machine",
         "",
-        f"{meta['machine']['cpu']}, {meta['machine']['cores']} cores ({meta['machine']['isa']}), "
-        f"{meta['machine']['memory_gib']:.0f} GiB, Python {meta['machine']['python']}, no GPU. "
-        f"Shared with other work: wall times are indicative, not benchmarks.",
+        f"{machine_line(meta['machine'])}. Shared with other work: wall times are indicative, not benchmarks.",
         "",
         "## Sources",
         "",
