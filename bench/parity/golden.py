@@ -26,10 +26,10 @@ from bench.parity.lockstep import Setup, compared, make_inputs, run_ours
 # where the update is lr·g/(|g| + 1e-8)): one entry of a tensor then sets the tensor's deviation.
 # The lockstep measures that floor (ours against ours with every initial weight moved by one
 # float32 rounding) and prints it beside the release's deviation (reports/parity/lockstep.md):
-# up to 1e-5 for losses, 5e-5 for gradient norms and 5e-3 for parameters here. The bounds sit
-# above that floor, since another CPU rounds differently, and below what a recipe detail broken
-# on purpose gives: 1e-2 or more on the losses (tests/test_golden_trajectories.py breaks some).
-TOLERANCE = {"loss": 1e-4, "grad_norm": 1e-3, "parameters": 1e-2}
+# DyTox's reaches 2.3e-5 on losses, 3.1e-4 on gradient norms and 4.8e-3 on parameters. The bounds
+# sit above that floor, since another CPU rounds differently, and below what a recipe detail
+# broken on purpose gives: 1e-2 or more on the losses (tests/test_golden_trajectories.py).
+TOLERANCE = {"loss": 3e-4, "grad_norm": 3e-3, "parameters": 2e-2}
 
 
 def _direction(name: str, numel: int) -> torch.Tensor:
