@@ -1,0 +1,112 @@
+"""The classic baselines' CNN backbones: images (B, C, H, W) -> features (B, out_dim).
+
+Registered by name in BACKBONES, each with plain constructor arguments:
+
+- `cifar_resnet32`: the CIFAR ResNet-32 of PyCIL's protocol (He et al.'s CIFAR design): a 3x3
+  stem of 16 channels, three stages of five basic blocks (16, 32, 64 channels), parameter-free
+  shortcuts where the shape changes (stride-2 subsampling, the new channels zero: "option A"),
+  global average pooling; 64 features, 463,504 parameters.
+- `cifar_resnet18`: the CIFAR ResNet-18 of the DER/DyTox table's protocol: torchvision's
+  ResNet-18 with a 3x3 stride-1 stem and no max-pool, the last BatchNorm of every block at zero
+  (zero-init residual); 512 features, 11.22M parameters with a 100-class head.
+- `resnet18`: torchvision's ResNet-18 for ImageNet-sized images (7x7 stride-2 stem, max-pool).
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchvision.models import resnet as tv_resnet
+
+BACKBONES: dict[str, Callable[..., nn.Module]] = {}
+
+
+def register_backbone(name: str):
+    def wrap(build: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+        BACKBONES[name] = build
+        return build
+    return wrap
+
+
+class ShortcutA(nn.Module):
+    """The parameter-free shortcut: subsample by the stride, append zero channels."""
+
+    def __init__(self, extra_channels: int, stride: int):
+        super().__init__()
+        self.extra_channels, self.stride = extra_channels, stride
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x[:, :, ::self.stride, ::self.stride]
+        return F.pad(x, (0, 0, 0, 0, 0, self.extra_channels))
+
+
+class CifarBasicBlock(nn.Module):
+    def __init__(self, in_channels: int, channels: int, stride: int = 1):
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_channels, channels, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(channels)
+        self.conv2 = nn.Conv2d(channels, channels, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(channels)
+        reshaped = stride != 1 or in_channels != channels
+        self.shortcut = ShortcutA(channels - in_channels, stride) if reshaped else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = F.relu(self.bn1(self.conv1(x)))
+        return F.relu(self.bn2(self.conv2(out)) + self.shortcut(x))
+
+
+class CifarResNet(nn.Module):
+    """A CIFAR ResNet of depth 6n + 2 (n blocks a stage); `out_dim` features."""
+
+    def __init__(self, depth: int = 32, channels: int = 3, widths: tuple[int, ...] = (16, 32, 64)):
+        super().__init__()
+        if (depth - 2) % 6:
+            raise ValueError(f"a CIFAR ResNet's depth is 6n + 2 (20, 32, 44, 56, 110), not {depth}")
+        blocks = (depth - 2) // 6
+        self.stem = nn.Sequential(nn.Conv2d(channels, widths[0], 3, 1, 1, bias=False), nn.BatchNorm2d(widths[0]),
+                                  nn.ReLU())
+        stages, in_channels = [], widths[0]
+        for i, width in enumerate(widths):
+            stride = 1 if i == 0 else 2
+            stages.append(nn.Sequential(*[CifarBasicBlock(in_channels if b == 0 else width, width, stride if b == 0 else 1)
+                                          for b in range(blocks)]))
+            in_channels = width
+        self.stages = nn.Sequential(*stages)
+        self.out_dim = widths[-1]
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):  # He et al.'s: normal, std sqrt(2 / (k * k * out channels))
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.stages(self.stem(images)).mean(dim=(2, 3))
+
+
+def _torchvision_resnet18(channels: int, cifar_stem: bool, zero_init_residual: bool) -> nn.Module:
+    net = tv_resnet.resnet18(weights=None, zero_init_residual=zero_init_residual)
+    if cifar_stem:
+        net.conv1 = nn.Conv2d(channels, 64, 3, 1, 1, bias=False)
+        nn.init.kaiming_normal_(net.conv1.weight, mode="fan_out", nonlinearity="relu")
+        net.maxpool = nn.Identity()
+    elif channels != 3:
+        net.conv1 = nn.Conv2d(channels, 64, 7, 2, 3, bias=False)
+        nn.init.kaiming_normal_(net.conv1.weight, mode="fan_out", nonlinearity="relu")
+    net.fc = nn.Identity()
+    net.out_dim = 512
+    return net
+
+
+@register_backbone("cifar_resnet32")
+def cifar_resnet32(channels: int = 3) -> nn.Module:
+    return CifarResNet(32, channels)
+
+
+@register_backbone("cifar_resnet18")
+def cifar_resnet18(channels: int = 3, zero_init_residual: bool = True) -> nn.Module:
+    return _torchvision_resnet18(channels, cifar_stem=True, zero_init_residual=zero_init_residual)
+
+
+@register_backbone("resnet18")
+def resnet18(channels: int = 3, zero_init_residual: bool = False) -> nn.Module:
+    return _torchvision_resnet18(channels, cifar_stem=False, zero_init_residual=zero_init_residual)

@@ -1,0 +1,43 @@
+"""The classic baselines' CNN backbones: their published shapes and parameter counts."""
+import pytest
+import torch
+from torch import nn
+
+from suite.models.resnet import BACKBONES, CifarResNet, ShortcutA
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def count(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+@pytest.mark.parametrize("name, params, features", [
+    ("cifar_resnet32", 463_504, 64),  # PyCIL's ResNet-32 without its head
+    ("cifar_resnet18", 11_220_132 - 51_300, 512),  # DER's: 11.22M with a 100-class head (512 x 100 + 100)
+    ("resnet18", 11_689_512 - 513_000, 512),  # torchvision's ResNet-18 without its 1000-class head
+])
+def test_parameter_counts_and_feature_sizes_are_the_references(name, params, features):
+    net = BACKBONES[name]()
+    assert count(net) == params
+    assert net.out_dim == features
+    size = 64 if name == "resnet18" else 32
+    assert net.eval()(torch.randn(2, 3, size, size)).shape == (2, features)
+
+
+def test_cifar_resnet18_keeps_full_resolution_until_its_second_stage():
+    net = BACKBONES["cifar_resnet18"]()
+    assert isinstance(net.maxpool, nn.Identity) and net.conv1.kernel_size == (3, 3) and net.conv1.stride == (1, 1)
+    assert all(not block.bn2.weight.any() for layer in (net.layer1, net.layer4) for block in layer)  # zero-init residual
+
+
+def test_option_a_shortcut_subsamples_and_pads_with_zero_channels():
+    x = torch.arange(2 * 4 * 4 * 4, dtype=torch.float32).view(2, 4, 4, 4)
+    out = ShortcutA(extra_channels=4, stride=2)(x)
+    assert out.shape == (2, 8, 2, 2)
+    assert torch.equal(out[:, :4], x[:, :, ::2, ::2]) and not out[:, 4:].any()
+
+
+def test_a_cifar_resnet_refuses_a_depth_that_is_not_6n_plus_2():
+    with pytest.raises(ValueError, match="6n \\+ 2"):
+        CifarResNet(depth=30)
