@@ -21,7 +21,7 @@ WORKER_ENV = {
     "MALLOC_MMAP_MAX_": "0",
     "MALLOC_TRIM_THRESHOLD_": "68719476736",
     # Ray Train's controller polls the workers every 2 s by default: a run then ends up to 2 s after
-    # its last report (2-3 s of the quickstart's end; bench/experiments/ray-startup)
+    # its last report (2-3 s of the quickstart's end; bench/experiments/ray-startup/README.md)
     "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.5",
 }
 

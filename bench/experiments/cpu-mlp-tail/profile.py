@@ -2,7 +2,7 @@
 2 threads): ops by self CPU time, then by input shape.
 
 `MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=68719476736 python bench/experiments/cpu-mlp-tail/profile.py`
-(output: profile.txt).
+(prints; its figures are in README.md).
 """
 import sys
 from pathlib import Path

@@ -3,7 +3,7 @@ input (batch 128, 10 keys), forward + backward: the mean as the block writes it 
 Profiles both (by op and input shape), then times 3 rounds of 3 calls, seconds per call.
 
 `MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=68719476736 python bench/experiments/cpu-mlp-tail/tail.py`
-(output: tail.txt).
+(prints; its figures are in README.md).
 """
 import time
 

@@ -1,7 +1,7 @@
 """The dual block's attention alone (forward + backward, fp32, batch 128, 10 keys) on the CPU: the
 GEMM form against the fused candidates of ab.py, 3 rounds of 3 calls each, seconds per call.
 
-`python bench/experiments/external-sdpa/cpu_attend.py` (prints; the committed output is cpu_attend.txt).
+`python bench/experiments/external-sdpa/cpu_attend.py` (prints; its figures are in README.md).
 """
 import importlib.util
 import sys

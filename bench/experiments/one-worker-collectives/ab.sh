@@ -18,7 +18,7 @@ for i in 1 2; do
     (cd "$tree" && $py -c "$stamp" $py suite/run.py configs/quickstart.yaml --output-basedir "$out/runs" > "$out/$v$i.log")
     med=$(grep "train    epoch" "$out/$v$i.log" | grep -o "[0-9]* img/s" | awk '{print $1}' | sort -n |
           awk '{a[NR]=$1} END{print a[int(NR/2)+1]}')
-    echo "| $v | $i | $(tail -1 "$out/$v$i.log" | awk '{print $1}') | $(grep -m1 'epoch 1/10' "$out/$v$i.log" | awk '{print $1}') | $med |"
+    echo "| $v | $i | $(tail -1 "$out/$v$i.log" | awk '{print $1}') | $(grep -m1 ' epoch 1/' "$out/$v$i.log" | awk '{print $1}') | $med |"
   done
 done
 rm -rf "$old" "$out"

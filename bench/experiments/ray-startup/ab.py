@@ -2,8 +2,9 @@
 controller polling every 0.5 s and no idle workers prestarted (RAY_prestart_worker_first_driver=0).
 
 Run from the repository root at a commit before those settings were made the default (before
-they were in suite.distributed.cluster, the driver's environment reached every Ray process):
-`PYTHONPATH=. python bench/experiments/ray-startup/ab.py OUT.json`.
+they were in suite.run.cluster, the driver's environment reached every Ray process):
+`PYTHONPATH=. python bench/experiments/ray-startup/ab.py OUT.json` (at such a commit, e.g. 6baf9cc~1, the
+module below was suite.perf.e2e).
 """
 import json
 import sys
