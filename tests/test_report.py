@@ -201,7 +201,7 @@ def test_runs_table(report):
 # ---------------------------------------------------------------- plots and page
 
 def test_every_plot_is_written(report):
-    stems = ["accuracy_cifar100", "accuracy_digits", "params_cifar100", "ablation_num_keys_digits_B0-5steps",
+    stems = ["accuracy_cifar100", "accuracy_digits", "ablation_num_keys_digits_B0-5steps",
              "ablation_memory_size_digits_B0-5steps", "heatmaps/paper-daformer_m_running",
              "heatmaps/paper-dytox_cifar100_order1"]
     for stem in stems:

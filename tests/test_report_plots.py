@@ -14,6 +14,7 @@ from suite.report import plots
 from suite.report.aggregate import AXES, curve_stats, finished_runs, runs_frame
 from suite.report.history import load_history
 from suite.report.load import load_results
+from suite.report.step_tables import parameter_table
 from tests.fake_results import make_result, write_run
 
 STD_AT_100 = float(np.std([96, 99, 100], ddof=1))
@@ -145,21 +146,14 @@ def test_minmax_band_and_no_band_for_a_single_run(curves):
 
 # ---------------------------------------------------------------- parameters
 
-def test_parameter_axis_from_zero_with_growth_labels(curves, tmp_path):
-    figure = plots.parameter_figure(cifar(curves))
-    assert [ax.get_ylim()[0] for ax in figure.axes] == [0, 0, 0]
-    two_steps = figure.axes[0]
-    legend = figure.legends[0]
-    assert [text.get_text() for text in legend.get_texts()] == ["DyTox", "DAFormer-M"]
-    dytox, daformer = (handle.get_color() for handle in legend.legend_handles)
-    assert {text.get_text(): text.get_color() for text in two_steps.texts} == {"+0.0 %": dytox, "+1.6 %": daformer}
-    assert [int(tick) for tick in two_steps.get_xticks()] == [1, 2]
-    written = plots.parameter_curves(curves, tmp_path)
-    assert_written(tmp_path, written, ["plots/params_cifar100", "plots/params_digits"])
-
-
-def test_growth_labels_are_moved_apart_downwards():
-    assert plots.spread([10.0, 10.1, 5.0], gap=1.0) == pytest.approx([9.1, 10.1, 5.0])
+def test_parameter_table_gives_first_last_and_growth_per_setting(curves):
+    table = parameter_table("cifar100", cifar(curves))
+    assert table.header == ["Method"] + ["First", "Last", "Growth"] * 3
+    rows = {row[0]: row[1:] for row in table.rows}
+    assert table.groups[1][0] == "2 steps"
+    assert rows["DAFormer-M"][:3] == ["10.000", "10.160", "+1.6 %"]
+    assert rows["DyTox"][2] == "+0.0 %" and rows["DAFormer-M"][3:] == ["–"] * 6  # no run in the other settings
+    assert table.bold == frozenset()  # nothing to rank
 
 
 # ---------------------------------------------------------------- ablations
@@ -261,10 +255,20 @@ def test_history_figure_panels_task_boundaries_and_finetune_markers(history, tmp
         assert boundaries == [2.5, 6.5]  # tasks 2 and 3 last 4 epochs, as long as DAFormer-M's
     segments = [line for line in loss.lines if line.get_label() != plots.TASK_BOUNDARY]
     daformer = segments[0].get_color()
-    task_2 = next(line for line in segments if line.get_color() == daformer and line.get_xdata()[0] == 3)
-    assert task_2.get_ydata().tolist() == [2.5, 1.5, 1.0, 0.9]  # the same in both runs: their mean
-    assert task_2.get_markevery() == [False, False, True, True]
+    task_2 = [line for line in segments if line.get_color() == daformer and line.get_xdata()[0] in (3, 5)]
+    main, tuned = task_2  # the main phase and its finetuning apart, not joined as one curve
+    assert main.get_ydata().tolist() == [2.5, 1.5] and main.get_marker() == "None"  # the mean of both runs
+    assert tuned.get_ydata().tolist() == [1.0, 0.9] and tuned.get_marker() == "o"
     finetune = [line for line in segments if line.get_color() != daformer]
     assert [line.get_xdata().tolist() for line in finetune] == [[1, 2], [3, 4], [7, 8]]
     written = plots.history_curves(history, tmp_path)
     assert_written(tmp_path, written, ["plots/history_cifar100_B0-3steps"])
+
+
+def test_history_figure_shows_a_phase_of_one_epoch(tmp_path):
+    path = write_run(tmp_path, "one", constant_result("daformer_m", 80, 2))
+    write_log(path, [epoch(1, "train", 1, 2.0), epoch(2, "train", 1, 1.0), epoch(2, "finetune", 1, 0.5, 1e-4)])
+    figure = plots.history_figure(load_history(finished_runs(runs_frame(load_results(tmp_path)))))
+    segments = [line for line in figure.axes[0].lines if line.get_label() != plots.TASK_BOUNDARY]
+    assert [(line.get_xdata().tolist(), line.get_marker()) for line in segments] == [
+        ([1], "o"), ([2], "o"), ([3], "o")]  # each a single epoch, each visible

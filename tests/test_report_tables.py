@@ -148,7 +148,7 @@ def test_validation_table_only_with_a_validation_split(tmp_path, paired):
     write_run(tmp_path, "run", result)
     table = read(build_report(tmp_path, tmp_path / "out") / "tables" / "validation_cifar100.md")
     assert "on the validation split" in table
-    assert table_row(table, "DyTox")[1:] == ["**80.00**", "**70.00**", "70.00", "60.00"]
+    assert table_row(table, "DyTox")[1:] == ["80.00", "70.00", "70.00", "60.00"]  # one row: nothing to rank
 
 
 def test_runs_table_memory_of_methods_without_memory(paired):
@@ -234,3 +234,11 @@ def test_latex_article_compiles(paired, tmp_path):
     assert proc.returncode == 0, proc.stdout[-3000:]
     assert (tmp_path / "report" / "report.pdf").read_bytes()[:5] == b"%PDF-"
     assert "Undefined control sequence" not in proc.stdout and "Missing" not in proc.stdout
+
+
+def test_titles_name_data_sets_as_papers_do(tmp_path):
+    write_run(tmp_path, "tiny", make_result("dytox", dataset="tinyimagenet", n_tasks=5, num_classes=25))
+    out = build_report(tmp_path)
+    readme = read(out / "README.md")
+    assert "**Tiny-ImageNet: average incremental" in readme and "**tinyimagenet:" not in readme
+    assert (out / "tables" / "main_tinyimagenet.md").is_file()  # file names keep the key

@@ -23,7 +23,7 @@ from suite.report.load import load_results
 from suite.report.page import Section, write_page
 from suite.report.references import load_references
 from suite.report.render import write_table
-from suite.report.step_tables import cost_table, forgetting_table, per_step_table, validation_table
+from suite.report.step_tables import cost_table, forgetting_table, parameter_table, per_step_table, validation_table
 from suite.report.tables import ablation_table, class_order_table, main_table, runs_table
 from suite.report_options import BANDS, DEFAULT_BAND, DEFAULT_STYLE, STYLES
 
@@ -124,8 +124,8 @@ def results_sections(tasks: pd.DataFrame, finished: pd.DataFrame, out_dir: Path,
     history = load_history(finished)
     return sections + [
         Section("Cost", tables=[cost_table(dataset, frame) for dataset, frame in by_dataset]),
+        Section("Parameters", tables=[parameter_table(dataset, frame) for dataset, frame in curves.groupby("dataset")]),
         Section("Accuracy against classes seen", plots=plots.accuracy_curves(curves, out_dir, band)),
-        Section("Parameters against task", plots=plots.parameter_curves(curves, out_dir)),
         Section("Training loss and learning rate", plots=plots.history_curves(history, out_dir),
                 paragraphs=[] if not history.empty else ["No run stored its per-epoch history (log.jsonl)."]),
     ]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+from suite.data.names import dataset_title
 from suite.methods import METHODS
 
 MARGIN = 2.0  # points of last accuracy by which the upper bound should lead
@@ -37,7 +38,7 @@ def bound_caveats(finished: pd.DataFrame) -> list[str]:
                        f"{others.loc[best, 'last_accuracy']:.1f}%")
         if why:
             lines.append(
-                f"Caution, {dataset} {setting}: the upper bound ({METHODS[bound[0]].label}, every class in one "
+                f"Caution, {dataset_title(dataset)} {setting}: the upper bound ({METHODS[bound[0]].label}, every class in one "
                 f"task) reaches only {joint:.1f}% last accuracy, {' and '.join(why)}. The training was too short "
                 "for the methods to learn these classes; this table cannot rank them (a smoke test, not a result).")
     return lines

@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from suite.data.names import dataset_title
 from suite.methods import HEADLINE
 from suite.report.aggregate import UPPER_BOUNDS, setting_rank, setting_title, sort_rows
 from suite.report.tables import MISSING, SIGNIFICANCE_MARK, Table, mean_std, number
@@ -110,7 +111,7 @@ def comparison_table(dataset: str, differences: pd.DataFrame) -> Table:
             rows.append(row)
     return Table(
         name=f"comparisons_{dataset}",
-        title=f"{dataset}: paired differences with the headline method, points of top-1 accuracy on the test "
+        title=f"{dataset_title(dataset)}: paired differences with the headline method, points of top-1 accuracy on the test "
               "split (mean ± sample std over pairs of runs with the same class order and seed)",
         header=["Comparison", "Setting", "Pairs", *["Δ", "95% CI", "p", "Verdict"] * len(METRICS)],
         groups=[("", 3), *((metric.capitalize(), 4) for metric in METRICS)],

@@ -1,4 +1,4 @@
-"""Figures as PNG and PDF: accuracy against classes seen, parameters against task, ablation curves,
+"""Figures as PNG and PDF: accuracy against classes seen, ablation curves,
 accuracy-matrix heat maps, training loss and learning rate against epoch. Built on
 `matplotlib.figure.Figure` (no pyplot, no backend switch, no global state); each figure is written
 atomically. A `*_figure` function builds each figure, its caller saves it."""
@@ -17,9 +17,9 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
-from matplotlib.transforms import offset_copy
 
 from suite.atomic import write_bytes
+from suite.data.names import dataset_title
 from suite.methods import METHODS
 from suite.report.aggregate import Axis, method_rank, setting_rank, setting_title
 from suite.report_options import BANDS
@@ -39,9 +39,6 @@ ANNOTATE_MAX_TASKS = 12  # heat maps print their numbers up to this many tasks, 
 PANELS_PER_ROW = 3
 PANEL_SIZE = (3.2, 2.6)  # inches
 LEGEND_COLUMNS = 3
-LABEL_GAP = 0.06  # parameter-growth labels: the least vertical distance between two, a fraction of the axis
-LABEL_ROOM = 0.18  # room right of the last task for those labels, a fraction of the tasks
-HEADROOM = 1.12  # the parameter axis's top over the largest count
 TASK_BOUNDARY = "_task boundary"  # the label of the vertical lines between tasks (underscore: not in legends)
 FINETUNE = "finetune"
 
@@ -176,7 +173,7 @@ def accuracy_curves(curves: pd.DataFrame, out_dir: Path, band: str) -> list[Plot
     with matplotlib.rc_context(STYLE):
         for dataset, frame in curves.groupby("dataset", sort=False):
             stem = f"{PLOTS_DIR}/accuracy_{slug(dataset)}"
-            caption = (f"{dataset}: top-1 accuracy on all classes seen after each task, a panel per setting; "
+            caption = (f"{dataset_title(dataset)}: top-1 accuracy on all classes seen after each task, a panel per setting; "
                        f"mean over runs, {BANDS[band]} (n per method in the legend)")
             plots.append(save(accuracy_figure(frame, band), out_dir, stem, caption))
     return plots
@@ -202,69 +199,6 @@ def accuracy_figure(curves: pd.DataFrame, band: str) -> Figure:
     return figure
 
 
-# ---------------------------------------------------------------- parameters against task
-
-def parameter_curves(curves: pd.DataFrame, out_dir: Path) -> list[Plot]:
-    """Per dataset, one figure: parameters after each task, a panel per setting, y from 0."""
-    plots = []
-    with matplotlib.rc_context(STYLE):
-        for dataset, frame in curves.dropna(subset=["params_m"]).groupby("dataset", sort=False):
-            stem = f"{PLOTS_DIR}/params_{slug(dataset)}"
-            caption = (f"{dataset}: parameters (millions) after each task, a panel per setting; "
-                       "each line's end reads its growth over task 1")
-            plots.append(save(parameter_figure(frame), out_dir, stem, caption))
-    return plots
-
-
-def parameter_figure(curves: pd.DataFrame) -> Figure:
-    """A panel per setting on an axis from 0, so that a 1.6 % growth looks like 1.6 %."""
-    labels = method_labels(curves)
-    styles = line_styles(curves)
-    figure = panel_figure(curves["setting"].nunique(), len(labels))
-    handles, drawn = {}, []
-    for ax, (setting, frame) in zip(panels(figure, curves["setting"].nunique()), by_setting(curves)):
-        for label, line in frame.groupby("label", sort=False):
-            (handles[label],) = ax.plot(line["task"] + 1, line["params_m"], **styles[label])
-        tasks = int(frame["task"].max()) + 1
-        ax.set(title=setting_title(setting), xlabel="task", xlim=(0.5, tasks + 0.5 + LABEL_ROOM * tasks),
-               xticks=task_ticks(tasks))
-        if ax.get_subplotspec().is_first_col():
-            ax.set_ylabel("parameters (millions)")
-        drawn.append((ax, frame))
-    figure.axes[0].set_ylim(0, HEADROOM * curves["params_m"].max())
-    for ax, frame in drawn:
-        label_growth(ax, frame, styles)
-    figure_legend(figure, {label: handles[label] for label in labels}, "")
-    return figure
-
-
-def growth_percent(params: pd.Series) -> float:
-    """The last parameter count over the first, in percent."""
-    return 100 * (params.iloc[-1] / params.iloc[0] - 1)
-
-
-def label_growth(ax: Axes, frame: pd.DataFrame, styles: dict[str, dict]) -> None:
-    """'+1.6 %' right of each line's end, labels moved apart where lines end close together."""
-    ends = [(label, line.iloc[-1]["task"] + 1, line.iloc[-1]["params_m"], growth_percent(line["params_m"]))
-            for label, line in frame.groupby("label", sort=False)]
-    bottom, top = ax.get_ylim()
-    heights = spread([value for _, _, value, _ in ends], LABEL_GAP * (top - bottom))
-    beside = offset_copy(ax.transData, fig=ax.figure, x=4, units="points")
-    for (label, task, _, growth), height in zip(ends, heights):
-        ax.text(task, height, f"{growth:+.1f} %", transform=beside, va="center", fontsize=7,
-                color=styles[label]["color"])
-
-
-def spread(values: list[float], gap: float) -> list[float]:
-    """The values, lowered where needed so that, in descending order, each is at least `gap` below the last
-    (downwards: parameter lines run near the top of an axis from 0)."""
-    placed, ceiling = {}, math.inf
-    for i in sorted(range(len(values)), key=values.__getitem__, reverse=True):
-        ceiling = min(values[i], ceiling - gap)
-        placed[i] = ceiling
-    return [placed[i] for i in range(len(values))]
-
-
 # ---------------------------------------------------------------- ablations
 
 def ablation_curves(stats: pd.DataFrame, axis: Axis, out_dir: Path, band: str) -> list[Plot]:
@@ -273,7 +207,7 @@ def ablation_curves(stats: pd.DataFrame, axis: Axis, out_dir: Path, band: str) -
     with matplotlib.rc_context(STYLE):
         for (dataset, setting), frame in stats.groupby(["dataset", "setting"], sort=False):
             stem = f"{PLOTS_DIR}/ablation_{axis.name}_{slug(dataset)}_{slug(setting)}"
-            caption = f"{dataset} {setting}: accuracy against {axis.title}; mean over runs, {BANDS[band]}"
+            caption = f"{dataset_title(dataset)} {setting}: accuracy against {axis.title}; mean over runs, {BANDS[band]}"
             plots.append(save(ablation_figure(frame, axis, band), out_dir, stem, caption))
     return plots
 
@@ -294,7 +228,7 @@ def ablation_figure(stats: pd.DataFrame, axis: Axis, band: str) -> Figure:
     figure_legend(figure, legend_with_counts(stats, {label: handles[label] for label in labels}),
                   f"mean over runs; {BANDS[band]}")
     first = stats.iloc[0]
-    figure.suptitle(f"{first['dataset']}, {setting_title(first['setting'])}: accuracy against {axis.title}")
+    figure.suptitle(f"{dataset_title(first['dataset'])}, {setting_title(first['setting'])}: accuracy against {axis.title}")
     return figure
 
 
@@ -370,8 +304,9 @@ def history_curves(history: pd.DataFrame, out_dir: Path) -> list[Plot]:
     with matplotlib.rc_context(STYLE):
         for (dataset, setting), frame in history.groupby(["dataset", "setting"], sort=False):
             stem = f"{PLOTS_DIR}/history_{slug(dataset)}_{slug(setting)}"
-            caption = (f"{dataset} {setting}: training loss (rank 0's batches) and learning rate at the end of each "
-                       "epoch, mean over runs; vertical lines: task boundaries, markers: balanced finetuning")
+            caption = (f"{dataset_title(dataset)} {setting}: training loss (rank 0's batches) and learning rate at the end of each "
+                       "epoch, mean over runs; vertical lines: task boundaries; balanced finetuning drawn apart, "
+                       "with markers")
             plots.append(save(history_figure(frame), out_dir, stem, caption))
     return plots
 
@@ -384,9 +319,12 @@ def history_figure(history: pd.DataFrame) -> Figure:
     figure = Figure(figsize=(7, 4.6 + 0.2 * math.ceil((len(labels) + 1) / LEGEND_COLUMNS)), layout="constrained")
     loss_ax, lr_ax = figure.subplots(2, 1, sharex=True)
     for ax, column in ((loss_ax, "loss"), (lr_ax, "lr")):
-        for (label, _), segment in epochs.groupby(["label", "task"], sort=False):
-            ax.plot(segment["x"], segment[column], **{**styles[label], "marker": "o"}, markersize=2.5,
-                    markevery=list(segment["phase"] == FINETUNE))
+        for (label, _, phase), segment in epochs.groupby(["label", "task", "phase"], sort=False):
+            # a segment per phase, so that finetuning is not drawn as the main phase's continuation;
+            # markers on finetuning epochs and on a phase of one epoch, which a line alone would not show
+            marked = phase == FINETUNE or len(segment) == 1
+            ax.plot(segment["x"], segment[column], **{**styles[label], "marker": "o" if marked else None},
+                    markersize=2.5)
         for boundary in task_boundaries(epochs):
             ax.axvline(boundary, color="0.5", linewidth=0.7, alpha=0.5, label=TASK_BOUNDARY)
     if (epochs["lr"] > 0).all():
@@ -398,7 +336,7 @@ def history_figure(history: pd.DataFrame) -> Figure:
     handles["balanced finetuning epoch"] = Line2D([], [], color="0.4", marker="o", markersize=2.5, linestyle="none")
     figure_legend(figure, handles, "mean over runs")
     first = history.iloc[0]
-    figure.suptitle(f"{first['dataset']}, {setting_title(first['setting'])}: training loss and learning rate")
+    figure.suptitle(f"{dataset_title(first['dataset'])}, {setting_title(first['setting'])}: training loss and learning rate")
     return figure
 
 

@@ -8,6 +8,7 @@ from typing import Callable
 
 import pandas as pd
 
+from suite.data.names import dataset_title
 from suite.report.aggregate import UPPER_BOUNDS, setting_rank, setting_title, sort_rows
 from suite.report.tables import MISSING, Table, best_cells, mean_std, number
 
@@ -59,7 +60,7 @@ def per_setting_table(name: str, title: str, stats: pd.DataFrame, columns: list[
 def forgetting_table(dataset: str, stats: pd.DataFrame) -> Table:
     return per_setting_table(
         f"forgetting_{dataset}",
-        f"{dataset}: forgetting (lower is better) and backward transfer BWT (higher is better), points of top-1 "
+        f"{dataset_title(dataset)}: forgetting (lower is better) and backward transfer BWT (higher is better), points of top-1 "
         "accuracy on the test split, mean ± sample std over runs",
         stats, [spread("forgetting", "min", header="Forgetting"), spread("bwt", "max", signed=True, header="BWT")],
         notes=["Forgetting: mean over old tasks of (best earlier accuracy − final accuracy); BWT: mean over old "
@@ -70,7 +71,7 @@ def forgetting_table(dataset: str, stats: pd.DataFrame) -> Table:
 def validation_table(dataset: str, stats: pd.DataFrame) -> Table:
     return per_setting_table(
         f"validation_{dataset}",
-        f"{dataset}: Avg and Last top-1 accuracy (%) on the validation split (held out of the training images, "
+        f"{dataset_title(dataset)}: Avg and Last top-1 accuracy (%) on the validation split (held out of the training images, "
         "data.validation_fraction) beside the test split, mean ± sample std over runs",
         stats, [spread("val_avg", header="Avg val."), spread("val_last", header="Last val."),
                 spread("avg", None, header="Avg test"), spread("last", None, header="Last test")],
@@ -82,7 +83,7 @@ def validation_table(dataset: str, stats: pd.DataFrame) -> Table:
 def cost_table(dataset: str, stats: pd.DataFrame) -> Table:
     return per_setting_table(
         f"cost_{dataset}",
-        f"{dataset}: what the runs cost: the learner's wall time per run (minutes, mean over runs) and the "
+        f"{dataset_title(dataset)}: what the runs cost: the learner's wall time per run (minutes, mean over runs) and the "
         "device-hours of all the group's runs (wall time × workers)",
         stats, [Column("Min / run", lambda cell: number(cell["time_s"] / 60, 1), lambda cell: cell["time_s"], None),
                 Column("Device-h", lambda cell: number(cell["device_hours"], 3), lambda cell: 0.0, None),
@@ -90,6 +91,28 @@ def cost_table(dataset: str, stats: pd.DataFrame) -> Table:
         notes=["Device: the kind of the runs' workers × their count (cpu or cuda); times include evaluation and "
                "exemplar selection, not Ray's start-up."],
     )
+
+
+def parameter_table(dataset: str, curves: pd.DataFrame) -> Table:
+    """Parameters used at test time after the first and the last step, and the growth between them."""
+    ends = (curves.dropna(subset=["params_m"]).sort_values("task")
+            .groupby(["setting", "method", "variant", "label"], sort=False)["params_m"]
+            .agg(first="first", last="last").reset_index())
+    return per_setting_table(
+        f"params_{dataset}",
+        f"{dataset_title(dataset)}: parameters used at test time (millions) after the first and the last step, and the growth "
+        "between them",
+        ends, [Column("First", lambda cell: number(cell["first"], 3), lambda cell: 0.0, None),
+               Column("Last", lambda cell: number(cell["last"], 3), lambda cell: 0.0, None),
+               Column("Growth", growth_text, lambda cell: 0.0, None)],
+        notes=["Parameters after each step are in results_tidy.csv (num_params)."],
+    )
+
+
+def growth_text(cell: pd.Series) -> str:
+    if pd.isna(cell["first"]) or pd.isna(cell["last"]):
+        return MISSING
+    return f"{100 * (cell['last'] / cell['first'] - 1):+.1f} %"
 
 
 def device_text(cell: pd.Series) -> str:
@@ -110,7 +133,7 @@ def per_step_table(dataset: str, setting: str, curves: pd.DataFrame) -> Table:
         rows.append([label] + [mean_std(cell.acc_mean, cell.acc_std) for cell in by_seen.itertuples()])
     return Table(
         name=f"steps_{dataset}_{setting}",
-        title=f"{dataset}, {setting_title(setting)}: top-1 accuracy (%) on all classes seen after each step, test "
+        title=f"{dataset_title(dataset)}, {setting_title(setting)}: top-1 accuracy (%) on all classes seen after each step, test "
               "split, mean ± sample std over runs",
         groups=[("", 1), ("classes seen", len(seen))],
         header=["Method"] + [f"{count:g}" for count in seen],

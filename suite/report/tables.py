@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from suite.data.names import TOP5_DATASETS
+from suite.data.names import TOP5_DATASETS, dataset_title
 from suite.methods import METHODS
 from suite.report.aggregate import RUN_GROUP, UPPER_BOUNDS, Axis, setting_rank, setting_title, sort_rows
 from suite.report.references import MEMORY_PROTOCOLS, PROTOCOL_SWITCH, run_comparison
@@ -50,11 +50,13 @@ def number(value: float, digits: int = 2, signed: bool = False) -> str:
 
 
 def best_cells(cells: pd.DataFrame) -> frozenset[tuple[int, int]]:
-    """Cells (row, col, block, value) holding their column's highest value (at 2 decimals) per block."""
+    """Cells (row, col, block, value) holding their column's highest value (at 2 decimals) per block; a
+    column with one value ranks nothing and bolds nothing."""
     if cells.empty:
         return frozenset()
     rounded = cells.assign(value=cells["value"].round(2))
-    best = rounded["value"] == rounded.groupby(["block", "col"])["value"].transform("max")
+    group = rounded.groupby(["block", "col"])["value"]
+    best = (rounded["value"] == group.transform("max")) & (group.transform("count") > 1)
     return frozenset(zip(rounded.loc[best, "row"], rounded.loc[best, "col"]))
 
 
@@ -84,7 +86,7 @@ def main_table(dataset: str, stats: pd.DataFrame, references: pd.DataFrame, runs
     marks = [mark_note] if marked else []
     return Table(
         name=f"main_{dataset}",
-        title=f"{dataset}: {metric_names(metrics)} accuracy (%) on the test split; #P: parameters (M) after the "
+        title=f"{dataset_title(dataset)}: {metric_names(metrics)} accuracy (%) on the test split; #P: parameters (M) after the "
               f"last task. Ours: {spread_caption(ours['n'])}; our runs: {protocol_names(ours['memory_protocol'])}",
         groups=[("", 1)] + [(setting_title(setting), len(layout.columns)) for setting in settings],
         header=["Method"] + layout.columns * len(settings),
@@ -121,6 +123,8 @@ def metric_names(metrics: tuple) -> str:
 def spread_caption(n: pd.Series) -> str:
     """'mean ± sample std over n = 3 runs (class orders and seeds)'; the range of n when cells differ."""
     low, high = int(n.min()), int(n.max())
+    if high == 1:
+        return "one run a cell (no spread)"
     count = f"n = {low} runs" if low == high else f"{low} to {high} runs a cell (n of each in the CSV)"
     alone = "; a single run shows its value alone" if low == 1 else ""
     return f"mean ± sample std over {count} (class orders and seeds){alone}"
@@ -261,7 +265,7 @@ def ablation_table(dataset: str, stats: pd.DataFrame, axis: Axis) -> Table:
                          mean_std(cell["last_mean"], cell["last_std"]), str(cell["n"])])
     return Table(
         name=f"ablation_{axis.name}_{dataset}",
-        title=f"{dataset}: accuracy against {axis.title}, %",
+        title=f"{dataset_title(dataset)}: accuracy against {axis.title}, %",
         header=["Method", "Setting", axis.title.capitalize(), "Avg", "Last", "n"],
         text_columns=2,
         rows=rows,
@@ -325,7 +329,7 @@ def class_order_table(dataset: str, setting: str, order: str, tasks: pd.DataFram
     data = tasks[["task", "task_classes"]].drop_duplicates("task").sort_values("task")
     return Table(
         name=f"classes_{dataset}_{setting}_{order}".replace(":", "").replace("/", "_"),
-        title=f"{dataset} {setting}, class order {order}: the classes of each task",
+        title=f"{dataset_title(dataset)} {setting}, class order {order}: the classes of each task",
         header=["Task", "Classes"],
         rows=[[str(task + 1), classes] for task, classes in data.itertuples(index=False)],
         data=data.assign(task=data["task"] + 1),
