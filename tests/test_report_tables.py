@@ -242,3 +242,14 @@ def test_titles_name_data_sets_as_papers_do(tmp_path):
     readme = read(out / "README.md")
     assert "**Tiny-ImageNet: average incremental" in readme and "**tinyimagenet:" not in readme
     assert (out / "tables" / "main_tinyimagenet.md").is_file()  # file names keep the key
+
+
+def test_latex_keeps_each_table_with_its_title_and_floats_the_figures(paired):
+    tex = read(paired / "report.tex")
+    blocks = re.findall(r"\\begin\{minipage\}\{\\linewidth\}(.*?)\\end\{minipage\}", tex, flags=re.S)
+    inputs = re.findall(r"\\input\{(tables/[^}]+)\}", tex)
+    assert inputs and len(blocks) == len(inputs)  # one unbreakable block per table
+    assert all(re.search(r"\\textbf\{.+\}.*\\input\{tables/", block, flags=re.S) for block in blocks)
+    figures = re.findall(r"\\begin\{figure\}\[tbp\](.*?)\\end\{figure\}", tex, flags=re.S)
+    assert figures and all("\\includegraphics" in figure for figure in figures)
+    assert "\\begin{center}" not in tex

@@ -38,17 +38,21 @@ def document(title: str, sections: list[Section]) -> str:
 
 
 def table_block(table) -> str:
+    """The title, the table and its notes in one minipage: a page break never parts them."""
     notes = "".join(rf"{{\footnotesize {latex_escape(note)}\par}}" + "\n" for note in table.notes)
     return "\n".join([
-        r"\begin{center}", rf"{{\small\textbf{{{latex_escape(table.title)}}}}}\\[4pt]",
-        rf"\resizebox{{\ifdim\width>\linewidth\linewidth\else\width\fi}}{{!}}{{\input{{{table_files(table)['tex']}}}}}",
-        r"\end{center}", notes,
+        r"\par\noindent\begin{minipage}{\linewidth}\centering",
+        rf"{{\small\textbf{{{latex_escape(table.title)}}}}}\\[4pt]",
+        rf"\resizebox{{\ifdim\width>\linewidth\linewidth\else\width\fi}}{{!}}{{\input{{{table_files(table)['tex']}}}}}\par",
+        r"\raggedright", notes, r"\end{minipage}\par\medskip", "",
     ])
 
 
 def figure_block(stem: str, caption: str) -> str:
+    """A float: LaTeX places it at the top or bottom of a page, or a page of its own, instead of leaving
+    the rest of a page blank where it does not fit."""
     return "\n".join([
-        r"\begin{center}",
-        rf"\includegraphics[width=\linewidth,height=0.45\textheight,keepaspectratio]{{{stem}.pdf}}\\",
-        rf"{{\small {latex_escape(caption)}}}", r"\end{center}", "",
+        r"\begin{figure}[tbp]\centering",
+        rf"\includegraphics[width=\linewidth,height=0.42\textheight,keepaspectratio]{{{stem}.pdf}}\\",
+        rf"{{\small {latex_escape(caption)}}}", r"\end{figure}", "",
     ])
