@@ -149,6 +149,8 @@ class TrainConfig:
                                 "instead of stopping the run")
     checkpoint_every: int = _key(0, "also checkpoint every N epochs inside a task, for pre-emptible machines "
                                  "(0: at task ends only)", minimum=0, resume="may differ", variant=False)
+    progress_every: float = _key(60.0, "seconds between progress lines inside a long epoch (0: one line per "
+                                 "epoch only)", minimum=0.0, resume="may differ", variant=False)
 
 
 @dataclass

@@ -307,6 +307,27 @@ def test_epoch_lines_give_the_rate_the_run_elapsed_and_an_eta(monkeypatch):
         "task 1/2 train    epoch 2/2  loss 0.2500  10 img/s  elapsed 1:01:40  eta 30:50"
 
 
+def test_a_long_epoch_prints_progress_lines_and_a_short_one_none():
+    lines = []
+    learner = make_learner(tiny("train.epochs=1", "train.progress_every=1e-9"))  # a line after every batch
+    learner.log = lines.append
+    learner.run()
+    inside = [line for line in lines if "  batch " in line]
+    first_task = [line for line in inside if line.startswith("task 1/3 train    epoch 1/1  batch ")]
+    assert [line.split("epoch 1/1  ")[1][:9] for line in first_task] == ["batch 1/2"]  # 40 images, batch 16; none after the last
+    assert "epoch eta " in first_task[0] and " img/s " in first_task[0]
+    quiet = []
+    learner = make_learner(tiny("train.epochs=1"))  # the default: a line a minute
+    learner.log = quiet.append
+    learner.run()
+    assert not [line for line in quiet if "  batch " in line]
+
+
+def test_batch_line_gives_the_epochs_time_left():
+    assert progress.batch_line("task 1/2 train    epoch 1/3", 25, 100, 0.5, 4000, 20.0) == \
+        "task 1/2 train    epoch 1/3  batch 25/100  loss 0.5000  200 img/s  epoch eta 1:00"
+
+
 def test_the_eta_plans_each_tasks_work():
     """Later tasks train their images with the memory, finetuning the memory alone, and evaluation
     grows with the classes seen: the plan says so, and a run does exactly the work it planned."""

@@ -265,9 +265,9 @@ class LockstepLearner(Learner):
         optimizer.register_step_post_hook(self._after_step)
         return optimizer, scheduler
 
-    def _epoch(self, task, phase, epoch):
+    def _epoch(self, task, phase, epoch, what):
         self.where = {**self.where, "epoch": epoch}
-        return super()._epoch(task, phase, epoch)
+        return super()._epoch(task, phase, epoch, what)
 
     def _step(self, phase, images, labels):
         loss = super()._step(phase, images, labels)

@@ -34,7 +34,7 @@ from suite.learner.losses import (
 from suite.learner.memory import Memory, per_class_budget, select_exemplars
 from suite.learner.model import run_model
 from suite.learner.precision import autocast_dtype
-from suite.learner.progress import FORWARD_ONLY, Progress
+from suite.learner.progress import FORWARD_ONLY, Progress, batch_line
 from suite.methods import METHODS
 
 
@@ -351,9 +351,9 @@ class Learner:
         work = getattr(self._task_work(task), phase.name)  # per epoch, for the ETA
         for epoch in range(first, phase.epochs):
             start = time.perf_counter()
-            loss, seen = self._epoch(task, phase, epoch)
-            seconds = time.perf_counter() - start
             what = f"task {task + 1}/{self.scenario.num_tasks} {phase.name:8s} epoch {epoch + 1}/{phase.epochs}"
+            loss, seen = self._epoch(task, phase, epoch, what)
+            seconds = time.perf_counter() - start
             self.log(self.progress.epoch_done(what, loss, seen * dist.world_size(), seconds, work))
             self.on_epoch_end({"event": "epoch", "task": task + 1, "phase": phase.name, "epoch": epoch + 1,
                                "epochs": phase.epochs, "loss": loss, "lr": self.optimizer.param_groups[0]["lr"],
@@ -376,12 +376,15 @@ class Learner:
                 "scheduler": self.scheduler.state_dict() if self.scheduler else None,
                 "random": random_state(), "task_seconds": time.perf_counter() - self._task_start}
 
-    def _epoch(self, task: int, phase: Phase, epoch: int) -> tuple[float, int]:
-        """Mean loss and number of images of this worker's batches (skipped ones left out)."""
+    def _epoch(self, task: int, phase: Phase, epoch: int, what: str) -> tuple[float, int]:
+        """Mean loss and number of images of this worker's batches (skipped ones left out); a progress
+        line every train.progress_every seconds while the epoch runs."""
         phase.module.train()
         phase.loader.sampler.set_epoch(epoch)
         seen, loss_sum = 0, 0.0
-        for images, labels, _ in phase.loader:
+        every, batches = self.cfg.train.progress_every, len(phase.loader)
+        start = last = time.perf_counter()
+        for batch, (images, labels, _) in enumerate(phase.loader, start=1):
             images, labels = images.to(self.device, non_blocking=True), labels.to(self.device, non_blocking=True)
             loss = self._step(phase, images, labels)
             if loss is None:
@@ -391,6 +394,10 @@ class Learner:
                                     "set train.skip_nonfinite=true to skip such batches instead")
             loss_sum += loss * len(labels)
             seen += len(labels)
+            now = time.perf_counter()
+            if every and now - last >= every and batch < batches:
+                self.log(batch_line(what, batch, batches, loss_sum / max(seen, 1), seen * dist.world_size(), now - start))
+                last = now
         return loss_sum / max(seen, 1), seen
 
     def _step(self, phase: Phase, images: torch.Tensor, labels: torch.Tensor) -> Optional[float]:

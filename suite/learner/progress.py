@@ -1,4 +1,5 @@
-"""A run's progress, one line per epoch: its loss and throughput, the time elapsed and an ETA.
+"""A run's progress, one line per epoch: its loss and throughput, the time elapsed and an ETA; inside a
+long epoch, a line every train.progress_every seconds.
 
 The ETA counts work, not epochs: an epoch weighs the images it trains, and the evaluation and
 herding after a task the images they pass forward (FORWARD_ONLY each), so that later tasks' larger
@@ -38,3 +39,12 @@ class Progress:
         eta = elapsed / max(self.done, 1e-9) * max(self.planned - self.done, 0.0)
         return (f"{what}  loss {loss:.4f}  {images / max(seconds, 1e-9):,.0f} img/s  "
                 f"elapsed {format_seconds(elapsed)}  eta {format_seconds(eta)}")
+
+
+def batch_line(what: str, batch: int, batches: int, loss: float, images: int, seconds: float) -> str:
+    """A line inside an epoch: batches done, the mean loss so far, the rate, the time the epoch has left.
+    Plain lines rather than a progress bar (tqdm and the like): Ray job logs and redirected output are
+    not terminals, and rank 0's lines reach them through the learner's log."""
+    left = seconds / max(batch, 1) * (batches - batch)
+    return (f"{what}  batch {batch}/{batches}  loss {loss:.4f}  {images / max(seconds, 1e-9):,.0f} img/s  "
+            f"epoch eta {format_seconds(left)}")
