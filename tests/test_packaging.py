@@ -1,4 +1,4 @@
-"""The suite as a package: pyproject's entry point and pins, what requirements.txt installs, the command."""
+"""The suite as a package: pyproject's entry point and ranges, the tested pins, what requirements.txt installs."""
 import importlib
 import re
 import shutil
@@ -20,21 +20,42 @@ def test_entry_point_names_a_function_of_the_package():
 
 EXTRAS = PYPROJECT["project"]["optional-dependencies"]
 OWN_EXTRA = re.compile(rf"{PYPROJECT['project']['name']}\[([a-z,]+)\]")  # e.g. the test extra's daformer-suite[trackers]
+REQUIREMENT = re.compile(r"([A-Za-z0-9_.\-]+)(\[[a-z,]+\])?(.*)")
+CONSTRAINTS = dict(line.split("==") for line in (REPO / "constraints.txt").read_text().splitlines()
+                   if line and not line.startswith("#"))
+
+
+def name(requirement: str) -> str:
+    return REQUIREMENT.fullmatch(requirement).group(1).lower()
 
 
 @pytest.mark.parametrize("listed", [PYPROJECT["project"]["dependencies"], *EXTRAS.values()],
                          ids=["run", *EXTRAS])
-def test_pyproject_pins_every_requirement(listed):
-    """Every requirement pinned, or another extra of the suite's own (whose pins are checked there)."""
+def test_pyproject_gives_ranges_and_constraints_pin_each_to_a_version_inside_it(listed):
+    """Every requirement a range with a lower and an upper bound (continuum, the tests' oracle, exactly
+    the version whose quirks they document; six, which continuum needs undeclared, from a floor), or
+    another extra of the suite's own; constraints.txt pins each, inside its range."""
+    from packaging.specifiers import SpecifierSet
+
     own = [r for r in listed if OWN_EXTRA.fullmatch(r)]
     assert all(set(OWN_EXTRA.fullmatch(r).group(1).split(",")) <= set(EXTRAS) for r in own)
-    pinned = [r for r in listed if r not in own]
-    assert listed and all(re.fullmatch(r"[A-Za-z0-9_.\-]+(\[[a-z,]+\])?==[0-9][0-9A-Za-z.]*", r) for r in pinned)
+    for requirement in (r for r in listed if r not in own):
+        package, _, spec = REQUIREMENT.fullmatch(requirement).groups()
+        operators = {s.operator for s in SpecifierSet(spec)}
+        assert operators in ({">=", "<"}, {"=="}) or (package, operators) == ("six", {">="}), requirement
+        pinned = {k.lower(): v for k, v in CONSTRAINTS.items()}[package.lower()]
+        assert pinned in SpecifierSet(spec), f"{package}=={pinned} outside {spec}"
 
 
-def test_requirements_file_installs_the_package_with_its_tests():
+def test_the_core_install_leaves_out_the_test_oracle_and_the_trackers():
+    core = {name(r) for r in PYPROJECT["project"]["dependencies"]}
+    assert not core & {"continuum", "six", "pytest", "wandb", "mlflow-skinny", "tensorboard"}
+
+
+def test_requirements_file_installs_the_package_with_its_tests_at_the_tested_versions():
     lines = [line for line in (REPO / "requirements.txt").read_text().splitlines() if not line.startswith("#")]
-    assert lines == ["-e .[test]"]
+    assert lines == ["-c constraints.txt", "-e .[test]"]
+    assert all(re.fullmatch(r"[0-9][0-9A-Za-z.+]*", version) for version in CONSTRAINTS.values())
 
 
 def test_installed_command_plans_the_quickstart():
