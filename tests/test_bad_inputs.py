@@ -124,7 +124,6 @@ CASES = {
     "order seed malformed": (lambda tmp, run: tiny(*sets("scenario.class_order=seed:x")), ["seed:x", "seed:N"]),
     "more keys than tasks": (lambda tmp, run: tiny(*sets("method=daformer", "model.num_keys=4")), ["model.num_keys = 4 is larger than the 3 tasks"]),
     "keys contradict daformer_s": (lambda tmp, run: tiny(*sets("method=daformer_s", "model.num_keys=3")), ["contradicts method 'daformer_s'"]),
-    "memory larger than data": (lambda tmp, run: tiny(*sets("memory.size=5000")), ["memory.size = 5000 is larger than the 120 training images"]),
     "patch does not divide": (lambda tmp, run: tiny(*sets("model.patch_size=3")), ["model.patch_size = 3 does not divide the 8-pixel images"]),
     "heads do not divide": (lambda tmp, run: tiny(*sets("model.num_heads=3")), ["model.num_heads", "3"]),
     "storage URI in-process": (lambda tmp, run: tiny(*sets("output.storage_path=s3://bucket/runs")),

@@ -33,7 +33,7 @@ def test_seed_command_resolves_to_the_paper_protocol(cifar_root, tmp_path, capsy
     assert "task   1:  10 classes [87, 0, 52, 58, 44, 91, 68, 97, 51, 15]" in out  # order1
     assert "memory    total 2000, herding" in out
     assert "embed 384, depth 5+1, heads 12, patch 4" in out
-    assert "(10.60M)" in out  # the release's 10.75M counts its unused output projection (384 x 384 + 384)
+    assert "(10.60M)" in out  # the release's model after 10 tasks less its unused projection and divergence head
     assert f"output    {out_dir / 'DualVit'}" in out
     assert not out_dir.exists()  # a dry run writes nothing
 
@@ -49,6 +49,18 @@ def test_the_releases_flags_set_their_keys(tmp_path, capsys):
     assert cli.main(argv) == 0
     out = capsys.readouterr().out
     assert "training  3 epochs/task, batch 32/worker, lr 0.0005" in out and "2 task(s)" in out
+
+
+def test_a_release_command_line_as_written_plans_with_a_warning_for_its_memory(tmp_path, capsys):
+    """The CIFAR preset's 2000 exemplars on the default data (1,347 digits to train on): the memory
+    keeps every image, which the plan says in a warning; it plans what the flags say."""
+    argv = ["configs/model/cifar_dual.yaml", "--epochs", "3", "--lr", "5e-4", "--seed", "1", "--dry-run",
+            "--output-basedir", str(tmp_path)]
+    assert cli.main(argv) == 0
+    captured = capsys.readouterr()
+    assert "training  3 epochs/task, batch 128/worker, lr 0.0005" in captured.out
+    assert "warning: memory.size = 2000 is larger than the 1347 training images of 'digits'" in captured.err
+    assert not list(tmp_path.iterdir())
 
 
 def test_small_photos_blown_up_to_the_imagenet_side_are_warned_of(tmp_path, capsys):

@@ -19,7 +19,7 @@ from suite.run.layout import (
 )
 from suite.run.local import check_storage, run_in_process
 from suite.run.plan import (
-    Plan, check_config, check_files, prepare, resource_warnings, resources_there, upsampling_warning,
+    Plan, check_config, check_files, memory_warning, prepare, resource_warnings, resources_there, upsampling_warning,
 )
 from suite.run.storage import is_uri
 
@@ -52,7 +52,7 @@ def run_command(cfg: Config, options: RunOptions) -> int:
     check_files(data)
     plan = Plan(cfg, data, scenario, run_dir)
     print(plan.describe(), flush=True)
-    for warning in (plan.check_memory(), upsampling_warning(cfg, data)):
+    for warning in (plan.check_memory(), upsampling_warning(cfg, data), memory_warning(cfg, data)):
         if warning:
             print(warning, file=sys.stderr, flush=True)
     if options.dry_run:

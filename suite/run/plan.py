@@ -5,6 +5,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from suite.config import Config
@@ -79,18 +80,24 @@ def check_data(cfg: Config, data: DataSet) -> None:
     if side % cfg.model.patch_size:
         raise UserError(f"model.patch_size = {cfg.model.patch_size} does not divide the {side}-pixel images "
                         f"of '{data.name}'; expected a divisor of {side}")
-    trained, _ = validation_split(data.train.labels, cfg.data.validation_fraction, cfg.seed)
+    validation_split(data.train.labels, cfg.data.validation_fraction, cfg.seed)  # refuses an empty class
+
+
+def memory_warning(cfg: Config, data: DataSet) -> str | None:
+    """A memory larger than the images it could hold is no error (it keeps every image of the classes
+    seen, as a fixed total does once it outgrows the data), but rarely what was meant: say so."""
     if not METHODS[cfg.method].rehearsal:
-        return
+        return None
+    trained, _ = validation_split(data.train.labels, cfg.data.validation_fraction, cfg.seed)
     if cfg.memory.per_class is None and cfg.memory.size > len(trained):
-        raise UserError(f"memory.size = {cfg.memory.size} is larger than the {len(trained)} training images "
-                        f"of '{data.name}'")
-    if cfg.memory.per_class is not None:
-        labels = data.train.labels[trained]
-        smallest = min((labels == c).sum() for c in range(data.num_classes))
-        if cfg.memory.per_class > smallest:
-            raise UserError(f"memory.per_class = {cfg.memory.per_class} is larger than the smallest class "
-                            f"of '{data.name}' ({smallest} training images)")
+        return (f"warning: memory.size = {cfg.memory.size} is larger than the {len(trained)} training images of "
+                f"'{data.name}': the memory will keep every image of the classes seen")
+    labels = data.train.labels[trained]
+    smallest = min((labels == c).sum() for c in np.unique(labels))
+    if cfg.memory.per_class is not None and cfg.memory.per_class > smallest:
+        return (f"warning: memory.per_class = {cfg.memory.per_class} is larger than the smallest class of "
+                f"'{data.name}' ({smallest} training images): such classes keep every image")
+    return None
 
 
 def prepare(cfg: Config) -> tuple[DataSet, Scenario]:
