@@ -165,7 +165,7 @@ def test_weight_decay_spares_biases_and_one_dimensional_parameters():
     """timm's create_optimizer (the releases') puts no weight decay on biases and 1-D parameters."""
     learner = small_learner("method=dytox", "train.weight_decay=0.05")
     learner.model.add_task(2)
-    learner.model.set_phase("main")
+    learner.model.set_phase("train")
     optimizer, _ = learner._optimizer(1e-3, 10, warmup=0)
     decay_of = {id(p): g["weight_decay"] for g in optimizer.param_groups for p in g["params"]}
     named = dict(learner.model.named_parameters())

@@ -91,7 +91,7 @@ def test_frozen_parameters_do_not_move(method):
     model = small_model(method, num_tasks=4, num_keys=2 if method == "daformer" else None)
     for _ in range(3):
         model.add_task(2)
-    for phase in ("main", "finetune"):
+    for phase in ("train", "finetune"):
         model.set_phase(phase)
         frozen = {n: p.detach().clone() for n, p in model.named_parameters() if not p.requires_grad}
         trainable = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
@@ -108,7 +108,7 @@ def test_frozen_parameters_do_not_move(method):
             assert all(n.startswith(("encoder.", "div_head.")) for n in frozen)
         elif method != "replay":
             assert any(n.startswith("heads.0.") for n in frozen)  # old heads are frozen
-        if method == "daformer_m" and phase == "main":
+        if method == "daformer_m" and phase == "train":
             assert {"dual.keys.0", "dual.keys.1"} <= set(frozen) and "dual.keys.2" in trainable
-        if method == "daformer" and phase == "main":  # tasks 0,1 -> key 0; task 2 -> key 1
+        if method == "daformer" and phase == "train":  # tasks 0,1 -> key 0; task 2 -> key 1
             assert "dual.keys.0" in frozen and "dual.keys.1" in trainable

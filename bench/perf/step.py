@@ -21,6 +21,7 @@ from bench.perf.timing import rates, summary, sync, time_calls
 from suite.config import Config, load
 from suite.learner.learner import compiled_forward
 from suite.models import build_model
+from suite.models.base import TRAIN
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -96,7 +97,7 @@ def build(case: Case, device: torch.device, sets: tuple[str, ...] = ()) -> torch
             for key, bias in zip(model.dual.keys, model.dual.key_biases):
                 key.normal_(std=0.02)
                 bias.normal_(std=0.02)
-    model.set_phase("main")
+    model.set_phase(TRAIN)
     return model.to(device).train()
 
 

@@ -33,6 +33,7 @@ from suite.learner.losses import (
 )
 from suite.learner.memory import Memory, per_class_budget, select_exemplars
 from suite.learner.model import run_model
+from suite.models.base import FINETUNE, PHASES, TRAIN
 from suite.learner.precision import autocast_dtype
 from suite.learner.progress import FORWARD_ONLY, Progress, batch_line
 from suite.methods import METHODS
@@ -70,7 +71,6 @@ class TaskWork:
     after: float
 
 
-PHASES = ("train", "finetune")  # a task's training phases, in order
 
 
 @dataclass(frozen=True)
@@ -91,7 +91,7 @@ def task_epochs(cfg: Config, task: int) -> int:
 
 def epochs_into_task(cfg: Config, phase: str, epochs_done: int) -> int:
     """Epochs of its task done once `epochs_done` epochs of `phase` are (the main phase comes first)."""
-    return epochs_done + (cfg.train.epochs if phase == "finetune" else 0)
+    return epochs_done + (cfg.train.epochs if phase == FINETUNE else 0)
 
 
 def random_state() -> dict:
@@ -137,7 +137,7 @@ def compiled_forward(module: torch.nn.Module) -> torch.nn.Module:
 class Phase:
     """One training phase of a task: the main phase, or balanced finetuning on the memory."""
 
-    name: str  # "train" or "finetune", as the epoch lines say
+    name: str  # TRAIN or FINETUNE, as the epoch lines and the history say
     epochs: int
     loader: DataLoader
     mixup: Optional[Mixup]
@@ -200,10 +200,10 @@ class Learner:
                 self.begin_task(task)
             else:
                 self._task_start = time.perf_counter() - self.mid_task.state["task_seconds"]
-            if self._resumes("train"):
+            if self._resumes(TRAIN):
                 self.train_main(task)
             if self.method.rehearsal:
-                if self._resumes("train"):
+                if self._resumes(TRAIN):
                     self.update_memory(task)
                 if task > 0 and self.cfg.finetune.epochs > 0:
                     self.finetune(task)
@@ -231,7 +231,7 @@ class Learner:
 
     def train_main(self, task: int) -> None:
         cfg = self.cfg.train
-        self.model.set_phase("main")
+        self.model.set_phase(TRAIN)
         indices = self._training_images(self.scenario.tasks[task])
         if self.method.rehearsal and len(self.memory):
             indices = np.concatenate([indices, self.memory.indices()])
@@ -241,17 +241,17 @@ class Learner:
         self.optimizer, self.scheduler = self._optimizer(self._scaled(base_lr), steps,
                                                          warmup=cfg.warmup_epochs * len(loader))
         asam = ASAM(self.optimizer, cfg.asam_rho, cfg.asam_eta) if cfg.asam_rho > 0 and task > 0 else None
-        self._run_phase(task, Phase("train", cfg.epochs, loader, mixup=self._mixup(), asam=asam,
+        self._run_phase(task, Phase(TRAIN, cfg.epochs, loader, mixup=self._mixup(), asam=asam,
                                     module=self._trained_module(), num_old=self._num_old(task), distill=True))
 
     def finetune(self, task: int) -> None:
         """Balanced finetuning on the memory only: encoder frozen, small constant lr scaled like the
         main lr, the recipe's MixUp kept (finetune.mixup), no repeated augmentation (as released)."""
         cfg = self.cfg.finetune
-        self.model.set_phase("finetune")
+        self.model.set_phase(FINETUNE)
         loader = self._loader(self.memory.indices(), shuffle=cfg.shuffle, seed_offset=1000 + task, repeats=1)
         self.optimizer, self.scheduler = self._optimizer(self._scaled(cfg.lr), None, warmup=0)
-        self._run_phase(task, Phase("finetune", cfg.epochs, loader, mixup=self._mixup() if cfg.mixup else None,
+        self._run_phase(task, Phase(FINETUNE, cfg.epochs, loader, mixup=self._mixup() if cfg.mixup else None,
                                     asam=None, module=self._trained_module(), num_old=self._num_old(task),
                                     distill=False))
 
@@ -576,7 +576,7 @@ class Learner:
     def _work_done_in(self, task: int, phase: str, epochs_done: int) -> float:
         """The work of `task` done once `epochs_done` epochs of `phase` are (a mid-task checkpoint's)."""
         work = self._task_work(task)
-        if phase == "train":
+        if phase == TRAIN:
             return epochs_done * work.train
         return self.cfg.train.epochs * work.train + epochs_done * work.finetune
 

@@ -18,6 +18,10 @@ from suite.models.encoder import Encoder
 ENCODER_ARGS = ("embed_dim", "depth", "num_heads", "patch_size", "mlp_ratio", "drop_path", "locality_strength")
 
 
+TRAIN, FINETUNE = "train", "finetune"  # a task's training phases, the one vocabulary of models, learner and logs
+PHASES = (TRAIN, FINETUNE)  # in the order a task runs them
+
+
 @dataclass
 class Output:
     logits: torch.Tensor  # (B, classes seen so far), task heads concatenated in task order
@@ -87,14 +91,15 @@ class IncrementalModel(nn.Module):
         return Output(logits, emb, div)
 
     def set_phase(self, phase: str) -> None:
-        """'main': old heads and old task parameters frozen. 'finetune': encoder (and div head) frozen."""
+        """TRAIN (a task's main phase): old heads and old task parameters frozen. FINETUNE (balanced
+        finetuning): encoder (and div head) frozen."""
         for p in self.parameters():
             p.requires_grad_(True)
-        if phase == "main":
+        if phase == TRAIN:
             frozen = list(self._old_task_parameters())
             if self.freezes_old_heads:
                 frozen += [p for head in self.heads[:-1] for p in head.parameters()]
-        elif phase == "finetune":
+        elif phase == FINETUNE:
             frozen = list(self.encoder.parameters())
             if self.div_head is not None:
                 frozen += list(self.div_head.parameters())
