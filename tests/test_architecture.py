@@ -81,8 +81,10 @@ def test_no_config_in_models_or_report(layer):
 def test_report_reads_result_files_only():
     """Of the run layer the report knows the results file's schema and the history file's name, nothing else."""
     run = arrows(modules_in("suite.report"), "suite.run", "suite.sweep", "suite.learner", "suite.models", "suite.cli")
-    assert run == ["suite.report.history -> suite.run.history", "suite.report.history -> suite.run.history.LOG",
-                   "suite.report.load -> suite.run", "suite.report.load -> suite.run.schema"]
+    targets = {arrow.split(" -> ")[1] for arrow in run}
+    assert targets == {"suite.run", "suite.run.schema", "suite.run.history", "suite.run.history.LOG"}
+    assert {arrow for arrow in run if "history" in arrow.split(" -> ")[1]} == {
+        "suite.report.history -> suite.run.history", "suite.report.history -> suite.run.history.LOG"}
 
 
 @pytest.mark.parametrize("layer", ["suite.models", "suite.learner", "suite.data", "suite.metrics"])

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from suite.methods import METHODS
+from suite.run import schema
 
 SETTING_CONFIG_KEYS = ("cfg.scenario.increment", "cfg.scenario.initial_increment")
 METHOD_ORDER = tuple(METHODS)
@@ -43,7 +44,7 @@ def runs_frame(tasks: pd.DataFrame) -> pd.DataFrame:
 
 def finished_runs(runs: pd.DataFrame, ignore: tuple[str, ...] = ()) -> pd.DataFrame:
     """The finished runs, each with its variant label and display label."""
-    finished = runs[runs["status"] == "finished"]
+    finished = runs[runs["status"] == schema.FINISHED]
     if finished.empty:
         return finished.assign(variant=pd.Series(dtype=str), label=pd.Series(dtype=str))
     variant = variant_labels(finished, ignore)

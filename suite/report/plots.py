@@ -23,6 +23,7 @@ from suite.data.names import dataset_title
 from suite.methods import METHODS
 from suite.report.aggregate import Axis, method_rank, setting_rank, setting_title
 from suite.report_options import BANDS
+from suite.run import schema
 
 PLOTS_DIR = "plots"
 FORMATS = ("png", "pdf")
@@ -284,7 +285,7 @@ def run_title(run: pd.Series) -> str:
     details = [f"class order {run['order']}"]
     if pd.notna(run["seed"]):
         details.append(f"seed {int(run['seed'])}")
-    if run["status"] != "finished":
+    if run["status"] != schema.FINISHED:
         details.append(str(run["status"]))
     return f"{run['method_name']}, {run['dataset']} {where}\n{', '.join(details)}"
 

@@ -12,6 +12,7 @@ from suite.data.names import TOP5_DATASETS, dataset_title
 from suite.methods import METHODS
 from suite.report.aggregate import RUN_GROUP, UPPER_BOUNDS, Axis, setting_rank, setting_title, sort_rows
 from suite.report.references import MEMORY_PROTOCOLS, PROTOCOL_SWITCH, run_comparison
+from suite.run import schema
 
 MISSING = "–"
 PER_CLASS = " (per class × classes)"  # marks a memory budget given as memory.per_class
@@ -293,7 +294,7 @@ def runs_table(runs: pd.DataFrame) -> Table:
         text_columns=6,
         rows=[run_row(run) for run in data.itertuples(index=False)],
         data=data,
-        notes=[f"{run.run}: failed: {first_line(run.error)}" for run in data.itertuples() if run.status == "failed"],
+        notes=[f"{run.run}: failed: {first_line(run.error)}" for run in data.itertuples() if run.status == schema.FAILED],
     )
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from suite.config import Config
 from suite.learner.learner import NonFiniteLoss
+from suite.run import schema
 from suite.run.checkpoints import check_resume
 from suite.run.console import print_summary
 from suite.run.footprint import OutOfMemory
@@ -44,7 +45,7 @@ def run_command(cfg: Config, options: RunOptions) -> int:
     check_output_base(run_dir.parent)
     check_run_dir(cfg, run_dir, options.resume)  # a dry run refuses what the run would refuse
     stored = check_resume(cfg, run_dir) if options.resume else None
-    if stored is not None and stored.get("status") == "finished":
+    if stored is not None and stored.get("status") == schema.FINISHED:
         print(f"run '{run_dir}' has already finished all {stored.get('tasks_done')} tasks: nothing to resume, "
               "nothing changed (its results.json and report are as they were)")
         return 0
@@ -109,9 +110,9 @@ def record_interruption(plan: Plan, stop: Interrupted, options: RunOptions) -> i
     stop would end with exit code 1."""
     resume = resume_command(list(options.argv))
     status = mark_interrupted(results_at(plan.cfg, plan.run_dir), stop.signal_name, resume)
-    line = {"finished": f"interrupted by {stop.signal_name} after the run had finished: its results are in "
+    line = {schema.FINISHED: f"interrupted by {stop.signal_name} after the run had finished: its results are in "
                         f"{plan.run_dir}",
-            "interrupted": f"error: interrupted by {stop.signal_name}: the finished tasks are kept (status: "
+            schema.INTERRUPTED: f"error: interrupted by {stop.signal_name}: the finished tasks are kept (status: "
                            f"interrupted) in {plan.run_dir}; to continue: {resume}",
             "none": f"error: interrupted by {stop.signal_name}: no task had finished in {plan.run_dir}; "
                     f"to continue: {resume}"}[status]

@@ -53,9 +53,9 @@ def mark_interrupted(results: str, signal_name: str, resume: str) -> str:
     if text is None:
         return "none"
     doc = schema.parse(text, results)
-    if doc.get("status") == "finished":
-        return "finished"
-    doc["status"] = "interrupted"
+    if doc.get("status") == schema.FINISHED:
+        return schema.FINISHED
+    doc["status"] = schema.INTERRUPTED
     doc["interrupted"] = {"signal": signal_name, "resume": resume}
     write_json_at(results, doc)
-    return "interrupted"
+    return schema.INTERRUPTED

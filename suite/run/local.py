@@ -8,7 +8,7 @@ import torch
 from suite.config import Config
 from suite.errors import UserError
 from suite.learner.learner import Learner
-from suite.run import checkpoints, footprint
+from suite.run import checkpoints, footprint, schema
 from suite.run.history import RunHistory
 from suite.run.layout import CHECKPOINT, collect_results, local_checkpoints, persist_dir
 from suite.run.plan import image_side, prepare
@@ -64,18 +64,18 @@ def run_in_process(cfg: Config, run_dir: Path, resume: bool) -> dict:
         """The checkpoint first: a task that log.jsonl or results.json calls done has one."""
         checkpoints.save(ckpt, checkpoints.payload(lrn, cfg))
         history.task_done(task, lrn.history)
-        recorder.write(lrn, "running")
+        recorder.write(lrn, schema.RUNNING)
         pause_at(f"task:{task + 1}")
 
     try:
         learner.run(on_task_end)
     except Exception as crash:
         error, text = footprint.failure_text(crash, cfg, image_side(cfg, data), scenario.num_tasks)
-        recorder.write(learner, "failed", text)
+        recorder.write(learner, schema.FAILED, text)
         if error is crash:
             raise
         raise error from None
     finally:
         history.close()
-    recorder.write(learner, "finished")
+    recorder.write(learner, schema.FINISHED)
     return collect_results(cfg, run_dir)

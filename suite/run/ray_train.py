@@ -27,6 +27,7 @@ from suite.config import Config, from_dict
 from suite.learner import dist
 from suite.learner.learner import Learner
 from suite.run import checkpoints, footprint
+from suite.run import schema
 from suite.run.history import RunHistory, task_metrics
 from suite.run.interrupt import Interrupted
 from suite.run.cluster import WORKER_ENV, cluster_nodes, init_ray, worker_runtime_env
@@ -77,7 +78,7 @@ def worker_loop(config: dict) -> None:
         report_checkpoint(lrn, task_metrics(task, lrn.history), checkpoint_name(task))
         if rank == 0:
             history.task_done(task, lrn.history)
-            recorder.write(lrn, "running")
+            recorder.write(lrn, schema.RUNNING)
             pause_at(f"task:{task + 1}")
 
     def report_checkpoint(lrn: Learner, metrics: dict, name: str) -> None:
@@ -99,14 +100,14 @@ def worker_loop(config: dict) -> None:
     except Exception as crash:
         error, text = footprint.failure_text(crash, cfg, image_side(cfg, data), scenario.num_tasks)
         if rank == 0:
-            recorder.write(learner, "failed", text)  # the driver stops the run on an OutOfMemory (fit)
+            recorder.write(learner, schema.FAILED, text)  # the driver stops the run on an OutOfMemory (fit)
         if error is crash:
             raise
         raise error from None
     finally:
         history.close()
     if rank == 0:
-        recorder.write(learner, "finished")
+        recorder.write(learner, schema.FINISHED)
 
 
 def resume_from(learner: Learner, cfg: Config, local: str | None) -> bool:

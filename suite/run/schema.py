@@ -16,7 +16,7 @@ from suite.errors import UserError
 from suite.methods import METHODS
 
 RESULTS = "results.json"
-STATUSES = ("running", "finished", "failed", "interrupted")
+STATUSES = RUNNING, FINISHED, FAILED, INTERRUPTED = ("running", "finished", "failed", "interrupted")
 REQUIRED_KEYS = ("status", "method", "dataset", "setting", "acc", "acc_matrix", "classes_per_task", "config")
 HEADLINE = ("tasks_done", "avg_incremental_accuracy", "last_accuracy", "forgetting", "bwt")
 SUMMARY_METRICS = ("avg_incremental_accuracy", "last_accuracy", "avg_incremental_accuracy_top5", "last_accuracy_top5",

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from suite.data.registry import load_dataset
 from suite.errors import UserError
+from suite.run import schema
 from suite.run.footprint import check_run
 from suite.run.layout import REPORT_DIR, check_lasting, check_output_base, check_writable
 from suite.run.plan import (
@@ -71,7 +72,7 @@ def sweep_command(sweep: Sweep, basedir: Path, dry_run: bool, address: str | Non
     first = sweep.trials[0].cfg.report  # one report for the sweep: its options as `set` gives them
     report = build_report(sweep_dir, sweep_dir / REPORT_DIR, first.style, first.band)
     print(f"summary:  {sweep_dir / SUMMARY}\nreport:   {report}")
-    unfinished = summary[summary["status"] != "finished"]
+    unfinished = summary[summary["status"] != schema.FINISHED]
     if len(unfinished):
         print(f"error: {len(unfinished)} trial(s) did not finish: {', '.join(unfinished['trial'])}; "
               "run the same command again to continue", file=sys.stderr)

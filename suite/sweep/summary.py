@@ -52,7 +52,7 @@ def ranks(frame: pd.DataFrame) -> pd.Series:
     """1 for the best selected_avg (the average incremental accuracy on the sweep's select_on split)
     among the finished trials of the same method, data set and setting, 2 for the next, ...; empty
     for trials not finished, whose average covers only the tasks done so far."""
-    finished = frame[(frame["status"] == "finished") & frame["selected_avg"].notna()]
+    finished = frame[(frame["status"] == schema.FINISHED) & frame["selected_avg"].notna()]
     rank = finished.groupby(list(GROUP))["selected_avg"].rank(ascending=False, method="min")
     return rank.reindex(frame.index).astype("Int64")
 

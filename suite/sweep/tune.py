@@ -17,6 +17,7 @@ from ray.tune.integration.ray_train import TuneReportCallback
 
 from suite.config import from_dict
 from suite.learner.progress import format_seconds
+from suite.run import schema
 from suite.run.cluster import cluster_nodes, init_ray, set_driver_env
 from suite.run.ray_train import fit, make_trainer
 from suite.run.trackers import tune_callbacks
@@ -37,7 +38,7 @@ def run_trial(config: dict, trials: dict) -> None:
     trial = trials[config["trial"]]
     cfg = from_dict(trial["cfg"])
     run_dir = Path(trial["run_dir"])
-    if (trial_results(cfg, run_dir) or {}).get("status") == "finished":  # restored after the driver died
+    if (trial_results(cfg, run_dir) or {}).get("status") == schema.FINISHED:  # restored after the driver died
         return                                                             # between finish and bookkeeping
     trainer = make_trainer(cfg, run_dir, cluster_nodes(), callbacks=[TuneReportCallback()], reserved=TRIAL_DRIVER_CPUS,
                            trackers=False)
@@ -52,7 +53,7 @@ class SummaryCallback(tune.Callback):
     def __init__(self, sweep: Sweep, sweep_dir: Path):
         self.sweep, self.sweep_dir = sweep, sweep_dir
         self.finished_before = {t.name for t in sweep.trials
-                                if (trial_results(t.cfg, sweep_dir / t.name) or {}).get("status") == "finished"}
+                                if (trial_results(t.cfg, sweep_dir / t.name) or {}).get("status") == schema.FINISHED}
         self.ended, self.ran, self.start = 0, 0, time.monotonic()
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
@@ -64,7 +65,7 @@ class SummaryCallback(tune.Callback):
 
     def on_trial_error(self, iteration, trials, trial, **info):
         write_summary(self.sweep, self.sweep_dir)
-        self.trial_ended(trial.config["trial"], "failed")
+        self.trial_ended(trial.config["trial"], schema.FAILED)
 
     def trial_ended(self, name: str, how: str) -> None:
         self.ended += 1
