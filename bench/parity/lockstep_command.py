@@ -119,6 +119,13 @@ def certificate(results: list[dict], info: dict) -> str:
              "bias is left out: its gradient is zero in exact arithmetic (a constant per softmax row), so Adam moves it "
              "by rounding alone, with no effect on any output (bench/parity/lockstep.py, SHIFT_INVARIANT). "
              "The bounds and why they are not 1e-5 for parameters: bench/parity/golden.py, TOLERANCE.", "",
+             "Where the release is not driven this way, and what is compared instead: its data pipeline (both "
+             "sides read the same pre-augmented images; the augmentation policies are compared value for value in "
+             "tests/test_fidelity.py), its learning-rate schedules (timm's per-epoch cosine cannot be matched step "
+             "by step: both sides run a constant lr, as the statistical comparison does), drop-path (off; the masks "
+             "are compared by reading the code, reports/parity/DIFFERENCES.md), initialisation (ours is loaded into "
+             "the release; the first key's init follows the release's code), torch.distributed (one process) and "
+             "the releases' CUDA calls (patched for the CPU by bench/parity/wrapper.py).", "",
              f"Release venv: {info['release_versions']}. Ours: {info['ours_versions']}.", ""]
     for r in results:
         s = r["setup"]
