@@ -1,6 +1,6 @@
 """Golden trajectories: a release's lockstep run kept small enough for the test suite.
 
-A golden file (tests/golden/<method>.pt, written by `python -m bench.parity lockstep`) holds the
+A golden file (tests/golden/<method>.json, written by `python -m bench.parity lockstep`) holds the
 lockstep's setup (its seed generates the batches and λs again), our initial weights per task, the
 release commits, and the release's trajectory: per optimizer step the loss, the gradient norm
 and a fingerprint of every parameter (its norm and its projection on a fixed random direction);
@@ -9,10 +9,13 @@ predictions on the test batch. `replay` runs our learner against it, with no rel
 """
 from __future__ import annotations
 
+import base64
+import json
 import zlib
 from dataclasses import asdict
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from bench.parity.lockstep import Setup, compared, make_inputs, run_ours
@@ -48,20 +51,35 @@ def fingerprint(params: dict[str, torch.Tensor]) -> dict[str, tuple[float, float
 
 
 def write(path: Path, setup: Setup, init: dict, release: dict, sources: dict, names: set[str]) -> None:
-    """The golden file for one method; `names` are the release parameters ours map to."""
+    """The golden file for one method, as JSON (tensors as base64 of their bytes); `names` are the
+    release parameters ours map to."""
     steps = [{"task": s["task"], "phase": s["phase"], "epoch": s["epoch"], "loss": s["losses"][0],
               "grad_norm": s["grad_norm"], "fingerprint": fingerprint({n: p for n, p in s["params"].items() if n in names and compared(n)})}
              for s in release["steps"]]
+    golden = {"sources": sources, "setup": asdict(setup), "steps": steps, "memories": release["memories"],
+              "predictions": [_encode(p) for p in release["predictions"]],
+              "init": {str(t): {n: _encode(v) for n, v in values.items()} for t, values in init.items()},
+              "final": {n: _encode(release["steps"][-1]["params"][n]) for n in sorted(names) if compared(n)}}
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
-    torch.save({"setup": asdict(setup), "sources": sources, "init": init, "steps": steps,
-                "final": {n: release["steps"][-1]["params"][n] for n in sorted(names) if compared(n)},
-                "memories": release["memories"], "predictions": release["predictions"]}, tmp)
+    tmp.write_text(json.dumps(golden, indent=1) + "\n")
     tmp.replace(path)
 
 
 def read(path: Path) -> dict:
-    return torch.load(path, weights_only=True)
+    golden = json.loads(path.read_text())
+    return {**golden, "predictions": [_decode(p) for p in golden["predictions"]],
+            "init": {int(t): {n: _decode(v) for n, v in values.items()} for t, values in golden["init"].items()},
+            "final": {n: _decode(v) for n, v in golden["final"].items()}}
+
+
+def _encode(t: torch.Tensor) -> dict:
+    array = t.detach().contiguous().numpy()
+    return {"dtype": str(array.dtype), "shape": list(array.shape), "base64": base64.b64encode(array.tobytes()).decode()}
+
+
+def _decode(d: dict) -> torch.Tensor:
+    return torch.from_numpy(np.frombuffer(base64.b64decode(d["base64"]), dtype=d["dtype"]).copy()).reshape(d["shape"])
 
 
 def _rel(a: float, b: float, scale: float) -> float:

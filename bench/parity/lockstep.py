@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from timm.data.mixup import Mixup
 
-from bench.parity.lockstep_release import batch_order, batches_of
+from bench.parity.lockstep_release import batch_order, batches_of, grad_norm
 from bench.parity.recipe import METHODS
 from suite.config import Config, load
 from suite.data.registry import DataSet, Split
@@ -275,8 +275,7 @@ class LockstepLearner(Learner):
         return loss
 
     def _before_step(self, optimizer, args, kwargs):
-        grads = [p.grad for g in optimizer.param_groups for p in g["params"] if p.grad is not None]
-        self._grad_norm = float(torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads])))
+        self._grad_norm = grad_norm(optimizer)
 
     def _after_step(self, optimizer, args, kwargs):
         params = {k: v.detach().clone() for k, v in self.model.named_parameters()}

@@ -29,7 +29,7 @@ GOLDEN = REPO / "tests" / "golden"
 
 
 def golden_path(method: str) -> Path:
-    return GOLDEN / f"{method.lower()}.pt"
+    return GOLDEN / f"{method.lower()}.json"
 
 
 def parse(argv) -> argparse.Namespace:

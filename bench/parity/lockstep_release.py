@@ -52,6 +52,12 @@ def batches_of(order: list[int], batch_size: int) -> list[list[int]]:
     return [order[i:i + batch_size] for i in range(0, cut, batch_size)]
 
 
+def grad_norm(optimizer) -> float:
+    """The L2 norm of the gradients an optimizer step is about to apply (both sides record it)."""
+    grads = [p.grad for g in optimizer.param_groups for p in g["params"] if p.grad is not None]
+    return float(torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads])))
+
+
 class TaskSet(torch.utils.data.Dataset):
     """What the release's rehearsal reads of a continuum TaskSet: `_x` (here positions into the
     pool of images), `_y`, `_t`, and (image, label, task) items."""
@@ -79,8 +85,7 @@ class Recorder:
         self.losses.append(float(loss))
 
     def before(self, optimizer, args, kwargs):
-        grads = [p.grad for g in optimizer.param_groups for p in g["params"] if p.grad is not None]
-        self.grad_norm = float(torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads])))
+        self.grad_norm = grad_norm(optimizer)
 
     def after(self, optimizer, args, kwargs):
         params = {k: v.detach().clone() for k, v in self.model_ref().named_parameters()}
