@@ -48,6 +48,12 @@ def name_problem(name: str) -> str | None:
     return None
 
 
+def backbone_problem(name: str) -> str | None:
+    from suite.models.resnet import BACKBONES  # torch and torchvision: only when a backbone is named
+
+    return None if name in BACKBONES else f"is not one of {', '.join(BACKBONES)}"
+
+
 def _key(default, help, choices=None, minimum=None, maximum=None, flag=None, resume="must match", variant=True,
          check=None):
     """A config field: its default, a one-line description, its allowed range, its policy, and `check`
@@ -106,6 +112,9 @@ class ModelConfig:
     task_token_init: str = _key("random", "DyTox's new task token: random (trunc_normal std 0.02, the release) or "
                                 "copy (the previous task's token)", choices=("random", "copy"))
     locality_strength: float = _key(1.0, "GPSA locality strength", minimum=0.0)
+    backbone: str = _key("cifar_resnet32", "the CNN methods' backbone (icarl, wa): cifar_resnet32 (PyCIL's), "
+                         "cifar_resnet18 (DER's, the DyTox table's) or resnet18 (torchvision's, for ImageNet)",
+                         check=backbone_problem)
 
 
 @dataclass
@@ -130,8 +139,26 @@ class TrainConfig:
                                            "like lr (the releases' incremental_lr); null: lr", minimum=0.0,
                                            flag="--incremental-lr")
     min_lr: float = _key(1e-5, "cosine schedule floor", minimum=0.0)
-    weight_decay: float = _key(1e-6, "AdamW weight decay", minimum=0.0)
+    weight_decay: float = _key(1e-6, "weight decay (AdamW: not on biases and norms, as timm gives the releases; "
+                               "SGD: on every parameter, as PyCIL)", minimum=0.0)
     warmup_epochs: int = _key(0, "linear warm-up epochs per task", minimum=0)
+    optimizer: str = _key("adamw", "adamw (the releases') or sgd (with train.momentum: the CNN baselines')",
+                          choices=("adamw", "sgd"))
+    momentum: float = _key(0.9, "SGD momentum", minimum=0.0, maximum=1.0)
+    schedule: str = _key("cosine", "learning-rate schedule per task: cosine (to train.min_lr, stepped per batch) "
+                         "or multistep (x train.lr_decay at train.milestones)", choices=("cosine", "multistep"))
+    milestones: list[int] = _key([], "multistep: the epochs of the first task at which the lr decays, "
+                                "counted from the warm-up's end (as DER's release)")
+    lr_decay: float = _key(0.1, "multistep: the factor at each milestone", minimum=0.0)
+    scale_lr: bool = _key(True, "scale lr by global batch / 512, as the releases do (PyCIL: false)")
+    incremental_epochs: Optional[int] = _key(None, "main-phase epochs of every task after the first; null: epochs",
+                                             minimum=1)
+    incremental_milestones: Optional[list[int]] = _key(None, "multistep milestones of every task after the first; "
+                                                       "null: milestones")
+    incremental_weight_decay: Optional[float] = _key(None, "weight decay of every task after the first; null: "
+                                                     "weight_decay", minimum=0.0)
+    nonnegative_classifier: bool = _key(False, "wa: clamp the classifier's parameters at 0 or more after every "
+                                        "step (DER's release; PyCIL does not)")
     loss: str = _key("bce", "classification loss: soft-target BCE or cross-entropy", choices=("bce", "ce"))
     mixup: float = _key(0.0, "MixUp alpha (0: off)", minimum=0.0)
     label_smoothing: float = _key(0.0, "label smoothing", minimum=0.0, maximum=1.0)
@@ -315,6 +342,8 @@ def _coerce(key: str, value: Any, f: dataclasses.Field, where: str) -> Any:
         raise UserError(f"{where}: '{key}' must not be empty; expected {tp.__name__}")
     if tp is Any:
         return value
+    if typing.get_origin(tp) is list and typing.get_args(tp) == (int,):
+        return _coerce_int_list(key, value, where)
     if typing.get_origin(tp) is list:
         return _coerce_list(key, value, f, where)
     if tp is float and isinstance(value, str):  # YAML 1.1 reads "1e-3" (no dot) as a string
@@ -344,6 +373,15 @@ def _coerce(key: str, value: Any, f: dataclasses.Field, where: str) -> Any:
     if problem:
         raise UserError(f"{where}: '{key}' = {value!r} {problem}")
     return value
+
+
+def _coerce_int_list(key: str, value: Any, where: str) -> list[int]:
+    """Epochs (multistep milestones): non-negative integers in increasing order."""
+    ok = isinstance(value, list) and all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value)
+    if not ok or value != sorted(set(value)):
+        raise UserError(f"{where}: '{key}' = {value!r} is not a list of epochs; expected increasing whole numbers, "
+                        "e.g. [60, 120, 170]")
+    return list(value)
 
 
 def _coerce_list(key: str, value: Any, f: dataclasses.Field, where: str) -> list:

@@ -1,9 +1,10 @@
 """What each method is, stated once: its facts, its key policy and the name papers print.
 
 Plain data (no torch): the config validates `method` against it, the planner and the learner read
-its facts, the report its labels and order. The model itself is built by the method's family in
-`suite/models/` (registered under the same name). A new method adds its record here and its
-model file there.
+its facts, the report its labels and order. What the method does is its strategy in
+`suite/strategies/` (its loss, its phases after the main one, its teacher; registered under the
+same name), and its model is built by its family in `suite/models/` (registered likewise). A new
+method adds its record here and its strategy there (README, "Adding a method").
 """
 from __future__ import annotations
 
@@ -27,6 +28,10 @@ class Method:
     keys: Optional[int | str] = None  # external keys: None (none), a fixed count, PER_TASK or CONFIGURED
     single_task: bool = False  # learns every class in one task (the upper bound)
     bound: Optional[str] = None  # "lower" / "upper": shown in tables, never marked best
+    # how it classifies at test time, its headline first: "cnn" (argmax of its logits) and/or "nme"
+    # (nearest mean of its exemplars' features); each is measured and recorded, named
+    classifiers: tuple[str, ...] = ("cnn",)
+    architecture: str = "vit"  # "vit" (the shared ConViT encoder, model.embed_dim...) or "cnn" (model.backbone)
     release: str = ""  # the published code and recipe it follows
     color: Optional[str] = None  # its line colour in every figure (None: one derived from its name)
     marker: str = "o"  # its line marker in every figure
@@ -66,6 +71,14 @@ METHODS: dict[str, Method] = {m.name: m for m in (
            color="#d62728", marker="o", **_DAFORMER),
     Method("daformer", "DAFormer", "DAFormer with model.num_keys keys over contiguous task groups",
            keys=CONFIGURED, color="#9467bd", marker="P", **_DAFORMER),
+    Method("icarl", "iCaRL", "iCaRL: a CNN, logit distillation, nearest mean of exemplars", divergence=False,
+           freezes_old_heads=False, classifiers=("nme", "cnn"), architecture="cnn",
+           release="PyCIL (LAMDA-CL/PyCIL) models/icarl.py: cross-entropy + distillation at T=2 without T^2",
+           color="#ff7f0e", marker="X"),
+    Method("wa", "WA", "WA: a CNN, distillation weighted by the old classes' share, weight aligning",
+           divergence=False, freezes_old_heads=False, classifiers=("cnn", "nme"), architecture="cnn",
+           release="PyCIL (LAMDA-CL/PyCIL) models/wa.py; train.nonnegative_classifier: DER's release's clipping",
+           color="#e377c2", marker="h"),
     Method("joint", "Joint", "plain ViT, every class in one task (upper bound)", rehearsal=False,
            single_task=True, bound="upper", color="#17becf", marker="*", **_PLAIN_VIT),
 )}

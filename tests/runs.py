@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from suite.learner.learner import Learner
+from suite.strategies.transformers import ReleaseRecipe
 from suite.run import rendezvous
 
 
@@ -81,10 +81,10 @@ def events(run_dir: Path) -> list[dict]:
 
 def nan_from_task_2(monkeypatch) -> None:
     """Make the loss NaN in the main phase of task 2 on."""
-    real_loss = Learner._loss
+    real_loss = ReleaseRecipe.loss
 
     def nan_loss(self, out, teacher_out, soft, phase):
         loss = real_loss(self, out, teacher_out, soft, phase)
         return loss * float("nan") if phase.distill and phase.num_old else loss
 
-    monkeypatch.setattr(Learner, "_loss", nan_loss)
+    monkeypatch.setattr(ReleaseRecipe, "loss", nan_loss)

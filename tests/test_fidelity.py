@@ -133,9 +133,9 @@ def optimizer_lrs(monkeypatch, learner) -> list[float]:
     seen = []
     real = Learner._optimizer
 
-    def spy(self, lr, steps, warmup):
+    def spy(self, lr, steps, warmup, **options):
         seen.append(lr)
-        return real(self, lr, steps, warmup)
+        return real(self, lr, steps, warmup, **options)
 
     monkeypatch.setattr(Learner, "_optimizer", spy)
     learner.run()

@@ -259,8 +259,8 @@ class LockstepLearner(Learner):
         return FixedLambdaMixup(self.lambdas, mixup_alpha=cfg.mixup, label_smoothing=cfg.label_smoothing,
                                 num_classes=self.model.num_classes)
 
-    def _optimizer(self, lr, steps, warmup):
-        optimizer, scheduler = super()._optimizer(lr, steps, warmup)
+    def _optimizer(self, lr, steps, warmup, **options):
+        optimizer, scheduler = super()._optimizer(lr, steps, warmup, **options)
         optimizer.register_step_pre_hook(self._before_step)
         optimizer.register_step_post_hook(self._after_step)
         return optimizer, scheduler

@@ -16,7 +16,6 @@ from typing import Callable, Optional
 import numpy as np
 import torch
 from timm.data.mixup import Mixup, mixup_target
-from timm.optim import param_groups_weight_decay
 from torch.utils.data import DataLoader
 
 from suite import metrics
@@ -28,15 +27,16 @@ from suite.data.scenario import Scenario
 from suite.data.validation import validation_split
 from suite.learner import dist
 from suite.learner.asam import ASAM
-from suite.learner.losses import (
-    classification_loss, divergence_targets, knn_invariant_distillation, logit_distillation,
-)
 from suite.learner.memory import Memory, per_class_budget, select_exemplars
 from suite.learner.model import run_model
-from suite.models.base import FINETUNE, PHASES, TRAIN
+from suite.learner.nme import class_means, nearest_mean_scores
+from suite.learner.optim import make_optimizer
+from suite.models.base import FINETUNE, TRAIN
 from suite.learner.precision import autocast_dtype
 from suite.learner.progress import FORWARD_ONLY, Progress, batch_line
 from suite.methods import METHODS
+from suite.strategies import strategy_for
+from suite.strategies.base import MEMORY
 
 
 @dataclass
@@ -55,6 +55,9 @@ class History:
     val_acc_matrix: list[list[float]] = field(default_factory=list)
     val_acc: list[float] = field(default_factory=list)
     val_acc_top5: list[float] = field(default_factory=list)
+    # every classifier's test accuracies ({"cnn": {"acc_matrix", "acc", "acc_top5"}, "nme": ...}) for a
+    # method with more than one (Method.classifiers); the fields above are its headline classifier's
+    by_classifier: dict[str, dict[str, list]] = field(default_factory=dict)
 
 
 class NonFiniteLoss(RuntimeError):
@@ -82,16 +85,24 @@ class MidTask:
     state: dict  # teacher, optimizer, scheduler, random state, seconds spent on the task so far
 
 
+def phase_epochs(cfg: Config, task: int, phase: str) -> int:
+    """The epochs of `phase` in task `task` (from 0)."""
+    if phase == TRAIN:
+        return cfg.train.incremental_epochs if task > 0 and cfg.train.incremental_epochs else cfg.train.epochs
+    if phase == FINETUNE:
+        return cfg.finetune.epochs
+    return 0  # a step that does not train (the memory's update)
+
+
 def task_epochs(cfg: Config, task: int) -> int:
-    """The epochs task `task` (from 0) trains: its main phase, and finetuning from the second task
-    on for methods with a memory."""
-    finetunes = METHODS[cfg.method].rehearsal and task > 0
-    return cfg.train.epochs + (cfg.finetune.epochs if finetunes else 0)
+    """The epochs task `task` (from 0) trains, over all its phases (the method's strategy says which)."""
+    return sum(phase_epochs(cfg, task, step) for step in strategy_for(cfg).steps(task))
 
 
-def epochs_into_task(cfg: Config, phase: str, epochs_done: int) -> int:
-    """Epochs of its task done once `epochs_done` epochs of `phase` are (the main phase comes first)."""
-    return epochs_done + (cfg.train.epochs if phase == FINETUNE else 0)
+def epochs_into_task(cfg: Config, task: int, phase: str, epochs_done: int) -> int:
+    """Epochs of its task done once `epochs_done` epochs of `phase` are (its earlier phases all done)."""
+    steps = strategy_for(cfg).steps(task)
+    return epochs_done + sum(phase_epochs(cfg, task, step) for step in steps[:steps.index(phase)])
 
 
 def random_state() -> dict:
@@ -160,6 +171,7 @@ class Learner:
         self.data = data
         self.scenario = scenario
         self.method = METHODS[cfg.method]
+        self.strategy = strategy_for(cfg)
         self.device = device or torch.device("cpu")
         self.log = log if log is not None else (lambda msg: print(msg, flush=True))
         if not dist.is_main():
@@ -200,14 +212,11 @@ class Learner:
                 self.begin_task(task)
             else:
                 self._task_start = time.perf_counter() - self.mid_task.state["task_seconds"]
-            if self._resumes(TRAIN):
-                self.train_main(task)
-            if self.method.rehearsal:
-                if self._resumes(TRAIN):
-                    self.update_memory(task)
-                if task > 0 and self.cfg.finetune.epochs > 0:
-                    self.finetune(task)
-            else:
+            steps = self.strategy.steps(task)
+            for step in steps:
+                if self._resumes(steps, step):
+                    self._run_step(task, step)
+            if MEMORY not in steps:
                 self.history.memory_size.append(0)
             self.evaluate(task)
             self.progress.add(self._task_work(task).after)
@@ -217,15 +226,17 @@ class Learner:
                 on_task_end(task, self)
         return self.history
 
-    def _resumes(self, phase: str) -> bool:
-        """Whether `phase` of this task is still to run (all of it, or from a mid-task checkpoint on)."""
-        return self.mid_task is None or PHASES.index(self.mid_task.phase) <= PHASES.index(phase)
+    def _resumes(self, steps: tuple[str, ...], step: str) -> bool:
+        """Whether `step` of this task is still to run (all of it, or from a mid-task checkpoint on)."""
+        return self.mid_task is None or steps.index(self.mid_task.phase) <= steps.index(step)
+
+    def _run_step(self, task: int, step: str) -> None:
+        {TRAIN: self.train_main, MEMORY: self.update_memory, FINETUNE: self.finetune}[step](task)
 
     def begin_task(self, task: int) -> None:
-        """Teacher = frozen copy of the model so far; then expand the model for the new task."""
-        self.teacher = None
-        if task > 0 and self.method.distill:
-            self.teacher = copy.deepcopy(self.model).eval().requires_grad_(False)
+        """The method's teacher (for most, a frozen copy of the model so far); then expand the model
+        for the new task."""
+        self.teacher = self.strategy.teacher(self.model, task)
         self.model.add_task(len(self.scenario.tasks[task]))
         self.model.to(self.device)
 
@@ -236,13 +247,20 @@ class Learner:
         if self.method.rehearsal and len(self.memory):
             indices = np.concatenate([indices, self.memory.indices()])
         loader = self._loader(indices, shuffle=True, seed_offset=task, repeats=self.cfg.data.repeated_augmentation)
-        steps = cfg.epochs * len(loader)
+        epochs = phase_epochs(self.cfg, task, TRAIN)
         base_lr = cfg.incremental_lr if task > 0 and cfg.incremental_lr is not None else cfg.lr
-        self.optimizer, self.scheduler = self._optimizer(self._scaled(base_lr), steps,
-                                                         warmup=cfg.warmup_epochs * len(loader))
+        milestones = cfg.incremental_milestones if task > 0 and cfg.incremental_milestones is not None \
+            else cfg.milestones
+        decay = cfg.incremental_weight_decay if task > 0 and cfg.incremental_weight_decay is not None \
+            else cfg.weight_decay
+        self.optimizer, self.scheduler = self._optimizer(self._scaled(base_lr), epochs * len(loader),
+                                                         warmup=cfg.warmup_epochs * len(loader),
+                                                         milestones=[e * len(loader) for e in milestones],
+                                                         weight_decay=decay)
         asam = ASAM(self.optimizer, cfg.asam_rho, cfg.asam_eta) if cfg.asam_rho > 0 and task > 0 else None
-        self._run_phase(task, Phase(TRAIN, cfg.epochs, loader, mixup=self._mixup(), asam=asam,
+        self._run_phase(task, Phase(TRAIN, epochs, loader, mixup=self._mixup(), asam=asam,
                                     module=self._trained_module(), num_old=self._num_old(task), distill=True))
+        self.strategy.after_phase(self.model, task, TRAIN)
 
     def finetune(self, task: int) -> None:
         """Balanced finetuning on the memory only: encoder frozen, small constant lr scaled like the
@@ -254,6 +272,7 @@ class Learner:
         self._run_phase(task, Phase(FINETUNE, cfg.epochs, loader, mixup=self._mixup() if cfg.mixup else None,
                                     asam=None, module=self._trained_module(), num_old=self._num_old(task),
                                     distill=False))
+        self.strategy.after_phase(self.model, task, FINETUNE)
 
     @torch.no_grad()
     def update_memory(self, task: int) -> None:
@@ -299,44 +318,79 @@ class Learner:
     @torch.no_grad()
     def evaluate(self, task: int) -> None:
         """Top-1 / top-5 on the test data of every class seen, and on their validation images where
-        data.validation_fraction holds some out; one row of each accuracy matrix."""
+        data.validation_fraction holds some out; one row of each accuracy matrix. A method with more
+        than one classifier has each measured on the test data (history.by_classifier), its
+        headline one (the first) in the main fields."""
         h = self.history
         seen = self.scenario.classes_up_to(task)
-        row, overall, top5 = self._accuracy(self.data.test, indices_of_classes(self.data.test, seen), task)
+        classifiers = self.method.classifiers
+        means = self._class_means(task) if "nme" in classifiers else None
+        results = self._accuracy(self.data.test, indices_of_classes(self.data.test, seen), task, means)
+        row, overall, top5 = results[classifiers[0]]
         h.acc_matrix.append(row)
         h.acc.append(overall)
         h.acc_top5.append(top5)
         h.num_params.append(self.num_params())
         line = (f"task {task + 1}/{self.scenario.num_tasks} accuracy: top-1 {overall:.2f}  top-5 {top5:.2f}  "
                 f"per task [{' '.join(f'{a:.1f}' for a in row)}]")
+        if len(classifiers) > 1:
+            line = line.replace("accuracy:", f"accuracy ({classifiers[0]}):")
+            for name, (row, overall, top5) in results.items():
+                numbers = h.by_classifier.setdefault(name, {"acc_matrix": [], "acc": [], "acc_top5": []})
+                numbers["acc_matrix"].append(row)
+                numbers["acc"].append(overall)
+                numbers["acc_top5"].append(top5)
+            line += "".join(f"  {name} top-1 {results[name][1]:.2f}" for name in classifiers[1:])
         if len(self.validation):
-            row, overall, top5 = self._accuracy(self.data.train, self._of_classes(self.validation, seen), task)
+            row, overall, top5 = self._accuracy(self.data.train, self._of_classes(self.validation, seen), task,
+                                                means)[classifiers[0]]
             h.val_acc_matrix.append(row)
             h.val_acc.append(overall)
             h.val_acc_top5.append(top5)
             line += f"  validation top-1 {overall:.2f}"
         self.log(line)
 
-    def _accuracy(self, split: Split, indices: np.ndarray, task: int) -> tuple[list[float], float, float]:
-        """(accuracy row, top-1, top-5) after `task` on `split[indices]` under the test transform,
-        each image evaluated by one worker."""
+    def _class_means(self, task: int) -> torch.Tensor:
+        """The classes' means of their exemplars' features (clean images, the model as it is now),
+        in label order; every worker computes all of them, so they are the same on each."""
+        indices = self.memory.indices()
+        labels = torch.as_tensor([self.label_of_class[c] for c in self.data.train.labels[indices]])
+        return class_means(self._features(indices, self.test_transform), labels,
+                           len(self.scenario.classes_up_to(task)))
+
+    def _accuracy(self, split: Split, indices: np.ndarray, task: int,
+                  means: Optional[torch.Tensor]) -> dict[str, tuple[list[float], float, float]]:
+        """Per classifier of the method: (accuracy row, top-1, top-5) after `task` on `split[indices]`
+        under the test transform, each image evaluated by one worker."""
         self.model.eval()
         loader = self._eval_loader(split, dist.shard(indices), self.test_transform)
         k = min(5, len(self.scenario.classes_up_to(task)))
-        preds, targets, top5 = [], [], []
+        classifiers = self.method.classifiers
+        preds, top5 = {name: [] for name in classifiers}, {name: [] for name in classifiers}
+        targets = []
         for images, labels, _ in loader:
             with self._autocast():
-                logits = self.model(images.to(self.device)).logits.float()
-            best = logits.topk(k, dim=1).indices.cpu()
-            preds.append(best[:, 0])
+                out = self.model(images.to(self.device))
+            for name in classifiers:
+                scores = out.logits.float() if name == "cnn" else nearest_mean_scores(out.features.float(), means)
+                best = scores.topk(k, dim=1).indices.cpu()
+                preds[name].append(best[:, 0])
+                top5[name].append((best == labels[:, None]).any(dim=1))
             targets.append(labels)
-            top5.append((best == labels[:, None]).any(dim=1))
-        parts = dist.all_gather_objects(tuple(torch.cat(x).numpy() if x else np.zeros(0) for x in (preds, targets, top5)))
-        preds, targets, top5 = (np.concatenate([p[i] for p in parts]) for i in range(3))
+        mine = {"targets": torch.cat(targets).numpy() if targets else np.zeros(0)}
+        for name in classifiers:
+            mine[name] = tuple(torch.cat(x).numpy() if x else np.zeros(0) for x in (preds[name], top5[name]))
+        parts = dist.all_gather_objects(mine)
+        targets = np.concatenate([p["targets"] for p in parts])
         bounds = np.cumsum([len(t) for t in self.scenario.tasks[: task + 1]])
         task_of_target = np.searchsorted(bounds, targets, side="right")
-        row, overall = metrics.accuracy_row(preds, targets, task_of_target, task + 1)
-        return [float(a) for a in row], float(overall), float(100.0 * top5.mean())
+        results = {}
+        for name in classifiers:
+            pred = np.concatenate([p[name][0] for p in parts])
+            hit5 = np.concatenate([p[name][1] for p in parts])
+            row, overall = metrics.accuracy_row(pred, targets, task_of_target, task + 1)
+            results[name] = ([float(a) for a in row], float(overall), float(100.0 * hit5.mean()))
+        return results
 
     # ------------------------------------------------------------------ one phase
 
@@ -367,7 +421,7 @@ class Learner:
         """Every train.checkpoint_every epochs of the task (its main and finetuning epochs counted
         together), except after its last epoch."""
         every = self.cfg.train.checkpoint_every
-        done = epochs_into_task(self.cfg, phase.name, epochs_done)
+        done = epochs_into_task(self.cfg, task, phase.name, epochs_done)
         return every > 0 and done % every == 0 and done < task_epochs(self.cfg, task)
 
     def _mid_task_state(self) -> dict:
@@ -416,7 +470,7 @@ class Learner:
         def loss_fn():
             with self._autocast():
                 out = phase.module(images)
-            return self._loss(out, teacher_out, soft, phase)
+            return self.strategy.loss(out, teacher_out, soft, phase)
 
         self.optimizer.zero_grad(set_to_none=True)
         loss = loss_fn()
@@ -433,6 +487,7 @@ class Learner:
         else:
             self._clip()
             self.optimizer.step()
+        self.strategy.after_step(self.model)
         if self.scheduler is not None:
             self.scheduler.step()
         return float(loss.detach())
@@ -442,34 +497,13 @@ class Learner:
         """Agreed by every worker, so that all of them skip the same batch (DDP needs that)."""
         return dist.all_reduce_sum([float(not torch.isfinite(loss))])[0] == 0
 
-    def _loss(self, out, teacher_out, soft, phase: Phase) -> torch.Tensor:
-        """(1-λ)·L_cls + λ·τ²·KL + w_div·L_div + β·L_knn (each term where it applies)."""
-        cfg = self.cfg
-        logits = out.logits.float()
-        cls = classification_loss(logits, soft, cfg.train.loss)
-        if not phase.distill:
-            return cls
-        num_old = phase.num_old
-        loss = cls
-        if teacher_out is not None:
-            lam = num_old / logits.shape[1]
-            kd = logit_distillation(logits[:, :num_old], teacher_out.logits.float(), cfg.distill.tau,
-                                    cfg.distill.kd_reduction)
-            loss = (1 - lam) * cls + lam * kd
-            if cfg.distill.knn_weight > 0:
-                old_slots = teacher_out.embeddings.shape[1]
-                knn = knn_invariant_distillation(teacher_out.features, out.embeddings[:, :old_slots].flatten(1),
-                                                 cfg.distill.knn_k, cfg.distill.knn_temperature)
-                loss = loss + cfg.distill.knn_weight * knn
-        if out.div_logits is not None and num_old > 0:
-            div = classification_loss(out.div_logits.float(), divergence_targets(soft, num_old), cfg.train.loss)
-            loss = loss + cfg.train.divergence_weight * div
-        return loss
-
     # ------------------------------------------------------------------ plumbing
 
     def _scaled(self, lr: float) -> float:
-        """A base learning rate scaled by the global batch / 512, as the releases scale theirs."""
+        """A base learning rate scaled by the global batch / 512, as the releases scale theirs
+        (train.scale_lr)."""
+        if not self.cfg.train.scale_lr:
+            return lr
         return lr * self.cfg.train.batch_size * dist.world_size() / 512
 
     def _loader(self, indices: np.ndarray, shuffle: bool, seed_offset: int, repeats: int) -> DataLoader:
@@ -483,18 +517,11 @@ class Learner:
                           num_workers=workers, persistent_workers=workers > 0,
                           pin_memory=self.device.type == "cuda")
 
-    def _optimizer(self, lr: float, steps: Optional[int], warmup: int):
-        # biases and 1-D parameters without weight decay, as timm's create_optimizer gives the releases
-        groups = param_groups_weight_decay(self.model, self.cfg.train.weight_decay)
-        optimizer = torch.optim.AdamW(groups, lr=lr)
-        if steps is None:
-            return optimizer, None
-        cosine = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, steps - warmup),
-                                                            eta_min=min(self.cfg.train.min_lr, lr))
-        if warmup == 0:
-            return optimizer, cosine
-        ramp = torch.optim.lr_scheduler.LinearLR(optimizer, start_factor=1e-3, total_iters=warmup)
-        return optimizer, torch.optim.lr_scheduler.SequentialLR(optimizer, [ramp, cosine], milestones=[warmup])
+    def _optimizer(self, lr: float, steps: Optional[int], warmup: int, milestones: list[int] = (),
+                   weight_decay: Optional[float] = None):
+        """The optimizer and its per-step schedule (none where `steps` is None: a constant lr)."""
+        decay = self.cfg.train.weight_decay if weight_decay is None else weight_decay
+        return make_optimizer(self.model, self.cfg.train, lr, decay, steps, warmup, milestones)
 
     def _mixup(self) -> Optional[Mixup]:
         cfg = self.cfg.train
@@ -568,17 +595,18 @@ class Learner:
         m, copies = self._class_budget(task)
         return m * copies * len(self.scenario.classes_up_to(task))
 
-    def _work_planned(self, task: int) -> float:
+    def _phase_work(self, task: int, steps: tuple[str, ...]) -> float:
+        """The work of all the epochs of `steps` (phases of `task`)."""
         work = self._task_work(task)
-        epochs = task_epochs(self.cfg, task) - self.cfg.train.epochs
-        return self.cfg.train.epochs * work.train + epochs * work.finetune + work.after
+        return sum(phase_epochs(self.cfg, task, step) * getattr(work, step, 0.0) for step in steps)
+
+    def _work_planned(self, task: int) -> float:
+        return self._phase_work(task, self.strategy.steps(task)) + self._task_work(task).after
 
     def _work_done_in(self, task: int, phase: str, epochs_done: int) -> float:
         """The work of `task` done once `epochs_done` epochs of `phase` are (a mid-task checkpoint's)."""
-        work = self._task_work(task)
-        if phase == TRAIN:
-            return epochs_done * work.train
-        return self.cfg.train.epochs * work.train + epochs_done * work.finetune
+        steps = self.strategy.steps(task)
+        return self._phase_work(task, steps[:steps.index(phase)]) + epochs_done * getattr(self._task_work(task), phase)
 
     def num_params(self) -> int:
         """Parameters used at test time (the divergence head is dropped)."""

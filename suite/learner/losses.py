@@ -24,6 +24,13 @@ def logit_distillation(student_old: torch.Tensor, teacher: torch.Tensor, tau: fl
     return kl / teacher.shape[1] if reduction == "mean" else kl
 
 
+def soft_distillation(student_old: torch.Tensor, teacher: torch.Tensor, tau: float) -> torch.Tensor:
+    """The classic baselines' distillation (PyCIL's `_KD_loss`): the cross-entropy of
+    softmax(student[:, :C_old]/tau) against softmax(teacher/tau), summed over classes, averaged
+    over the batch, without tau^2."""
+    return -(F.softmax(teacher / tau, dim=-1) * F.log_softmax(student_old / tau, dim=-1)).sum(dim=-1).mean()
+
+
 def divergence_targets(soft_targets: torch.Tensor, num_old: int) -> torch.Tensor:
     """Targets of the divergence head: all old classes merged into bucket 0, then the new classes."""
     return torch.cat([soft_targets[:, :num_old].sum(dim=1, keepdim=True), soft_targets[:, num_old:]], dim=1)

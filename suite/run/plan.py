@@ -18,6 +18,8 @@ from suite.learner.memory import per_class_budget
 from suite.learner.learner import task_epochs
 from suite.learner.model import run_model
 from suite.methods import CONFIGURED, METHODS
+from suite.models.base import FINETUNE
+from suite.strategies import strategy_for
 from suite.run import footprint
 from suite.run.trackers import check_installed
 
@@ -217,17 +219,33 @@ class Plan:
         keys = f", {num_keys} external key(s)" if num_keys else ""
         lines += [
             f"method    {cfg.method}: {method.display_label(cfg.distill.knn_weight)} ({method.description}){keys}",
-            f"model     embed {cfg.model.embed_dim}, depth {cfg.model.depth}+1, heads {cfg.model.num_heads}, "
-            f"patch {cfg.model.patch_size}; parameters after the last task: {params[-1]:,} ({params[-1] / 1e6:.2f}M)",
-            f"training  {cfg.train.epochs} epochs/task, batch {cfg.train.batch_size}/worker, lr {self._lr()} "
-            f"(x global batch / 512), finetuning {cfg.finetune.epochs} epochs",
+            f"model     {self._architecture()}; parameters after the last task: {params[-1]:,} "
+            f"({params[-1] / 1e6:.2f}M)",
+            f"training  {self._training()}",
             f"memory    {'per class ' + str(cfg.memory.per_class) if cfg.memory.per_class else 'total ' + str(cfg.memory.size)}, "
             f"{cfg.memory.selection}",
             f"ray       {cfg.ray.num_workers} worker(s), {'GPU' if cfg.ray.use_gpu else 'CPU'}, " + self._resources(),
-            f"attention {self._footprint()}",
+            f"attention {self._footprint()}" if method.architecture == "vit" else None,
             f"output    {self.run_dir}",
         ]
-        return "\n".join(lines)
+        return "\n".join(line for line in lines if line is not None)
+
+    def _architecture(self) -> str:
+        m = self.cfg.model
+        if METHODS[self.cfg.method].architecture == "cnn":
+            return f"backbone {m.backbone}, a linear classifier grown by each task's classes"
+        return f"embed {m.embed_dim}, depth {m.depth}+1, heads {m.num_heads}, patch {m.patch_size}"
+
+    def _training(self) -> str:
+        train = self.cfg.train
+        epochs = f"{train.epochs} epochs/task" if not train.incremental_epochs else \
+            f"{train.epochs} epochs in task 1, {train.incremental_epochs} after"
+        scaled = " (x global batch / 512)" if train.scale_lr else ""
+        schedule = f"multistep at {train.milestones}" if train.schedule == "multistep" else "cosine"
+        finetunes = FINETUNE in strategy_for(self.cfg).steps(1)
+        finetuning = f", finetuning {self.cfg.finetune.epochs} epochs" if finetunes else ""
+        return (f"{epochs}, batch {train.batch_size}/worker, lr {self._lr()}{scaled}, {train.optimizer}, "
+                f"{schedule}{finetuning}")
 
     @property
     def image_size(self) -> int:
@@ -246,6 +264,8 @@ class Plan:
         return footprint.out_of_memory(self.cfg, self.image_size, self.scenario.num_tasks)
 
     def check_memory(self) -> str | None:
+        if METHODS[self.cfg.method].architecture != "vit":
+            return None  # the estimate is of attention scores
         return footprint.check_run(self.cfg, self.image_size, self.scenario.num_tasks)
 
     def _lr(self) -> str:

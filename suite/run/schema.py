@@ -46,6 +46,8 @@ def document(cfg: Config, scenario, history, status: str, provenance: dict, erro
         "acc": history.acc,
         "acc_top5": history.acc_top5,
         **_summary(history.acc_matrix, history.acc, history.acc_top5),
+        "classifier": METHODS[cfg.method].classifiers[0],
+        "classifiers": _classifiers(history),
         "validation": _validation(cfg, history),
         "num_params": history.num_params,
         "memory_size": history.memory_size,
@@ -63,6 +65,15 @@ def _summary(acc_matrix: list, acc: list, acc_top5: list) -> dict:
     """SUMMARY_METRICS of the tasks done so far (each None before the first)."""
     summary = metrics.summary(acc_matrix, acc, acc_top5) if acc else {}
     return {key: summary.get(key) for key in SUMMARY_METRICS}
+
+
+def _classifiers(history) -> dict | None:
+    """Each classifier's accuracies and SUMMARY_METRICS, by name ("cnn": logits, "nme": nearest mean of
+    exemplars), for a method with more than one; the top level holds the headline one's (`classifier`)."""
+    if not history.by_classifier:
+        return None
+    return {name: {**numbers, **_summary(numbers["acc_matrix"], numbers["acc"], numbers["acc_top5"])}
+            for name, numbers in history.by_classifier.items()}
 
 
 def _validation(cfg: Config, history) -> dict | None:

@@ -1,0 +1,26 @@
+"""iCaRL as PyCIL runs it (models/icarl.py): cross-entropy on every class seen plus the
+distillation of the old classes' logits at temperature distill.tau (2), weighted 1, without tau^2
+(PyCIL's softmax variant of the paper's sigmoid loss); classified by the nearest mean of the
+exemplars' features (and by its logits, recorded beside it)."""
+from __future__ import annotations
+
+import torch
+
+from suite.learner.losses import classification_loss, soft_distillation
+from suite.strategies.base import Strategy, register_strategy
+
+
+@register_strategy("icarl")
+class ICaRL(Strategy):
+    def distillation_weight(self, num_old: int, num_classes: int) -> tuple[float, float]:
+        """(weight of the classification loss, weight of the distillation)."""
+        return 1.0, 1.0
+
+    def loss(self, out, teacher_out, targets, phase) -> torch.Tensor:
+        logits = out.logits.float()
+        cls = classification_loss(logits, targets, self.cfg.train.loss)
+        if teacher_out is None:
+            return cls
+        kd = soft_distillation(logits[:, :phase.num_old], teacher_out.logits.float(), self.cfg.distill.tau)
+        w_cls, w_kd = self.distillation_weight(phase.num_old, logits.shape[1])
+        return w_cls * cls + w_kd * kd
