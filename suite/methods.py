@@ -79,6 +79,10 @@ METHODS: dict[str, Method] = {m.name: m for m in (
            divergence=False, freezes_old_heads=False, classifiers=("cnn", "nme"), architecture="cnn",
            release="PyCIL (LAMDA-CL/PyCIL) models/wa.py; train.nonnegative_classifier: DER's release's clipping",
            color="#e377c2", marker="h"),
+    Method("bic", "BiC", "BiC: a CNN, distillation, a bias-correction layer trained on held-out exemplars",
+           divergence=False, freezes_old_heads=False, classifiers=("cnn", "nme"), architecture="cnn",
+           release="PyCIL (LAMDA-CL/PyCIL) models/bic.py: one bias layer per task, all applied",
+           color="#bcbd22", marker="p"),
     Method("joint", "Joint", "plain ViT, every class in one task (upper bound)", rehearsal=False,
            single_task=True, bound="upper", color="#17becf", marker="*", **_PLAIN_VIT),
 )}

@@ -232,9 +232,9 @@ class LockstepLearner(Learner):
         self.where = {"task": task, "phase": "train"}
         super().train_main(task)
 
-    def finetune(self, task: int) -> None:
-        self.where = {"task": task, "phase": "finetune"}
-        super().finetune(task)
+    def train_extra(self, task: int, name: str) -> None:
+        self.where = {"task": task, "phase": name}
+        super().train_extra(task, name)
 
     def update_memory(self, task: int) -> None:
         super().update_memory(task)

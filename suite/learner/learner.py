@@ -31,7 +31,7 @@ from suite.learner.memory import Memory, per_class_budget, select_exemplars
 from suite.learner.model import run_model
 from suite.learner.nme import class_means, nearest_mean_scores
 from suite.learner.optim import make_optimizer
-from suite.models.base import FINETUNE, TRAIN
+from suite.models.base import PHASES, TRAIN
 from suite.learner.precision import autocast_dtype
 from suite.learner.progress import FORWARD_ONLY, Progress, batch_line
 from suite.methods import METHODS
@@ -66,14 +66,13 @@ class NonFiniteLoss(RuntimeError):
 
 @dataclass(frozen=True)
 class TaskWork:
-    """One task's work in trained images (suite/learner/progress.py): per main epoch, per finetuning
-    epoch, and after its training (herding and evaluation, forward only)."""
+    """One task's work in trained images (suite/learner/progress.py): per epoch of each phase (named
+    as PHASES), and after its training (herding and evaluation, forward only)."""
 
     train: float
     finetune: float
+    bias: float
     after: float
-
-
 
 
 @dataclass(frozen=True)
@@ -85,24 +84,17 @@ class MidTask:
     state: dict  # teacher, optimizer, scheduler, random state, seconds spent on the task so far
 
 
-def phase_epochs(cfg: Config, task: int, phase: str) -> int:
-    """The epochs of `phase` in task `task` (from 0)."""
-    if phase == TRAIN:
-        return cfg.train.incremental_epochs if task > 0 and cfg.train.incremental_epochs else cfg.train.epochs
-    if phase == FINETUNE:
-        return cfg.finetune.epochs
-    return 0  # a step that does not train (the memory's update)
-
-
 def task_epochs(cfg: Config, task: int) -> int:
     """The epochs task `task` (from 0) trains, over all its phases (the method's strategy says which)."""
-    return sum(phase_epochs(cfg, task, step) for step in strategy_for(cfg).steps(task))
+    strategy = strategy_for(cfg)
+    return sum(strategy.epochs(task, step) for step in strategy.steps(task))
 
 
 def epochs_into_task(cfg: Config, task: int, phase: str, epochs_done: int) -> int:
     """Epochs of its task done once `epochs_done` epochs of `phase` are (its earlier phases all done)."""
-    steps = strategy_for(cfg).steps(task)
-    return epochs_done + sum(phase_epochs(cfg, task, step) for step in steps[:steps.index(phase)])
+    strategy = strategy_for(cfg)
+    steps = strategy.steps(task)
+    return epochs_done + sum(strategy.epochs(task, step) for step in steps[:steps.index(phase)])
 
 
 def random_state() -> dict:
@@ -148,7 +140,7 @@ def compiled_forward(module: torch.nn.Module) -> torch.nn.Module:
 class Phase:
     """One training phase of a task: the main phase, or balanced finetuning on the memory."""
 
-    name: str  # TRAIN or FINETUNE, as the epoch lines and the history say
+    name: str  # one of PHASES, as the epoch lines and the history say
     epochs: int
     loader: DataLoader
     mixup: Optional[Mixup]
@@ -231,7 +223,12 @@ class Learner:
         return self.mid_task is None or steps.index(self.mid_task.phase) <= steps.index(step)
 
     def _run_step(self, task: int, step: str) -> None:
-        {TRAIN: self.train_main, MEMORY: self.update_memory, FINETUNE: self.finetune}[step](task)
+        if step == TRAIN:
+            self.train_main(task)
+        elif step == MEMORY:
+            self.update_memory(task)
+        else:
+            self.train_extra(task, step)
 
     def begin_task(self, task: int) -> None:
         """The method's teacher (for most, a frozen copy of the model so far); then expand the model
@@ -246,33 +243,58 @@ class Learner:
         indices = self._training_images(self.scenario.tasks[task])
         if self.method.rehearsal and len(self.memory):
             indices = np.concatenate([indices, self.memory.indices()])
+        held_out = self._held_out(task)
+        if held_out.size:
+            indices = indices[~np.isin(indices, held_out)]
         loader = self._loader(indices, shuffle=True, seed_offset=task, repeats=self.cfg.data.repeated_augmentation)
-        epochs = phase_epochs(self.cfg, task, TRAIN)
+        epochs = self.strategy.epochs(task, TRAIN)
         base_lr = cfg.incremental_lr if task > 0 and cfg.incremental_lr is not None else cfg.lr
-        milestones = cfg.incremental_milestones if task > 0 and cfg.incremental_milestones is not None \
-            else cfg.milestones
-        decay = cfg.incremental_weight_decay if task > 0 and cfg.incremental_weight_decay is not None \
-            else cfg.weight_decay
-        self.optimizer, self.scheduler = self._optimizer(self._scaled(base_lr), epochs * len(loader),
-                                                         warmup=cfg.warmup_epochs * len(loader),
-                                                         milestones=[e * len(loader) for e in milestones],
-                                                         weight_decay=decay)
+        self._scheduled_optimizer(task, base_lr, epochs, len(loader))
         asam = ASAM(self.optimizer, cfg.asam_rho, cfg.asam_eta) if cfg.asam_rho > 0 and task > 0 else None
         self._run_phase(task, Phase(TRAIN, epochs, loader, mixup=self._mixup(), asam=asam,
                                     module=self._trained_module(), num_old=self._num_old(task), distill=True))
         self.strategy.after_phase(self.model, task, TRAIN)
 
-    def finetune(self, task: int) -> None:
-        """Balanced finetuning on the memory only: encoder frozen, small constant lr scaled like the
-        main lr, the recipe's MixUp kept (finetune.mixup), no repeated augmentation (as released)."""
-        cfg = self.cfg.finetune
-        self.model.set_phase(FINETUNE)
-        loader = self._loader(self.memory.indices(), shuffle=cfg.shuffle, seed_offset=1000 + task, repeats=1)
-        self.optimizer, self.scheduler = self._optimizer(self._scaled(cfg.lr), None, warmup=0)
-        self._run_phase(task, Phase(FINETUNE, cfg.epochs, loader, mixup=self._mixup() if cfg.mixup else None,
+    def train_extra(self, task: int, name: str) -> None:
+        """A phase of the method's after the main one (balanced finetuning, bias correction), on the
+        images and at the learning rate its strategy's `extra_phase` gives."""
+        spec = self.strategy.extra_phase(task, name)
+        self.model.set_phase(name)
+        indices = self.memory.indices() if spec.images == "memory" else self._held_out(task)
+        loader = self._loader(indices, shuffle=spec.shuffle, seed_offset=1000 * PHASES.index(name) + task, repeats=1)
+        epochs = self.strategy.epochs(task, name)
+        if spec.scheduled:
+            self._scheduled_optimizer(task, spec.lr, epochs, len(loader))
+        else:
+            self.optimizer, self.scheduler = self._optimizer(self._scaled(spec.lr), None, warmup=0)
+        self._run_phase(task, Phase(name, epochs, loader, mixup=self._mixup() if spec.mixup else None,
                                     asam=None, module=self._trained_module(), num_old=self._num_old(task),
                                     distill=False))
-        self.strategy.after_phase(self.model, task, FINETUNE)
+        self.strategy.after_phase(self.model, task, name)
+
+    def _scheduled_optimizer(self, task: int, base_lr: float, epochs: int, batches: int) -> None:
+        """The optimizer of a phase of `epochs` epochs of `batches` batches under the train section's
+        schedule: its warm-up, cosine or multistep, and the task's milestones and weight decay."""
+        cfg = self.cfg.train
+        later = task > 0
+        milestones = cfg.incremental_milestones if later and cfg.incremental_milestones is not None else cfg.milestones
+        decay = cfg.incremental_weight_decay if later and cfg.incremental_weight_decay is not None else cfg.weight_decay
+        self.optimizer, self.scheduler = self._optimizer(self._scaled(base_lr), epochs * batches,
+                                                         warmup=cfg.warmup_epochs * batches,
+                                                         milestones=[e * batches for e in milestones],
+                                                         weight_decay=decay)
+
+    def _held_out(self, task: int) -> np.ndarray:
+        """The images the method's main phase leaves out in task `task` for a later phase (BiC's
+        validation images): `held_out_per_class` of each new class's images and of each old class's
+        exemplars, drawn by the seed (as PyCIL draws them); the same whenever asked in the task."""
+        per_class = self.strategy.held_out_per_class(task, self._num_old(task))
+        if per_class == 0:
+            return np.zeros(0, dtype=np.int64)
+        rng = np.random.default_rng([self.cfg.seed, task, 7])
+        pools = [self._training_images([c]) for c in self.scenario.tasks[task]]
+        pools += [np.array(idx, dtype=np.int64) for idx in self.memory.ranked.values()]
+        return np.sort(np.concatenate([rng.choice(pool, min(per_class, len(pool)), replace=False) for pool in pools]))
 
     @torch.no_grad()
     def update_memory(self, task: int) -> None:
@@ -580,6 +602,7 @@ class Learner:
         evaluated = len(indices_of_classes(self.data.test, seen)) + len(self._of_classes(self.validation, seen))
         return TaskWork(train=new + (self._memory_planned(task - 1) if rehearsal else 0),  # repeats: same count
                         finetune=self._memory_planned(task) if rehearsal and task > 0 else 0,
+                        bias=self.strategy.held_out_per_class(task, self._num_old(task)) * len(seen),
                         after=FORWARD_ONLY * ((new if rehearsal else 0) + evaluated))
 
     def _class_budget(self, task: int) -> tuple[int, int]:
@@ -598,7 +621,7 @@ class Learner:
     def _phase_work(self, task: int, steps: tuple[str, ...]) -> float:
         """The work of all the epochs of `steps` (phases of `task`)."""
         work = self._task_work(task)
-        return sum(phase_epochs(self.cfg, task, step) * getattr(work, step, 0.0) for step in steps)
+        return sum(self.strategy.epochs(task, step) * getattr(work, step, 0.0) for step in steps)
 
     def _work_planned(self, task: int) -> float:
         return self._phase_work(task, self.strategy.steps(task)) + self._task_work(task).after

@@ -18,8 +18,10 @@ from suite.models.encoder import Encoder
 ENCODER_ARGS = ("embed_dim", "depth", "num_heads", "patch_size", "mlp_ratio", "drop_path", "locality_strength")
 
 
-TRAIN, FINETUNE = "train", "finetune"  # a task's training phases, the one vocabulary of models, learner and logs
-PHASES = (TRAIN, FINETUNE)  # in the order a task runs them
+# a task's training phases, the one vocabulary of models, strategies, learner and logs: the main phase,
+# balanced finetuning on the memory (the releases'), BiC's bias correction on held-out images
+TRAIN, FINETUNE, BIAS = "train", "finetune", "bias"
+PHASES = (TRAIN, FINETUNE, BIAS)
 
 
 @dataclass

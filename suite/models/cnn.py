@@ -4,15 +4,16 @@ Kaiming-uniform for a linear layer, bias zero; the old classes' rows kept as the
 
 The classifier is kept as one linear layer per task, concatenated: the same function as PyCIL's
 single layer grown by copying its old rows, and the old and new classes' rows at hand for weight
-aligning. Every parameter trains in every phase, as in PyCIL.
+aligning. Every parameter trains in every phase, as in PyCIL, but for BiC's bias layers
+(`bias_correction`): one (alpha, beta) pair per task on its block of logits, all of them applied
+(PyCIL's `IncrementalNetWithBias`), frozen in the main phase; the BIAS phase trains the newest.
 """
 from __future__ import annotations
 
 import torch
 from torch import nn
 
-from suite.methods import METHODS
-from suite.models.base import FINETUNE, TRAIN, Output, register_builder
+from suite.models.base import BIAS, FINETUNE, TRAIN, Output, register_builder
 from suite.models.resnet import BACKBONES
 
 
@@ -23,12 +24,25 @@ def linear_head(in_features: int, num_classes: int) -> nn.Linear:
     return head
 
 
+class BiasLayer(nn.Module):
+    """alpha * logits + beta on one task's logits (alpha 1, beta 0 at first)."""
+
+    def __init__(self):
+        super().__init__()
+        self.alpha = nn.Parameter(torch.ones(1))
+        self.beta = nn.Parameter(torch.zeros(1))
+
+    def forward(self, logits: torch.Tensor) -> torch.Tensor:
+        return self.alpha * logits + self.beta
+
+
 class IncrementalCNN(nn.Module):
-    def __init__(self, backbone: str, channels: int):
+    def __init__(self, backbone: str, channels: int, bias_correction: bool = False):
         super().__init__()
         self.backbone = BACKBONES[backbone](channels=channels)
         self.out_dim = self.backbone.out_dim
         self.heads = nn.ModuleList()
+        self.biases = nn.ModuleList() if bias_correction else None
 
     @property
     def num_tasks(self) -> int:
@@ -44,22 +58,34 @@ class IncrementalCNN(nn.Module):
 
     def add_task(self, num_classes: int) -> None:
         self.heads.append(linear_head(self.out_dim, num_classes))
+        if self.biases is not None:
+            self.biases.append(BiasLayer())
 
     def set_phase(self, phase: str) -> None:
-        if phase not in (TRAIN, FINETUNE):
+        if phase not in (TRAIN, FINETUNE, BIAS) or (phase == BIAS and self.biases is None):
             raise ValueError(f"unknown phase {phase!r}")
-        self.requires_grad_(True)
+        self.requires_grad_(phase != BIAS)
+        if self.biases is not None:
+            self.biases.requires_grad_(False)
+            if phase == BIAS:
+                self.biases[-1].requires_grad_(True)
 
     def forward(self, images: torch.Tensor) -> Output:
         features = self.backbone(images)
-        logits = torch.cat([head(features) for head in self.heads], dim=1)
-        return Output(logits, features.unsqueeze(1))
+        blocks = [head(features) for head in self.heads]
+        if self.biases is not None:
+            blocks = [bias(block) for bias, block in zip(self.biases, blocks)]
+        return Output(torch.cat(blocks, dim=1), features.unsqueeze(1))
 
 
 def _build(method, image_size, channels, num_tasks, backbone="cifar_resnet32", **options):
     return IncrementalCNN(backbone, channels)
 
 
-for _method in METHODS.values():
-    if _method.architecture == "cnn":
-        register_builder(_method.name, _build)
+def _build_bic(method, image_size, channels, num_tasks, backbone="cifar_resnet32", **options):
+    return IncrementalCNN(backbone, channels, bias_correction=True)
+
+
+register_builder("icarl", _build)
+register_builder("wa", _build)
+register_builder("bic", _build_bic)

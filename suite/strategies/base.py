@@ -4,8 +4,10 @@ The learner keeps the protocol (tasks, data, memory budget and selection, evalua
 checkpoints and resume, distributed training); a strategy says, for its method:
 
 - `steps(task)`: what a task runs, in order: its main phase (TRAIN), the memory's update (MEMORY,
-  for methods with a memory), and any phases of its own after them (FINETUNE: balanced
-  finetuning on the memory);
+  for methods with a memory), and any phases of its own (FINETUNE: balanced finetuning on the
+  memory; BIAS: BiC's bias correction), each described by `extra_phase` and trained by the
+  learner like the main one; `epochs(task, phase)` how long each trains;
+- `held_out_per_class(task, num_old)`: images of each class the main phase leaves out (for BIAS);
 - `teacher(model, task)`: the frozen model it distils from, if any;
 - `loss(out, teacher_out, targets, phase)`: its training objective for a batch;
 - `after_step(model)` and `after_phase(model, task, phase)`: what it changes in the model between
@@ -17,6 +19,7 @@ learner computes the class means after each memory update where "nme" is one of 
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass
 from typing import Optional
 
 import torch
@@ -25,9 +28,20 @@ from torch import nn
 from suite.config import Config
 from suite.learner.losses import classification_loss
 from suite.methods import METHODS
-from suite.models.base import TRAIN
+from suite.models.base import FINETUNE, TRAIN
 
-MEMORY = "memory"  # a task's step that updates the rehearsal memory (and the class means)
+MEMORY = "memory"  # a task's step that updates the rehearsal memory
+
+
+@dataclass(frozen=True)
+class ExtraPhase:
+    """How the learner trains a phase after the main one (the model's set_phase says what trains)."""
+
+    images: str  # "memory" (the memory as its last update left it) or "held_out" (held_out_per_class's)
+    lr: float  # its base learning rate (scaled as train.scale_lr says)
+    scheduled: bool  # the main phase's schedule (warm-up, cosine or multistep) or, False, a constant lr
+    mixup: bool  # the recipe's MixUp (train.mixup) on its batches
+    shuffle: bool  # its batches in a new random order every epoch
 
 
 class Strategy:
@@ -37,6 +51,22 @@ class Strategy:
 
     def steps(self, task: int) -> tuple[str, ...]:
         return (TRAIN, MEMORY) if self.method.rehearsal else (TRAIN,)
+
+    def epochs(self, task: int, phase: str) -> int:
+        """The epochs `phase` trains in task `task` (0 for MEMORY)."""
+        train = self.cfg.train
+        if phase == TRAIN:
+            return train.incremental_epochs if task > 0 and train.incremental_epochs else train.epochs
+        if phase == FINETUNE:
+            return self.cfg.finetune.epochs
+        return 0
+
+    def extra_phase(self, task: int, phase: str) -> ExtraPhase:
+        raise NotImplementedError(f"{type(self).__name__} has no phase {phase!r}")
+
+    def held_out_per_class(self, task: int, num_old: int) -> int:
+        """Images of each class (`num_old` classes before this task) the main phase leaves out."""
+        return 0
 
     def teacher(self, model: nn.Module, task: int) -> Optional[nn.Module]:
         """A frozen copy of the model as the last task left it, for methods that distil."""

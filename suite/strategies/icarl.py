@@ -12,9 +12,7 @@ from suite.strategies.base import Strategy, register_strategy
 
 @register_strategy("icarl")
 class ICaRL(Strategy):
-    def distillation_weight(self, num_old: int, num_classes: int) -> tuple[float, float]:
-        """(weight of the classification loss, weight of the distillation)."""
-        return 1.0, 1.0
+    weighted_by_share = False  # (1-λ)·CE + λ·KD with λ = C_old / C_all (WA, BiC) instead of CE + KD
 
     def loss(self, out, teacher_out, targets, phase) -> torch.Tensor:
         logits = out.logits.float()
@@ -22,5 +20,7 @@ class ICaRL(Strategy):
         if teacher_out is None:
             return cls
         kd = soft_distillation(logits[:, :phase.num_old], teacher_out.logits.float(), self.cfg.distill.tau)
-        w_cls, w_kd = self.distillation_weight(phase.num_old, logits.shape[1])
-        return w_cls * cls + w_kd * kd
+        if not self.weighted_by_share:
+            return cls + kd
+        share = phase.num_old / logits.shape[1]
+        return (1 - share) * cls + share * kd

@@ -8,7 +8,7 @@ from suite.learner.losses import (
     classification_loss, divergence_targets, knn_invariant_distillation, logit_distillation,
 )
 from suite.models.base import FINETUNE
-from suite.strategies.base import Strategy, register_strategy
+from suite.strategies.base import ExtraPhase, Strategy, register_strategy
 
 
 @register_strategy("finetune", "replay", "dytox", "daformer_s", "daformer_m", "daformer", "joint")
@@ -16,6 +16,12 @@ class ReleaseRecipe(Strategy):
     def steps(self, task: int) -> tuple[str, ...]:
         finetunes = self.method.rehearsal and task > 0 and self.cfg.finetune.epochs > 0
         return super().steps(task) + ((FINETUNE,) if finetunes else ())
+
+    def extra_phase(self, task: int, phase: str) -> ExtraPhase:
+        """Balanced finetuning on the memory only: encoder frozen (the model's FINETUNE phase), small
+        constant lr, the recipe's MixUp kept (finetune.mixup), no repeated augmentation (as released)."""
+        cfg = self.cfg.finetune
+        return ExtraPhase("memory", cfg.lr, scheduled=False, mixup=cfg.mixup, shuffle=cfg.shuffle)
 
     def loss(self, out, teacher_out, targets, phase) -> torch.Tensor:
         """(1-λ)·L_cls + λ·τ²·KL + w_div·L_div + β·L_knn (each term where it applies)."""

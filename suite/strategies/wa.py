@@ -23,9 +23,7 @@ def align_weights(heads: torch.nn.ModuleList) -> float:
 
 @register_strategy("wa")
 class WA(ICaRL):
-    def distillation_weight(self, num_old: int, num_classes: int) -> tuple[float, float]:
-        share = num_old / num_classes
-        return 1.0 - share, share
+    weighted_by_share = True
 
     @torch.no_grad()
     def after_step(self, model) -> None:
