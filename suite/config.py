@@ -80,6 +80,8 @@ class DataConfig:
     augment: bool = _key(True, "random crop + flip on training images")
     auto_augment: Optional[str] = _key(RELEASE_AUTO_AUGMENT, "timm augmentation policy on training images, e.g. "
                                        "'rand-m9-mstd0.5-inc1' (the releases'); null: off")
+    color_jitter: float = _key(0.0, "random brightness change up to this factor on training images (PyCIL's CIFAR "
+                               "recipe: 63/255; 0: off)", minimum=0.0)
     repeated_augmentation: int = _key(3, "repeated augmentation: each image this many times per epoch, on different "
                                       "workers or in one batch (the releases: 3; 1: off)", minimum=1)
     num_workers: int = _key(0, "data-loader worker processes per training worker", minimum=0, resume="may differ",

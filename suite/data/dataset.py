@@ -44,7 +44,8 @@ def posterize_to_zero_bits(image: Image.Image, bits: int, **kwargs) -> Image.Ima
 
 
 def build_transform(data: DataSet, cfg: DataConfig, train: bool) -> v2.Compose:
-    """Per-data-set transforms with that set's mean and std: crop + flip (+ timm's policy) to train.
+    """Per-data-set transforms with that set's mean and std: crop + flip (+ brightness jitter, timm's
+    policy) to train.
 
     timm's policies work on PIL images: with one, the image is a PIL image until after it."""
     size = cfg.input_size or data.image_size
@@ -62,6 +63,8 @@ def build_transform(data: DataSet, cfg: DataConfig, train: bool) -> v2.Compose:
             steps.append(v2.RandomCrop(size, padding=max(1, size // 8)))
         if data.flip:
             steps.append(v2.RandomHorizontalFlip())
+    if train and cfg.color_jitter:
+        steps.append(v2.ColorJitter(brightness=cfg.color_jitter))
     if policy:
         steps += [auto_augment(policy, size, data.channels), v2.ToImage()]
     steps += [v2.ToDtype(torch.float32, scale=True), v2.Normalize(data.mean, data.std)]

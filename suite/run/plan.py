@@ -242,6 +242,10 @@ class Plan:
             f"{train.epochs} epochs in task 1, {train.incremental_epochs} after"
         scaled = " (x global batch / 512)" if train.scale_lr else ""
         schedule = f"multistep at {train.milestones}" if train.schedule == "multistep" else "cosine"
+        if train.schedule == "multistep" and train.incremental_milestones not in (None, train.milestones):
+            schedule += f" (after task 1: {train.incremental_milestones})"
+        if train.warmup_epochs:
+            schedule = f"{train.warmup_epochs} warm-up epochs, {schedule}"
         finetunes = FINETUNE in strategy_for(self.cfg).steps(1)
         finetuning = f", finetuning {self.cfg.finetune.epochs} epochs" if finetunes else ""
         return (f"{epochs}, batch {train.batch_size}/worker, lr {self._lr()}{scaled}, {train.optimizer}, "
