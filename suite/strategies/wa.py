@@ -12,6 +12,7 @@ from suite.strategies.base import register_strategy
 from suite.strategies.icarl import ICaRL
 
 
+@torch.no_grad()
 def align_weights(heads: torch.nn.ModuleList) -> float:
     """Scale the last head's weight rows to the earlier heads' mean row norm; returns the factor."""
     old = torch.cat([head.weight for head in heads[:-1]])
@@ -31,7 +32,6 @@ class WA(ICaRL):
             for p in model.heads.parameters():
                 p.clamp_(min=0)
 
-    @torch.no_grad()
     def after_phase(self, model, task: int, phase: str) -> None:
         if phase == TRAIN and task > 0:
             align_weights(model.heads)
