@@ -169,3 +169,28 @@ def test_bic_resumed_inside_its_bias_phase_ends_as_an_uninterrupted_run():
     assert resumed.history.acc_matrix == reference.history.acc_matrix
     state, again = reference.model.state_dict(), resumed.model.state_dict()
     assert all(torch.equal(state[k], again[k]) for k in state)
+
+
+# ---------------------------------------------------------------- two workers
+
+def _worker(rank: int, store: str, out: str) -> None:
+    """One of two gloo workers, as Ray Train starts them: an iCaRL run; what it ends with, saved."""
+    import torch.distributed as td
+
+    torch.set_num_threads(1)
+    td.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=2)
+    try:
+        learner = run("icarl")
+        torch.save({"means": learner._class_means(2), "acc": learner.history.by_classifier,
+                    "memory": learner.memory.ranked}, f"{out}.{rank}")
+    finally:
+        td.destroy_process_group()
+
+
+@pytest.mark.slow
+def test_two_workers_share_one_memory_and_the_same_class_means(tmp_path):
+    torch.multiprocessing.spawn(_worker, args=(str(tmp_path / "store"), str(tmp_path / "out")), nprocs=2)
+    ranks = [torch.load(tmp_path / f"out.{r}", weights_only=False) for r in range(2)]
+    assert ranks[0]["memory"] == ranks[1]["memory"] and len(ranks[0]["memory"]) == 6
+    assert torch.equal(ranks[0]["means"], ranks[1]["means"]) and ranks[0]["means"].shape[0] == 6
+    assert ranks[0]["acc"] == ranks[1]["acc"]

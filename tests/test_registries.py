@@ -17,6 +17,7 @@ from suite.data.registry import LOADERS, _loader
 from suite.methods import METHODS, Method
 from suite.models import BUILDERS, build_model
 from suite.models.base import IncrementalModel, encoder_args, register_builder
+from suite.models.cnn import build_cnn
 from suite.report.load import load_results
 from suite.run.local import run_in_process
 from suite.run.layout import CHECKPOINT
@@ -96,8 +97,6 @@ class FeatureDistillation(Strategy):
 
 @pytest.fixture
 def feature_distillation(monkeypatch):
-    from suite.models.cnn import _build as build_cnn
-
     register_builder("feature_kd", build_cnn)
     register_strategy("feature_kd")(FeatureDistillation)
     monkeypatch.setitem(METHODS, "feature_kd", Method(

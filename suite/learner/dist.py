@@ -71,3 +71,13 @@ def wrap_ddp(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
         return model
     ids = [device.index] if device.type == "cuda" else None
     return DistributedDataParallel(model, device_ids=ids)
+
+
+def broadcast_buffers(model: torch.nn.Module) -> None:
+    """Rank 0's buffers (BatchNorm's running statistics) on every worker. DDP sends them at the start
+    of each training forward, and each worker's own last forward then updates its copy: after a
+    phase, without this, the workers would evaluate, herd and distil from different models."""
+    if is_alone():
+        return
+    for buffer in model.buffers():
+        dist.broadcast(buffer, src=0)

@@ -438,6 +438,7 @@ class Learner:
                 self.mid_task = MidTask(phase.name, epoch + 1, self._mid_task_state())
                 self.on_checkpoint(self)
                 self.mid_task = None
+        dist.broadcast_buffers(self.model)
 
     def _checkpoint_due(self, task: int, phase: Phase, epochs_done: int) -> bool:
         """Every train.checkpoint_every epochs of the task (its main and finetuning epochs counted

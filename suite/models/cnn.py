@@ -78,14 +78,15 @@ class IncrementalCNN(nn.Module):
         return Output(torch.cat(blocks, dim=1), features.unsqueeze(1))
 
 
-def _build(method, image_size, channels, num_tasks, backbone="cifar_resnet32", **options):
+def build_cnn(method, image_size, channels, num_tasks, backbone="cifar_resnet32", **options):
+    """The builder of a CNN method's model (model.backbone; the other model.* keys are the ViTs')."""
     return IncrementalCNN(backbone, channels)
 
 
-def _build_bic(method, image_size, channels, num_tasks, backbone="cifar_resnet32", **options):
+def build_cnn_with_bias_layers(method, image_size, channels, num_tasks, backbone="cifar_resnet32", **options):
     return IncrementalCNN(backbone, channels, bias_correction=True)
 
 
-register_builder("icarl", _build)
-register_builder("wa", _build)
-register_builder("bic", _build_bic)
+register_builder("icarl", build_cnn)
+register_builder("wa", build_cnn)
+register_builder("bic", build_cnn_with_bias_layers)
