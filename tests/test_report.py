@@ -168,7 +168,8 @@ def test_main_table_csv(report):
     data = pd.read_csv(report / "tables" / "main_cifar100.csv")
     ours = data[(data["source"] == "ours") & (data["method"] == "dytox") & (data["setting"] == "B0-10steps")]
     assert ours[["avg_mean", "avg_std", "n"]].values.tolist() == [[72.0, 2.0, 3]]
-    assert (data["source"] != "ours").sum() == 25  # 13 published entries at 10 and 20 steps (RPSNet: 10 only)
+    # 13 published entries at 10 and 20 steps (RPSNet: 10 only), and PyCIL's three at 10 steps
+    assert (data["source"] != "ours").sum() == 28
 
 
 def test_ablation_tables(report):
@@ -271,3 +272,33 @@ def test_a_report_whose_upper_bound_barely_leads_says_so_before_anything_else(tm
 def test_a_report_whose_upper_bound_leads_has_no_caution(tmp_path):
     out = _bounds(tmp_path, joint_last=40.0)
     assert "Read this first" not in read(out / "README.md")
+
+
+# ---------------------------------------------------------------- the classic baselines
+
+def baseline_result(seed: int, backbone: str, order: str) -> dict:
+    """An iCaRL run judged by the nearest mean (avg 64 / last 50), its logits' numbers beside (60 / 45)."""
+    result = make_result(method="icarl", avg=64.0, last=50.0, seed=seed, order=order, params=470_000)
+    logits = make_result(method="icarl", avg=60.0, last=45.0)
+    result["config"]["model"]["backbone"] = backbone
+    result["label"], result["classifier"] = "iCaRL (re-run)", "nme"
+    result["classifiers"] = {"nme": {k: result[k] for k in ("acc_matrix", "acc", "acc_top5", "avg_incremental_accuracy",
+                                                             "last_accuracy")},
+                             "cnn": {k: logits[k] for k in ("acc_matrix", "acc", "acc_top5", "avg_incremental_accuracy",
+                                                             "last_accuracy")}}
+    return result
+
+
+def test_a_baseline_shows_each_classifier_and_is_compared_only_within_its_protocol(tmp_path):
+    for seed in range(3):
+        write_run(tmp_path / "runs", f"icarl-{seed}", baseline_result(seed, "cifar_resnet32", "cifar100_order_seed1993"))
+    main_md = read(build_report(tmp_path / "runs", tmp_path / "out") / "tables" / "main_cifar100.md")
+    assert table_row(main_md, "iCaRL (re-run) (classifier=nme)")[2:4] == ["64.00 ± 0.00", "50.00 ± 0.00"]
+    assert table_row(main_md, "iCaRL (re-run) (classifier=cnn)")[2:4] == ["60.00 ± 0.00", "45.00 ± 0.00"]
+    # Δ only to the published row of the same backbone (PyCIL's), never to the DyTox table's ResNet-18 row
+    assert table_row(main_md, "Δ iCaRL (re-run) (classifier=nme) − iCaRL (published, PyCIL)")[3] == "+0.50"
+    assert "Δ iCaRL (re-run) (classifier=nme) − iCaRL (published)" not in main_md
+    lines = main_md.splitlines()
+    pycil, dytox_table = (next(i for i, line in enumerate(lines) if line.startswith(f"| {label} |"))
+                          for label in ("iCaRL (published, PyCIL)", "iCaRL (published)"))
+    assert pycil < dytox_table  # the DyTox table's rows, another protocol, are listed after ours

@@ -18,7 +18,9 @@ FINETUNE = "finetune"
 def load_history(runs: pd.DataFrame) -> pd.DataFrame:
     """Per run (its results.json at `path`) and epoch: the logged fields, a global `step` from 1 (the
     epochs in run order: tasks in order, each task's main phase then its finetuning) and the run's group
-    columns."""
+    columns. A run measured with two classifiers trained once: its history is its headline classifier's."""
+    if "headline_classifier" in runs:
+        runs = runs[runs["headline_classifier"].astype(bool)]
     groups = [column for column in GROUP_COLUMNS if column in runs]
     columns = groups + EPOCH_FIELDS + ["step"]
     frames = [run_epochs(read_records(Path(run["path"]).parent / LOG)).assign(**run[groups].to_dict())

@@ -18,6 +18,7 @@ import pandas as pd
 from suite.errors import UserError
 from suite.methods import METHODS
 from suite.run import schema
+CLASSIFIER_COLUMN = "cfg.classifier"  # read as a config key by the variant labels: 'iCaRL (classifier=cnn)'
 NUMERIC_COLUMNS = (
     "seed", "num_keys", "memory_budget", "task", "classes_seen", "acc", "acc_top5", "val_acc", "num_params",
     "memory_used", "task_time_s", *schema.SUMMARY_METRICS, *(f"val_{key}" for key in schema.SUMMARY_METRICS),
@@ -46,7 +47,9 @@ def load_results(results_dir: Path) -> pd.DataFrame:
                         f"('{path}': {problem}); expected results written by suite/run.py")
     for path, problem in problems.items():  # the report goes on without them
         print(f"warning: skipping {path}: {problem}", file=sys.stderr)
-    rows = [row for path, result in results.items() for row in run_rows(result, run_id(path, results_dir), path)]
+    rows = [row for path, result in results.items()
+            for view_run, view in classifier_views(result, run_id(path, results_dir))
+            for row in run_rows(view, view_run, path)]
     frame = pd.DataFrame(rows)
     return frame.assign(**{
         column: pd.to_numeric(frame[column]) if column in frame else float("nan") for column in NUMERIC_COLUMNS
@@ -57,6 +60,20 @@ def run_id(path: Path, results_dir: Path) -> str:
     """The run's directory relative to the scanned one (its own name when it is that directory)."""
     relative = path.parent.relative_to(results_dir).as_posix()
     return results_dir.resolve().name if relative == "." else relative
+
+
+def classifier_views(result: dict, run: str) -> list[tuple[str, dict]]:
+    """A run once per classifier it was measured with (its headline classifier first, under the run's
+    own id; another, such as iCaRL's logits beside its nearest mean, as 'RUN#cnn'), each carrying that
+    classifier's accuracies and its name in the `classifier` column, which tells them apart in every
+    table as a variant does ('classifier=cnn')."""
+    headline = result.get("classifier") or "cnn"
+    views = [(run, {**result, "classifier": headline})]
+    for name, numbers in (result.get("classifiers") or {}).items():
+        if name != headline:
+            views.append((f"{run}#{name}", {**result, **numbers, "classifier": name, "headline_classifier": False,
+                                            "validation": None}))
+    return views
 
 
 def run_rows(result: dict, run: str, path: Path) -> list[dict]:
@@ -116,6 +133,8 @@ def run_fields(result: dict, run: str, path: Path) -> dict[str, Any]:
         "path": str(path),
         **{f"cfg.{key}": json.dumps(value, sort_keys=True) for key, value in config.items()
            if key in schema.VARIANT_KEYS},
+        CLASSIFIER_COLUMN: json.dumps(result.get("classifier") or "cnn"),
+        "headline_classifier": result.get("headline_classifier", True),
     }
 
 

@@ -12,6 +12,7 @@ import yaml
 
 from suite.data.names import DATASETS
 from suite.errors import UserError
+from suite.methods import METHODS
 from suite.report.aggregate import RUN_GROUP
 
 DEFAULT_REFERENCES = Path(__file__).resolve().parents[2] / "configs" / "references.yaml"
@@ -26,12 +27,14 @@ PER_WORKER_PROTOCOL = {False: "global", True: "per_gpu"}
 PROTOCOL_SWITCH = {protocol: f"memory.per_worker: {json.dumps(flag)}"
                    for flag, protocol in PER_WORKER_PROTOCOL.items()}
 RECIPES = ("DyTox", "DyTox+", "DyTox++")
+# The backbones of the DyTox table's baselines (DER's protocol), the protocol our transformer runs share.
+DYTOX_TABLE_BACKBONES = ("cifar_resnet18", "resnet18")
 # (MixUp on, ASAM on) → the DyTox model version whose recipe that is.
 RECIPE_OF = {(False, False): "DyTox", (True, False): "DyTox+", (True, True): "DyTox++"}
 METRICS = ("avg", "last", "avg_top5", "last_top5")
 REQUIRED = ("label", "method", "dataset", "memory_protocol", "source", "results")
-OPTIONAL = ("gpus", "recipe", "note", "params_m")
-ENTRY_COLUMNS = ["label", "method", "dataset", "memory_protocol", "gpus", "recipe", "source", "note"]
+OPTIONAL = ("gpus", "recipe", "backbone", "note", "params_m")
+ENTRY_COLUMNS = ["label", "method", "dataset", "memory_protocol", "gpus", "recipe", "backbone", "source", "note"]
 COLUMNS = ENTRY_COLUMNS[:4] + ["setting", *METRICS, "params_m"] + ENTRY_COLUMNS[4:]
 SETTING_PATTERN = r"B\d+-\d+steps"
 
@@ -103,6 +106,8 @@ def check_entry(entry: dict) -> None:
     for key in ("label", "method", "source"):
         if not isinstance(entry[key], str) or not entry[key].strip():
             raise ValueError(f"{key} must be a non-empty string")
+    if entry.get("backbone") is not None and (not isinstance(entry["backbone"], str) or not entry["backbone"].strip()):
+        raise ValueError("backbone must be a model.backbone name such as cifar_resnet18, or null")
     check_choice(entry, "dataset", DATASETS)
     check_choice(entry, "memory_protocol", tuple(MEMORY_PROTOCOLS))
     if entry.get("recipe") is not None:
@@ -140,7 +145,8 @@ def valid_number(key: str, value) -> bool:
 
 def run_comparison(runs: pd.DataFrame) -> pd.DataFrame:
     """Per group of pooled runs (dataset, setting, method, variant): the memory protocol, the DyTox recipe
-    its training recipe matches, and its worker count, from the runs' `cfg.*` columns (JSON text).
+    its training recipe matches, its CNN backbone (None for a transformer) and its worker count, from the
+    runs' `cfg.*` columns (JSON text).
 
     Runs of one group share their config, so the first run speaks for the group.
     """
@@ -149,11 +155,18 @@ def run_comparison(runs: pd.DataFrame) -> pd.DataFrame:
         mixup=cfg_values(runs, "train.mixup") > 0,
         asam=cfg_values(runs, "train.asam_rho") > 0,
         workers=cfg_values(runs, "ray.num_workers"),
+        backbone=[backbone if is_cnn(method) else None
+                  for method, backbone in zip(runs["method"], cfg_values(runs, "model.backbone"))],
     ).drop_duplicates(RUN_GROUP)
-    return config[RUN_GROUP + ["workers"]].assign(
+    return config[RUN_GROUP + ["workers", "backbone"]].assign(
         memory_protocol=config["per_worker"].map(PER_WORKER_PROTOCOL),
-        recipe=[RECIPE_OF.get(key) for key in zip(config["mixup"], config["asam"])],
+        recipe=[None if backbone else RECIPE_OF.get(key)
+                for backbone, key in zip(config["backbone"], zip(config["mixup"], config["asam"]))],
     )
+
+
+def is_cnn(method: str) -> bool:
+    return method in METHODS and METHODS[method].architecture == "cnn"
 
 
 def cfg_values(runs: pd.DataFrame, key: str) -> pd.Series:

@@ -11,7 +11,7 @@ import pandas as pd
 from suite.data.names import TOP5_DATASETS, dataset_title
 from suite.methods import METHODS
 from suite.report.aggregate import RUN_GROUP, UPPER_BOUNDS, Axis, setting_rank, setting_title, sort_rows
-from suite.report.references import MEMORY_PROTOCOLS, PROTOCOL_SWITCH, run_comparison
+from suite.report.references import DYTOX_TABLE_BACKBONES, MEMORY_PROTOCOLS, PROTOCOL_SWITCH, run_comparison
 from suite.run import schema
 
 MISSING = "–"
@@ -72,7 +72,7 @@ def main_table(dataset: str, stats: pd.DataFrame, references: pd.DataFrame, runs
     ours = stats.merge(run_comparison(runs), on=RUN_GROUP, how="left")
     shown = references[(references["dataset"] == dataset) & references["setting"].isin(settings)]
     shown = shown.dropna(subset=[column for _, _, column in metrics], how="all")
-    same_protocol = shown["memory_protocol"].isin(ours["memory_protocol"])
+    same_protocol = shown["memory_protocol"].isin(ours["memory_protocol"]) & same_backbone(shown, ours)
     compared, listed = shown[same_protocol], shown[~same_protocol]
     layout = MainLayout(settings, metrics)
     scored = published_rows(compared, layout) + our_rows(ours, layout, marked)
@@ -147,11 +147,14 @@ def protocol_notes(ours: pd.DataFrame, compared: pd.DataFrame, listed: pd.DataFr
     notes = [f"Memory protocol of our runs: {runs}."]
     if not compared.empty:
         notes.append(f"Published rows above ours share our runs' memory protocol "
-                     f"({protocol_names(compared['memory_protocol'])}); a Δ row compares our runs only with the "
-                     "published result of the same method, memory protocol and (for DyTox) recipe.")
+                     f"({protocol_names(compared['memory_protocol'])}) and, for a CNN baseline, its backbone; a Δ "
+                     "row compares our runs only with the published result of the same method, memory protocol, "
+                     "backbone and (for DyTox) recipe.")
     if not listed.empty:
-        notes.append(f"Published rows at the bottom: {protocol_names(listed['memory_protocol'])}, not our runs' "
-                     "protocol, listed for information and never compared (this suite has no distributed memory).")
+        notes.append(f"Published rows at the bottom: {protocol_names(listed['memory_protocol'])}, run under another "
+                     "protocol than ours (another memory protocol, of which this suite has no distributed memory, or "
+                     "another baseline protocol: backbone, class orders, schedule), listed for information and "
+                     "never compared.")
     return notes
 
 
@@ -171,7 +174,8 @@ def protocol_facts(ref: pd.Series) -> str:
     """'global memory, 2 GPUs, recipe DyTox' for a published result."""
     gpus = "GPU count not given" if pd.isna(ref["gpus"]) else f"{ref['gpus']:g} GPUs"
     recipe = f", recipe {ref['recipe']}" if pd.notna(ref["recipe"]) else ""
-    return f"{MEMORY_PROTOCOLS[ref['memory_protocol']]}, {gpus}{recipe}"
+    backbone = f", backbone {ref['backbone']}" if pd.notna(ref["backbone"]) else ""
+    return f"{MEMORY_PROTOCOLS[ref['memory_protocol']]}, {gpus}{recipe}{backbone}"
 
 
 def published_rows(published: pd.DataFrame, layout: MainLayout) -> list[tuple[list[str], dict[int, float]]]:
@@ -211,6 +215,16 @@ def our_rows(stats: pd.DataFrame, layout: MainLayout, marked: frozenset) -> list
     return rows
 
 
+def same_backbone(published: pd.DataFrame, ours: pd.DataFrame) -> pd.Series:
+    """Published rows of no backbone or of one our runs' protocols share: our CNN runs' backbones, and,
+    with transformer runs among ours, the DyTox table's (its baselines are their context). The others,
+    another protocol's, are listed apart."""
+    shared = set(ours["backbone"].dropna())
+    if ours["backbone"].isna().any():
+        shared |= set(DYTOX_TABLE_BACKBONES)
+    return published["backbone"].isna() | published["backbone"].isin(shared)
+
+
 def difference_rows(ours: pd.DataFrame, compared: pd.DataFrame, layout: MainLayout) -> list[tuple[list[str], str]]:
     """'Δ ours − published' per setting, with a note naming what is compared, for each of our rows and each
     published result of its method, memory protocol and recipe (a reference without recipe: any recipe)."""
@@ -220,7 +234,8 @@ def difference_rows(ours: pd.DataFrame, compared: pd.DataFrame, layout: MainLayo
         for ref_label, ref in compared[compared["method"] == method].groupby("label", sort=False):
             theirs = ref.set_index("setting").reindex(layout.settings)
             same = (mine["memory_protocol"] == theirs["memory_protocol"]) & (
-                theirs["recipe"].isna() | (theirs["recipe"] == mine["recipe"]))
+                theirs["recipe"].isna() | (theirs["recipe"] == mine["recipe"])) & (
+                theirs["backbone"].isna() | (theirs["backbone"] == mine["backbone"]))
             if not same.any():
                 continue
             row = [f"Δ {label} − {ref_label}"]
@@ -237,6 +252,7 @@ def difference_note(difference: str, mine: pd.DataFrame, ref: pd.Series) -> str:
     """'Δ DyTox − DyTox (erratum, 2k global memory): our runs with global memory, recipe DyTox, 2 worker(s);
     the published figures: global memory, 2 GPUs, recipe DyTox.'"""
     recipe = f", recipe {mine['recipe'].iloc[0]}" if pd.notna(mine["recipe"].iloc[0]) else ""
+    recipe += f", backbone {mine['backbone'].iloc[0]}" if pd.notna(mine["backbone"].iloc[0]) else ""
     workers = ", ".join(f"{count:g}" for count in mine["workers"].drop_duplicates())
     return (f"{difference}: our runs with {MEMORY_PROTOCOLS[mine['memory_protocol'].iloc[0]]}{recipe}, "
             f"{workers} worker(s); the published figures: {protocol_facts(ref)}.")
@@ -245,7 +261,8 @@ def difference_note(difference: str, mine: pd.DataFrame, ref: pd.Series) -> str:
 def main_data(ours: pd.DataFrame, published: pd.DataFrame) -> pd.DataFrame:
     """Our summaries and the published numbers in one long frame (the CSV), each with its memory protocol."""
     theirs = published.rename(columns={reference: f"{prefix}_mean" for _, prefix, reference in MAIN_METRICS})
-    columns = ["source", "dataset", "setting", "method", "variant", "label", "memory_protocol", "recipe", "gpus",
+    columns = ["source", "dataset", "setting", "method", "variant", "label", "memory_protocol", "recipe", "backbone",
+               "gpus",
                "workers", "params_m", *(f"{prefix}_{stat}" for _, prefix, _ in MAIN_METRICS
                                         for stat in ("mean", "std", "min", "max")), "n"]
     theirs = theirs.assign(variant="")
