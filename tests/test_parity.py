@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from bench.parity import pack, report
+from bench.parity import pack, pycil, report
 from bench.parity.__main__ import main as parity_main
-from suite.config import DataConfig
+from suite.config import DataConfig, load
 from suite.data.sources.cifar import load as load_cifar
 
 REPO = Path(__file__).resolve().parents[1]
@@ -176,3 +176,42 @@ def test_wrapper_varies_the_releases_sample_order_with_the_seed(tmp_path, monkey
     sampler = RASampler()
     sampler.set_epoch(5)
     assert sampler.epoch == 2005
+
+
+# ---------------------------------------------------------------- PyCIL (the classic baselines)
+
+@pytest.mark.parametrize("name", sorted(pycil.BASELINES))
+def test_pycil_and_ours_are_given_the_same_recipe(name):
+    """Our side's config (the method's PyCIL-protocol preset + the recipe's keys) against the constants
+    PyCIL's side sets in its models/<method>.py."""
+    baseline, recipe = pycil.BASELINES[name], pycil.CnnRecipe()
+    theirs = pycil.pycil_hyper_parameters(baseline, recipe)
+    ours = load([f"configs/model/cifar_{baseline.ours_method}.yaml"], pycil.ours_sets(baseline, recipe, seed=3))
+    t = ours.train
+    assert ours.method == baseline.ours_method and ours.model.backbone == "cifar_resnet32" and ours.seed == 3
+    assert (t.incremental_epochs, t.incremental_lr, t.incremental_milestones, t.incremental_weight_decay) == (
+        theirs["epochs"], theirs["lrate"], theirs["milestones"], theirs["weight_decay"])
+    assert (t.epochs, t.lr, t.milestones, t.weight_decay) == (
+        theirs.get("init_epoch", theirs["epochs"]), theirs.get("init_lr", theirs["lrate"]),
+        theirs.get("init_milestones", theirs["milestones"]), theirs.get("init_weight_decay", theirs["weight_decay"]))
+    assert (t.batch_size, ours.distill.tau, t.lr_decay, ours.memory.size) == (
+        theirs["batch_size"], theirs["T"], theirs["lrate_decay"], recipe.memory)
+    assert (t.optimizer, t.momentum, t.scale_lr, t.schedule, t.loss) == ("sgd", 0.9, False, "multistep", "ce")
+    assert (ours.memory.selection, ours.memory.herding_images, ours.finetune.epochs) == ("herding_greedy", "clean", 0)
+    assert ours.data.color_jitter == pytest.approx(63 / 255, abs=1e-6) and ours.data.auto_augment is None
+
+
+def test_pycil_quick_ours_runs_and_reports_both_classifiers(packed, tmp_path):
+    base, _, _ = packed
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "bench.parity", "pycil", "--quick", "--impl", "ours", "--seeds", "0",
+           "--methods", "iCaRL", "--pycil", str(tmp_path), "--release-python", sys.executable,
+           "--tiny-imagenet", str(base / "tiny"), "--data-dir", str(base / "pack"),
+           "--work-dir", str(tmp_path / "work"), "--out", str(out)]
+    done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr
+    record = json.loads((out / "runs" / "quick-icarl-ours-seed0.json").read_text())
+    assert record["status"] == "finished", record.get("log_tail")
+    assert record["acc"] == record["nme"]["acc"] and len(record["cnn"]["acc"]) == 2  # NME is iCaRL's headline
+    readme = (out / "README.md").read_text()
+    assert "| iCaRL | ours | 0 | finished |" in readme and "| iCaRL (cnn) | ours | 0 | finished |" not in readme

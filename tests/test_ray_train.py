@@ -106,6 +106,20 @@ def test_killed_worker_restarts_from_a_storage_uri_and_finishes_identically(one_
     assert again.returncode == 2 and str(store / NAME / "results.json") in again.stderr and "--resume" in again.stderr
 
 
+def test_a_baseline_trains_on_two_workers_and_reports_both_classifiers(ray_head, tmp_path):
+    """BiC (its bias phase, held-out images, class means) through Ray Train with 2 workers."""
+    proc = run_cli("configs/quickstart.yaml", "--address", ray_head.address, *FAST, "--set", "method=bic",
+                   "--set", "ray.num_workers=2", "--set", "ray.cpus_per_worker=1", "--output-basedir", tmp_path,
+                   env={**ENV, "RAY_ADDRESS": ""})
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    doc = results(tmp_path / "quickstart-bic")
+    assert doc["status"] == "finished" and doc["provenance"]["world_size"] == 2
+    assert doc["label"] == "BiC (re-run)" and doc["classifier"] == "cnn" and set(doc["classifiers"]) == {"cnn", "nme"}
+    assert "task 5/5 bias     epoch 2/2" in proc.stdout and "nme top-1" in proc.stdout
+    main = (tmp_path / "quickstart-bic" / "report" / "tables" / "main_digits.md").read_text()
+    assert "BiC (re-run) (classifier=nme)" in main and "BiC (re-run) (classifier=cnn)" in main
+
+
 def test_ray_job_submit_round_trip(ray_head, tmp_path):
     env = node_env()
     dry = run_cli("configs/quickstart.yaml", "--address", ray_head.address, "--dry-run", "--set", "ray.num_workers=2",

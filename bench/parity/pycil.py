@@ -1,0 +1,164 @@
+"""The classic baselines against PyCIL (LAMDA-CL/PyCIL): one scaled-down recipe, both sides.
+
+PyCIL runs its own iCaRL, WA or BiC (bench/parity/pycil_side.py, in the release venv); ours runs
+the same method from the PyCIL-protocol preset (configs/model/cifar_<method>.yaml) with the
+recipe's keys. Both read the Tiny-ImageNet pack (bench/parity/pack.py) and learn its first
+`classes` labels in label order.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from bench.parity import proc
+
+SIDE = Path(__file__).with_name("pycil_side.py")
+REPO = Path(__file__).resolve().parents[2]
+
+
+@dataclass(frozen=True)
+class CnnRecipe:
+    """What both sides run: the ResNet-32, SGD 0.9 at batch `batch_size` and an unscaled lr, the
+    same multistep schedule in every task (PyCIL's first-task and later schedules both set to it),
+    `memory` exemplars in total by greedy herding on clean images, crop + flip + brightness jitter."""
+
+    classes: int = 10
+    increment: int = 5
+    epochs: int = 30
+    milestones: tuple[int, ...] = (20, 25)
+    lr: float = 0.1
+    weight_decay: float = 5e-4  # first task; later tasks incremental_weight_decay (PyCIL's 5e-4 / 2e-4)
+    incremental_weight_decay: float = 2e-4
+    batch_size: int = 128
+    memory: int = 200  # 20 per class over 10 classes, as 2000 over CIFAR-100's 100
+    temperature: float = 2.0
+    num_workers: int = 2
+
+    @property
+    def tasks(self) -> int:
+        return self.classes // self.increment
+
+    def as_dict(self) -> dict:
+        return {**asdict(self), "milestones": list(self.milestones), "tasks": self.tasks}
+
+    def check(self) -> str | None:
+        if not 2 <= self.classes <= 100 or self.classes % self.increment or self.tasks < 2:
+            return f"--classes {self.classes} must be a multiple of --increment {self.increment} giving 2+ tasks"
+        return None
+
+
+QUICK_CNN = CnnRecipe(classes=4, increment=2, epochs=1, milestones=(), batch_size=32, memory=8)
+
+
+@dataclass(frozen=True)
+class Baseline:
+    name: str  # as the report names it
+    model_name: str  # PyCIL's
+    ours_method: str
+    classifier: str  # the method's headline classifier, compared first ("cnn" or "nme")
+
+
+BASELINES = {b.name: b for b in (
+    Baseline("iCaRL", "icarl", "icarl", "nme"),
+    Baseline("WA", "wa", "wa", "cnn"),
+    Baseline("BiC", "bic", "bic", "cnn"),
+)}
+
+
+def pycil_hyper_parameters(baseline: Baseline, recipe: CnnRecipe) -> dict:
+    """PyCIL's module-level constants of the method, set to the recipe's."""
+    later = {"epochs": recipe.epochs, "lrate": recipe.lr, "milestones": list(recipe.milestones),
+             "lrate_decay": 0.1, "batch_size": recipe.batch_size, "T": recipe.temperature}
+    if baseline.model_name == "bic":  # one schedule for every task, and one weight decay
+        return {**later, "weight_decay": recipe.incremental_weight_decay}
+    return {**later, "weight_decay": recipe.incremental_weight_decay, "init_epoch": recipe.epochs,
+            "init_lr": recipe.lr, "init_milestones": list(recipe.milestones), "init_lr_decay": 0.1,
+            "init_weight_decay": recipe.weight_decay}
+
+
+def ours_sets(baseline: Baseline, recipe: CnnRecipe, seed: int) -> list[str]:
+    """Every key ours sets on top of the method's PyCIL-protocol preset."""
+    first_decay = recipe.incremental_weight_decay if baseline.model_name == "bic" else recipe.weight_decay
+    return [
+        "data.name=cifar100", f"data.num_workers={recipe.num_workers}", f"data.max_classes={recipe.classes}",
+        f"scenario.increment={recipe.increment}", "scenario.initial_increment=0",
+        f"scenario.class_order={json.dumps(list(range(recipe.classes)))}",
+        f"memory.size={recipe.memory}", f"train.batch_size={recipe.batch_size}",
+        f"train.epochs={recipe.epochs}", f"train.incremental_epochs={recipe.epochs}",
+        f"train.milestones={json.dumps(list(recipe.milestones))}",
+        f"train.incremental_milestones={json.dumps(list(recipe.milestones))}",
+        f"train.lr={recipe.lr}", f"train.incremental_lr={recipe.lr}",
+        f"train.weight_decay={first_decay}", f"train.incremental_weight_decay={recipe.incremental_weight_decay}",
+        f"distill.tau={recipe.temperature}", "ray.num_workers=1", f"seed={seed}",
+    ]
+
+
+def run_pycil(baseline: Baseline, recipe: CnnRecipe, seed: int, checkout: Path, python: str, data: Path,
+              work: Path) -> dict:
+    """One PyCIL run in `work` (its ./data the pack); the record's fields."""
+    if work.exists():
+        shutil.rmtree(work)
+    (work / "data").mkdir(parents=True)
+    (work / "data" / "cifar-100-python").symlink_to(data / "cifar-100-python")
+    settings = {"model_name": baseline.model_name, "classes": recipe.classes, "increment": recipe.increment,
+                "memory": recipe.memory, "seed": seed, "num_workers": recipe.num_workers,
+                "hyper_parameters": pycil_hyper_parameters(baseline, recipe)}
+    (work / "settings.json").write_text(json.dumps(settings, indent=1))
+    cmd = [python, str(SIDE), str(checkout), str(work / "settings.json"), str(work / "accuracies.json")]
+    rc, wall = proc.run(cmd, work / "stdout.txt", cwd=work)
+    record = {"command": cmd, "settings": settings, "wall_s": wall, "rc": rc}
+    out = work / "accuracies.json"
+    if out.is_file():
+        tasks = json.loads(out.read_text())["tasks"]
+        for name in ("cnn", "nme"):
+            if all(t[name] for t in tasks):
+                record[name] = summary([t[name]["top1"] for t in tasks], [t[name]["row"] for t in tasks])
+    return finish(record, baseline, recipe, work)
+
+
+def run_ours(baseline: Baseline, recipe: CnnRecipe, seed: int, python: str, data: Path, work: Path) -> dict:
+    if work.exists():
+        shutil.rmtree(work)
+    work.mkdir(parents=True)
+    preset = f"configs/model/cifar_{baseline.ours_method}.yaml"
+    cmd = [python, "suite/run.py", preset, "--in-process", "--data-path", str(data), "--output-basedir", str(work),
+           "--name", "run"]
+    for item in ours_sets(baseline, recipe, seed):
+        cmd += ["--set", item]
+    rc, wall = proc.run(cmd, work / "stdout.txt", cwd=REPO)
+    record = {"command": cmd, "config_file": preset, "wall_s": wall, "rc": rc}
+    results = work / "run" / "results.json"
+    if results.is_file():
+        doc = json.loads(results.read_text())
+        by_name = doc.get("classifiers") or {doc.get("classifier", "cnn"): doc}
+        for name, numbers in by_name.items():
+            record[name] = summary(numbers["acc"], numbers["acc_matrix"])
+        record["memory_size"] = doc.get("memory_size")
+    return finish(record, baseline, recipe, work)
+
+
+def summary(acc: list[float], matrix: list[list[float]]) -> dict:
+    return {"acc": acc, "acc_matrix": matrix, "avg_incremental_accuracy": sum(acc) / len(acc),
+            "last_accuracy": acc[-1]}
+
+
+def finish(record: dict, baseline: Baseline, recipe: CnnRecipe, work: Path) -> dict:
+    """The headline classifier's numbers at the record's top level (what the comparison reads)."""
+    headline = record.get(baseline.classifier)
+    done = record["rc"] == 0 and headline is not None and len(headline["acc"]) == recipe.tasks
+    record["status"] = "finished" if done else "failed"
+    if done:
+        record.update({k: headline[k] for k in ("acc", "acc_matrix", "avg_incremental_accuracy", "last_accuracy")})
+    else:
+        record["log_tail"] = proc.tail(work / "stdout.txt")
+    return record
+
+
+def checkout_problem(checkout: Path | None, python: str | None) -> str | None:
+    if checkout is None or not (checkout / "models" / "icarl.py").is_file():
+        return f"--pycil {checkout}: expected PyCIL's checkout (models/icarl.py, utils/, convs/)"
+    if not python or not Path(python).is_file():
+        return f"--release-python {python}: no such interpreter (a venv with torch, torchvision, scipy, tqdm)"
+    return None

@@ -1,0 +1,174 @@
+"""python -m bench.parity pycil: iCaRL, WA and BiC, PyCIL's own beside ours, seed by seed, then
+reports/parity/pycil/README.md with the equivalence verdict of each method and classifier."""
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import datetime
+import json
+import shlex
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+from bench.parity import meta, pack, pycil, report, store
+from bench.parity.pycil_side import PATCHES
+
+# Declared before the first runs of this comparison (2026-12-06), in points of top-1 accuracy: the
+# DAFormer/DyTox comparison's margin, for a budget of the same kind.
+MARGIN = 3.0
+
+
+def parse(argv) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m bench.parity pycil", description=__doc__.split(":")[1].strip())
+    p.add_argument("--pycil", type=Path, required=True, help="PyCIL checkout (models/, utils/, convs/, trainer.py)")
+    p.add_argument("--release-python", required=True, help="python of a venv with torch, torchvision, scipy, tqdm")
+    p.add_argument("--tiny-imagenet", type=Path, required=True, help="Tiny-ImageNet-100 in Stanford's layout")
+    p.add_argument("--ours-python", default=sys.executable)
+    p.add_argument("--out", type=Path, default=Path("reports/parity/pycil"))
+    p.add_argument("--data-dir", type=Path, default=Path("/work/parity-data"), help="where the CIFAR-layout pack goes")
+    p.add_argument("--work-dir", type=Path, default=Path("/work/parity-work/pycil"))
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    p.add_argument("--methods", nargs="+", choices=sorted(pycil.BASELINES), default=["iCaRL", "WA"])
+    p.add_argument("--impl", nargs="+", choices=["release", "ours"], default=["release", "ours"])
+    p.add_argument("--classes", type=int)
+    p.add_argument("--increment", type=int)
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--quick", action="store_true", help="a tiny recipe (4 classes, 2 tasks, 1 epoch)")
+    p.add_argument("--margin", type=float, default=MARGIN)
+    p.add_argument("--jobs", type=int, default=1, help="runs at a time (each with one compute thread)")
+    p.add_argument("--report-only", action="store_true")
+    return p.parse_args(argv)
+
+
+def build_recipe(args) -> pycil.CnnRecipe:
+    base = pycil.QUICK_CNN if args.quick else pycil.CnnRecipe()
+    changes = {k: v for k, v in (("classes", args.classes), ("increment", args.increment), ("epochs", args.epochs))
+               if v is not None}
+    return replace(base, **changes)
+
+
+def run_one(args, recipe: pycil.CnnRecipe, name: str, impl: str, seed: int, data: Path) -> dict:
+    baseline = pycil.BASELINES[name]
+    key = ("quick-" if args.quick else "") + store.key(name, impl, seed)
+    work = args.work_dir.resolve() / key
+    print(f"[pycil] {key}: running", flush=True)
+    if impl == "release":
+        fields = pycil.run_pycil(baseline, recipe, seed, args.pycil.resolve(), args.release_python, data, work)
+    else:
+        fields = pycil.run_ours(baseline, recipe, seed, args.ours_python, data, work)
+    record = {"key": key, "method": name, "impl": impl, "seed": seed, "recipe": recipe.as_dict(),
+              "git_commit": meta.git_commit(), "suite_dirty": meta.suite_dirty(),
+              "finished_at": datetime.datetime.now().isoformat(timespec="seconds"), **fields}
+    print(f"[pycil] {key}: {record['status']} avg {record.get('avg_incremental_accuracy')} "
+          f"last {record.get('last_accuracy')} in {record['wall_s']:.0f} s", flush=True)
+    return record
+
+
+def by_classifier(records: list[dict]) -> list[dict]:
+    """The records as the comparison reads them: each method under its headline classifier, and
+    under its other classifier as 'METHOD (name)' where both sides measured it."""
+    rows = []
+    for r in records:
+        headline = pycil.BASELINES[r["method"]].classifier
+        rows.append(r)
+        for name in ("cnn", "nme"):
+            if name != headline and r.get(name):
+                rows.append({**r, "method": f"{r['method']} ({name})", **{
+                    k: r[name][k] for k in ("acc", "avg_incremental_accuracy", "last_accuracy")}})
+    return rows
+
+
+def write_report(out: Path, records: list[dict], info: dict) -> Path:
+    rows = report.compare(by_classifier(records), info["margin"])
+    (out / "runs.json").write_text(json.dumps({"meta": info, "comparison": rows, "runs": records}, indent=1) + "\n")
+    recipe = info["recipe"]
+    headline = ", ".join(f"{b.name}: {b.classifier}" for b in pycil.BASELINES.values())
+    text = [
+        "# PyCIL parity: iCaRL, WA and BiC, PyCIL's own beside ours",
+        "",
+        f"Built by `python -m bench.parity pycil` (bench/parity/pycil*.py) from the run records in `runs/`; "
+        f"every number below is in `runs.json`. Our repository at commit `{info['git_commit']}`; written "
+        f"{info['written']}. In the tables, \"release\" is PyCIL.",
+        "",
+        f"Machine: {meta.machine_line(info['machine'])}; shared with other work, wall times indicative.",
+        "",
+        f"PyCIL: `{info['source']['path']}`"
+        + (f", commit `{info['source']['commit']}`" if info["source"].get("commit") else "")
+        + f", content sha256 `{info['source']['tree_sha256'][:16]}`; its venv `{info['release_python']}` "
+        f"({info['release_versions']}); ours `{info['ours_python']}` ({info['ours_versions']}).",
+        "",
+        "## Recipe (identical on both sides)",
+        "",
+        f"Tiny-ImageNet-100 resized once to 32x32 in CIFAR-100's layout (`{info['data']}`), its first "
+        f"{recipe['classes']} classes in label order, {recipe['tasks']} tasks of {recipe['increment']} (B0); "
+        f"PyCIL's CIFAR ResNet-32; {recipe['epochs']} epochs a task, SGD momentum 0.9, batch "
+        f"{recipe['batch_size']}, lr {recipe['lr']} (unscaled) x0.1 at epochs {recipe['milestones']} in every "
+        f"task, weight decay {recipe['weight_decay']} in the first task and {recipe['incremental_weight_decay']} "
+        f"after (BiC: {recipe['incremental_weight_decay']} throughout, as PyCIL); distillation at T = "
+        f"{recipe['temperature']}; {recipe['memory']} exemplars in total by PyCIL's greedy herding on clean "
+        f"images; random crop (pad 4), flip, brightness jitter 63/255; {recipe['num_workers']} loader workers "
+        f"a side, one compute thread a run. Ours: `configs/model/cifar_<method>.yaml` with the recipe's keys "
+        f"(each run's command in its record). Headline classifiers: {headline}.",
+        "",
+        "## How PyCIL is driven",
+        "",
+        "bench/parity/pycil_side.py imports PyCIL from its checkout and runs its learner's own "
+        "`incremental_train`, then evaluates with its `_eval_cnn` and `_eval_nme` and calls `after_task`, "
+        "as its trainer does. Changed from outside, nothing of PyCIL copied or edited:",
+        "",
+        *[f"- {what}: {why}" for what, why in PATCHES],
+        "",
+        "```",
+        info["benchmark_command"],
+        "```",
+        "",
+        "## Runs",
+        "",
+        *report._run_table(records),
+        "",
+        "## PyCIL against ours",
+        "",
+        "Mean ± standard deviation over seeds (top-1 %). Equivalence: the 90% Welch interval of ours − PyCIL "
+        f"inside ± {info['margin']} points, declared before the runs ({info['margin_declared']}).",
+        "",
+        *report._compare_table(rows),
+        "",
+    ]
+    path = out / "README.md"
+    path.write_text("\n".join(text))
+    return path
+
+
+def main(argv) -> int:
+    args = parse(argv)
+    recipe = build_recipe(args)
+    problem = recipe.check() or pack.check_source(args.tiny_imagenet) or (
+        pycil.checkout_problem(args.pycil, args.release_python) if "release" in args.impl else None)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
+    out = args.out.resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    pack.pack(args.tiny_imagenet, args.data_dir)
+    data = args.data_dir.resolve()
+    pending = [(name, impl, seed) for seed in ([] if args.report_only else args.seeds) for name in args.methods
+               for impl in args.impl
+               if not store.finished(store.load(out, ("quick-" if args.quick else "") + store.key(name, impl, seed)),
+                                     recipe.as_dict())]
+    with concurrent.futures.ThreadPoolExecutor(max(1, args.jobs)) as pool:
+        for run in concurrent.futures.as_completed(
+                [pool.submit(run_one, args, recipe, *item, data) for item in pending]):
+            store.save(out, run.result())
+    records = [r for r in store.all_records(out) if r["recipe"] == recipe.as_dict()]
+    info = {"recipe": recipe.as_dict(), "git_commit": meta.git_commit(),
+            "written": datetime.datetime.now().isoformat(timespec="minutes"), "machine": meta.machine(),
+            "source": meta.source(args.pycil.resolve()), "release_python": args.release_python,
+            "release_versions": meta.versions(args.release_python), "ours_python": args.ours_python,
+            "ours_versions": meta.versions(args.ours_python), "data": str(data), "margin": args.margin,
+            "margin_declared": "the --margin default in bench/parity/pycil_command.py, committed before the runs "
+                               "(each run's record names its commit: "
+                               + ", ".join(sorted({r["git_commit"][:7] for r in records})) + ")",
+            "benchmark_command": "python -m bench.parity pycil " + " ".join(map(shlex.quote, argv))}
+    print(f"[pycil] report: {write_report(out, records, info)}", flush=True)
+    return 0
