@@ -49,7 +49,7 @@ class CnnRecipe:
         return None
 
 
-QUICK_CNN = CnnRecipe(classes=4, increment=2, epochs=1, milestones=(), batch_size=32, memory=8)
+QUICK_CNN = CnnRecipe(classes=4, increment=2, epochs=1, milestones=(), batch_size=32, memory=40)  # BiC: 2 held out
 
 
 @dataclass(frozen=True)

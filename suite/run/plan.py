@@ -47,6 +47,9 @@ def check_config(cfg: Config) -> Scenario:
                             "use method 'daformer' to choose the key count")
         if keys > tasks:
             raise UserError(f"model.num_keys = {keys} is larger than the {tasks} tasks; expected 1..{tasks}")
+    problem = strategy_for(cfg).problem([len(t) for t in scenario.tasks])
+    if problem:
+        raise UserError(problem)
     if cfg.memory.per_class is None and 0 < cfg.memory.size < len(scenario.class_order):
         raise UserError(f"memory.size = {cfg.memory.size} leaves no exemplar per class for "
                         f"{len(scenario.class_order)} classes; expected 0 or at least {len(scenario.class_order)}")

@@ -68,6 +68,10 @@ class Strategy:
         """Images of each class (`num_old` classes before this task) the main phase leaves out."""
         return 0
 
+    def problem(self, task_sizes: list[int]) -> Optional[str]:
+        """What makes this config unrunnable for the method (checked before a run), or None."""
+        return None
+
     def teacher(self, model: nn.Module, task: int) -> Optional[nn.Module]:
         """A frozen copy of the model as the last task left it, for methods that distil."""
         if task == 0 or not self.method.distill:

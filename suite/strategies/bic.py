@@ -35,6 +35,14 @@ class BiC(ICaRL):
         size = memory.size if memory.per_class is None else memory.per_class * num_old
         return int(HELD_OUT_SHARE * size / num_old)
 
+    def problem(self, task_sizes: list[int]) -> str | None:
+        for task in range(1, len(task_sizes)):
+            if self.held_out_per_class(task, sum(task_sizes[:task])) == 0:
+                return (f"memory.size = {self.cfg.memory.size} holds out no image per class for BiC's bias phase in "
+                        f"task {task + 1} ({HELD_OUT_SHARE:g} x memory / {sum(task_sizes[:task])} old classes < 1); "
+                        f"expected at least {int(sum(task_sizes[:-1]) / HELD_OUT_SHARE)} exemplars")
+        return None
+
     def extra_phase(self, task: int, phase: str) -> ExtraPhase:
         train = self.cfg.train
         lr = train.incremental_lr if train.incremental_lr is not None else train.lr
