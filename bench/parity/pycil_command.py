@@ -34,6 +34,9 @@ def parse(argv) -> argparse.Namespace:
     p.add_argument("--classes", type=int)
     p.add_argument("--increment", type=int)
     p.add_argument("--epochs", type=int)
+    p.add_argument("--milestones", type=int, nargs="*", help="epochs at which the lr decays x0.1, every task")
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--lr", type=float)
     p.add_argument("--quick", action="store_true", help="a tiny recipe (4 classes, 2 tasks, 1 epoch)")
     p.add_argument("--margin", type=float, default=MARGIN)
     p.add_argument("--jobs", type=int, default=1, help="runs at a time (each with one compute thread)")
@@ -43,8 +46,9 @@ def parse(argv) -> argparse.Namespace:
 
 def build_recipe(args) -> pycil.CnnRecipe:
     base = pycil.QUICK_CNN if args.quick else pycil.CnnRecipe()
-    changes = {k: v for k, v in (("classes", args.classes), ("increment", args.increment), ("epochs", args.epochs))
-               if v is not None}
+    changes = {k: v for k, v in (("classes", args.classes), ("increment", args.increment), ("epochs", args.epochs),
+                                 ("milestones", None if args.milestones is None else tuple(args.milestones)),
+                                 ("batch_size", args.batch_size), ("lr", args.lr)) if v is not None}
     return replace(base, **changes)
 
 
