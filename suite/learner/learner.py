@@ -191,36 +191,47 @@ class Learner:
     # ------------------------------------------------------------------ the protocol
 
     def run(self, on_task_end: Optional[Callable[[int, "Learner"], None]] = None) -> History:
-        """The tasks from `next_task` on; a run resumed from a mid-task checkpoint takes up that task
-        at the epoch after the checkpoint's, with the random state it had there."""
-        resumed = self.mid_task
-        done = self._work_done_in(self.next_task, resumed.phase, resumed.epochs_done) if resumed else 0.0
-        self.progress = Progress(sum(map(self._work_planned, range(self.next_task, self.scenario.num_tasks))) - done)
+        """The tasks from `next_task` on, each: a fresh seed, the teacher and the model's growth
+        (begin_task), the method's steps (its main phase, the memory's update, its own phases), the
+        evaluation. A run restored from a mid-task checkpoint first finishes that task (resume_task)."""
+        self.progress = Progress(self._work_left())
+        if self.mid_task is not None:
+            self.resume_task(on_task_end)
         for task in range(self.next_task, self.scenario.num_tasks):
-            if self.mid_task is None:
-                seed_everything(self.cfg.seed, task)
-                self._task_start = time.perf_counter()
-                self.history.skipped_batches.append(0)
-                self.begin_task(task)
-            else:
-                self._task_start = time.perf_counter() - self.mid_task.state["task_seconds"]
-            steps = self.strategy.steps(task)
-            for step in steps:
-                if self._resumes(steps, step):
-                    self._run_step(task, step)
-            if MEMORY not in steps:
-                self.history.memory_size.append(0)
-            self.evaluate(task)
-            self.progress.add(self._task_work(task).after)
-            self.history.per_task_s.append(time.perf_counter() - self._task_start)
-            self.next_task = task + 1
-            if on_task_end is not None:
-                on_task_end(task, self)
+            seed_everything(self.cfg.seed, task)
+            self._task_start = time.perf_counter()
+            self.history.skipped_batches.append(0)
+            self.begin_task(task)
+            for step in self.strategy.steps(task):
+                self._run_step(task, step)
+            self._end_task(task, on_task_end)
         return self.history
 
-    def _resumes(self, steps: tuple[str, ...], step: str) -> bool:
-        """Whether `step` of this task is still to run (all of it, or from a mid-task checkpoint on)."""
-        return self.mid_task is None or steps.index(self.mid_task.phase) <= steps.index(step)
+    def resume_task(self, on_task_end: Optional[Callable[[int, "Learner"], None]] = None) -> None:
+        """The task a mid-task checkpoint stopped in, from the phase it stopped in: that phase from the
+        epoch after the checkpoint's, with its optimizer, schedule and random state (_run_phase), then
+        the task's later steps."""
+        task, steps = self.next_task, self.strategy.steps(self.next_task)
+        self._task_start = time.perf_counter() - self.mid_task.state["task_seconds"]
+        for step in steps[steps.index(self.mid_task.phase):]:
+            self._run_step(task, step)
+        self._end_task(task, on_task_end)
+
+    def _end_task(self, task: int, on_task_end: Optional[Callable[[int, "Learner"], None]]) -> None:
+        if MEMORY not in self.strategy.steps(task):
+            self.history.memory_size.append(0)
+        self.evaluate(task)
+        self.progress.add(self._task_work(task).after)
+        self.history.per_task_s.append(time.perf_counter() - self._task_start)
+        self.next_task = task + 1
+        if on_task_end is not None:
+            on_task_end(task, self)
+
+    def _work_left(self) -> float:
+        """The work of the tasks from `next_task` on, less what a mid-task checkpoint has done of it."""
+        planned = sum(map(self._work_planned, range(self.next_task, self.scenario.num_tasks)))
+        mid = self.mid_task
+        return planned - (self._work_done_in(self.next_task, mid.phase, mid.epochs_done) if mid else 0.0)
 
     def _run_step(self, task: int, step: str) -> None:
         if step == TRAIN:
