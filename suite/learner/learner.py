@@ -171,7 +171,9 @@ class Learner:
         self.on_epoch_end = on_epoch_end or (lambda record: None)
         self.on_checkpoint = on_checkpoint or (lambda learner: None)
         torch.manual_seed(cfg.seed)
-        self.model = run_model(cfg, data, scenario.num_tasks).to(self.device)
+        # channels-last (train.channels_last): the layout convolutions run fastest in on CPUs and GPUs
+        self.layout = torch.channels_last if cfg.train.channels_last else torch.contiguous_format
+        self.model = run_model(cfg, data, scenario.num_tasks).to(self.device, memory_format=self.layout)
         self.teacher: Optional[torch.nn.Module] = None
         self.memory = Memory()
         self.history = History()
@@ -246,7 +248,7 @@ class Learner:
         for the new task."""
         self.teacher = self.strategy.teacher(self.model, task)
         self.model.add_task(len(self.scenario.tasks[task]))
-        self.model.to(self.device)
+        self.model.to(self.device, memory_format=self.layout)
 
     def train_main(self, task: int) -> None:
         cfg = self.cfg.train
@@ -403,7 +405,7 @@ class Learner:
         targets = []
         for images, labels, _ in loader:
             with self._autocast():
-                out = self.model(images.to(self.device))
+                out = self.model(self._on_device(images))
             for name in classifiers:
                 scores = out.logits.float() if name == "cnn" else nearest_mean_scores(out.features.float(), means)
                 best = scores.topk(k, dim=1).indices.cpu()
@@ -473,7 +475,7 @@ class Learner:
         every, batches = self.cfg.train.progress_every, len(phase.loader)
         start = last = time.perf_counter()
         for batch, (images, labels, _) in enumerate(phase.loader, start=1):
-            images, labels = images.to(self.device, non_blocking=True), labels.to(self.device, non_blocking=True)
+            images, labels = self._on_device(images), labels.to(self.device, non_blocking=True)
             loss = self._step(phase, images, labels)
             if loss is None:
                 continue
@@ -596,8 +598,11 @@ class Learner:
         feats = []
         for images, _, _ in self._eval_loader(self.data.train, indices, transform):
             with self._autocast():
-                feats.append(self.model(images.to(self.device)).features.float().cpu())
+                feats.append(self.model(self._on_device(images)).features.float().cpu())
         return torch.cat(feats) if feats else torch.zeros(0)
+
+    def _on_device(self, images: torch.Tensor) -> torch.Tensor:
+        return images.to(self.device, non_blocking=True, memory_format=self.layout)
 
     def _eval_loader(self, split: Split, indices: np.ndarray, transform) -> DataLoader:
         """`split[indices]` in order, in large batches: evaluation, and the features herding ranks."""
@@ -680,7 +685,7 @@ class Learner:
             self.model.add_task(sizes[-1])
             self.mid_task = MidTask(mid["phase"], mid["epochs_done"],
                                     {k: v for k, v in mid.items() if k not in ("phase", "epochs_done")})
-        self.model.to(self.device)
+        self.model.to(self.device, memory_format=self.layout)
         self.model.load_state_dict(state["model"])
         self.memory = Memory.from_state(state["memory"])
         self.history = History(**state["history"])
