@@ -39,17 +39,7 @@ def main(checkout: str, settings_path: str, out_path: str) -> None:
     from utils import factory
     from utils.data_manager import DataManager
 
-    classes = settings["classes"]
-    original_download = utils.data.iCIFAR100.download_data
-
-    def download_first_classes(self):
-        original_download(self)
-        train, test = self.train_targets < classes, self.test_targets < classes
-        self.train_data, self.train_targets = self.train_data[train], self.train_targets[train]
-        self.test_data, self.test_targets = self.test_data[test], self.test_targets[test]
-
-    utils.data.iCIFAR100.download_data = download_first_classes
-    utils.data.iCIFAR100.class_order = list(range(classes))
+    keep_first_classes(utils.data.iCIFAR100, settings["classes"])
 
     module = __import__(f"models.{settings['model_name']}", fromlist=["_"])
     for name, value in settings["hyper_parameters"].items():
@@ -82,6 +72,20 @@ def main(checkout: str, settings_path: str, out_path: str) -> None:
         print(f"[pycil] task {task + 1}/{data.nb_tasks}: cnn {tasks[-1]['cnn']['top1']:.2f}"
               + ("" if nme is None else f", nme {tasks[-1]['nme']['top1']:.2f}"), flush=True)
     Path(out_path).write_text(json.dumps({"tasks": tasks, "patches": PATCHES}, indent=1))
+
+
+def keep_first_classes(dataset, classes: int) -> None:
+    """PyCIL's CIFAR-100 reader (utils.data.iCIFAR100) reading only labels 0..classes-1, in that order."""
+    download = dataset.download_data
+
+    def download_first_classes(self):
+        download(self)
+        train, test = self.train_targets < classes, self.test_targets < classes
+        self.train_data, self.train_targets = self.train_data[train], self.train_targets[train]
+        self.test_data, self.test_targets = self.test_data[test], self.test_targets[test]
+
+    dataset.download_data = download_first_classes
+    dataset.class_order = list(range(classes))
 
 
 def accuracy_row(predicted, truth, increment: int, task: int) -> dict:
