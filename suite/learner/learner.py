@@ -138,7 +138,8 @@ def compiled_forward(module: torch.nn.Module) -> torch.nn.Module:
 
 @dataclass(frozen=True)
 class Phase:
-    """One training phase of a task: the main phase, or balanced finetuning on the memory."""
+    """One training phase of a task: the main phase, or one of the method's own (balanced finetuning,
+    bias correction)."""
 
     name: str  # one of PHASES, as the epoch lines and the history say
     epochs: int
