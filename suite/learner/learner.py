@@ -86,15 +86,7 @@ class MidTask:
 
 def task_epochs(cfg: Config, task: int) -> int:
     """The epochs task `task` (from 0) trains, over all its phases (the method's strategy says which)."""
-    strategy = strategy_for(cfg)
-    return sum(strategy.epochs(task, step) for step in strategy.steps(task))
-
-
-def epochs_into_task(cfg: Config, task: int, phase: str, epochs_done: int) -> int:
-    """Epochs of its task done once `epochs_done` epochs of `phase` are (its earlier phases all done)."""
-    strategy = strategy_for(cfg)
-    steps = strategy.steps(task)
-    return epochs_done + sum(strategy.epochs(task, step) for step in steps[:steps.index(phase)])
+    return strategy_for(cfg).task_epochs(task)
 
 
 def random_state() -> dict:
@@ -458,8 +450,8 @@ class Learner:
         """Every train.checkpoint_every epochs of the task (its main and finetuning epochs counted
         together), except after its last epoch."""
         every = self.cfg.train.checkpoint_every
-        done = epochs_into_task(self.cfg, task, phase.name, epochs_done)
-        return every > 0 and done % every == 0 and done < task_epochs(self.cfg, task)
+        done = epochs_done + self.strategy.task_epochs(task, before=phase.name)
+        return every > 0 and done % every == 0 and done < self.strategy.task_epochs(task)
 
     def _mid_task_state(self) -> dict:
         return {"teacher": self.teacher.state_dict() if self.teacher is not None else None,

@@ -14,7 +14,7 @@ checkpoints and resume, distributed training); a strategy says, for its method:
   optimizer steps and after a phase (weight clipping, weight aligning).
 
 How it classifies (logits, nearest class mean) is in its record (`Method.classifiers`); the
-learner computes the class means after each memory update where "nme" is one of them.
+learner computes the class means from the memory at each evaluation where "nme" is one of them.
 """
 from __future__ import annotations
 
@@ -60,6 +60,11 @@ class Strategy:
         if phase == FINETUNE:
             return self.cfg.finetune.epochs
         return 0
+
+    def task_epochs(self, task: int, before: Optional[str] = None) -> int:
+        """The epochs of all of task `task`'s steps, or of those before step `before`."""
+        steps = self.steps(task)
+        return sum(self.epochs(task, step) for step in steps[:steps.index(before) if before else None])
 
     def extra_phase(self, task: int, phase: str) -> ExtraPhase:
         raise NotImplementedError(f"{type(self).__name__} has no phase {phase!r}")
