@@ -27,7 +27,7 @@ REPO = Path(__file__).resolve().parents[2]
 BASE_ENV = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled", "HF_HUB_OFFLINE": "1",
             "PYTHONUNBUFFERED": "1"}
 # (in-process, extra environment of the command). OMP_WAIT_POLICY=PASSIVE gave nothing
-# (bench/experiments/e2e/README.md) and RAY_worker_niceness=0 lost (196 s against 145 s through Ray on
+# (bench/experiments/README.md#e2e) and RAY_worker_niceness=0 lost (196 s against 145 s through Ray on
 # 2026-11-26, no report kept): add such variants here to measure them again.
 VARIANTS = ((False, {}), (True, {}))
 EPOCH = re.compile(r"task \d+/\d+ (train|finetune)\s+epoch \d+/\d+ .*?([\d,]+) img/s")
