@@ -1,5 +1,5 @@
 """`python suite/run.py`: parse the command line (ours and the original code's style), load and
-validate the config, and hand it to the run (suite/run/) or the sweep (suite/sweep/).
+validate the config, and hand it to its command (suite/commands/: one run, or a sweep).
 
 Exit codes: 0 success; 2 a user error, one line on stderr; 1 an internal failure.
 """
@@ -141,7 +141,7 @@ def _main(args) -> int:
         return sweep(args)
     cfg, _ = load_config(args)  # first: a mistake in it is answered before torch and Ray are imported
     check_address(args.address)
-    from suite.run.command import RunOptions, run_command
+    from suite.commands.run import RunOptions, run_command
 
     options = RunOptions(resume=args.resume, dry_run=args.dry_run, in_process=args.in_process,
                          address=args.address, argv=tuple(args.argv))
@@ -156,7 +156,7 @@ def check_address(address: str | None) -> None:
 
 
 def sweep(args) -> int:
-    from suite.sweep.command import sweep_command
+    from suite.commands.sweep import sweep_command
     from suite.sweep.spec import load_sweep
 
     for flag, why in (("in_process", "a sweep runs its trials on Ray Tune"),

@@ -21,9 +21,9 @@ from typing import Any, Optional, Union
 
 import yaml
 
-from suite.data.names import DATASETS
+from suite.datasets import DATASETS
 from suite.errors import UserError
-from suite.methods import METHODS
+from suite.methods import BACKBONES, METHODS
 from suite.report_options import BANDS, DEFAULT_BAND, DEFAULT_STYLE, STYLES
 
 RELEASE_AUTO_AUGMENT = "rand-m9-mstd0.5-inc1"  # timm policy of the DAFormer and DyTox releases
@@ -46,12 +46,6 @@ def name_problem(name: str) -> str | None:
     if not name.isprintable():
         return "holds a control character"
     return None
-
-
-def backbone_problem(name: str) -> str | None:
-    from suite.models.resnet import BACKBONES  # torch and torchvision: only when a backbone is named
-
-    return None if name in BACKBONES else f"is not one of {', '.join(BACKBONES)}"
 
 
 def _key(default, help, choices=None, minimum=None, maximum=None, flag=None, resume="must match", variant=True,
@@ -114,9 +108,8 @@ class ModelConfig:
     task_token_init: str = _key("random", "DyTox's new task token: random (trunc_normal std 0.02, the release) or "
                                 "copy (the previous task's token)", choices=("random", "copy"))
     locality_strength: float = _key(1.0, "GPSA locality strength", minimum=0.0)
-    backbone: str = _key("cifar_resnet32", "the CNN methods' backbone (icarl, wa): cifar_resnet32 (PyCIL's), "
-                         "cifar_resnet18 (DER's, the DyTox table's) or resnet18 (torchvision's, for ImageNet)",
-                         check=backbone_problem)
+    backbone: str = _key("cifar_resnet32", "the CNN methods' backbone (suite/methods.py BACKBONES says which is whose)",
+                         choices=tuple(BACKBONES))
 
 
 @dataclass

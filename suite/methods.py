@@ -11,6 +11,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
+# A task's phases, in the order a method's task may run them, as the learner, its checkpoints and
+# log.jsonl name them: the main training, the balanced finetuning on the memory (DyTox, DAFormer),
+# BiC's bias correction on held-out exemplars. A method's strategy picks its own (suite/strategies/).
+PHASES = TRAIN, FINETUNE, BIAS = ("train", "finetune", "bias")
+
+# The CNN methods' backbones (model.backbone) by name, each built by suite/models/resnet.py.
+BACKBONES = {"cifar_resnet32": "PyCIL's CIFAR ResNet-32 (the PyCIL protocol)",
+             "cifar_resnet18": "DER's CIFAR ResNet-18 (the DER/DyTox table's protocol)",
+             "resnet18": "torchvision's ResNet-18, for ImageNet"}
+
 PER_TASK = "per_task"  # one external key per task
 CONFIGURED = "configured"  # model.num_keys (default: one per task)
 

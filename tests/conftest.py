@@ -96,3 +96,11 @@ def ray_head():
         survivors = kill_session(session)
         shutil.rmtree(root, ignore_errors=True)
         assert not survivors, f"Ray processes survive SIGKILL: {survivors}"
+
+
+def data_of(cfg) -> tuple:
+    """(data set, scenario) of a config's run, as its plan loads them."""
+    from suite.run.plan import plan_run
+
+    plan = plan_run(cfg, Path(cfg.output.basedir))  # its directory unused: data and scenario only
+    return plan.data, plan.scenario

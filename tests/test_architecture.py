@@ -1,10 +1,12 @@
 """The package's layers, read from its imports (ast: top-level and inside functions alike).
 
-    config, methods, metrics, errors, atomic   plain modules every layer may use
+    config, methods, datasets, schema,         plain modules every layer may use (config knows no
+    metrics, errors, atomic                    data set but by name: suite/datasets.py)
     data -> models -> learner                  know nothing of Ray, files or reports
-    run/ (one run) and sweep/ (Ray Tune)       the only places Ray is imported
-    report/                                    reads results files (run/schema.py) only
-    cli.py                                     parses and dispatches
+    run/ (one run) and sweep/ (Ray Tune)       the only places Ray is imported; neither knows the report
+    report/                                    reads results files (suite/schema.py) only
+    commands/                                  the doors: plan, execute, report (run and report composed)
+    cli.py                                     parses and dispatches to a command
 """
 from __future__ import annotations
 
@@ -79,12 +81,42 @@ def test_no_config_in_models_or_report(layer):
 
 
 def test_report_reads_result_files_only():
-    """Of the run layer the report knows the results file's schema and the history file's name, nothing else."""
-    run = arrows(modules_in("suite.report"), "suite.run", "suite.sweep", "suite.learner", "suite.models", "suite.cli")
-    targets = {arrow.split(" -> ")[1] for arrow in run}
-    assert targets == {"suite.run", "suite.run.schema", "suite.run.history", "suite.run.history.LOG"}
-    assert {arrow for arrow in run if "history" in arrow.split(" -> ")[1]} == {
-        "suite.report.history -> suite.run.history", "suite.report.history -> suite.run.history.LOG"}
+    """The report knows a run by its files' schema (suite/schema.py), nothing of the layers that write them."""
+    assert arrows(modules_in("suite.report"), "suite.run", "suite.sweep", "suite.learner", "suite.models", "suite.cli",
+                  "suite.commands") == []
+    assert any("suite.schema" in found for found in modules_in("suite.report").values())
+
+
+def test_run_and_sweep_know_nothing_of_the_report():
+    """A run's command composes the run and its report (suite/commands/); neither imports the other."""
+    assert arrows(modules_in("suite.run", "suite.sweep"), "suite.report", "suite.commands", "suite.cli") == []
+    assert {"suite.report.build_report", "suite.run.plan.plan_run"} <= MODULES["suite.commands.run"]
+    assert {"suite.report.build_report", "suite.run.plan.plan_run"} <= MODULES["suite.commands.sweep"]
+
+
+def test_config_sits_below_the_data_layer():
+    """config validates data.name against the names in suite/datasets.py; it imports no data code."""
+    assert arrows({"suite.config": MODULES["suite.config"]}, "suite.data", "suite.models", "suite.learner") == []
+    assert "suite.datasets.DATASETS" in MODULES["suite.config"]
+
+
+def test_the_results_file_is_parsed_by_its_schema_only():
+    """Every module that names results.json reads it through suite/schema.py (read, parse), never as raw JSON."""
+    naming = [p for p in PACKAGE.rglob("*.py") if p.name != "schema.py" and "RESULTS" in p.read_text()]
+    assert naming, "the scan finds the modules that name the results file"
+    for path in naming:
+        calls = {node.func.attr for node in ast.walk(ast.parse(path.read_text()))
+                 if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)}
+        assert not calls & {"load", "loads"} or "json" not in imports_of(path), path
+
+
+def test_a_run_loads_its_data_in_its_plan_only():
+    """The data set is loaded once, by plan_run in the driver; the paths that execute a plan (in process,
+    Ray Train's workers, a sweep's trials) and the session they share take it from the plan."""
+    loaders = sorted(m for m, found in MODULES.items() if "suite.data.registry.load_dataset" in found)
+    assert loaders == ["suite.run.plan"]
+    assert "suite.run.session.run_session" in MODULES["suite.run.local"]
+    assert "suite.run.session.run_session" in MODULES["suite.run.ray_train"]
 
 
 @pytest.mark.parametrize("layer", ["suite.models", "suite.learner", "suite.data", "suite.metrics"])
@@ -93,24 +125,26 @@ def test_the_core_knows_nothing_of_runs_sweeps_or_reports(layer):
 
 
 def test_models_take_plain_arguments():
-    """Models import only each other and the method records."""
+    """Models import only each other and the method records (and the phase names they define)."""
     internal = {i for found in modules_in("suite.models").values() for i in found if i.startswith("suite")}
     assert {i for i in internal if not i.startswith(("suite.models", "suite.methods"))} == set()
 
 
 def test_run_and_sweep_are_one_folder_each():
-    assert (PACKAGE / "run" / "__init__.py").is_file() and (PACKAGE / "sweep" / "__init__.py").is_file()
+    for folder in ("run", "sweep", "commands"):
+        assert (PACKAGE / folder / "__init__.py").is_file()
     top = {p.stem for p in PACKAGE.glob("*.py")}
-    assert top == {"__init__", "atomic", "cli", "config", "errors", "methods", "metrics", "report_options", "run"}
+    assert top == {"__init__", "atomic", "cli", "config", "datasets", "errors", "methods", "metrics", "report_options",
+                   "run", "schema"}
     assert not (PACKAGE / "distributed").exists()
 
 
 def test_cli_only_parses_and_dispatches():
-    """The CLI hands a config to the run's or the sweep's command; it trains, plans and reports nothing itself."""
+    """The CLI hands a config to its command (suite/commands/); it trains, plans and reports nothing itself."""
     cli = {"suite.cli": MODULES["suite.cli"]}
     assert arrows(cli, "ray", "suite.learner", "suite.models", "suite.data", "suite.report", "suite.run.plan",
                   "suite.run.local", "suite.run.ray_train", "suite.sweep.tune") == []
-    assert {"suite.run.command.run_command", "suite.sweep.command.sweep_command"} <= MODULES["suite.cli"]
+    assert {"suite.commands.run.run_command", "suite.commands.sweep.sweep_command"} <= MODULES["suite.cli"]
     assert "from suite.cli import console" in SCRIPT.read_text()
 
 

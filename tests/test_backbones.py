@@ -3,7 +3,7 @@ import pytest
 import torch
 from torch import nn
 
-from suite.models.resnet import BACKBONES, CifarResNet, ShortcutA
+from suite.models.resnet import BACKBONE_BUILDERS, CifarResNet, ShortcutA
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -18,7 +18,7 @@ def count(module: nn.Module) -> int:
     ("resnet18", 11_689_512 - 513_000, 512),  # torchvision's ResNet-18 without its 1000-class head
 ])
 def test_parameter_counts_and_feature_sizes_are_the_references(name, params, features):
-    net = BACKBONES[name]()
+    net = BACKBONE_BUILDERS[name]()
     assert count(net) == params
     assert net.out_dim == features
     size = 64 if name == "resnet18" else 32
@@ -26,7 +26,7 @@ def test_parameter_counts_and_feature_sizes_are_the_references(name, params, fea
 
 
 def test_cifar_resnet18_keeps_full_resolution_until_its_second_stage():
-    net = BACKBONES["cifar_resnet18"]()
+    net = BACKBONE_BUILDERS["cifar_resnet18"]()
     assert isinstance(net.maxpool, nn.Identity) and net.conv1.kernel_size == (3, 3) and net.conv1.stride == (1, 1)
     assert all(not block.bn2.weight.any() for layer in (net.layer1, net.layer4) for block in layer)  # zero-init residual
 

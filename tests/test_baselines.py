@@ -15,10 +15,10 @@ from suite.learner.learner import Learner
 from suite.learner.losses import logit_distillation, soft_distillation
 from suite.learner.nme import class_means, nearest_mean_scores
 from suite.learner.optim import make_optimizer
-from suite.models.base import BIAS, TRAIN
+from suite.methods import BIAS, TRAIN
 from suite.models.cnn import IncrementalCNN
 from suite.run.checkpoints import payload, restore
-from suite.run.plan import prepare
+from tests.conftest import data_of
 from suite.strategies.wa import align_weights
 from tests.conftest import TINY
 
@@ -30,7 +30,7 @@ CNN = [*TINY, "train.epochs=2", "train.loss=ce", "train.optimizer=sgd", "train.s
 
 def run(method: str, *sets: str, on_epoch_end=None, on_checkpoint=None) -> Learner:
     cfg = load([], [*CNN, f"method={method}", *sets])
-    data, scenario = prepare(cfg)
+    data, scenario = data_of(cfg)
     learner = Learner(cfg, data, scenario, log=lambda line: None, on_epoch_end=on_epoch_end,
                       on_checkpoint=on_checkpoint)
     learner.run()
@@ -161,7 +161,7 @@ def test_bic_resumed_inside_its_bias_phase_ends_as_an_uninterrupted_run():
     run("bic", "train.checkpoint_every=3", on_checkpoint=keep)
     assert saved and saved[0]["learner"]["next_task"] == 1  # inside task 2, after a bias epoch
     cfg = reference.cfg
-    data, scenario = prepare(cfg)
+    data, scenario = data_of(cfg)
     resumed = Learner(cfg, data, scenario, log=lambda line: None, on_epoch_end=epochs.append)
     restore(resumed, cfg, saved[0], "memory")
     resumed.run()

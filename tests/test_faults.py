@@ -24,7 +24,7 @@ from suite import cli
 from suite.report.load import load_results
 from suite.run.checkpoints import load as load_checkpoint
 from suite.run.layout import CHECKPOINT
-from suite.run.schema import RESULTS
+from suite.schema import RESULTS
 from tests.conftest import REPO, TINY, TINY_RUN as RUN, cli_command, sets, start_cli
 from tests.runs import Pause, nan_from_task_2
 

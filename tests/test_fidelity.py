@@ -25,7 +25,8 @@ from suite.learner.learner import Learner
 from suite.methods import METHODS
 from suite.models import build_model
 from suite.models.base import TaskHead
-from suite.run.plan import check_config, prepare
+from suite.run.plan import check_config
+from tests.conftest import data_of
 from tests.conftest import REPO, TINY
 
 PRESETS = REPO / "configs" / "model"
@@ -124,7 +125,7 @@ def test_include_cycle_is_one_user_error(tmp_path):
 
 def small_learner(*sets):
     cfg = load([], TINY + list(sets))
-    data, scenario = prepare(cfg)
+    data, scenario = data_of(cfg)
     return Learner(cfg, data, scenario, log=lambda m: None)
 
 

@@ -6,6 +6,7 @@ import pytest
 from suite.config import load
 from suite.run.history import LOG, TRAIN_LOG
 from suite.run.local import run_in_process
+from suite.run.plan import plan_run
 from suite.run.recorder import RunRecorder
 from tests.conftest import TINY
 
@@ -18,7 +19,7 @@ def records(run_dir):
 
 def test_every_epoch_and_task_is_logged(tmp_path, capsys):
     cfg = load([], TINY + ["train.epochs=2"])
-    doc = run_in_process(cfg, tmp_path / "run", resume=False)
+    doc = run_in_process(plan_run(cfg, tmp_path / "run"), resume=False)
     logged = records(tmp_path / "run")
     epochs = [r for r in logged if r["event"] == "epoch"]
     assert [(r["task"], r["phase"], r["epoch"]) for r in epochs] == [
@@ -48,9 +49,9 @@ def test_a_resumed_run_says_where_it_took_up(tmp_path, monkeypatch):
 
     monkeypatch.setattr(RunRecorder, "write", stop_after_task_1)
     with pytest.raises(_Stop):
-        run_in_process(cfg, tmp_path / "run", resume=False)
+        run_in_process(plan_run(cfg, tmp_path / "run"), resume=False)
     monkeypatch.setattr(RunRecorder, "write", real_write)
-    run_in_process(cfg, tmp_path / "run", resume=True)
+    run_in_process(plan_run(cfg, tmp_path / "run"), resume=True)
     events = [(r["event"], r.get("task", r.get("next_task"))) for r in records(tmp_path / "run")]
     assert events == [("epoch", 1), ("task", 1), ("resume", 2), ("epoch", 2), ("epoch", 2), ("task", 2),
                       ("epoch", 3), ("epoch", 3), ("task", 3)]

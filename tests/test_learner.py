@@ -20,8 +20,9 @@ from suite.run.checkpoints import load as load_checkpoint, payload as checkpoint
 from suite.run.checkpoints import save as save_checkpoint
 from suite.run.layout import CHECKPOINT
 from suite.run.local import run_in_process
-from suite.run.plan import prepare
-from suite.run.schema import RESULTS
+from suite.run.plan import plan_run
+from tests.conftest import data_of
+from suite.schema import RESULTS
 from tests.conftest import TINY
 from tests.runs import nan_from_task_2
 
@@ -36,7 +37,7 @@ def tiny(*sets):
 
 
 def make_learner(cfg):
-    data, scenario = prepare(cfg)
+    data, scenario = data_of(cfg)
     return Learner(cfg, data, scenario, log=lambda m: None)
 
 
@@ -145,12 +146,12 @@ def test_run_in_process_resumes_after_a_crash(reference, tmp_path, monkeypatch):
 
     monkeypatch.setattr(run_checkpoints, "save", crash_after_task_1)
     with pytest.raises(_Stop):
-        run_in_process(cfg, run_dir, resume=False)
+        run_in_process(plan_run(cfg, run_dir), resume=False)
     doc = json.loads((run_dir / RESULTS).read_text())
     assert doc["status"] == "failed" and len(doc["acc_matrix"]) == 2  # the failed write keeps task 1
     monkeypatch.setattr(run_checkpoints, "save", real_save)
 
-    result = run_in_process(cfg, run_dir, resume=True)
+    result = run_in_process(plan_run(cfg, run_dir), resume=True)
     doc = json.loads((run_dir / RESULTS).read_text())
     assert doc["status"] == "finished"
     for key in COMPARED:
@@ -159,7 +160,7 @@ def test_run_in_process_resumes_after_a_crash(reference, tmp_path, monkeypatch):
     assert len(doc["timings"]["per_task_s"]) == 3
 
     # resuming a finished run trains nothing and reports the same numbers
-    again = run_in_process(cfg, run_dir, resume=True)
+    again = run_in_process(plan_run(cfg, run_dir), resume=True)
     assert all(again[k] == result[k] for k in COMPARED)
 
 
@@ -226,7 +227,7 @@ def test_results_json_schema(tmp_path, monkeypatch):
         return real_write(self, learner, status, error)
 
     monkeypatch.setattr(recorder.RunRecorder, "write", spy)
-    returned = run_in_process(cfg, run_dir, resume=False)
+    returned = run_in_process(plan_run(cfg, run_dir), resume=False)
     assert statuses == [("running", 1), ("running", 2), ("running", 3), ("finished", 3)]
     assert (run_dir / CHECKPOINT).is_file()
     load_checkpoint(run_dir / CHECKPOINT)
@@ -279,7 +280,7 @@ def test_non_finite_loss_fails_the_run_and_says_where(tmp_path, monkeypatch):
     run_dir = tmp_path / "run"
     nan_from_task_2(monkeypatch)
     with pytest.raises(NonFiniteLoss, match=r"task 2, train epoch 1"):
-        run_in_process(cfg, run_dir, resume=False)
+        run_in_process(plan_run(cfg, run_dir), resume=False)
     doc = json.loads((run_dir / RESULTS).read_text())
     assert doc["status"] == "failed"
     assert isinstance(doc["error"], str)
@@ -290,7 +291,7 @@ def test_non_finite_loss_fails_the_run_and_says_where(tmp_path, monkeypatch):
 
 def test_non_finite_batches_can_be_skipped_and_counted(tmp_path, monkeypatch):
     nan_from_task_2(monkeypatch)
-    doc = run_in_process(tiny("train.skip_nonfinite=true"), tmp_path / "run", resume=False)
+    doc = run_in_process(plan_run(tiny("train.skip_nonfinite=true"), tmp_path / "run"), resume=False)
     assert doc["status"] == "finished"
     batches_per_epoch = 3  # (2 classes x 20 images + 12 in memory) / batch 16, last partial batch dropped
     assert doc["skipped_batches"] == [0, batches_per_epoch, batches_per_epoch]

@@ -19,7 +19,7 @@ from suite.learner.losses import (
 from suite.learner.memory import (
     RANKINGS, Memory, greedy_herding_ranking, herding_ranking, per_class_budget, random_ranking, select_exemplars,
 )
-from suite.run.plan import prepare
+from tests.conftest import data_of
 from tests.conftest import TINY
 
 
@@ -29,7 +29,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 def _run_recording_memory(*sets):
     """Run the tiny config; return (learner, [copy of memory.ranked after each task])."""
     cfg = load([], TINY + list(sets))
-    data, scenario = prepare(cfg)
+    data, scenario = data_of(cfg)
     learner = Learner(cfg, data, scenario, log=lambda m: None)
     snapshots = []
     learner.run(lambda task, lrn: snapshots.append(copy.deepcopy(lrn.memory.ranked)))

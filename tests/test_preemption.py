@@ -8,7 +8,7 @@ import signal
 import pytest
 
 from suite.run.layout import checkpoint_name
-from suite.run.schema import RESULTS
+from suite.schema import RESULTS
 from tests.conftest import TINY, sets, start_cli
 from tests.runs import Pause, events, registered_checkpoints, wait_for
 

@@ -17,7 +17,7 @@ import torch
 
 from suite.config import load
 from suite.learner.learner import Learner
-from suite.run.plan import prepare
+from tests.conftest import data_of
 
 GOLDEN = Path(__file__).parent / "golden" / "quickstart.json"
 QUICKSTART = str(Path(__file__).resolve().parents[1] / "configs" / "quickstart.yaml")
@@ -31,7 +31,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 def quickstart_numbers(method: str) -> dict:
     """One quickstart run of `method` at one epoch a phase, in this process: what it measured."""
     cfg = load([QUICKSTART], [f"method={method}", *SHORT])
-    data, scenario = prepare(cfg)
+    data, scenario = data_of(cfg)
     losses = []
     learner = Learner(cfg, data, scenario, log=lambda line: None,
                       on_epoch_end=lambda record: losses.append([record["phase"], record["loss"]]))

@@ -16,7 +16,8 @@ from ray.train.torch import TorchTrainer
 from ray.train.v2._internal.exceptions import WorkerHealthCheckFailedError
 
 from suite.config import load
-from suite.run import ray_train
+from suite.run import ray_train, supervise
+from suite.run.plan import plan_run
 from suite.run.cluster import WORKER_ENV, cluster_nodes
 from suite.run.memory_kill import KilledForMemory, killed_for_memory
 from tests.conftest import TINY
@@ -74,8 +75,8 @@ def test_a_worker_killed_for_memory_ends_the_run_without_retries(limited_ray, tm
     trainer = TorchTrainer(killed_by_the_memory_monitor, train_loop_config={"attempts": str(attempts)},
                            scaling_config=ScalingConfig(num_workers=1, resources_per_worker={"CPU": 1}),
                            run_config=ray_train.run_config(cfg, run_dir))
-    with pytest.raises(ray_train.RunFailed) as failed:
-        ray_train.fit(trainer, cfg, run_dir, OOM_LINE)
+    with pytest.raises(supervise.RunFailed) as failed:
+        supervise.fit(trainer, cfg, run_dir, OOM_LINE)
     assert str(failed.value) == f"{OOM_LINE} (Ray's memory monitor killed a worker)"
     assert attempts.read_text().count("attempt") == 1  # max_failures=2 would have made it 3
 
@@ -85,8 +86,8 @@ def test_a_failed_allocation_in_a_worker_ends_the_run_in_one_line(limited_ray, t
     """Rank 0 records the out-of-memory in results.json (one line: the estimate, the keys to change);
     the driver stops Train at its next look rather than letting it start the workers again."""
     cfg, run_dir = oom_run(tmp_path, "data.image_size=64", "model.patch_size=1", "train.batch_size=64")
-    with pytest.raises(ray_train.RunFailed) as failed:  # a training batch's scores: 8 GiB
-        ray_train.fit(ray_train.make_trainer(cfg, run_dir, cluster_nodes()), cfg, run_dir, OOM_LINE)
+    with pytest.raises(supervise.RunFailed) as failed:  # a training batch's scores: 8 GiB
+        supervise.fit(ray_train.make_trainer(plan_run(cfg, run_dir), cluster_nodes()), cfg, run_dir, OOM_LINE)
     doc = json.loads((run_dir / "results.json").read_text())
     assert doc["status"] == "failed" and doc["error"] == f"OutOfMemory: {failed.value}"
     assert str(failed.value).startswith("out of memory: the attention scores of a training batch need about")

@@ -12,16 +12,18 @@ import pytest
 import torch
 
 from suite.config import Config, load
-from suite.data.names import DATASETS
+from suite.datasets import DATASETS
+from suite.models.resnet import BACKBONE_BUILDERS
 from suite.data.registry import LOADERS, _loader
-from suite.methods import METHODS, Method
+from suite.methods import BACKBONES, METHODS, Method
 from suite.models import BUILDERS, build_model
 from suite.models.base import IncrementalModel, encoder_args, register_builder
 from suite.models.cnn import build_cnn
 from suite.report.load import load_results
 from suite.run.local import run_in_process
+from suite.run.plan import plan_run
 from suite.run.layout import CHECKPOINT
-from suite.run.schema import RESULTS
+from suite.schema import RESULTS
 from suite.strategies import STRATEGIES, Strategy, register_strategy
 from suite.strategies.transformers import ReleaseRecipe
 from tests.conftest import TINY
@@ -31,6 +33,11 @@ def test_every_method_has_a_record_a_model_a_strategy_and_a_config_choice():
     assert set(BUILDERS) == set(METHODS)
     assert set(STRATEGIES) == set(METHODS)
     assert set(Config.__dataclass_fields__["method"].metadata["choices"]) == set(METHODS)
+
+
+def test_every_backbone_has_a_builder_and_a_config_choice():
+    assert set(BACKBONE_BUILDERS) == set(BACKBONES)
+    assert set(Config().model.__dataclass_fields__["backbone"].metadata["choices"]) == set(BACKBONES)
 
 
 def test_every_data_set_has_a_loader_and_a_config_choice():
@@ -66,7 +73,7 @@ def mean_pool(monkeypatch):
 def test_a_new_method_runs_and_reports_with_nothing_else_changed(mean_pool, tmp_path):
     cfg = load([], TINY + [f"method={mean_pool}"])  # the config accepts it
     assert isinstance(build_model(mean_pool, 8, 3, 3, embed_dim=16, depth=1, num_heads=2, patch_size=4), MeanPool)
-    results = run_in_process(cfg, tmp_path / "run", resume=False)
+    results = run_in_process(plan_run(cfg, tmp_path / "run"), resume=False)
     assert results["status"] == "finished" and results["label"] == "MeanPool"
     assert len(results["acc_matrix"]) == 3 and all(0 <= a <= 100 for a in results["acc"])
     runs = load_results(tmp_path)
@@ -109,7 +116,7 @@ def feature_distillation(monkeypatch):
 
 def test_a_method_written_through_the_seam_runs_end_to_end(feature_distillation, tmp_path):
     cfg = load([], TINY + [f"method={feature_distillation}", "train.loss=ce", "memory.size=12"])
-    results = run_in_process(cfg, tmp_path / "run", resume=False)
+    results = run_in_process(plan_run(cfg, tmp_path / "run"), resume=False)
     assert results["status"] == "finished" and results["classifier"] == "nme"
     assert set(results["classifiers"]) == {"nme", "cnn"}
     assert results["acc"] == results["classifiers"]["nme"]["acc"]

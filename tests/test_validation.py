@@ -23,7 +23,7 @@ from suite.learner import dist
 from suite.learner.learner import Learner
 from suite.run.checkpoints import load as load_checkpoint, payload, restore, save as save_checkpoint
 from suite.run.layout import CHECKPOINT
-from suite.run.plan import prepare
+from tests.conftest import data_of
 from suite.sweep.spec import load_sweep
 from suite.sweep.summary import best_trials, summary_frame
 from tests.conftest import TINY, run_cli, sets
@@ -86,7 +86,7 @@ def test_a_class_that_would_keep_no_training_image_is_refused():
 def test_every_worker_holds_out_the_same_images(monkeypatch):
     """What each rank's learner computes for itself, whatever its rank and the world size."""
     cfg = load([], TINY + ["data.validation_fraction=0.25"])
-    data, scenario = prepare(cfg)
+    data, scenario = data_of(cfg)
     seen = []
     for rank, world in ((0, 1), (0, 2), (1, 2)):
         monkeypatch.setattr(dist, "rank", lambda rank=rank: rank)
@@ -99,7 +99,7 @@ def test_every_worker_holds_out_the_same_images(monkeypatch):
 # ---------------------------------------------------------------- the learner
 
 def test_training_and_memory_leave_the_validation_images_out():
-    off, on = (Learner(cfg, *prepare(cfg), log=lambda m: None)
+    off, on = (Learner(cfg, *data_of(cfg), log=lambda m: None)
                for cfg in (load([], TINY), load([], TINY + ["data.validation_fraction=0.25"])))
     classes = off.scenario.tasks[0]
     assert np.array_equal(off._training_images(classes), indices_of_classes(off.data.train, classes))
@@ -109,7 +109,7 @@ def test_training_and_memory_leave_the_validation_images_out():
 
 def test_a_mid_task_resume_keeps_the_validation_history(tmp_path):
     cfg = load([], TINY + ["data.validation_fraction=0.25", "train.checkpoint_every=1"])
-    reference = Learner(cfg, *prepare(cfg), log=lambda m: None)
+    reference = Learner(cfg, *data_of(cfg), log=lambda m: None)
     reference.run()
     h = reference.history
     assert [len(row) for row in h.val_acc_matrix] == [1, 2, 3] and len(h.val_acc) == len(h.val_acc_top5) == 3
@@ -121,10 +121,10 @@ def test_a_mid_task_resume_keeps_the_validation_history(tmp_path):
         raise Stop
 
     with pytest.raises(Stop):
-        Learner(cfg, *prepare(cfg), log=lambda m: None, on_checkpoint=stop).run()
+        Learner(cfg, *data_of(cfg), log=lambda m: None, on_checkpoint=stop).run()
     state = load_checkpoint(path)
     assert state["learner"]["mid_task"] is not None and len(state["learner"]["history"]["val_acc"]) == 1
-    fresh = Learner(cfg, *prepare(cfg), log=lambda m: None)
+    fresh = Learner(cfg, *data_of(cfg), log=lambda m: None)
     restore(fresh, cfg, state, str(path))
     fresh.run()
     for key in ("val_images", "val_acc", "val_acc_top5", "val_acc_matrix", "acc_matrix"):

@@ -151,13 +151,14 @@ def our_epoch_runner(data: Path):
     from suite.config import load
     from suite.learner.learner import Learner
     from suite.learner.progress import Progress
-    from suite.run.plan import prepare
+    from suite.run.plan import plan_run
 
     cfg = load(["configs/model/cifar_icarl.yaml"], [
         "data.name=cifar100", f"data.path={data}", f"data.max_classes={CLASSES}", "data.num_workers=0",
         f"scenario.increment={INCREMENT}", f"scenario.class_order={json.dumps(list(range(CLASSES)))}",
         "memory.size=200", "train.epochs=1", "train.incremental_epochs=1", "train.progress_every=0"])
-    data_set, scenario = prepare(cfg)
+    plan = plan_run(cfg, Path(cfg.output.basedir))  # its directory unused: data and scenario only
+    data_set, scenario = plan.data, plan.scenario
     learner = Learner(cfg, data_set, scenario, log=lambda line: None)
     learner.progress = Progress(1.0)
     learner.history.skipped_batches.append(0)

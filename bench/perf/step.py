@@ -21,7 +21,7 @@ from bench.perf.timing import rates, summary, sync, time_calls
 from suite.config import Config, load
 from suite.learner.learner import compiled_forward
 from suite.models import build_model
-from suite.models.base import TRAIN
+from suite.methods import TRAIN
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -22,6 +22,7 @@ from bench.perf.settings import Settings
 from bench.perf.step import IMPLS, Case, measure
 from bench.perf.timing import summary
 from bench.perf.verdict import figures, target
+from suite.methods import METHODS
 
 # Peak resident memory of a batch-128 CIFAR step grows by about 2.5 MB per key per image (the
 # per-key activations of the dual block, naive slightly more than batched): measured 18 GB at
@@ -41,7 +42,7 @@ def available_bytes(device: torch.device) -> float:
 
 
 def fitting_batch(case: Case, device: torch.device) -> tuple[int, str | None]:
-    keys = case.tasks if case.method == "daformer_m" else 1
+    keys = METHODS[case.method].num_keys(None, case.tasks) or 1
     batch = case.batch
     while batch > 1 and BASE_BYTES + BYTES_PER_KEY_IMAGE * keys * batch > 0.85 * available_bytes(device):
         batch //= 2

@@ -20,7 +20,7 @@ def is_alone() -> bool:
     A one-worker Ray Train run still has a gloo process group; a collective there costs more
     than nothing: gloo's worker thread then starts an OpenMP team of its own, and with two teams
     on a machine's cores libgomp stops spin-waiting: the quickstart trained at 292 img/s through
-    Ray with the collectives, 349 without (bench/experiments/one-worker-collectives/README.md)."""
+    Ray with the collectives, 349 without (bench/experiments/README.md#one-worker-collectives)."""
     return world_size() == 1
 
 

@@ -31,10 +31,9 @@ from suite.learner.memory import Memory, per_class_budget, select_exemplars
 from suite.learner.model import run_model
 from suite.learner.nme import class_means, nearest_mean_scores
 from suite.learner.optim import make_optimizer
-from suite.models.base import PHASES, TRAIN
 from suite.learner.precision import autocast_dtype
 from suite.learner.progress import FORWARD_ONLY, Progress, batch_line
-from suite.methods import METHODS
+from suite.methods import METHODS, PHASES, TRAIN
 from suite.strategies import strategy_for
 from suite.strategies.base import MEMORY
 

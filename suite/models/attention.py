@@ -3,7 +3,7 @@
 timm writes both out op by op: the (B, heads, N, N) score matrix is materialised, soft-maxed,
 mixed and renormalised, and GPSA projects its positional indices once per image although they do
 not depend on the image. On a GPU in bf16 those elementwise passes took most of the step (the
-measurement: bench/experiments/fused-attention/README.md). Here:
+measurement: bench/experiments/README.md#fused-attention). Here:
 
     GPSA(x) = proj((1 - g) * softmax(q k^T / sqrt(d)) v  +  g * softmax(pos) v)
 

@@ -14,14 +14,9 @@ import torch
 from torch import nn
 
 from suite.models.encoder import Encoder
+from suite.methods import FINETUNE, TRAIN
 
 ENCODER_ARGS = ("embed_dim", "depth", "num_heads", "patch_size", "mlp_ratio", "drop_path", "locality_strength")
-
-
-# a task's training phases, the one vocabulary of models, strategies, learner and logs: the main phase,
-# balanced finetuning on the memory (the releases'), BiC's bias correction on held-out images
-TRAIN, FINETUNE, BIAS = "train", "finetune", "bias"
-PHASES = (TRAIN, FINETUNE, BIAS)
 
 
 @dataclass

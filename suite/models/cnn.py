@@ -13,8 +13,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from suite.models.base import BIAS, FINETUNE, TRAIN, Output, register_builder
-from suite.models.resnet import BACKBONES
+from suite.models.base import Output, register_builder
+from suite.methods import BIAS, PHASES
+from suite.models.resnet import BACKBONE_BUILDERS
 
 
 def linear_head(in_features: int, num_classes: int) -> nn.Linear:
@@ -39,7 +40,7 @@ class BiasLayer(nn.Module):
 class IncrementalCNN(nn.Module):
     def __init__(self, backbone: str, channels: int, bias_correction: bool = False):
         super().__init__()
-        self.backbone = BACKBONES[backbone](channels=channels)
+        self.backbone = BACKBONE_BUILDERS[backbone](channels=channels)
         self.out_dim = self.backbone.out_dim
         self.heads = nn.ModuleList()
         self.biases = nn.ModuleList() if bias_correction else None
@@ -62,7 +63,7 @@ class IncrementalCNN(nn.Module):
             self.biases.append(BiasLayer())
 
     def set_phase(self, phase: str) -> None:
-        if phase not in (TRAIN, FINETUNE, BIAS) or (phase == BIAS and self.biases is None):
+        if phase not in PHASES or (phase == BIAS and self.biases is None):
             raise ValueError(f"unknown phase {phase!r}")
         self.requires_grad_(phase != BIAS)
         if self.biases is not None:

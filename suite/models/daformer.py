@@ -35,7 +35,7 @@ class DualAttentionBlock(nn.Module):
     DropPath scales whole samples. Exact (to rounding) for timm's Mlp as built here (no norm
     between act and fc2, no dropout), and fc2 then costs N times less. Both rewrites are checked
     against the published per-key block (bench/perf/naive.py) in tests/test_models.py and
-    tests/test_perf.py; their speed-ups are measured in bench/experiments/after-dual-rewrites/README.md.
+    tests/test_perf.py; their speed-ups are measured in bench/experiments/README.md#after-dual-rewrites.
     """
 
     def __init__(self, dim: int, num_heads: int, num_tokens: int, mlp_ratio: float, drop_path: float, out_proj: bool):
@@ -68,7 +68,7 @@ class DualAttentionBlock(nn.Module):
 
         The external scores are one GEMM (B*h*N, d) x (d, K*P) and A_ext V one batched GEMM per
         (sample, head), (N*K, P) x (P, d): a broadcasting matmul over a key axis would copy q K
-        times and the keys B*h times (measured in bench/experiments/gemm-candidate/README.md).
+        times and the keys B*h times (measured in bench/experiments/README.md#gemm-candidate).
         """
         B, N, C = x.shape
         h, d = self.num_heads, self.head_dim

@@ -1,6 +1,6 @@
 """The classic baselines' CNN backbones: images (B, C, H, W) -> features (B, out_dim).
 
-Registered by name in BACKBONES, each with plain constructor arguments:
+Registered by name in BACKBONE_BUILDERS, each with plain constructor arguments:
 
 - `cifar_resnet32`: the CIFAR ResNet-32 of PyCIL's protocol (He et al.'s CIFAR design): a 3x3
   stem of 16 channels, three stages of five basic blocks (16, 32, 64 channels), parameter-free
@@ -20,12 +20,12 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.models import resnet as tv_resnet
 
-BACKBONES: dict[str, Callable[..., nn.Module]] = {}
+BACKBONE_BUILDERS: dict[str, Callable[..., nn.Module]] = {}
 
 
 def register_backbone(name: str):
     def wrap(build: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
-        BACKBONES[name] = build
+        BACKBONE_BUILDERS[name] = build
         return build
     return wrap
 

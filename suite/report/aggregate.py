@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from suite.methods import METHODS
-from suite.run import schema
+from suite import schema
 
 SETTING_CONFIG_KEYS = ("cfg.scenario.increment", "cfg.scenario.initial_increment")
 METHOD_ORDER = tuple(METHODS)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from suite.data.names import dataset_title
+from suite.datasets import dataset_title
 from suite.methods import METHODS
 
 MARGIN = 2.0  # points of last accuracy by which the upper bound should lead

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from suite.data.names import dataset_title
+from suite.datasets import dataset_title
 from suite.methods import HEADLINE
 from suite.report.aggregate import UPPER_BOUNDS, setting_rank, setting_title, sort_rows
 from suite.report.tables import MISSING, SIGNIFICANCE_MARK, Table, mean_std, number

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from suite.run.history import LOG
+from suite.methods import PHASES
+from suite.schema import LOG
 
 GROUP_COLUMNS = ["run", "label", "dataset", "setting", "method", "variant"]
 EPOCH_FIELDS = ["task", "phase", "epoch", "epochs", "loss", "lr", "img_per_s", "seconds", "time"]
 EPOCH_KEY = ["task", "phase", "epoch"]
-FINETUNE = "finetune"
 
 
 def load_history(runs: pd.DataFrame) -> pd.DataFrame:
@@ -45,11 +45,16 @@ def read_records(path: Path) -> list[dict]:
     return records
 
 
+def phase_rank(phase: str) -> int:
+    """A task's phases in the order it runs them (an unknown one, from an older run, last)."""
+    return PHASES.index(phase) if phase in PHASES else len(PHASES)
+
+
 def run_epochs(records: list[dict]) -> pd.DataFrame:
     """One row per epoch, in run order with its `step`. A resumed run logs the epochs after its checkpoint
     again: the last record of each (task, phase, epoch) is the one the run went on from."""
     epochs = pd.DataFrame([r for r in records if r.get("event") == "epoch"], columns=EPOCH_FIELDS)
     latest = epochs.dropna(subset=EPOCH_KEY).drop_duplicates(EPOCH_KEY, keep="last")
-    ordered = latest.sort_values(EPOCH_KEY, key=lambda column: column.eq(FINETUNE) if column.name == "phase"
+    ordered = latest.sort_values(EPOCH_KEY, key=lambda column: column.map(phase_rank) if column.name == "phase"
                                  else column)
     return ordered.astype({"task": int, "epoch": int}).assign(step=range(1, len(ordered) + 1))

@@ -17,7 +17,7 @@ import pandas as pd
 
 from suite.errors import UserError
 from suite.methods import METHODS
-from suite.run import schema
+from suite import schema
 CLASSIFIER_COLUMN = "cfg.classifier"  # read as a config key by the variant labels: 'iCaRL (classifier=cnn)'
 NUMERIC_COLUMNS = (
     "seed", "num_keys", "memory_budget", "task", "classes_seen", "acc", "acc_top5", "val_acc", "num_params",
@@ -120,7 +120,7 @@ def run_fields(result: dict, run: str, path: Path) -> dict[str, Any]:
         "order": class_order_id(config.get("scenario.class_order")),
         "seed": config.get("seed"),
         "method_name": result.get("label") or method_name(result["method"], config.get("distill.knn_weight") or 0),
-        "num_keys": effective_num_keys(result["method"], config.get("model.num_keys"), n_tasks),
+        "num_keys": schema.num_keys(result),
         "memory_budget": memory_budget,
         "memory_mode": memory_mode,
         "n_tasks": n_tasks,
@@ -151,11 +151,6 @@ def class_order_id(order: Any) -> str:
 def method_name(method: str, knn_weight: float) -> str:
     """The label a run of `method` prints under (older results.json files carry none)."""
     return METHODS[method].display_label(knn_weight) if method in METHODS else method
-
-
-def effective_num_keys(method: str, num_keys: int | None, n_tasks: int) -> int | None:
-    """DAFormer's external key count (None for methods without keys, or unknown to this suite)."""
-    return METHODS[method].num_keys(num_keys, n_tasks) if method in METHODS else None
 
 
 def memory_axis(config: dict[str, Any], n_classes: int) -> tuple[int | None, str]:

@@ -19,11 +19,11 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 
 from suite.atomic import write_bytes
-from suite.data.names import dataset_title
-from suite.methods import METHODS
+from suite.datasets import dataset_title
+from suite.methods import METHODS, TRAIN
 from suite.report.aggregate import Axis, method_rank, setting_rank, setting_title
 from suite.report_options import BANDS
-from suite.run import schema
+from suite import schema
 
 PLOTS_DIR = "plots"
 FORMATS = ("png", "pdf")
@@ -41,7 +41,6 @@ PANELS_PER_ROW = 3
 PANEL_SIZE = (3.2, 2.6)  # inches
 LEGEND_COLUMNS = 3
 TASK_BOUNDARY = "_task boundary"  # the label of the vertical lines between tasks (underscore: not in legends)
-FINETUNE = "finetune"
 
 
 @dataclass(frozen=True)
@@ -322,8 +321,9 @@ def history_figure(history: pd.DataFrame) -> Figure:
     for ax, column in ((loss_ax, "loss"), (lr_ax, "lr")):
         for (label, _, phase), segment in epochs.groupby(["label", "task", "phase"], sort=False):
             # a segment per phase, so that finetuning is not drawn as the main phase's continuation;
-            # markers on finetuning epochs and on a phase of one epoch, which a line alone would not show
-            marked = phase == FINETUNE or len(segment) == 1
+            # markers on the epochs after the main phase and on a phase of one epoch, which a line alone
+            # would not show
+            marked = phase != TRAIN or len(segment) == 1
             ax.plot(segment["x"], segment[column], **{**styles[label], "marker": "o" if marked else None},
                     markersize=2.5)
         for boundary in task_boundaries(epochs):

@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from suite.data.names import DATASETS
+from suite.datasets import DATASETS
 from suite.errors import UserError
 from suite.methods import METHODS
 from suite.report.aggregate import RUN_GROUP

@@ -8,7 +8,7 @@ from typing import Callable
 
 import pandas as pd
 
-from suite.data.names import dataset_title
+from suite.datasets import dataset_title
 from suite.report.aggregate import UPPER_BOUNDS, setting_rank, setting_title, sort_rows
 from suite.report.tables import MISSING, Table, best_cells, mean_std, number
 

@@ -8,11 +8,11 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from suite.data.names import TOP5_DATASETS, dataset_title
+from suite.datasets import TOP5_DATASETS, dataset_title
 from suite.methods import METHODS
 from suite.report.aggregate import RUN_GROUP, UPPER_BOUNDS, Axis, setting_rank, setting_title, sort_rows
 from suite.report.references import DYTOX_TABLE_BACKBONES, MEMORY_PROTOCOLS, PROTOCOL_SWITCH, run_comparison
-from suite.run import schema
+from suite import schema
 
 MISSING = "–"
 PER_CLASS = " (per class × classes)"  # marks a memory budget given as memory.per_class

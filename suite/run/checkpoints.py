@@ -8,8 +8,8 @@ import torch
 from suite.atomic import write_bytes
 from suite.config import Config, flatten, keys_where
 from suite.errors import UserError
-from suite.models.base import PHASES
-from suite.run import schema
+from suite.methods import PHASES
+from suite import schema
 from suite.run.layout import local_checkpoints, persist_dir, results_at
 from suite.run.storage import is_uri, read_text_at
 

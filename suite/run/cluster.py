@@ -21,7 +21,7 @@ WORKER_ENV = {
     "MALLOC_MMAP_MAX_": "0",
     "MALLOC_TRIM_THRESHOLD_": "68719476736",
     # Ray Train's controller polls the workers every 2 s by default: a run then ends up to 2 s after
-    # its last report (2-3 s of the quickstart's end; bench/experiments/ray-startup/README.md)
+    # its last report (2-3 s of the quickstart's end; bench/experiments/README.md#ray-startup)
     "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.5",
 }
 
@@ -108,6 +108,11 @@ def init_ray(address: str | None):
     dashboard = f"http://{context.dashboard_url}" if context.dashboard_url else "off"
     print(f"ray       {where}, dashboard {dashboard}", flush=True)  # Ray's own line: INFO, coloured
     return ray
+
+
+def shutdown_ray() -> None:
+    """End this driver's Ray (its embedded local one stops with it)."""
+    ray.shutdown()
 
 
 def cluster_nodes(address: str | None = None) -> list[dict]:

@@ -16,8 +16,8 @@ import json
 import time
 
 from suite.run.storage import LineLog, join
+from suite.schema import LOG
 
-LOG = "log.jsonl"
 TRAIN_LOG = "train.log"
 
 
@@ -55,10 +55,14 @@ class RunHistory:
                      "skipped_batches": history.skipped_batches[-1], "seconds": history.per_task_s[-1]})
         self.flush()
 
-    def checkpointed(self, learner) -> None:
+    @staticmethod
+    def checkpoint_record(learner) -> dict:
+        """A mid-task checkpoint, as log.jsonl and the report to Ray carry it."""
         mid = learner.mid_task
-        self.record({"event": "checkpoint", "task": learner.next_task + 1, "phase": mid.phase,
-                     "epochs_done": mid.epochs_done})
+        return {"event": "checkpoint", "task": learner.next_task + 1, "phase": mid.phase, "epochs_done": mid.epochs_done}
+
+    def checkpointed(self, learner) -> None:
+        self.record(self.checkpoint_record(learner))
         self.flush()
 
     def resumed(self, learner) -> None:

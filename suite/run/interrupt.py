@@ -11,7 +11,7 @@ import shlex
 import signal
 from contextlib import contextmanager
 
-from suite.run import schema
+from suite import schema
 from suite.run.layout import RAY_JOB_MARK
 from suite.run.storage import read_text_at, write_json_at
 

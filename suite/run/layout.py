@@ -20,7 +20,7 @@ from pathlib import Path
 from suite.atomic import nearest_existing, write_json
 from suite.config import Config
 from suite.errors import UserError
-from suite.run import schema
+from suite import schema
 from suite.run.storage import join, read_text_at
 
 CHECKPOINT = "checkpoints/latest.pt"  # in-process runs

@@ -17,10 +17,10 @@ from suite.errors import UserError
 from suite.learner.memory import per_class_budget
 from suite.learner.learner import task_epochs
 from suite.learner.model import run_model
-from suite.methods import CONFIGURED, METHODS
-from suite.models.base import FINETUNE
+from suite.methods import CONFIGURED, FINETUNE, METHODS
 from suite.strategies import strategy_for
 from suite.run import footprint
+from suite.run.layout import run_dir_of
 from suite.run.trackers import check_installed
 
 
@@ -105,15 +105,20 @@ def memory_warning(cfg: Config, data: DataSet) -> str | None:
     return None
 
 
-def prepare(cfg: Config) -> tuple[DataSet, Scenario]:
-    """The run's data set, checked against its config, and its scenario (in the driver and in every worker)."""
-    data = load_dataset(cfg.data)
+def plan_run(cfg: Config, run_dir: Path | None = None, data: DataSet | None = None) -> Plan:
+    """The run's plan, made once in the driver: its data set loaded (or `data`, one that a sweep's
+    trials share, loaded and its files checked once) and checked against the config, its scenario
+    built; its directory `run_dir`, by default the config's (output.basedir / output.name). Whatever executes the plan (this process, Ray Train's workers, a sweep's trial) takes its
+    data from it: no data set is loaded twice for a run."""
+    if data is None:
+        data = load_dataset(cfg.data)
+        check_files(data)
     check_data(cfg, data)
-    return data, build_scenario(cfg, data)
+    return Plan(cfg, data, build_scenario(cfg, data), run_dir or run_dir_of(cfg))
 
 
 def check_files(data: DataSet) -> None:
-    """Driver only: images kept on disk open as images (headers only), before any worker starts."""
+    """Images kept on disk open as images (headers only), before any worker starts."""
     for split in (data.train, data.test):
         if not split.in_memory:
             check_headers(split.images)

@@ -8,7 +8,7 @@ from importlib import metadata
 from pathlib import Path
 
 from suite.config import Config
-from suite.run import schema
+from suite import schema
 from suite.run.storage import join, write_json_at
 
 REPO = Path(__file__).resolve().parents[2]

@@ -27,8 +27,7 @@ from torch import nn
 
 from suite.config import Config
 from suite.learner.losses import classification_loss
-from suite.methods import METHODS
-from suite.models.base import FINETUNE, TRAIN
+from suite.methods import FINETUNE, METHODS, TRAIN
 
 MEMORY = "memory"  # a task's step that updates the rehearsal memory
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 
 from suite.learner.losses import classification_loss
-from suite.models.base import BIAS, TRAIN
+from suite.methods import BIAS, TRAIN
 from suite.strategies.base import MEMORY, ExtraPhase, register_strategy
 from suite.strategies.icarl import ICaRL
 

@@ -7,7 +7,7 @@ import torch
 from suite.learner.losses import (
     classification_loss, divergence_targets, knn_invariant_distillation, logit_distillation,
 )
-from suite.models.base import FINETUNE
+from suite.methods import FINETUNE
 from suite.strategies.base import ExtraPhase, Strategy, register_strategy
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import torch
 
-from suite.models.base import TRAIN
+from suite.methods import TRAIN
 from suite.strategies.base import register_strategy
 from suite.strategies.icarl import ICaRL
 

@@ -35,7 +35,7 @@ from suite import config as config_mod
 from suite.config import Config
 from suite.errors import UserError
 from suite.run.plan import check_config
-from suite.run.schema import SPLITS
+from suite.schema import SPLITS
 from suite.run.storage import join
 
 SWEEP_KEYS = {"name", "base", "recipes", "set", "axes", "num_samples", "seed", "max_concurrent_trials", "select_on"}

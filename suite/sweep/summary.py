@@ -9,7 +9,7 @@ import pandas as pd
 
 from suite.atomic import write_text
 from suite.errors import UserError
-from suite.run import schema
+from suite import schema
 from suite.run.layout import results_at
 from suite.run.storage import read_text_at
 from suite.sweep.spec import Sweep

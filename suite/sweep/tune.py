@@ -15,11 +15,12 @@ import pandas as pd
 from ray import tune
 from ray.tune.integration.ray_train import TuneReportCallback
 
-from suite.config import from_dict
 from suite.learner.progress import format_seconds
-from suite.run import schema
+from suite import schema
 from suite.run.cluster import cluster_nodes, init_ray, set_driver_env
-from suite.run.ray_train import fit, make_trainer
+from suite.run.plan import Plan
+from suite.run.ray_train import make_trainer
+from suite.run.supervise import fit
 from suite.run.trackers import tune_callbacks
 from suite.sweep.spec import Sweep
 from suite.sweep.summary import summary_frame, trial_results, write_summary
@@ -28,21 +29,20 @@ TUNE_DIR = "tune"
 TRIAL_DRIVER_CPUS = 0.01  # a trial's own process only waits on its workers; they hold the CPUs
 
 
-def run_trial(config: dict, trials: dict) -> None:
-    """One trial: `config["trial"]` names it (all Tune shows and stores); `trials` maps names to
-    their config and run directory (passed with `tune.with_parameters`)."""
-    if config["trial"] not in trials:  # a restored sweep whose file no longer has this trial
+def run_trial(config: dict, plans: dict) -> None:
+    """One trial: `config["trial"]` names it (all Tune shows and stores); `plans` maps names to their
+    plan, the driver's (passed with `tune.with_parameters`, through Ray's object store: the trials of
+    one data set share its one copy)."""
+    if config["trial"] not in plans:  # a restored sweep whose file no longer has this trial
         raise RuntimeError(f"trial '{config['trial']}' is not in the sweep file any more; "
                            "rerun the changed sweep under a new --name")
     set_driver_env()  # this trial's process starts its run's TorchTrainer
-    trial = trials[config["trial"]]
-    cfg = from_dict(trial["cfg"])
-    run_dir = Path(trial["run_dir"])
-    if (trial_results(cfg, run_dir) or {}).get("status") == schema.FINISHED:  # restored after the driver died
-        return                                                             # between finish and bookkeeping
-    trainer = make_trainer(cfg, run_dir, cluster_nodes(), callbacks=[TuneReportCallback()], reserved=TRIAL_DRIVER_CPUS,
+    plan = plans[config["trial"]]
+    if (trial_results(plan.cfg, plan.run_dir) or {}).get("status") == schema.FINISHED:  # restored after the driver
+        return                                                                       # died between finish and bookkeeping
+    trainer = make_trainer(plan, cluster_nodes(), callbacks=[TuneReportCallback()], reserved=TRIAL_DRIVER_CPUS,
                            trackers=False)
-    fit(trainer, cfg, run_dir)
+    fit(trainer, plan.cfg, plan.run_dir)
 
 
 class SummaryCallback(tune.Callback):
@@ -81,18 +81,17 @@ def sweep_trackers(sweep: Sweep) -> list[str]:
     return list(dict.fromkeys(name for trial in sweep.trials for name in trial.cfg.logging.backend))
 
 
-def run_sweep(sweep: Sweep, sweep_dir: Path, address: str | None) -> pd.DataFrame:
-    """Run (or continue) every trial; returns the final summary."""
+def run_sweep(sweep: Sweep, plans: dict[str, Plan], sweep_dir: Path, address: str | None) -> pd.DataFrame:
+    """Run (or continue) every trial of its plan; returns the final summary."""
     init_ray(address)
-    trials = {t.name: {"cfg": t.cfg.to_dict(), "run_dir": str(sweep_dir / t.name)} for t in sweep.trials}
-    trainable = tune.with_resources(tune.with_parameters(run_trial, trials=trials), {"CPU": TRIAL_DRIVER_CPUS})
+    trainable = tune.with_resources(tune.with_parameters(run_trial, plans=plans), {"CPU": TRIAL_DRIVER_CPUS})
     if (sweep_dir / TUNE_DIR).exists():
         print(f"continuing the sweep in {sweep_dir}: finished trials are kept, the others resume from their "
               "last checkpoint", flush=True)
     # A new Tuner even when continuing (not Tuner.restore): a restored Tuner starts every unfinished trial at
     # once, as max_concurrent_trials only holds back new trials, and each trial's run directory holds its
     # progress anyway (run_trial returns at once for a finished one).
-    space = {"trial": tune.grid_search(list(trials))}  # names only: Tune's tables stay one line per trial
+    space = {"trial": tune.grid_search(list(plans))}  # names only: Tune's tables stay one line per trial
     tuner = tune.Tuner(
         trainable,
         param_space=space,

@@ -1,5 +1,5 @@
 """Importing this package registers every data set loader: each module of it registers its own
-(a new data set is a file here plus its name in suite/data/names.py)."""
+(a new data set is a file here plus its name in suite/datasets.py)."""
 import importlib
 import pkgutil
 

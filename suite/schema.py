@@ -1,8 +1,9 @@
-"""results.json: the one definition of a run's results file, used by every writer and reader.
+"""A run's files, defined once for every writer and reader: results.json's keys and statuses, and
+the names of the files beside it (log.jsonl's records name a task's phases as suite/methods.py does).
 
-The run layer writes it after every task (`document`); the CLI, the sweep summary, the
-interruption handler and the report read it (`read`, `parse`, `flat_config`). A key added here
-is added for all of them.
+The run layer writes results.json after every task (`document`); the CLI, the sweep summary, the
+interruption handler and the report read it (`read`, `parse`, `flat_config`, `num_keys`). A key
+added here is added for all of them.
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from suite.errors import UserError
 from suite.methods import METHODS
 
 RESULTS = "results.json"
+LOG = "log.jsonl"  # one JSON record per epoch, task, checkpoint and resume (suite/run/history.py)
 STATUSES = RUNNING, FINISHED, FAILED, INTERRUPTED = ("running", "finished", "failed", "interrupted")
 REQUIRED_KEYS = ("status", "method", "dataset", "setting", "acc", "acc_matrix", "classes_per_task", "config")
 HEADLINE = ("tasks_done", "avg_incremental_accuracy", "last_accuracy", "forgetting", "bwt")
@@ -35,6 +37,7 @@ def document(cfg: Config, scenario, history, status: str, provenance: dict, erro
         "status": status,
         "method": cfg.method,
         "label": METHODS[cfg.method].display_label(cfg.distill.knn_weight),
+        "num_keys": METHODS[cfg.method].num_keys(cfg.model.num_keys, scenario.num_tasks),  # resolved
         "dataset": cfg.data.name,
         "setting": scenario.setting,
         "class_order": list(scenario.class_order),
@@ -114,6 +117,15 @@ def parse(text: str, where: str) -> dict:
         raise UserError(f"'{where}' is not a results file written by suite/run.py ({type(e).__name__}); "
                         "expected JSON with a 'config' section") from None
     return doc
+
+
+def num_keys(doc: dict) -> int | None:
+    """The run's external key count (None: a method without keys); a file written before the count was
+    stored resolves it from the method's record, as the run did."""
+    if "num_keys" in doc:
+        return doc["num_keys"]
+    method = METHODS.get(doc["method"])
+    return method.num_keys(doc["config"].get("model", {}).get("num_keys"), len(doc["classes_per_task"])) if method else None
 
 
 def flat_config(doc: dict) -> dict[str, Any]:

@@ -1,4 +1,5 @@
-"""One run from a validated config: check, plan, train (on Ray Train or in this process), report.
+"""One run from a validated config: check, plan (once), train (on Ray Train or in this process),
+report. The door that composes the run layer and the report: neither imports the other.
 
 Exit codes as the CLI's: 0 done, 1 the run failed, 128+N stopped by signal N.
 """
@@ -8,9 +9,9 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from suite import schema
 from suite.config import Config
 from suite.learner.learner import NonFiniteLoss
-from suite.run import schema
 from suite.run.checkpoints import check_resume
 from suite.run.console import print_summary
 from suite.run.footprint import OutOfMemory
@@ -20,7 +21,7 @@ from suite.run.layout import (
 )
 from suite.run.local import check_storage, run_in_process
 from suite.run.plan import (
-    Plan, check_config, check_files, memory_warning, prepare, resource_warnings, resources_there, upsampling_warning,
+    Plan, check_config, memory_warning, plan_run, resource_warnings, resources_there, upsampling_warning,
 )
 from suite.run.storage import is_uri
 
@@ -49,11 +50,9 @@ def run_command(cfg: Config, options: RunOptions) -> int:
         print(f"run '{run_dir}' has already finished all {stored.get('tasks_done')} tasks: nothing to resume, "
               "nothing changed (its results.json and report are as they were)")
         return 0
-    data, scenario = prepare(cfg)
-    check_files(data)
-    plan = Plan(cfg, data, scenario, run_dir)
+    plan = plan_run(cfg, run_dir)
     print(plan.describe(), flush=True)
-    for warning in (plan.check_memory(), upsampling_warning(cfg, data), memory_warning(cfg, data)):
+    for warning in (plan.check_memory(), upsampling_warning(cfg, plan.data), memory_warning(cfg, plan.data)):
         if warning:
             print(warning, file=sys.stderr, flush=True)
     if options.dry_run:
@@ -79,7 +78,8 @@ def execute(plan: Plan, options: RunOptions) -> int:
     failures = (NonFiniteLoss, OSError, OutOfMemory)  # any other crash of the learner keeps its traceback
     if not options.in_process:
         from suite.run.cluster import init_ray
-        from suite.run.ray_train import RunFailed, run_on_ray
+        from suite.run.ray_train import run_on_ray
+        from suite.run.supervise import RunFailed
 
         failures += (RunFailed,)
         init_ray(options.address)  # first: ray.init installs a SIGTERM handler of its own, which aborts
@@ -87,9 +87,9 @@ def execute(plan: Plan, options: RunOptions) -> int:
     try:
         with stop_signals_raise():
             if options.in_process:
-                results = run_in_process(plan.cfg, plan.run_dir, options.resume)
+                results = run_in_process(plan, options.resume)
             else:
-                results = run_on_ray(plan.cfg, plan.run_dir, options.address, str(plan.out_of_memory()))
+                results = run_on_ray(plan, options.address, str(plan.out_of_memory()))
     except Interrupted as e:
         return record_interruption(plan, e, options)
     except failures as e:
@@ -118,7 +118,7 @@ def record_interruption(plan: Plan, stop: Interrupted, options: RunOptions) -> i
                     f"to continue: {resume}"}[status]
     print(line, file=sys.stderr, flush=True)
     if not options.in_process:
-        import ray
+        from suite.run.cluster import shutdown_ray
 
-        ray.shutdown()
+        shutdown_ray()
     return stop.exit_code
