@@ -66,14 +66,18 @@ class Method:
 HEADLINE = "daformer_m"  # the method the report compares every other method against
 
 _DAFORMER = dict(knn=True, release="DAFormer release (wangsfan/DAFormer), DyTox++ recipe")
-_PLAIN_VIT = dict(distill=False, divergence=False, freezes_old_heads=False)
+_PLAIN = dict(distill=False, divergence=False, freezes_old_heads=False)
+_PLAIN_CNN = dict(architecture="cnn", release="the CNN baselines' backbone and recipe (PyCIL's protocol), trained plainly",
+                  **_PLAIN)
 
 # In the order tables list them: lower bound first, upper bound last.
 # Colours and markers: matplotlib's tab10 palette, told apart in greyscale print by the markers.
 METHODS: dict[str, Method] = {m.name: m for m in (
     Method("finetune", "Finetune", "plain ViT, no memory (lower bound)", rehearsal=False, bound="lower",
-           color="#7f7f7f", marker="v", **_PLAIN_VIT),
-    Method("replay", "Replay", "plain ViT, rehearsal only", color="#8c564b", marker="s", **_PLAIN_VIT),
+           color="#7f7f7f", marker="v", **_PLAIN),
+    Method("finetune_cnn", "Finetune (CNN)", "a CNN (model.backbone), no memory (the CNN rows' lower bound)",
+           rehearsal=False, bound="lower", color="#3f3f3f", marker="1", **_PLAIN_CNN),
+    Method("replay", "Replay", "plain ViT, rehearsal only", color="#8c564b", marker="s", **_PLAIN),
     Method("dytox", "DyTox", "DyTox: task tokens + class-attention block",
            release="DyTox release (arthurdouillard/dytox): DyTox, DyTox+ or DyTox++ by preset",
            color="#1f77b4", marker="^"),
@@ -98,5 +102,7 @@ METHODS: dict[str, Method] = {m.name: m for m in (
            release="PyCIL (LAMDA-CL/PyCIL) models/bic.py: one bias layer per task, all applied",
            color="#bcbd22", marker="p"),
     Method("joint", "Joint", "plain ViT, every class in one task (upper bound)", rehearsal=False,
-           single_task=True, bound="upper", color="#17becf", marker="*", **_PLAIN_VIT),
+           single_task=True, bound="upper", color="#17becf", marker="*", **_PLAIN),
+    Method("joint_cnn", "Joint (CNN)", "a CNN (model.backbone), every class in one task (the CNN rows' upper bound)",
+           rehearsal=False, single_task=True, bound="upper", color="#0b6f79", marker="2", **_PLAIN_CNN),
 )}

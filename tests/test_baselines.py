@@ -18,9 +18,8 @@ from suite.learner.optim import make_optimizer
 from suite.methods import BIAS, TRAIN
 from suite.models.cnn import IncrementalCNN
 from suite.run.checkpoints import payload, restore
-from tests.conftest import data_of
 from suite.strategies.wa import align_weights
-from tests.conftest import TINY
+from tests.conftest import TINY, data_of
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -118,6 +117,15 @@ def test_icarl_is_judged_by_nearest_mean_and_records_the_logits_beside_it():
     assert set(h.by_classifier) == {"nme", "cnn"} and h.acc == h.by_classifier["nme"]["acc"]
     assert len(h.by_classifier["cnn"]["acc_matrix"]) == 3
     assert h.memory_size == [12, 12, 12] and learner.memory.ranked.keys() == set(range(6))
+
+
+def test_the_cnn_bounds_train_the_same_backbone_without_memory_or_in_one_task():
+    """finetune_cnn: every task in turn, no memory, logits only; joint_cnn: every class as one task."""
+    finetune, joint = run("finetune_cnn"), run("joint_cnn")
+    assert isinstance(finetune.model, IncrementalCNN) and isinstance(joint.model, IncrementalCNN)
+    assert len(finetune.history.acc) == 3 and finetune.history.memory_size == [0, 0, 0]
+    assert not finetune.history.by_classifier
+    assert len(joint.history.acc) == 1 and len(joint.model.heads) == 1 and joint.model.heads[0].out_features == 6
 
 
 def test_wa_aligns_the_last_tasks_rows_and_clips_when_asked():

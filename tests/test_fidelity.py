@@ -26,8 +26,7 @@ from suite.methods import METHODS
 from suite.models import build_model
 from suite.models.base import TaskHead
 from suite.run.plan import check_config
-from tests.conftest import data_of
-from tests.conftest import REPO, TINY
+from tests.conftest import REPO, TINY, data_of
 
 PRESETS = REPO / "configs" / "model"
 

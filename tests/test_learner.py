@@ -21,9 +21,8 @@ from suite.run.checkpoints import save as save_checkpoint
 from suite.run.layout import CHECKPOINT
 from suite.run.local import run_in_process
 from suite.run.plan import plan_run
-from tests.conftest import data_of
 from suite.schema import RESULTS
-from tests.conftest import TINY
+from tests.conftest import TINY, data_of
 from tests.runs import nan_from_task_2
 
 COMPARED = ("acc_matrix", "acc", "acc_top5", "memory_size", "num_params")

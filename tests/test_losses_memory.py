@@ -19,8 +19,7 @@ from suite.learner.losses import (
 from suite.learner.memory import (
     RANKINGS, Memory, greedy_herding_ranking, herding_ranking, per_class_budget, random_ranking, select_exemplars,
 )
-from tests.conftest import data_of
-from tests.conftest import TINY
+from tests.conftest import TINY, data_of
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")

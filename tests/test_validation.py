@@ -23,10 +23,9 @@ from suite.learner import dist
 from suite.learner.learner import Learner
 from suite.run.checkpoints import load as load_checkpoint, payload, restore, save as save_checkpoint
 from suite.run.layout import CHECKPOINT
-from tests.conftest import data_of
 from suite.sweep.spec import load_sweep
 from suite.sweep.summary import best_trials, summary_frame
-from tests.conftest import TINY, run_cli, sets
+from tests.conftest import TINY, data_of, run_cli, sets
 from tests.ray_nodes import ENV as RAY_ENV
 
 pytestmark = pytest.mark.usefixtures("one_thread")

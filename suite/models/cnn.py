@@ -88,6 +88,6 @@ def build_cnn_with_bias_layers(method, image_size, channels, num_tasks, backbone
     return IncrementalCNN(backbone, channels, bias_correction=True)
 
 
-register_builder("icarl", build_cnn)
-register_builder("wa", build_cnn)
+for _name in ("icarl", "wa", "finetune_cnn", "joint_cnn"):
+    register_builder(_name, build_cnn)
 register_builder("bic", build_cnn_with_bias_layers)

@@ -1,5 +1,6 @@
-"""DAFormer, DyTox and the plain-ViT baselines (replay, finetune, joint): the releases' objective
-and their balanced finetuning on the memory after every task but the first."""
+"""DAFormer, DyTox and the plain baselines (replay, finetune, joint; the CNN bounds finetune_cnn and
+joint_cnn): the releases' objective and their balanced finetuning on the memory after every task
+but the first (the plain methods without a memory: cross-entropy alone)."""
 from __future__ import annotations
 
 import torch
@@ -11,7 +12,8 @@ from suite.methods import FINETUNE
 from suite.strategies.base import ExtraPhase, Strategy, register_strategy
 
 
-@register_strategy("finetune", "replay", "dytox", "daformer_s", "daformer_m", "daformer", "joint")
+@register_strategy("finetune", "replay", "dytox", "daformer_s", "daformer_m", "daformer", "joint", "finetune_cnn",
+                   "joint_cnn")
 class ReleaseRecipe(Strategy):
     def steps(self, task: int) -> tuple[str, ...]:
         finetunes = self.method.rehearsal and task > 0 and self.cfg.finetune.epochs > 0
