@@ -165,6 +165,8 @@ class TrainConfig:
     precision: str = _key("auto", "autocast: auto (bf16 where fast), bf16, fp32", choices=("auto", "bf16", "fp32"))
     eval_batch_size: int = _key(256, "evaluation and feature-extraction batch size", minimum=1, resume="may differ",
                                 variant=False)
+    drop_last: bool = _key(True, "drop each epoch's last, partial batch (as the DyTox and DAFormer releases; PyCIL "
+                           "keeps it: its protocol's presets set false)")
     channels_last: bool = _key(False, "images and convolution weights in channels-last memory format (faster for "
                                "the CNN baselines' ResNets; reports/perf/pycil_speed.md)")
     compile: bool = _key(False, "torch.compile the training forward (recompiles as tasks add keys; "

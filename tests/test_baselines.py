@@ -6,6 +6,7 @@ ResNet-32, two epochs a phase: a few seconds each.
 import copy
 import math
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -117,6 +118,15 @@ def test_icarl_is_judged_by_nearest_mean_and_records_the_logits_beside_it():
     assert set(h.by_classifier) == {"nme", "cnn"} and h.acc == h.by_classifier["nme"]["acc"]
     assert len(h.by_classifier["cnn"]["acc_matrix"]) == 3
     assert h.memory_size == [12, 12, 12] and learner.memory.ranked.keys() == set(range(6))
+
+
+def test_an_epoch_keeps_its_last_partial_batch_as_pycil_does_when_drop_last_is_off():
+    """40 images at batch 16: the releases' loaders drop the last 8, PyCIL's train on them."""
+    for drop_last, batches in ((True, 2), (False, 3)):
+        cfg = load([], [*CNN, "method=icarl", f"train.drop_last={str(drop_last).lower()}"])
+        learner = Learner(cfg, *data_of(cfg), log=lambda line: None)
+        assert len(learner._loader(np.arange(40), shuffle=True, seed_offset=0, repeats=1)) == batches
+    assert load(["configs/model/pycil_cifar.yaml"], []).train.drop_last is False
 
 
 def test_the_cnn_bounds_train_the_same_backbone_without_memory_or_in_one_task():

@@ -541,7 +541,7 @@ class Learner:
         workers = self.cfg.data.num_workers
         batch_size = self.cfg.train.batch_size
         return DataLoader(dataset, batch_size=batch_size, sampler=sampler,
-                          drop_last=len(sampler) > batch_size,
+                          drop_last=self.cfg.train.drop_last and len(sampler) > batch_size,
                           num_workers=workers, persistent_workers=workers > 0,
                           pin_memory=self.device.type == "cuda")
 
