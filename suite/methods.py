@@ -101,6 +101,12 @@ METHODS: dict[str, Method] = {m.name: m for m in (
            divergence=False, freezes_old_heads=False, classifiers=("cnn", "nme"), architecture="cnn", rerun=True,
            release="PyCIL (LAMDA-CL/PyCIL) models/bic.py: one bias layer per task, all applied",
            color="#bcbd22", marker="p"),
+    Method("der", "DER w/o P", "DER without pruning: a new backbone per task, the old ones frozen, one classifier "
+           "over all their features, an auxiliary classifier", distill=False, freezes_old_heads=False,
+           architecture="cnn", rerun=True,
+           release="PyCIL (LAMDA-CL/PyCIL) models/der.py: weight aligning after each task, in place of the DER "
+                   "release's classifier retraining",
+           color="#6a3d9a", marker="d"),
     Method("joint", "Joint", "plain ViT, every class in one task (upper bound)", rehearsal=False,
            single_task=True, bound="upper", color="#17becf", marker="*", **_PLAIN),
     Method("joint_cnn", "Joint (CNN)", "a CNN (model.backbone), every class in one task (the CNN rows' upper bound)",

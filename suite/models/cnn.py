@@ -37,13 +37,10 @@ class BiasLayer(nn.Module):
         return self.alpha * logits + self.beta
 
 
-class IncrementalCNN(nn.Module):
-    def __init__(self, backbone: str, channels: int, bias_correction: bool = False):
-        super().__init__()
-        self.backbone = BACKBONE_BUILDERS[backbone](channels=channels)
-        self.out_dim = self.backbone.out_dim
-        self.heads = nn.ModuleList()
-        self.biases = nn.ModuleList() if bias_correction else None
+class LinearHeads:
+    """The tasks and classes of a model whose `heads` are one linear layer per task."""
+
+    heads: nn.ModuleList
 
     @property
     def num_tasks(self) -> int:
@@ -56,6 +53,15 @@ class IncrementalCNN(nn.Module):
     @property
     def num_classes(self) -> int:
         return sum(self.task_sizes)
+
+
+class IncrementalCNN(LinearHeads, nn.Module):
+    def __init__(self, backbone: str, channels: int, bias_correction: bool = False):
+        super().__init__()
+        self.backbone = BACKBONE_BUILDERS[backbone](channels=channels)
+        self.out_dim = self.backbone.out_dim
+        self.heads = nn.ModuleList()
+        self.biases = nn.ModuleList() if bias_correction else None
 
     def add_task(self, num_classes: int) -> None:
         self.heads.append(linear_head(self.out_dim, num_classes))

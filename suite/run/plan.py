@@ -17,7 +17,7 @@ from suite.errors import UserError
 from suite.learner.memory import per_class_budget
 from suite.learner.learner import task_epochs
 from suite.learner.model import run_model
-from suite.methods import CONFIGURED, FINETUNE, METHODS
+from suite.methods import BACKBONES, CONFIGURED, FINETUNE, METHODS
 from suite.strategies import strategy_for
 from suite.run import footprint
 from suite.run.layout import run_dir_of
@@ -241,7 +241,7 @@ class Plan:
     def _architecture(self) -> str:
         m = self.cfg.model
         if METHODS[self.cfg.method].architecture == "cnn":
-            return f"backbone {m.backbone}, a linear classifier grown by each task's classes"
+            return f"backbone {m.backbone}: {BACKBONES[m.backbone]}"
         return f"embed {m.embed_dim}, depth {m.depth}+1, heads {m.num_heads}, patch {m.patch_size}"
 
     def _training(self) -> str:

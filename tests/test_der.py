@@ -1,0 +1,89 @@
+"""DER without pruning on the method seam: the growing network, its loss, its frozen old backbones,
+its resume inside a task."""
+import copy
+
+import pytest
+import torch
+
+from suite.config import load
+from suite.learner.learner import Learner
+from suite.models.der import DERNet
+from suite.models.resnet import BACKBONE_BUILDERS
+from suite.run.checkpoints import payload, restore
+from tests.conftest import TINY, data_of
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+DER = [*TINY, "method=der", "train.epochs=2", "train.loss=ce", "train.optimizer=sgd", "train.scale_lr=false",
+       "train.lr=0.05", "memory.selection=herding_greedy"]
+PUBLISHED_M = {10: 112.27, 20: 224.55, 50: 561.39}  # DyTox's CIFAR-100 table, DER w/o P, #P at 10/20/50 steps
+
+
+def counted(model: torch.nn.Module) -> int:
+    """Parameters used at test time, as the plan and results.json count them (the auxiliary head out)."""
+    return sum(p.numel() for name, p in model.named_parameters() if not name.startswith("div_head"))
+
+
+def test_the_parameters_grow_by_a_backbone_and_the_classifier_per_task_as_the_references():
+    """CIFAR ResNet-18 (the DER/DyTox table's protocol), 100 classes in 10 steps: step t holds t
+    backbones and one classifier over their 512·t features (PyCIL's DERNet, the DER release's
+    network); the counts are within 0.1% of those DyTox's table prints for DER w/o P."""
+    with torch.device("meta"):
+        backbone = sum(p.numel() for p in BACKBONE_BUILDERS["cifar_resnet18"]().parameters())
+        net = DERNet("cifar_resnet18", 3)
+        for t in range(1, 11):
+            net.add_task(10)
+            assert counted(net) == t * backbone + 512 * t * 10 * t + 10 * t
+            assert net.div_head is None if t == 1 else net.div_head.out_features == 11
+    for steps, published in PUBLISHED_M.items():
+        ours = steps * backbone + 512 * steps * 100 + 100
+        assert abs(ours / 1e6 - published) / published < 1e-3, (steps, ours)
+
+
+def run(*sets: str, on_epoch_end=None, on_checkpoint=None, on_task_end=None) -> Learner:
+    cfg = load([], [*DER, *sets])
+    learner = Learner(cfg, *data_of(cfg), log=lambda line: None, on_epoch_end=on_epoch_end,
+                      on_checkpoint=on_checkpoint)
+    learner.run(on_task_end)
+    return learner
+
+
+def test_old_backbones_stay_as_their_task_left_them_and_the_new_rows_are_aligned():
+    first_backbone = {}
+
+    def snapshot(task, learner):
+        if task == 0:
+            first_backbone.update(copy.deepcopy(learner.model.backbones[0].state_dict()))
+
+    learner = run(on_task_end=snapshot)
+    model = learner.model
+    assert len(model.backbones) == 3 and [h.in_features for h in model.heads] == [3 * model.out_dim] * 3
+    after = model.backbones[0].state_dict()
+    assert all(torch.equal(first_backbone[k], after[k]) for k in after)  # BatchNorm statistics too
+    old = torch.cat([h.weight for h in model.heads[:-1]]).norm(dim=1).mean()
+    assert torch.isclose(model.heads[-1].weight.norm(dim=1).mean(), old, rtol=1e-5)
+    assert len(learner.history.acc) == 3 and learner.history.memory_size == [12, 12, 12]
+
+
+def test_the_auxiliary_loss_joins_from_the_second_task():
+    losses = []
+    run(on_epoch_end=losses.append)
+    assert [(e["task"], e["phase"]) for e in losses] == [(1, "train")] * 2 + [(2, "train")] * 2 + [(3, "train")] * 2
+
+
+def test_der_resumed_inside_a_task_ends_as_an_uninterrupted_run():
+    reference_losses, resumed_losses, saved = [], [], []
+    reference = run("train.checkpoint_every=1", on_epoch_end=reference_losses.append)
+
+    def keep(learner):
+        if learner.next_task == 1 and not saved:
+            saved.append(copy.deepcopy(payload(learner, learner.cfg)))  # inside task 2, after one epoch
+
+    run("train.checkpoint_every=1", on_checkpoint=keep)
+    cfg = reference.cfg
+    resumed = Learner(cfg, *data_of(cfg), log=lambda line: None, on_epoch_end=resumed_losses.append)
+    restore(resumed, cfg, saved[0], "memory")
+    resumed.run()
+    assert [(e["task"], e["epoch"]) for e in resumed_losses][0] == (2, 2)
+    assert [e["loss"] for e in resumed_losses] == [e["loss"] for e in reference_losses][3:]
+    assert resumed.history.acc_matrix == reference.history.acc_matrix
