@@ -103,7 +103,7 @@ METHODS: dict[str, Method] = {m.name: m for m in (
            color="#bcbd22", marker="p"),
     Method("der", "DER w/o P", "DER without pruning: a new backbone per task, the old ones frozen, one classifier "
            "over all their features, an auxiliary classifier", distill=False, freezes_old_heads=False,
-           architecture="cnn", rerun=True,
+           classifiers=("cnn", "nme"), architecture="cnn", rerun=True,
            release="PyCIL (LAMDA-CL/PyCIL) models/der.py: weight aligning after each task, in place of the DER "
                    "release's classifier retraining",
            color="#6a3d9a", marker="d"),

@@ -1,6 +1,6 @@
 """The classic baselines against PyCIL (LAMDA-CL/PyCIL): one scaled-down recipe, both sides.
 
-PyCIL runs its own iCaRL, WA or BiC (bench/parity/pycil_side.py, in the release venv); ours runs
+PyCIL runs its own iCaRL, WA, BiC or DER (bench/parity/pycil_side.py, in the release venv); ours runs
 the same method from the PyCIL-protocol preset (configs/model/cifar_<method>.yaml) with the
 recipe's keys. Both read the Tiny-ImageNet pack (bench/parity/pack.py) and learn its first
 `classes` labels in label order.
@@ -70,6 +70,7 @@ BASELINES = {b.name: b for b in (
     Baseline("iCaRL", "icarl", "icarl", "nme"),
     Baseline("WA", "wa", "wa", "cnn"),
     Baseline("BiC", "bic", "bic", "cnn"),
+    Baseline("DER", "der", "der", "cnn"),
 )}
 
 

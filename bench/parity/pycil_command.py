@@ -1,4 +1,4 @@
-"""python -m bench.parity pycil: iCaRL, WA and BiC, PyCIL's own beside ours, seed by seed, then
+"""python -m bench.parity pycil: iCaRL, WA, BiC and DER, PyCIL's own beside ours, seed by seed, then
 reports/parity/pycil/README.md with the equivalence verdict of each method and classifier."""
 from __future__ import annotations
 
@@ -89,7 +89,7 @@ def write_report(out: Path, records: list[dict], info: dict) -> Path:
     recipe = info["recipe"]
     headline = ", ".join(f"{b.name}: {b.classifier}" for b in pycil.BASELINES.values())
     text = [
-        "# PyCIL parity: iCaRL, WA and BiC, PyCIL's own beside ours",
+        "# PyCIL parity: iCaRL, WA, BiC and DER, PyCIL's own beside ours",
         "",
         f"Built by `python -m bench.parity pycil` (bench/parity/pycil*.py) from the run records in `runs/`; "
         f"every number below is in `runs.json`. Our repository at commit `{info['git_commit']}`; written "
