@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+import ray
 
 from suite.cli import absolute_paths, resolve_config_path
 from suite.commands.run import RunOptions, run_command
@@ -63,7 +64,10 @@ def test_a_run_on_ray_loads_its_data_once_in_the_driver(loads, tmp_path, ray_hea
     the workers, which cannot see the counted loader, load nothing (tests/test_architecture.py holds
     that no module but the plan calls the loader)."""
     cfg = tiny_config(tmp_path, "ray.num_workers=2", "ray.cpus_per_worker=1")
-    assert run_command(cfg, RunOptions(address=ray_head.address)) == 0
+    try:
+        assert run_command(cfg, RunOptions(address=ray_head.address)) == 0
+    finally:
+        ray.shutdown()  # this process joined the cluster as the run's driver: leave it for the next test
     assert loads == ["synthetic"]
     doc = json.loads((tmp_path / "run" / "results.json").read_text())
     assert doc["status"] == "finished" and doc["provenance"]["world_size"] == 2
