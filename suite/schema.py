@@ -64,6 +64,11 @@ def document(cfg: Config, scenario, history, status: str, provenance: dict, erro
     return doc
 
 
+def interrupted(doc: dict, signal_name: str, resume: str) -> dict:
+    """A results file marked as stopped by `signal_name`, with the command that continues it."""
+    return {**doc, "status": INTERRUPTED, "interrupted": {"signal": signal_name, "resume": resume}}
+
+
 def _summary(acc_matrix: list, acc: list, acc_top5: list) -> dict:
     """SUMMARY_METRICS of the tasks done so far (each None before the first)."""
     summary = metrics.summary(acc_matrix, acc, acc_top5) if acc else {}

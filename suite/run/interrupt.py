@@ -55,7 +55,5 @@ def mark_interrupted(results: str, signal_name: str, resume: str) -> str:
     doc = schema.parse(text, results)
     if doc.get("status") == schema.FINISHED:
         return schema.FINISHED
-    doc["status"] = schema.INTERRUPTED
-    doc["interrupted"] = {"signal": signal_name, "resume": resume}
-    write_json_at(results, doc)
+    write_json_at(results, schema.interrupted(doc, signal_name, resume))
     return schema.INTERRUPTED
