@@ -1,5 +1,5 @@
-"""`--sweep FILE`: plan every trial (each distinct data set loaded once, shared by its trials), then
-run them on Ray Tune (or print them with --dry-run), then the sweep's report."""
+"""`--sweep FILE`: plan every trial (each distinct data set loaded once, one copy shared by its
+trials), then run them on Ray Tune (or print them with --dry-run), then the sweep's report."""
 from __future__ import annotations
 
 import sys
@@ -7,7 +7,6 @@ from pathlib import Path
 
 from suite import schema
 from suite.errors import UserError
-from suite.run.footprint import check_run
 from suite.run.layout import REPORT_DIR, check_lasting, check_output_base, check_writable
 from suite.run.plan import Plan, plan_run, resource_warnings, resources_there
 from suite.sweep.spec import Sweep
@@ -25,7 +24,7 @@ def plan_trials(sweep: Sweep, sweep_dir: Path) -> dict[str, Plan]:
         datasets[key] = plan.data
         plans[trial.name] = plan
         try:
-            warning = check_run(trial.cfg, plan.image_size, plan.scenario.num_tasks)
+            warning = plan.check_memory()
         except UserError as e:
             raise UserError(f"{sweep.path}: trial {trial.name}: {e}") from None
         if warning:

@@ -73,7 +73,8 @@ def build_transform(data: DataSet, cfg: DataConfig, train: bool) -> v2.Compose:
 
 def _to_tensor(image) -> torch.Tensor:
     if isinstance(image, np.ndarray):
-        return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))
+        # a copy: the array may be a read-only view (a data set from Ray's object store)
+        return torch.from_numpy(np.array(image.transpose(2, 0, 1)))
     return v2.functional.pil_to_tensor(image)
 
 

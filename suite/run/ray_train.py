@@ -32,7 +32,8 @@ from suite.run.supervise import fit
 
 
 def worker_loop(config: dict) -> None:
-    plan: Plan = ray.get(config["plan"])  # the driver's, data included: no worker loads a data set
+    ref, name = config["plan"]  # the driver's plan, data included: no worker loads a data set
+    plan: Plan = ray.get(ref) if name is None else ray.get(ref)[name]
     cfg = plan.cfg
     # Train's LoggingConfig covers the `ray.train` loggers; one of its INFO lines per report comes
     # from a logger named by its file's path, which only the root logger's level holds back
@@ -96,16 +97,18 @@ def scaling(cfg: Config, nodes: list[dict], reserved: float = 0.0):
                          placement_strategy=r.placement_strategy), cpus
 
 
-def make_trainer(plan: Plan, nodes: list[dict], callbacks=(), reserved: float = 0.0, trackers: bool = True):
+def make_trainer(plan: Plan, nodes: list[dict], callbacks=(), reserved: float = 0.0, trackers: bool = True,
+                 stored: tuple | None = None):
     """The TorchTrainer of one run, named as the run; its checkpoints live in RUN_DIR/ray/NAME, where
-    a rerun resumes. The plan reaches the workers through Ray's object store (put once, by the
-    process that calls fit()). `trackers`: rank 0 feeds logging.backend (a sweep has Tune's loggers)."""
+    a rerun resumes. The plan reaches the workers through Ray's object store: put there now, or
+    `stored` (a reference to plans by name, and this one's name: a sweep's, put once for all its
+    trials). `trackers`: rank 0 feeds logging.backend (a sweep has Tune's loggers instead)."""
     cfg, run_dir = plan.cfg, plan.run_dir
     scaling_config, cpus = scaling(cfg, nodes, reserved)
     return TorchTrainer(
         worker_loop,
-        train_loop_config={"plan": ray.put(plan), "persist": persist_dir(cfg, run_dir), "threads": cpus,
-                           "trackers": cfg.logging.backend if trackers else [],
+        train_loop_config={"plan": stored or (ray.put(plan), None), "persist": persist_dir(cfg, run_dir),
+                           "threads": cpus, "trackers": cfg.logging.backend if trackers else [],
                            "resume_from": _local_checkpoint(cfg, run_dir)},
         scaling_config=scaling_config,
         torch_config=TorchConfig(backend="nccl" if cfg.ray.use_gpu else "gloo"),

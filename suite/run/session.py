@@ -56,24 +56,30 @@ def run_session(plan: Plan, persist: str, device: torch.device, save: SaveCheckp
 
     learner = Learner(cfg, plan.data, scenario, device, log=history.console, on_epoch_end=on_epoch_end,
                       on_checkpoint=on_checkpoint)
-    found = newest()
-    if found is not None:
-        where, state = found
-        checkpoints.restore(learner, cfg, state, where)
-        learner.log(f"resumed {checkpoints.resumed_where(learner)} from {where}")
-        if rank == 0:
-            history.resumed(learner)
     recorder = RunRecorder(cfg, scenario, persist, world_size, str(device))
-    try:
-        learner.run(on_task_end)
-    except Exception as crash:
-        error, text = footprint.failure_text(crash, cfg, plan.image_size, scenario.num_tasks)
-        if rank == 0:
-            recorder.write(learner, schema.FAILED, text)  # the Ray driver stops a run on an OutOfMemory here
-        if error is crash:
-            raise
-        raise error from None
+    try:  # the history closed (its files complete, the trackers' runs ended) however the run ends
+        resume(learner, newest(), history if rank == 0 else None)
+        try:
+            learner.run(on_task_end)
+        except Exception as crash:  # recorded in results.json (a failed resume is not: the file stays as it was)
+            error, text = footprint.failure_text(crash, cfg, plan.image_size, scenario.num_tasks)
+            if rank == 0:
+                recorder.write(learner, schema.FAILED, text)  # the Ray driver stops a run on an OutOfMemory here
+            if error is crash:
+                raise
+            raise error from None
     finally:
         history.close()
     if rank == 0:
         recorder.write(learner, schema.FINISHED)
+
+
+def resume(learner: Learner, found: Optional[tuple[str, dict]], history: Optional[RunHistory]) -> None:
+    """Continue from checkpoint `found` (where, state), if any; `history` (rank 0's) records where."""
+    if found is None:
+        return
+    where, state = found
+    checkpoints.restore(learner, learner.cfg, state, where)
+    learner.log(f"resumed {checkpoints.resumed_where(learner)} from {where}")
+    if history is not None:
+        history.resumed(learner)

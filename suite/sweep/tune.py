@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pandas as pd
+import ray
 from ray import tune
 from ray.tune.integration.ray_train import TuneReportCallback
 
@@ -29,19 +30,20 @@ TUNE_DIR = "tune"
 TRIAL_DRIVER_CPUS = 0.01  # a trial's own process only waits on its workers; they hold the CPUs
 
 
-def run_trial(config: dict, plans: dict) -> None:
-    """One trial: `config["trial"]` names it (all Tune shows and stores); `plans` maps names to their
-    plan, the driver's (passed with `tune.with_parameters`, through Ray's object store: the trials of
-    one data set share its one copy)."""
-    if config["trial"] not in plans:  # a restored sweep whose file no longer has this trial
+def run_trial(config: dict, plans) -> None:
+    """One trial: `config["trial"]` names it (all Tune shows and stores); `plans` is the object-store
+    reference of every trial's plan, by name (one copy of each data set, however many trials share it;
+    passed with `tune.with_parameters`). The trial's workers read their plan from the same object."""
+    trials = ray.get(plans)  # numpy arrays come back as views of the stored object: no copy
+    if config["trial"] not in trials:  # a restored sweep whose file no longer has this trial
         raise RuntimeError(f"trial '{config['trial']}' is not in the sweep file any more; "
                            "rerun the changed sweep under a new --name")
     set_driver_env()  # this trial's process starts its run's TorchTrainer
-    plan = plans[config["trial"]]
+    plan = trials[config["trial"]]
     if (trial_results(plan.cfg, plan.run_dir) or {}).get("status") == schema.FINISHED:  # restored after the driver
         return                                                                       # died between finish and bookkeeping
     trainer = make_trainer(plan, cluster_nodes(), callbacks=[TuneReportCallback()], reserved=TRIAL_DRIVER_CPUS,
-                           trackers=False)
+                           trackers=False, stored=(plans, config["trial"]))
     fit(trainer, plan.cfg, plan.run_dir)
 
 
@@ -84,7 +86,8 @@ def sweep_trackers(sweep: Sweep) -> list[str]:
 def run_sweep(sweep: Sweep, plans: dict[str, Plan], sweep_dir: Path, address: str | None) -> pd.DataFrame:
     """Run (or continue) every trial of its plan; returns the final summary."""
     init_ray(address)
-    trainable = tune.with_resources(tune.with_parameters(run_trial, plans=plans), {"CPU": TRIAL_DRIVER_CPUS})
+    stored = ray.put(plans)  # the trials of one data set share one copy of it (pickle keeps shared objects shared)
+    trainable = tune.with_resources(tune.with_parameters(run_trial, plans=stored), {"CPU": TRIAL_DRIVER_CPUS})
     if (sweep_dir / TUNE_DIR).exists():
         print(f"continuing the sweep in {sweep_dir}: finished trials are kept, the others resume from their "
               "last checkpoint", flush=True)
