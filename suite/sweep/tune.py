@@ -30,10 +30,12 @@ TUNE_DIR = "tune"
 TRIAL_DRIVER_CPUS = 0.01  # a trial's own process only waits on its workers; they hold the CPUs
 
 
-def run_trial(config: dict, plans) -> None:
-    """One trial: `config["trial"]` names it (all Tune shows and stores); `plans` is the object-store
-    reference of every trial's plan, by name (one copy of each data set, however many trials share it;
-    passed with `tune.with_parameters`). The trial's workers read their plan from the same object."""
+def run_trial(config: dict, stored: list) -> None:
+    """One trial: `config["trial"]` names it (all Tune shows and stores); `stored` holds the
+    object-store reference of every trial's plan, by name (one copy of each data set, however many
+    trials share it; in a list, which `tune.with_parameters` passes on as it is, where it would
+    resolve a bare reference). The trial's workers read their plan from the same object."""
+    plans = stored[0]
     trials = ray.get(plans)  # numpy arrays come back as views of the stored object: no copy
     if config["trial"] not in trials:  # a restored sweep whose file no longer has this trial
         raise RuntimeError(f"trial '{config['trial']}' is not in the sweep file any more; "
@@ -86,8 +88,8 @@ def sweep_trackers(sweep: Sweep) -> list[str]:
 def run_sweep(sweep: Sweep, plans: dict[str, Plan], sweep_dir: Path, address: str | None) -> pd.DataFrame:
     """Run (or continue) every trial of its plan; returns the final summary."""
     init_ray(address)
-    stored = ray.put(plans)  # the trials of one data set share one copy of it (pickle keeps shared objects shared)
-    trainable = tune.with_resources(tune.with_parameters(run_trial, plans=stored), {"CPU": TRIAL_DRIVER_CPUS})
+    stored = [ray.put(plans)]  # the trials of one data set share one copy of it (pickle keeps shared objects shared)
+    trainable = tune.with_resources(tune.with_parameters(run_trial, stored=stored), {"CPU": TRIAL_DRIVER_CPUS})
     if (sweep_dir / TUNE_DIR).exists():
         print(f"continuing the sweep in {sweep_dir}: finished trials are kept, the others resume from their "
               "last checkpoint", flush=True)
