@@ -185,6 +185,13 @@ class FinetuneConfig:
     lr: float = _key(5e-5, "balanced finetuning constant learning rate, scaled by global batch / 512", minimum=0.0)
     mixup: bool = _key(True, "keep the recipe's MixUp (train.mixup) in finetuning, as the releases do")
     shuffle: bool = _key(True, "shuffle finetuning batches (false reproduces the release)")
+    milestones: list[int] = _key([], "finetuning lr x train.lr_decay after these epochs (empty: a constant lr; DER's "
+                            "classifier retraining: [15])")
+    temperature: float = _key(1.0, "finetuning divides the logits by this in its loss (DER's classifier "
+                              "retraining: 5)", minimum=1e-6)
+    retrain_classifier: bool = _key(False, "der only: finetuning is the DER release's classifier retraining (the "
+                                    "classifier re-initialised, trained alone on a class-balanced subset), in place "
+                                    "of PyCIL's weight aligning")
 
 
 @dataclass

@@ -87,3 +87,45 @@ def test_der_resumed_inside_a_task_ends_as_an_uninterrupted_run():
     assert [(e["task"], e["epoch"]) for e in resumed_losses][0] == (2, 2)
     assert [e["loss"] for e in resumed_losses] == [e["loss"] for e in reference_losses][3:]
     assert resumed.history.acc_matrix == reference.history.acc_matrix
+
+
+DECOUPLE = ["finetune.retrain_classifier=true", "finetune.epochs=2", "finetune.lr=0.05", "finetune.milestones=[1]", "finetune.temperature=5"]
+
+
+def test_the_release_retrains_the_classifier_alone_on_a_balanced_subset_before_the_memory_update():
+    cfg = load([], [*DER, *DECOUPLE])
+    epochs, states, balanced = [], {}, {}
+    learner = Learner(cfg, *data_of(cfg), log=lambda line: None, on_epoch_end=epochs.append)
+    after_phase = learner.strategy.after_phase
+
+    def spy(model, task, phase):
+        after_phase(model, task, phase)
+        if task == 1:
+            states[phase] = copy.deepcopy(model.state_dict())
+            balanced.setdefault("labels", learner.data.train.labels[learner._balanced(1)])
+
+    learner.strategy.after_phase = spy
+    learner.run()
+    assert [(e["task"], e["phase"]) for e in epochs] == [(1, "train")] * 2 + [(2, "train")] * 2 + \
+        [(2, "finetune")] * 2 + [(3, "train")] * 2 + [(3, "finetune")] * 2
+    changed = {k for k in states["train"] if not torch.equal(states["train"][k], states["finetune"][k])}
+    assert changed and all(k.startswith("heads.") for k in changed)  # the backbones' BatchNorm statistics too
+    labels = balanced["labels"]  # task 2: its 2 new classes' images and the 2 old classes' exemplars
+    counts = [int((labels == c).sum()) for c in range(4)]
+    assert len(set(counts)) == 1 and counts[0] == 12 // 2  # the smallest class: an old one's 6 exemplars
+
+
+def test_der_resumed_inside_its_classifier_retraining_ends_as_an_uninterrupted_run():
+    reference = run(*DECOUPLE, "train.checkpoint_every=1")
+    saved = []
+
+    def keep(learner):
+        if learner.mid_task.phase == "finetune" and not saved:
+            saved.append(copy.deepcopy(payload(learner, learner.cfg)))
+
+    run(*DECOUPLE, "train.checkpoint_every=1", on_checkpoint=keep)
+    cfg = reference.cfg
+    resumed = Learner(cfg, *data_of(cfg), log=lambda line: None)
+    restore(resumed, cfg, saved[0], "memory")
+    resumed.run()
+    assert resumed.history.acc_matrix == reference.history.acc_matrix

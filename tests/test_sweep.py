@@ -46,7 +46,7 @@ def test_sweep_dry_run_checks_the_resources_as_a_run_does(capsys, tmp_path):
     assert not (tmp_path / "tiny").exists()
 
 
-def test_paper_sweep_has_eighteen_trials_per_setting(capsys, tmp_path):
+def test_paper_sweep_has_twenty_one_trials_per_setting(capsys, tmp_path):
     from tests.data_files import make_cifar
 
     make_cifar(tmp_path / "cifar" / "cifar-100-python", train_per_class=25)
@@ -54,8 +54,8 @@ def test_paper_sweep_has_eighteen_trials_per_setting(capsys, tmp_path):
                      str(tmp_path / "cifar"), "--output-basedir", str(tmp_path / "runs")])
     out = capsys.readouterr().out
     assert code == 0
-    assert "54 trial(s)" in out
-    assert out.count("scenario.increment=5,") == 18
+    assert "63 trial(s)" in out
+    assert out.count("scenario.increment=5,") == 21
 
 
 def _results(path):

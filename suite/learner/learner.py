@@ -265,11 +265,17 @@ class Learner:
         images and at the learning rate its strategy's `extra_phase` gives."""
         spec = self.strategy.extra_phase(task, name)
         self.model.set_phase(name)
-        indices = self.memory.indices() if spec.images == "memory" else self._held_out(task)
-        loader = self._loader(indices, shuffle=spec.shuffle, seed_offset=1000 * PHASES.index(name) + task, repeats=1)
+        images = {"memory": self.memory.indices, "held_out": lambda: self._held_out(task),
+                  "balanced": lambda: self._balanced(task)}
+        loader = self._loader(images[spec.images](), shuffle=spec.shuffle, seed_offset=1000 * PHASES.index(name) + task,
+                              repeats=1)
         epochs = self.strategy.epochs(task, name)
         if spec.scheduled:
             self._scheduled_optimizer(task, spec.lr, epochs, len(loader))
+        elif spec.milestones:
+            self.optimizer, self.scheduler = self._optimizer(
+                self._scaled(spec.lr), epochs * len(loader), warmup=0,
+                milestones=[e * len(loader) for e in spec.milestones], schedule="multistep")
         else:
             self.optimizer, self.scheduler = self._optimizer(self._scaled(spec.lr), None, warmup=0)
         self._run_phase(task, Phase(name, epochs, loader, mixup=self._mixup() if spec.mixup else None,
@@ -300,6 +306,15 @@ class Learner:
         pools = [self._training_images([c]) for c in self.scenario.tasks[task]]
         pools += [np.array(idx, dtype=np.int64) for idx in self.memory.ranked.values()]
         return np.sort(np.concatenate([rng.choice(pool, min(per_class, len(pool)), replace=False) for pool in pools]))
+
+    def _balanced(self, task: int) -> np.ndarray:
+        """Task `task`'s training images and the memory it trained with, every class cut to the
+        smallest class's count, drawn by the seed (the DER release's class-balanced subset)."""
+        rng = np.random.default_rng([self.cfg.seed, task, 11])
+        pools = [self._training_images([c]) for c in self.scenario.tasks[task]]
+        pools += [np.array(idx, dtype=np.int64) for idx in self.memory.ranked.values()]
+        size = min(len(pool) for pool in pools)
+        return np.sort(np.concatenate([rng.choice(pool, size, replace=False) for pool in pools]))
 
     @torch.no_grad()
     def update_memory(self, task: int) -> None:
@@ -546,10 +561,11 @@ class Learner:
                           pin_memory=self.device.type == "cuda")
 
     def _optimizer(self, lr: float, steps: Optional[int], warmup: int, milestones: list[int] = (),
-                   weight_decay: Optional[float] = None):
-        """The optimizer and its per-step schedule (none where `steps` is None: a constant lr)."""
+                   weight_decay: Optional[float] = None, schedule: Optional[str] = None):
+        """The optimizer and its per-step schedule (none where `steps` is None: a constant lr;
+        `schedule`: train.schedule unless given)."""
         decay = self.cfg.train.weight_decay if weight_decay is None else weight_decay
-        return make_optimizer(self.model, self.cfg.train, lr, decay, steps, warmup, milestones)
+        return make_optimizer(self.model, self.cfg.train, lr, decay, steps, warmup, milestones, schedule)
 
     def _mixup(self) -> Optional[Mixup]:
         cfg = self.cfg.train

@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from suite.methods import TRAIN
+from suite.methods import FINETUNE, TRAIN
 from suite.models.base import Output, register_builder
 from suite.models.cnn import LinearHeads, linear_head
 from suite.models.resnet import BACKBONE_BUILDERS
@@ -35,6 +35,7 @@ class DERNet(LinearHeads, nn.Module):
     def __init__(self, backbone: str, channels: int):
         super().__init__()
         self.backbone_name, self.channels = backbone, channels
+        self.phase = TRAIN
         self.backbones = nn.ModuleList()
         self.heads = nn.ModuleList()
         self.div_head: nn.Linear | None = None
@@ -54,16 +55,21 @@ class DERNet(LinearHeads, nn.Module):
         self.div_head = linear_head(self.out_dim, num_classes + 1) if len(self.backbones) > 1 else None
 
     def set_phase(self, phase: str) -> None:
-        """TRAIN: everything but the old backbones trains (the classifier's old rows too, as PyCIL's)."""
-        if phase != TRAIN:
+        """TRAIN: everything but the old backbones trains (the classifier's old rows too, as PyCIL's).
+        FINETUNE (the DER release's classifier retraining): the classifier alone, every backbone in
+        eval mode."""
+        if phase not in (TRAIN, FINETUNE):
             raise ValueError(f"unknown phase {phase!r}")
-        self.requires_grad_(True)
+        self.phase = phase
+        self.requires_grad_(phase == TRAIN)
         self.backbones[:-1].requires_grad_(False)
+        self.heads.requires_grad_(True)
 
     def train(self, mode: bool = True) -> DERNet:
         super().train(mode)
-        for old in self.backbones[:-1]:
-            old.eval()  # frozen BatchNorm statistics
+        frozen = self.backbones if self.phase == FINETUNE else self.backbones[:-1]
+        for backbone in frozen:
+            backbone.eval()  # frozen BatchNorm statistics
         return self
 
     def forward(self, images: torch.Tensor) -> Output:

@@ -36,11 +36,13 @@ MEMORY = "memory"  # a task's step that updates the rehearsal memory
 class ExtraPhase:
     """How the learner trains a phase after the main one (the model's set_phase says what trains)."""
 
-    images: str  # "memory" (the memory as its last update left it) or "held_out" (held_out_per_class's)
+    images: str  # "memory" (the memory as its last update left it), "held_out" (held_out_per_class's) or
+    #              "balanced" (the task's training images and memory, every class cut to the smallest's count)
     lr: float  # its base learning rate (scaled as train.scale_lr says)
-    scheduled: bool  # the main phase's schedule (warm-up, cosine or multistep) or, False, a constant lr
+    scheduled: bool  # the main phase's schedule (warm-up, cosine or multistep) or, False, its own (below)
     mixup: bool  # the recipe's MixUp (train.mixup) on its batches
     shuffle: bool  # its batches in a new random order every epoch
+    milestones: tuple[int, ...] = ()  # not scheduled: lr x train.lr_decay after these epochs (none: constant)
 
 
 class Strategy:

@@ -1,27 +1,52 @@
 """DER without pruning (PyCIL's models/der.py): cross-entropy on every class seen, plus, from the
 second task on, the auxiliary classifier's cross-entropy (weight 1) with every old class in bucket 0;
 no distillation (the old backbones are frozen instead). After each task's training, PyCIL aligns the
-new classes' classifier rows to the old ones' mean norm (WA's weight aligning, in place of the DER
-release's classifier retraining)."""
+new classes' classifier rows to the old ones' mean norm (WA's weight aligning).
+
+With finetune.retrain_classifier (the DER/DyTox-table preset), the DER release's classifier retraining
+("decouple") takes the aligning's place from the second task on: the classifier re-initialised, then
+trained alone, every backbone in eval mode, on a class-balanced subset of the task's training images
+(its new images and the memory it trained with, every class cut to the smallest one's count), for
+finetune.epochs at finetune.lr, x train.lr_decay after finetune.milestones, its logits divided by
+finetune.temperature; the memory is updated after it."""
 from __future__ import annotations
 
 import torch
 
 from suite.learner.losses import classification_loss, divergence_targets
-from suite.methods import TRAIN
-from suite.strategies.base import Strategy, register_strategy
+from suite.methods import FINETUNE, TRAIN
+from suite.strategies.base import MEMORY, ExtraPhase, Strategy, register_strategy
 from suite.strategies.wa import align_weights
 
 
 @register_strategy("der")
 class DER(Strategy):
+    def retrains_classifier(self, task: int) -> bool:
+        return task > 0 and self.cfg.finetune.retrain_classifier and self.cfg.finetune.epochs > 0
+
+    def steps(self, task: int) -> tuple[str, ...]:
+        return (TRAIN, FINETUNE, MEMORY) if self.retrains_classifier(task) else (TRAIN, MEMORY)
+
+    def extra_phase(self, task: int, phase: str) -> ExtraPhase:
+        cfg = self.cfg.finetune
+        return ExtraPhase("balanced", cfg.lr, scheduled=False, mixup=False, shuffle=True,
+                          milestones=tuple(cfg.milestones))
+
     def loss(self, out, teacher_out, targets: torch.Tensor, phase) -> torch.Tensor:
-        loss = classification_loss(out.logits.float(), targets, self.cfg.train.loss)
+        logits = out.logits.float()
+        if phase.name == FINETUNE:
+            return classification_loss(logits / self.cfg.finetune.temperature, targets, self.cfg.train.loss)
+        loss = classification_loss(logits, targets, self.cfg.train.loss)
         if out.div_logits is not None and phase.num_old > 0:
             aux = divergence_targets(targets, phase.num_old)
             loss = loss + classification_loss(out.div_logits.float(), aux, self.cfg.train.loss)
         return loss
 
     def after_phase(self, model, task: int, phase: str) -> None:
-        if phase == TRAIN and task > 0:
+        if phase != TRAIN or task == 0:
+            return
+        if self.retrains_classifier(task):
+            for head in model.heads:
+                head.reset_parameters()  # nn.Linear's own initialisation, as the release's reset
+        else:
             align_weights(model.heads)
