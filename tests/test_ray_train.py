@@ -120,6 +120,21 @@ def test_a_baseline_trains_on_two_workers_and_reports_both_classifiers(ray_head,
     assert "BiC (re-run) (classifier=nme)" in main and "BiC (re-run) (classifier=cnn)" in main
 
 
+def test_der_grows_a_backbone_a_task_on_two_workers(ray_head, tmp_path):
+    """DER (a backbone per task: DDP prepared again as the model grows; the old backbones frozen) with
+    the release's classifier retraining, through Ray Train with 2 workers."""
+    proc = run_cli("configs/quickstart.yaml", "--address", ray_head.address, *FAST, "--set", "method=der",
+                   "--set", "finetune.retrain_classifier=true", "--set", "ray.num_workers=2",
+                   "--set", "ray.cpus_per_worker=1", "--output-basedir", tmp_path, env={**ENV, "RAY_ADDRESS": ""})
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    doc = results(tmp_path / "quickstart-der")
+    assert doc["status"] == "finished" and doc["provenance"]["world_size"] == 2 and doc["label"] == "DER w/o P (re-run)"
+    # after task t: t ResNet-32s (64 features each) and 2t classes over their 64t features, a bias each
+    growth = [b - a for a, b in zip(doc["num_params"], doc["num_params"][1:])]
+    assert [b - a for a, b in zip(growth, growth[1:])] == [2 * 64 * 2] * 3  # the same backbone each task
+    assert "task 5/5 finetune epoch 1/1" in proc.stdout
+
+
 def test_ray_job_submit_round_trip(ray_head, tmp_path):
     env = node_env()
     dry = run_cli("configs/quickstart.yaml", "--address", ray_head.address, "--dry-run", "--set", "ray.num_workers=2",
