@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from suite import cli
-from tests.conftest import run_cli, start_cli
+from tests.conftest import REPO, run_cli, start_cli
 from tests.ray_nodes import ENV
 from tests.runs import wait_for
 
@@ -121,3 +121,28 @@ def test_baseline_sweeps_take_the_method_as_an_axis_with_its_recipe(sweep, trial
     out = capsys.readouterr().out
     assert code == 0 and f"{trials} trial(s)" in out and out.count(varied) == trials // 3
     assert all(out.count(f"method='{m}'") == 3 for m in ("icarl", "wa", "bic"))
+
+
+def test_the_tiny_imagenet_sweep_gives_each_family_its_cpu_recipe(tmp_path):
+    """The CPU table: the ViTs on the quickstart's recipe (joint to convergence), the CNN baselines and
+    their bounds on PyCIL's protocol at the parity benchmark's schedule; 3 orders of each."""
+    from suite.methods import METHODS
+    from suite.sweep.spec import load_sweep
+    from tests.data_files import make_tiny_imagenet
+
+    make_tiny_imagenet(tmp_path / "tiny", [f"n{i:08d}" for i in range(25)])
+    sweep = load_sweep(REPO / "configs" / "sweeps" / "tinyimagenet.yaml", lambda p: REPO / p,
+                       {"data.path": str(tmp_path / "tiny")}, [], None, tmp_path / "runs")
+    by_method = {}
+    for trial in sweep.trials:
+        by_method.setdefault(trial.cfg.method, []).append(trial.cfg)
+    assert len(by_method) == 11 and all(len(cfgs) == 3 for cfgs in by_method.values())
+    for method, cfgs in by_method.items():
+        cfg = cfgs[0]
+        assert cfg.data.name == "tinyimagenet" and cfg.memory.size == 500
+        if METHODS[method].architecture == "cnn":
+            assert (cfg.model.backbone, cfg.train.optimizer, cfg.train.epochs, cfg.train.drop_last) == (
+                "cifar_resnet32", "sgd", 10, False)
+        else:
+            assert (cfg.train.mixup, cfg.train.asam_rho, cfg.train.loss, cfg.model.patch_size) == (0.0, 0.0, "ce", 4)
+            assert cfg.train.epochs == (30 if method == "joint" else 15)
