@@ -302,19 +302,21 @@ class Learner:
         per_class = self.strategy.held_out_per_class(task, self._num_old(task))
         if per_class == 0:
             return np.zeros(0, dtype=np.int64)
-        rng = np.random.default_rng([self.cfg.seed, task, 7])
-        pools = [self._training_images([c]) for c in self.scenario.tasks[task]]
-        pools += [np.array(idx, dtype=np.int64) for idx in self.memory.ranked.values()]
-        return np.sort(np.concatenate([rng.choice(pool, min(per_class, len(pool)), replace=False) for pool in pools]))
+        return self._per_class_draw(task, per_class, stream=7)
 
     def _balanced(self, task: int) -> np.ndarray:
         """Task `task`'s training images and the memory it trained with, every class cut to the
         smallest class's count, drawn by the seed (the DER release's class-balanced subset)."""
-        rng = np.random.default_rng([self.cfg.seed, task, 11])
+        return self._per_class_draw(task, None, stream=11)
+
+    def _per_class_draw(self, task: int, per_class: Optional[int], stream: int) -> np.ndarray:
+        """`per_class` images (None: as many as the smallest class has) of each of task `task`'s new
+        classes and of each class in the memory, drawn by the seed and `stream`, sorted."""
+        rng = np.random.default_rng([self.cfg.seed, task, stream])
         pools = [self._training_images([c]) for c in self.scenario.tasks[task]]
         pools += [np.array(idx, dtype=np.int64) for idx in self.memory.ranked.values()]
-        size = min(len(pool) for pool in pools)
-        return np.sort(np.concatenate([rng.choice(pool, size, replace=False) for pool in pools]))
+        size = min(len(pool) for pool in pools) if per_class is None else per_class
+        return np.sort(np.concatenate([rng.choice(pool, min(size, len(pool)), replace=False) for pool in pools]))
 
     @torch.no_grad()
     def update_memory(self, task: int) -> None:

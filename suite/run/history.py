@@ -61,8 +61,9 @@ class RunHistory:
         mid = learner.mid_task
         return {"event": "checkpoint", "task": learner.next_task + 1, "phase": mid.phase, "epochs_done": mid.epochs_done}
 
-    def checkpointed(self, learner) -> None:
-        self.record(self.checkpoint_record(learner))
+    def checkpointed(self, record: dict) -> None:
+        """A mid-task checkpoint's record (checkpoint_record), kept at once."""
+        self.record(record)
         self.flush()
 
     def resumed(self, learner) -> None:

@@ -108,8 +108,9 @@ def memory_warning(cfg: Config, data: DataSet) -> str | None:
 def plan_run(cfg: Config, run_dir: Path | None = None, data: DataSet | None = None) -> Plan:
     """The run's plan, made once in the driver: its data set loaded (or `data`, one that a sweep's
     trials share, loaded and its files checked once) and checked against the config, its scenario
-    built; its directory `run_dir`, by default the config's (output.basedir / output.name). Whatever executes the plan (this process, Ray Train's workers, a sweep's trial) takes its
-    data from it: no data set is loaded twice for a run."""
+    built; its directory `run_dir`, by default the config's (output.basedir / output.name).
+    Whatever executes the plan (this process, Ray Train's workers, a sweep's trial) takes its data
+    from it: no data set is loaded twice for a run."""
     if data is None:
         data = load_dataset(cfg.data)
         check_files(data)

@@ -40,10 +40,10 @@ def run_session(plan: Plan, persist: str, device: torch.device, save: SaveCheckp
         report_epoch(record)
 
     def on_checkpoint(lrn: Learner) -> None:
-        mid = lrn.mid_task
-        save(lrn, history.checkpoint_record(lrn), checkpoint_name(lrn.next_task, mid.phase, mid.epochs_done))
+        mid, record = lrn.mid_task, history.checkpoint_record(lrn)
+        save(lrn, record, checkpoint_name(lrn.next_task, mid.phase, mid.epochs_done))
         if rank == 0:
-            history.checkpointed(lrn)
+            history.checkpointed(record)
             pause_at(f"checkpoint:{lrn.next_task + 1}")
 
     def on_task_end(task: int, lrn: Learner) -> None:
