@@ -110,6 +110,7 @@ class ModelConfig:
     locality_strength: float = _key(1.0, "GPSA locality strength", minimum=0.0)
     backbone: str = _key("cifar_resnet32", "the CNN methods' backbone (suite/methods.py BACKBONES says which is whose)",
                          choices=tuple(BACKBONES))
+    proxies: int = _key(10, "podnet: weights per class of the local similarity classifier (PODNet: 10)", minimum=1)
 
 
 @dataclass
@@ -140,8 +141,9 @@ class TrainConfig:
     optimizer: str = _key("adamw", "adamw (the releases') or sgd (with train.momentum: the CNN baselines')",
                           choices=("adamw", "sgd"))
     momentum: float = _key(0.9, "SGD momentum", minimum=0.0, maximum=1.0)
-    schedule: str = _key("cosine", "learning-rate schedule per task: cosine (to train.min_lr, stepped per batch) "
-                         "or multistep (x train.lr_decay at train.milestones)", choices=("cosine", "multistep"))
+    schedule: str = _key("cosine", "learning-rate schedule per task: cosine (to train.min_lr, stepped per batch), "
+                         "cosine_epoch (the same stepped once per epoch, as PyCIL) or multistep (x train.lr_decay "
+                         "at train.milestones)", choices=("cosine", "cosine_epoch", "multistep"))
     milestones: list[int] = _key([], "multistep: the epochs of the first task at which the lr decays, "
                                 "counted from the warm-up's end (as DER's release)")
     lr_decay: float = _key(0.1, "multistep: the factor at each milestone", minimum=0.0)
@@ -203,6 +205,10 @@ class DistillConfig:
     knn_temperature: float = _key(0.1, "temperature of the neighbourhood softmax", minimum=1e-6)
     knn_weight: float = _key(0.0, "weight beta of our KNN-invariant distillation (0: off, as in the releases; "
                              "daformer methods only)", minimum=0.0)
+    pod_flat: float = _key(1.0, "podnet: weight of the features' distillation, POD-flat (PyCIL and the release: 1)",
+                           minimum=0.0)
+    pod_spatial: float = _key(5.0, "podnet: weight of the stage outputs' distillation, POD-spatial (PyCIL: 5; the "
+                              "release's CNN results: 3)", minimum=0.0)
 
 
 @dataclass
@@ -517,15 +523,52 @@ def parse_set(item: str) -> tuple[str, Any]:
     return key.strip(), value
 
 
+BY_METHOD = "by_method"  # a config file's section of keys for one method only
+
+
+def method_blocks(tree: dict, where: str) -> dict[str, dict[str, Any]]:
+    """A config file's `by_method:` section, taken out of `tree`: method -> its dotted keys. They
+    apply only when that method is the run's (a recipe a method needs where the file's own does not
+    suit it, e.g. the quick start's SGD for the cosine classifiers)."""
+    blocks = tree.pop(BY_METHOD, None) or {}
+    if not isinstance(blocks, dict):
+        raise UserError(f"{where}: '{BY_METHOD}' must map method names to keys, got {blocks!r}")
+    out = {}
+    for method, keys in blocks.items():
+        if method not in METHODS:
+            raise UserError(f"{where}: '{BY_METHOD}.{method}' names no method; expected one of {', '.join(METHODS)}")
+        if not isinstance(keys, dict):
+            raise UserError(f"{where}: '{BY_METHOD}.{method}' must be a mapping of keys, got {keys!r}")
+        flat = _flatten(keys, f"{where} ({BY_METHOD}.{method})")
+        if "method" in flat:
+            raise UserError(f"{where}: '{BY_METHOD}.{method}' may not set 'method'")
+        apply(Config(), flat, f"{where} ({BY_METHOD}.{method})")  # every key and value checked, whatever the method
+        out[method] = flat
+    return out
+
+
 def load(files: list[str | Path], sets: list[str] = (), extra: dict[str, Any] | None = None,
          where: dict[str, str] | None = None) -> Config:
-    """Layer YAML files left to right, then `extra` (CLI flags), then `--set` items.
+    """Layer YAML files left to right, then `extra` (CLI flags), then `--set` items; then, if the
+    files hold a `by_method:` section for the resulting method, its keys, and the command line
+    again on top (what a user types always wins).
 
     `where` names the origin of an `extra` key in errors (e.g. the flag that set it)."""
     cfg = Config()
+    by_method: list[tuple[str, dict[str, dict[str, Any]]]] = []
     for path in files:
         for layer, tree in config_layers(Path(path)):
+            by_method.append((str(layer), method_blocks(tree, str(layer))))
             cfg = apply(cfg, _flatten(tree, str(layer)), str(layer))
+    cfg = _apply_command_line(cfg, sets, extra, where)
+    blocks = [(layer, blocks[cfg.method]) for layer, blocks in by_method if cfg.method in blocks]
+    for layer, keys in blocks:
+        cfg = apply(cfg, keys, f"{layer} ({BY_METHOD}.{cfg.method})")
+    return _apply_command_line(cfg, sets, extra, where) if blocks else cfg
+
+
+def _apply_command_line(cfg: Config, sets: list[str], extra: dict[str, Any] | None,
+                        where: dict[str, str] | None) -> Config:
     for key, value in (extra or {}).items():
         cfg = apply(cfg, {key: value}, (where or {}).get(key, "command line"))
     for item in sets:

@@ -19,7 +19,10 @@ PHASES = TRAIN, FINETUNE, BIAS = ("train", "finetune", "bias")
 # The CNN methods' backbones (model.backbone) by name, each built by suite/models/resnet.py.
 BACKBONES = {"cifar_resnet32": "PyCIL's CIFAR ResNet-32 (the PyCIL protocol)",
              "cifar_resnet18": "DER's CIFAR ResNet-18 (the DER/DyTox table's protocol)",
-             "resnet18": "torchvision's ResNet-18, for ImageNet"}
+             "resnet18": "torchvision's ResNet-18, for ImageNet",
+             "cifar_resnet32_cosine": "PyCIL's cosine_resnet32: projection shortcuts, no last ReLU (PODNet, UCIR)",
+             "cifar_resnet18_cosine": "DER's CIFAR ResNet-18 without its last ReLU (PODNet, UCIR in the DER/DyTox "
+                                      "table's protocol)"}
 
 PER_TASK = "per_task"  # one external key per task
 CONFIGURED = "configured"  # model.num_keys (default: one per task)
@@ -107,6 +110,12 @@ METHODS: dict[str, Method] = {m.name: m for m in (
            release="PyCIL (LAMDA-CL/PyCIL) models/der.py: weight aligning after each task, in place of the DER "
                    "release's classifier retraining",
            color="#6a3d9a", marker="d"),
+    Method("podnet", "PODNet", "PODNet: a cosine classifier of 10 proxies a class, NCA loss, pooled-output "
+           "distillation of every stage, balanced finetuning", divergence=False, freezes_old_heads=False,
+           classifiers=("cnn", "nme"), architecture="cnn", rerun=True,
+           release="PyCIL (LAMDA-CL/PyCIL) models/podnet.py (its finetuning trains the backbone too; the table "
+                   "in its docstring is NME)",
+           color="#8c6d31", marker="<"),
     Method("joint", "Joint", "plain ViT, every class in one task (upper bound)", rehearsal=False,
            single_task=True, bound="upper", color="#17becf", marker="*", **_PLAIN),
     Method("joint_cnn", "Joint (CNN)", "a CNN (model.backbone), every class in one task (the CNN rows' upper bound)",

@@ -28,6 +28,31 @@ def test_files_layer_left_to_right_then_set(tmp_path):
     assert cfg.train.batch_size == config.TrainConfig().batch_size  # untouched default
 
 
+def test_a_by_method_section_applies_to_its_method_only_and_the_command_line_still_wins(tmp_path):
+    base = write(tmp_path, "base.yaml", "train: {lr: 0.05, epochs: 3}\nby_method:\n  podnet: {train: {optimizer: sgd, "
+                                        "lr: 0.1}}\n")
+    top = write(tmp_path, "top.yaml", "include: base.yaml\ntrain: {epochs: 4}\n")
+    plain = config.load([top], ["method=icarl"])
+    assert (plain.train.optimizer, plain.train.lr, plain.train.epochs) == ("adamw", 0.05, 4)
+    podnet = config.load([top], ["method=podnet"])
+    assert (podnet.train.optimizer, podnet.train.lr, podnet.train.epochs) == ("sgd", 0.1, 4)
+    typed = config.load([top], ["method=podnet", "train.lr=0.2"])
+    assert (typed.train.optimizer, typed.train.lr) == ("sgd", 0.2)
+
+
+@pytest.mark.parametrize("section, expected", [
+    ("by_method: {podnit: {train: {lr: 1}}}", "'by_method.podnit' names no method; expected one of"),
+    ("by_method: {podnet: {method: wa}}", "'by_method.podnet' may not set 'method'"),
+    ("by_method: {podnet: {train: {lrr: 1}}}", "unknown config key 'train.lrr'"),
+    ("by_method: [podnet]", "'by_method' must map method names to keys"),
+])
+def test_a_bad_by_method_section_is_refused_naming_it(tmp_path, section, expected):
+    path = write(tmp_path, "c.yaml", section + "\n")
+    with pytest.raises(UserError, match=expected.replace("(", r"\(").replace(")", r"\)")) as err:
+        config.load([path], ["method=icarl"])  # refused whatever the run's method
+    assert str(path) in str(err.value)
+
+
 def test_set_parses_yaml_values():
     cfg = config.load([], ["scenario.class_order=[2, 0, 1]", "ray.use_gpu=true", "train.lr=1e-3"])
     assert cfg.scenario.class_order == [2, 0, 1]

@@ -135,6 +135,20 @@ def test_der_grows_a_backbone_a_task_on_two_workers(ray_head, tmp_path):
     assert "task 5/5 finetune epoch 1/1" in proc.stdout
 
 
+def test_podnet_finetunes_on_its_balanced_memory_on_two_workers(ray_head, tmp_path):
+    """PODNet (stage outputs distilled, the finetuning memory herded once for both workers) through Ray
+    Train with 2 workers, on the quick start's SGD for it (its by_method section)."""
+    proc = run_cli("configs/quickstart.yaml", "--address", ray_head.address, *FAST, "--set", "method=podnet",
+                   "--set", "ray.num_workers=2", "--set", "ray.cpus_per_worker=1", "--output-basedir", tmp_path,
+                   env={**ENV, "RAY_ADDRESS": ""})
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    doc = results(tmp_path / "quickstart-podnet")
+    assert doc["status"] == "finished" and doc["provenance"]["world_size"] == 2 and doc["label"] == "PODNet (re-run)"
+    assert doc["config"]["train"]["optimizer"] == "sgd" and set(doc["classifiers"]) == {"cnn", "nme"}
+    assert "task 5/5 finetuning memory: 250 exemplars (25 per class, random)" in proc.stdout
+    assert "task 5/5 finetune epoch 1/1" in proc.stdout and doc["memory_size"] == [200] * 5
+
+
 def test_ray_job_submit_round_trip(ray_head, tmp_path):
     env = node_env()
     dry = run_cli("configs/quickstart.yaml", "--address", ray_head.address, "--dry-run", "--set", "ray.num_workers=2",

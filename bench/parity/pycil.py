@@ -1,6 +1,6 @@
 """The classic baselines against PyCIL (LAMDA-CL/PyCIL): one scaled-down recipe, both sides.
 
-PyCIL runs its own iCaRL, WA, BiC or DER (bench/parity/pycil_side.py, in the release venv); ours runs
+PyCIL runs its own iCaRL, WA, BiC, DER or PODNet (bench/parity/pycil_side.py, in the release venv); ours runs
 the same method from the PyCIL-protocol preset (configs/model/cifar_<method>.yaml) with the
 recipe's keys. Both read the Tiny-ImageNet pack (bench/parity/pack.py) and learn its first
 `classes` labels in label order.
@@ -64,18 +64,28 @@ class Baseline:
     model_name: str  # PyCIL's
     ours_method: str
     classifier: str  # the method's headline classifier, compared first ("cnn" or "nme")
+    convnet: str = "resnet32"  # PyCIL's convnet_type
+    # PODNet's balanced finetuning, scaled like its main phase: PyCIL's 20 epochs after 160 at a
+    # twentieth of the lr become FINETUNE_EPOCHS after the recipe's epochs at a twentieth of its lr
+    finetunes: bool = False
 
+
+FINETUNE_EPOCHS = 2
 
 BASELINES = {b.name: b for b in (
     Baseline("iCaRL", "icarl", "icarl", "nme"),
     Baseline("WA", "wa", "wa", "cnn"),
     Baseline("BiC", "bic", "bic", "cnn"),
     Baseline("DER", "der", "der", "cnn"),
+    Baseline("PODNet", "podnet", "podnet", "cnn", convnet="cosine_resnet32", finetunes=True),
 )}
 
 
 def pycil_hyper_parameters(baseline: Baseline, recipe: CnnRecipe) -> dict:
     """PyCIL's module-level constants of the method, set to the recipe's."""
+    if baseline.model_name == "podnet":  # one cosine schedule (per epoch) and weight decay for every task
+        return {"epochs": recipe.epochs, "lrate": recipe.lr, "batch_size": recipe.batch_size,
+                "weight_decay": recipe.weight_decay, "ft_epochs": FINETUNE_EPOCHS, "ft_lrate": recipe.lr / 20}
     later = {"epochs": recipe.epochs, "lrate": recipe.lr, "milestones": list(recipe.milestones),
              "lrate_decay": 0.1, "batch_size": recipe.batch_size, "T": recipe.temperature}
     if baseline.model_name == "bic":  # one schedule for every task, and one weight decay
@@ -88,7 +98,9 @@ def pycil_hyper_parameters(baseline: Baseline, recipe: CnnRecipe) -> dict:
 def ours_sets(baseline: Baseline, recipe: CnnRecipe, seed: int) -> list[str]:
     """Every key ours sets on top of the method's PyCIL-protocol preset."""
     first_decay = recipe.incremental_weight_decay if baseline.model_name == "bic" else recipe.weight_decay
-    return [
+    later_decay = recipe.weight_decay if baseline.model_name == "podnet" else recipe.incremental_weight_decay
+    finetune = [f"finetune.epochs={FINETUNE_EPOCHS}", f"finetune.lr={recipe.lr / 20}"] if baseline.finetunes else []
+    return [*finetune,
         "data.name=cifar100", f"data.num_workers={recipe.num_workers}", f"data.max_classes={recipe.classes}",
         f"scenario.increment={recipe.increment}", "scenario.initial_increment=0",
         f"scenario.class_order={json.dumps(list(range(recipe.classes)))}",
@@ -97,7 +109,7 @@ def ours_sets(baseline: Baseline, recipe: CnnRecipe, seed: int) -> list[str]:
         f"train.milestones={json.dumps(list(recipe.milestones))}",
         f"train.incremental_milestones={json.dumps(list(recipe.milestones))}",
         f"train.lr={recipe.lr}", f"train.incremental_lr={recipe.lr}",
-        f"train.weight_decay={first_decay}", f"train.incremental_weight_decay={recipe.incremental_weight_decay}",
+        f"train.weight_decay={first_decay}", f"train.incremental_weight_decay={later_decay}",
         f"distill.tau={recipe.temperature}", "ray.num_workers=1", f"seed={seed}",
     ]
 
@@ -109,7 +121,7 @@ def run_pycil(baseline: Baseline, recipe: CnnRecipe, seed: int, checkout: Path, 
         shutil.rmtree(work)
     (work / "data").mkdir(parents=True)
     (work / "data" / "cifar-100-python").symlink_to(data / "cifar-100-python")
-    settings = {"model_name": baseline.model_name, "classes": recipe.classes, "increment": recipe.increment,
+    settings = {"model_name": baseline.model_name, "convnet": baseline.convnet, "classes": recipe.classes, "increment": recipe.increment,
                 "memory": recipe.memory, "seed": seed, "num_workers": recipe.num_workers,
                 "hyper_parameters": pycil_hyper_parameters(baseline, recipe)}
     (work / "settings.json").write_text(json.dumps(settings, indent=1))

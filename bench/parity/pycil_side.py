@@ -15,8 +15,8 @@ PATCHES = [
     ("torchvision's CIFAR md5 check is skipped", "the pack is Tiny-ImageNet in CIFAR-100's layout, not CIFAR's own files"),
     ("iCIFAR100.download_data keeps only the benchmark's first classes",
      "PyCIL's class order must name every label it reads, and its length is the class count"),
-    ("the methods' module-level hyper-parameters (epochs, milestones, lr, weight decay, batch size, T) are set to "
-     "the recipe's", "they are constants in models/icarl.py, wa.py, bic.py"),
+    ("the methods' module-level hyper-parameters (epochs, milestones, lr, weight decay, batch size, T; PODNet's "
+     "finetuning epochs and lr) are set to the recipe's", "they are constants in models/icarl.py, wa.py, bic.py, der.py, podnet.py"),
     ("every DataLoader gets the recipe's worker count", "models/base.py hard-codes num_workers=4 for herding"),
     ("torch.manual_seed(seed) and np.random.seed(seed) instead of trainer._set_random's torch.manual_seed(1)",
      "PyCIL seeds its weights with 1 whatever the seed; the comparison needs one run per seed"),
@@ -54,7 +54,7 @@ def main(checkout: str, settings_path: str, out_path: str) -> None:
     np.random.seed(settings["seed"])
     args = {"prefix": "parity", "dataset": "cifar100", "memory_size": settings["memory"], "memory_per_class": 20,
             "fixed_memory": False, "shuffle": False, "init_cls": settings["increment"],
-            "increment": settings["increment"], "model_name": settings["model_name"], "convnet_type": "resnet32",
+            "increment": settings["increment"], "model_name": settings["model_name"], "convnet_type": settings.get("convnet", "resnet32"),
             "device": [-1], "seed": settings["seed"]}
     _set_device(args)
     data = DataManager(args["dataset"], args["shuffle"], args["seed"], args["init_cls"], args["increment"])

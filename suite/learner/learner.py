@@ -35,7 +35,7 @@ from suite.learner.precision import autocast_dtype
 from suite.learner.progress import FORWARD_ONLY, Progress, batch_line
 from suite.methods import METHODS, PHASES, TRAIN
 from suite.strategies import strategy_for
-from suite.strategies.base import MEMORY
+from suite.strategies.base import FINETUNE_MEMORY, MEMORY
 
 
 @dataclass
@@ -232,6 +232,8 @@ class Learner:
             self.train_main(task)
         elif step == MEMORY:
             self.update_memory(task)
+        elif step == FINETUNE_MEMORY:
+            self.update_memory(task, for_finetuning=True)
         else:
             self.train_extra(task, step)
 
@@ -272,6 +274,9 @@ class Learner:
         epochs = self.strategy.epochs(task, name)
         if spec.scheduled:
             self._scheduled_optimizer(task, spec.lr, epochs, len(loader))
+        elif spec.cosine:
+            self.optimizer, self.scheduler = self._optimizer(self._scaled(spec.lr), epochs * len(loader), warmup=0,
+                                                             schedule="cosine_epoch", batches=len(loader))
         elif spec.milestones:
             self.optimizer, self.scheduler = self._optimizer(
                 self._scaled(spec.lr), epochs * len(loader), warmup=0,
@@ -280,7 +285,7 @@ class Learner:
             self.optimizer, self.scheduler = self._optimizer(self._scaled(spec.lr), None, warmup=0)
         self._run_phase(task, Phase(name, epochs, loader, mixup=self._mixup() if spec.mixup else None,
                                     asam=None, module=self._trained_module(), num_old=self._num_old(task),
-                                    distill=False))
+                                    distill=spec.distill))
         self.strategy.after_phase(self.model, task, name)
 
     def _scheduled_optimizer(self, task: int, base_lr: float, epochs: int, batches: int) -> None:
@@ -293,7 +298,7 @@ class Learner:
         self.optimizer, self.scheduler = self._optimizer(self._scaled(base_lr), epochs * batches,
                                                          warmup=cfg.warmup_epochs * batches,
                                                          milestones=[e * batches for e in milestones],
-                                                         weight_decay=decay)
+                                                         weight_decay=decay, batches=batches)
 
     def _held_out(self, task: int) -> np.ndarray:
         """The images the method's main phase leaves out in task `task` for a later phase (BiC's
@@ -319,8 +324,11 @@ class Learner:
         return np.sort(np.concatenate([rng.choice(pool, min(size, len(pool)), replace=False) for pool in pools]))
 
     @torch.no_grad()
-    def update_memory(self, task: int) -> None:
+    def update_memory(self, task: int, for_finetuning: bool = False) -> None:
         """Herding (or random) on features in eval mode: one global selection for the whole job.
+
+        `for_finetuning` (FINETUNE_MEMORY): the new classes get as many exemplars as the old classes
+        hold, the budget before this task, and the memory's size is not recorded (MEMORY follows).
 
         Herding ranks un-augmented images (memory.herding_images=clean, iCaRL's way) or one
         augmented view of each (augmented: what the releases do, their herding loader using the
@@ -331,7 +339,7 @@ class Learner:
         memory is the budget times the workers.
         """
         cfg = self.cfg.memory
-        m, copies = self._class_budget(task)
+        m, copies = self._class_budget(task - 1 if for_finetuning else task)
         self.memory.trim(m * copies)
         new_classes = self.scenario.tasks[task]
         local = dist.shard(self._training_images(new_classes))
@@ -355,8 +363,10 @@ class Learner:
             chosen = dist.broadcast_object(chosen)
         for cls, idx in chosen.items():
             self.memory.add(cls, idx)
-        self.history.memory_size.append(len(self.memory))
-        self.log(f"task {task + 1}/{self.scenario.num_tasks} memory: {len(self.memory)} exemplars "
+        if not for_finetuning:
+            self.history.memory_size.append(len(self.memory))
+        what = "finetuning memory" if for_finetuning else "memory"
+        self.log(f"task {task + 1}/{self.scenario.num_tasks} {what}: {len(self.memory)} exemplars "
                  f"({m * copies} per class, {cfg.selection})")
 
     @torch.no_grad()
@@ -563,11 +573,11 @@ class Learner:
                           pin_memory=self.device.type == "cuda")
 
     def _optimizer(self, lr: float, steps: Optional[int], warmup: int, milestones: list[int] = (),
-                   weight_decay: Optional[float] = None, schedule: Optional[str] = None):
+                   weight_decay: Optional[float] = None, schedule: Optional[str] = None, batches: int = 1):
         """The optimizer and its per-step schedule (none where `steps` is None: a constant lr;
         `schedule`: train.schedule unless given)."""
         decay = self.cfg.train.weight_decay if weight_decay is None else weight_decay
-        return make_optimizer(self.model, self.cfg.train, lr, decay, steps, warmup, milestones, schedule)
+        return make_optimizer(self.model, self.cfg.train, lr, decay, steps, warmup, milestones, schedule, batches)
 
     def _mixup(self) -> Optional[Mixup]:
         cfg = self.cfg.train
@@ -627,8 +637,12 @@ class Learner:
         rehearsal = self.method.rehearsal
         seen = self.scenario.classes_up_to(task)
         evaluated = len(indices_of_classes(self.data.test, seen)) + len(self._of_classes(self.validation, seen))
+        finetuned = self._memory_planned(task)
+        if FINETUNE_MEMORY in self.strategy.steps(task):
+            m, copies = self._class_budget(task - 1)
+            finetuned = m * copies * len(seen)
         return TaskWork(train=new + (self._memory_planned(task - 1) if rehearsal else 0),  # repeats: same count
-                        finetune=self._memory_planned(task) if rehearsal and task > 0 else 0,
+                        finetune=finetuned if rehearsal and task > 0 else 0,
                         bias=self.strategy.held_out_per_class(task, self._num_old(task)) * len(seen),
                         after=FORWARD_ONLY * ((new if rehearsal else 0) + evaluated))
 

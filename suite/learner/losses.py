@@ -57,3 +57,33 @@ def knn_invariant_distillation(teacher: torch.Tensor, student: torch.Tensor, k: 
     log_p_old = F.log_softmax(sim_old.gather(1, neighbours) / temperature, dim=1)
     log_p_new = F.log_softmax(sim_new.gather(1, neighbours) / temperature, dim=1)
     return F.kl_div(log_p_new, log_p_old, reduction="batchmean", log_target=True)
+
+
+def nca_loss(similarities: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """PODNet's NCA loss on a batch's class similarities (B, classes) and hard labels (B,), as its
+    release and PyCIL compute it (`nca`): -(s_y - log sum_j exp(s_j)), the sum over every class but
+    the true one plus, in the true one's place, exp of the batch row's maximum (the "excluded" positive
+    slot holds 0 after the shift by the maximum). Their margin (0.6) is subtracted from every class
+    alike and so changes nothing (a known bug of both codes): left out."""
+    shifted = similarities - similarities.max(dim=1, keepdim=True).values
+    positive = shifted.gather(1, labels[:, None]).squeeze(1)
+    others = shifted.scatter(1, labels[:, None], 0.0)
+    return (torch.logsumexp(others, dim=1) - positive).mean()
+
+
+def pod_spatial_loss(maps: tuple[torch.Tensor, ...], teacher_maps: tuple[torch.Tensor, ...]) -> torch.Tensor:
+    """PODNet's POD-spatial distillation: for each stage's output (B, C, H, W), the squared activations
+    summed over the width and over the height, the two concatenated and L2-normalised per image; the
+    L2 distance to the teacher's, averaged over the batch, then over the stages."""
+    def pooled(x: torch.Tensor) -> torch.Tensor:
+        x = x.float().pow(2)
+        return F.normalize(torch.cat([x.sum(dim=3).flatten(1), x.sum(dim=2).flatten(1)], dim=1), dim=1)
+
+    losses = [(pooled(a) - pooled(b)).norm(dim=1).mean() for a, b in zip(maps, teacher_maps)]
+    return torch.stack(losses).mean()
+
+
+def feature_distillation(features: torch.Tensor, teacher_features: torch.Tensor) -> torch.Tensor:
+    """1 - cos(f, f_teacher) averaged over the batch: PODNet's POD-flat and UCIR's less-forget
+    constraint (torch's CosineEmbeddingLoss with target +1)."""
+    return (1 - F.cosine_similarity(features.float(), teacher_features.float(), dim=1)).mean()

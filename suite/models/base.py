@@ -24,6 +24,7 @@ class Output:
     logits: torch.Tensor  # (B, classes seen so far), task heads concatenated in task order
     embeddings: torch.Tensor  # (B, slots, C): one embedding per key / task token / pooled feature
     div_logits: Optional[torch.Tensor] = None  # (B, new classes + 1), training only
+    maps: tuple[torch.Tensor, ...] = ()  # a CNN backbone's stage outputs (B, C, H, W), where a method distils them
 
     @property
     def features(self) -> torch.Tensor:

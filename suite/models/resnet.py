@@ -10,6 +10,14 @@ Registered by name in BACKBONE_BUILDERS, each with plain constructor arguments:
   ResNet-18 with a 3x3 stride-1 stem and no max-pool, the last BatchNorm of every block at zero
   (zero-init residual); 512 features, 11.22M parameters with a 100-class head.
 - `resnet18`: torchvision's ResNet-18 for ImageNet-sized images (7x7 stride-2 stem, max-pool).
+- `cifar_resnet32_cosine`: PyCIL's `cosine_resnet32` (UCIR's CIFAR ResNet-32), the backbone of the
+  cosine-classifier methods (PODNet, UCIR): shortcuts a 1x1 convolution and BatchNorm where the
+  shape changes ("option B"), and no ReLU after the last block, so that features can be negative.
+- `cifar_resnet18_cosine`: `cifar_resnet18` without the ReLU after its last block (as PODNet's
+  release builds its ResNet-18), for the cosine-classifier methods under the DER/DyTox protocol.
+
+Every backbone also gives its stages' outputs (`feature_maps`), for PODNet's spatial distillation;
+its features are the last one's global average.
 """
 from __future__ import annotations
 
@@ -42,25 +50,42 @@ class ShortcutA(nn.Module):
         return F.pad(x, (0, 0, 0, 0, 0, self.extra_channels))
 
 
+def shortcut_b(in_channels: int, channels: int, stride: int) -> nn.Module:
+    """The projection shortcut: a 1x1 convolution with the block's stride, then BatchNorm."""
+    return nn.Sequential(nn.Conv2d(in_channels, channels, 1, stride, bias=False), nn.BatchNorm2d(channels))
+
+
 class CifarBasicBlock(nn.Module):
-    def __init__(self, in_channels: int, channels: int, stride: int = 1):
+    """Two 3x3 convolutions and a shortcut ("A" or "B" where the shape changes); `relu_out`: the ReLU
+    after the sum (all blocks but the cosine backbones' last)."""
+
+    def __init__(self, in_channels: int, channels: int, stride: int = 1, shortcut: str = "A", relu_out: bool = True):
         super().__init__()
         self.conv1 = nn.Conv2d(in_channels, channels, 3, stride, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(channels)
         self.conv2 = nn.Conv2d(channels, channels, 3, 1, 1, bias=False)
         self.bn2 = nn.BatchNorm2d(channels)
-        reshaped = stride != 1 or in_channels != channels
-        self.shortcut = ShortcutA(channels - in_channels, stride) if reshaped else nn.Identity()
+        self.relu_out = relu_out
+        if stride == 1 and in_channels == channels:
+            self.shortcut = nn.Identity()
+        elif shortcut == "A":
+            self.shortcut = ShortcutA(channels - in_channels, stride)
+        else:
+            self.shortcut = shortcut_b(in_channels, channels, stride)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = F.relu(self.bn1(self.conv1(x)))
-        return F.relu(self.bn2(self.conv2(out)) + self.shortcut(x))
+        out = self.bn2(self.conv2(out)) + self.shortcut(x)
+        return F.relu(out) if self.relu_out else out
 
 
 class CifarResNet(nn.Module):
-    """A CIFAR ResNet of depth 6n + 2 (n blocks a stage); `out_dim` features."""
+    """A CIFAR ResNet of depth 6n + 2 (n blocks a stage); `out_dim` features. `shortcut`: "A"
+    (parameter-free) or "B" (projection) where the shape changes; `last_relu`: a ReLU after the
+    last block."""
 
-    def __init__(self, depth: int = 32, channels: int = 3, widths: tuple[int, ...] = (16, 32, 64)):
+    def __init__(self, depth: int = 32, channels: int = 3, widths: tuple[int, ...] = (16, 32, 64),
+                 shortcut: str = "A", last_relu: bool = True):
         super().__init__()
         if (depth - 2) % 6:
             raise ValueError(f"a CIFAR ResNet's depth is 6n + 2 (20, 32, 44, 56, 110), not {depth}")
@@ -70,21 +95,66 @@ class CifarResNet(nn.Module):
         stages, in_channels = [], widths[0]
         for i, width in enumerate(widths):
             stride = 1 if i == 0 else 2
-            stages.append(nn.Sequential(*[CifarBasicBlock(in_channels if b == 0 else width, width, stride if b == 0 else 1)
+            stages.append(nn.Sequential(*[CifarBasicBlock(in_channels if b == 0 else width, width, stride if b == 0 else 1,
+                                                          shortcut)
                                           for b in range(blocks)]))
             in_channels = width
+        stages[-1][-1].relu_out = last_relu
         self.stages = nn.Sequential(*stages)
         self.out_dim = widths[-1]
         for m in self.modules():
             if isinstance(m, nn.Conv2d):  # He et al.'s: normal, std sqrt(2 / (k * k * out channels))
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
 
+    def feature_maps(self, images: torch.Tensor) -> list[torch.Tensor]:
+        """Each stage's output, (B, C, H, W)."""
+        maps, x = [], self.stem(images)
+        for stage in self.stages:
+            x = stage(x)
+            maps.append(x)
+        return maps
+
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.stages(self.stem(images)).mean(dim=(2, 3))
 
 
-def _torchvision_resnet18(channels: int, cifar_stem: bool, zero_init_residual: bool) -> nn.Module:
-    net = tv_resnet.resnet18(weights=None, zero_init_residual=zero_init_residual)
+class BasicBlock(tv_resnet.BasicBlock):
+    """torchvision's block, its ReLU after the sum optional (`relu_out`); the same parameters."""
+
+    relu_out = True
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        identity = x if self.downsample is None else self.downsample(x)
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out)) + identity
+        return self.relu(out) if self.relu_out else out
+
+
+class ResNet18(tv_resnet.ResNet):
+    """torchvision's ResNet-18 (its module names, so its weights load) as a backbone: no classifier,
+    512 features, its stages' outputs at hand."""
+
+    out_dim = 512
+
+    def __init__(self, zero_init_residual: bool, last_relu: bool = True):
+        super().__init__(BasicBlock, [2, 2, 2, 2], zero_init_residual=zero_init_residual)
+        self.fc = nn.Identity()
+        self.layer4[-1].relu_out = last_relu
+
+    def feature_maps(self, images: torch.Tensor) -> list[torch.Tensor]:
+        x = self.maxpool(self.relu(self.bn1(self.conv1(images))))
+        maps = []
+        for stage in (self.layer1, self.layer2, self.layer3, self.layer4):
+            x = stage(x)
+            maps.append(x)
+        return maps
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.feature_maps(images)[-1].mean(dim=(2, 3))
+
+
+def _torchvision_resnet18(channels: int, cifar_stem: bool, zero_init_residual: bool, last_relu: bool = True) -> nn.Module:
+    net = ResNet18(zero_init_residual, last_relu)
     if cifar_stem:
         net.conv1 = nn.Conv2d(channels, 64, 3, 1, 1, bias=False)
         nn.init.kaiming_normal_(net.conv1.weight, mode="fan_out", nonlinearity="relu")
@@ -92,8 +162,6 @@ def _torchvision_resnet18(channels: int, cifar_stem: bool, zero_init_residual: b
     elif channels != 3:
         net.conv1 = nn.Conv2d(channels, 64, 7, 2, 3, bias=False)
         nn.init.kaiming_normal_(net.conv1.weight, mode="fan_out", nonlinearity="relu")
-    net.fc = nn.Identity()
-    net.out_dim = 512
     return net
 
 
@@ -110,3 +178,13 @@ def cifar_resnet18(channels: int = 3, zero_init_residual: bool = True) -> nn.Mod
 @register_backbone("resnet18")
 def resnet18(channels: int = 3, zero_init_residual: bool = False) -> nn.Module:
     return _torchvision_resnet18(channels, cifar_stem=False, zero_init_residual=zero_init_residual)
+
+
+@register_backbone("cifar_resnet32_cosine")
+def cifar_resnet32_cosine(channels: int = 3) -> nn.Module:
+    return CifarResNet(32, channels, shortcut="B", last_relu=False)
+
+
+@register_backbone("cifar_resnet18_cosine")
+def cifar_resnet18_cosine(channels: int = 3) -> nn.Module:
+    return _torchvision_resnet18(channels, cifar_stem=True, zero_init_residual=True, last_relu=False)

@@ -6,7 +6,8 @@ checkpoints and resume, distributed training); a strategy says, for its method:
 - `steps(task)`: what a task runs, in order: its main phase (TRAIN), the memory's update (MEMORY,
   for methods with a memory), and any phases of its own (FINETUNE: balanced finetuning on the
   memory; BIAS: BiC's bias correction), each described by `extra_phase` and trained by the
-  learner like the main one; `epochs(task, phase)` how long each trains;
+  learner like the main one; `epochs(task, phase)` how long each trains; FINETUNE_MEMORY before a
+  FINETUNE on "memory" herds the new classes at the old classes' share (PyCIL's PODNet);
 - `held_out_per_class(task, num_old)`: images of each class the main phase leaves out (for BIAS);
 - `teacher(model, task)`: the frozen model it distils from, if any;
 - `loss(out, teacher_out, targets, phase)`: its training objective for a batch;
@@ -30,6 +31,9 @@ from suite.learner.losses import classification_loss
 from suite.methods import FINETUNE, METHODS, TRAIN
 
 MEMORY = "memory"  # a task's step that updates the rehearsal memory
+# a task's step that adds the new classes to the memory at as many exemplars each as the old classes
+# hold (the memory's budget before the task), for a balanced finetuning on it; MEMORY follows
+FINETUNE_MEMORY = "finetune_memory"
 
 
 @dataclass(frozen=True)
@@ -43,6 +47,8 @@ class ExtraPhase:
     mixup: bool  # the recipe's MixUp (train.mixup) on its batches
     shuffle: bool  # its batches in a new random order every epoch
     milestones: tuple[int, ...] = ()  # not scheduled: lr x train.lr_decay after these epochs (none: constant)
+    cosine: bool = False  # not scheduled: a cosine over the phase's epochs, stepped per epoch, to train.min_lr
+    distill: bool = False  # the teacher's outputs reach the loss, as in the main phase
 
 
 class Strategy:
