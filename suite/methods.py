@@ -20,9 +20,7 @@ PHASES = TRAIN, FINETUNE, BIAS = ("train", "finetune", "bias")
 BACKBONES = {"cifar_resnet32": "PyCIL's CIFAR ResNet-32 (the PyCIL protocol)",
              "cifar_resnet18": "DER's CIFAR ResNet-18 (the DER/DyTox table's protocol)",
              "resnet18": "torchvision's ResNet-18, for ImageNet",
-             "cifar_resnet32_cosine": "PyCIL's cosine_resnet32: projection shortcuts, no last ReLU (PODNet, UCIR)",
-             "cifar_resnet18_cosine": "DER's CIFAR ResNet-18 without its last ReLU (PODNet, UCIR in the DER/DyTox "
-                                      "table's protocol)"}
+             "cifar_resnet32_cosine": "PyCIL's cosine_resnet32: projection shortcuts, no last ReLU (PODNet, UCIR)"}
 
 PER_TASK = "per_task"  # one external key per task
 CONFIGURED = "configured"  # model.num_keys (default: one per task)

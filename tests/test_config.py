@@ -29,7 +29,7 @@ def test_files_layer_left_to_right_then_set(tmp_path):
 
 
 def test_a_by_method_section_applies_to_its_method_only_and_the_command_line_still_wins(tmp_path):
-    base = write(tmp_path, "base.yaml", "train: {lr: 0.05, epochs: 3}\nby_method:\n  podnet: {train: {optimizer: sgd, "
+    write(tmp_path, "base.yaml", "train: {lr: 0.05, epochs: 3}\nby_method:\n  podnet: {train: {optimizer: sgd, "
                                         "lr: 0.1}}\n")
     top = write(tmp_path, "top.yaml", "include: base.yaml\ntrain: {epochs: 4}\n")
     plain = config.load([top], ["method=icarl"])

@@ -13,8 +13,6 @@ Registered by name in BACKBONE_BUILDERS, each with plain constructor arguments:
 - `cifar_resnet32_cosine`: PyCIL's `cosine_resnet32` (UCIR's CIFAR ResNet-32), the backbone of the
   cosine-classifier methods (PODNet, UCIR): shortcuts a 1x1 convolution and BatchNorm where the
   shape changes ("option B"), and no ReLU after the last block, so that features can be negative.
-- `cifar_resnet18_cosine`: `cifar_resnet18` without the ReLU after its last block (as PODNet's
-  release builds its ResNet-18), for the cosine-classifier methods under the DER/DyTox protocol.
 
 Every backbone also gives its stages' outputs (`feature_maps`), for PODNet's spatial distillation;
 its features are the last one's global average.
@@ -118,28 +116,15 @@ class CifarResNet(nn.Module):
         return self.stages(self.stem(images)).mean(dim=(2, 3))
 
 
-class BasicBlock(tv_resnet.BasicBlock):
-    """torchvision's block, its ReLU after the sum optional (`relu_out`); the same parameters."""
-
-    relu_out = True
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        identity = x if self.downsample is None else self.downsample(x)
-        out = self.relu(self.bn1(self.conv1(x)))
-        out = self.bn2(self.conv2(out)) + identity
-        return self.relu(out) if self.relu_out else out
-
-
 class ResNet18(tv_resnet.ResNet):
     """torchvision's ResNet-18 (its module names, so its weights load) as a backbone: no classifier,
     512 features, its stages' outputs at hand."""
 
     out_dim = 512
 
-    def __init__(self, zero_init_residual: bool, last_relu: bool = True):
-        super().__init__(BasicBlock, [2, 2, 2, 2], zero_init_residual=zero_init_residual)
+    def __init__(self, zero_init_residual: bool):
+        super().__init__(tv_resnet.BasicBlock, [2, 2, 2, 2], zero_init_residual=zero_init_residual)
         self.fc = nn.Identity()
-        self.layer4[-1].relu_out = last_relu
 
     def feature_maps(self, images: torch.Tensor) -> list[torch.Tensor]:
         x = self.maxpool(self.relu(self.bn1(self.conv1(images))))
@@ -153,8 +138,8 @@ class ResNet18(tv_resnet.ResNet):
         return self.feature_maps(images)[-1].mean(dim=(2, 3))
 
 
-def _torchvision_resnet18(channels: int, cifar_stem: bool, zero_init_residual: bool, last_relu: bool = True) -> nn.Module:
-    net = ResNet18(zero_init_residual, last_relu)
+def _torchvision_resnet18(channels: int, cifar_stem: bool, zero_init_residual: bool) -> nn.Module:
+    net = ResNet18(zero_init_residual)
     if cifar_stem:
         net.conv1 = nn.Conv2d(channels, 64, 3, 1, 1, bias=False)
         nn.init.kaiming_normal_(net.conv1.weight, mode="fan_out", nonlinearity="relu")
@@ -183,8 +168,3 @@ def resnet18(channels: int = 3, zero_init_residual: bool = False) -> nn.Module:
 @register_backbone("cifar_resnet32_cosine")
 def cifar_resnet32_cosine(channels: int = 3) -> nn.Module:
     return CifarResNet(32, channels, shortcut="B", last_relu=False)
-
-
-@register_backbone("cifar_resnet18_cosine")
-def cifar_resnet18_cosine(channels: int = 3) -> nn.Module:
-    return _torchvision_resnet18(channels, cifar_stem=True, zero_init_residual=True, last_relu=False)
