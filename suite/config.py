@@ -121,6 +121,8 @@ class MemoryConfig:
                           "run it), herding_greedy (without revisiting a sample, as PyCIL), or random",
                           choices=("herding", "herding_greedy", "random"))
     per_worker: bool = _key(False, "reproduce DyTox's per-GPU memory (budget × workers); never the default")
+    flip_means: bool = _key(False, "the nearest-mean classifier's class means also average each exemplar's mirror "
+                            "image's features (UCIR's and PODNet's releases; PyCIL does not)")
     herding_images: str = _key("clean", "images herding ranks: clean (the test transform, as iCaRL) or augmented "
                                "(one pass of the training transform, as the DyTox and DAFormer releases)",
                                choices=("clean", "augmented"))
@@ -207,6 +209,8 @@ class DistillConfig:
                              "daformer methods only)", minimum=0.0)
     pod_flat: float = _key(1.0, "podnet: weight of the features' distillation, POD-flat (PyCIL and the release: 1)",
                            minimum=0.0)
+    less_forget: float = _key(5.0, "ucir: base weight of the less-forget constraint, times sqrt(old / new classes) "
+                              "(UCIR: 5 on CIFAR, 10 on ImageNet)", minimum=0.0)
     pod_spatial: float = _key(5.0, "podnet: weight of the stage outputs' distillation, POD-spatial (PyCIL: 5; the "
                               "release's CNN results: 3)", minimum=0.0)
 

@@ -108,6 +108,11 @@ METHODS: dict[str, Method] = {m.name: m for m in (
            release="PyCIL (LAMDA-CL/PyCIL) models/der.py: weight aligning after each task, in place of the DER "
                    "release's classifier retraining",
            color="#6a3d9a", marker="d"),
+    Method("ucir", "UCIR", "UCIR: a cosine classifier with imprinted weights, less-forget constraint, margin "
+           "ranking loss", divergence=False, freezes_old_heads=False, classifiers=("cnn", "nme"), architecture="cnn",
+           rerun=True, release="UCIR's release (hshustc/CVPR19_Incremental_Learning), its CIFAR-100 commands "
+                               "(PyCIL has no UCIR)",
+           color="#7b4173", marker=">"),
     Method("podnet", "PODNet", "PODNet: a cosine classifier of 10 proxies a class, NCA loss, pooled-output "
            "distillation of every stage, balanced finetuning", divergence=False, freezes_old_heads=False,
            classifiers=("cnn", "nme"), architecture="cnn", rerun=True,

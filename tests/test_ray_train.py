@@ -149,6 +149,18 @@ def test_podnet_finetunes_on_its_balanced_memory_on_two_workers(ray_head, tmp_pa
     assert "task 5/5 finetune epoch 1/1" in proc.stdout and doc["memory_size"] == [200] * 5
 
 
+def test_ucir_imprints_its_weights_on_two_workers(ray_head, tmp_path):
+    """UCIR (weights imprinted from every new class's images, the same on each worker) through Ray Train
+    with 2 workers."""
+    proc = run_cli("configs/quickstart.yaml", "--address", ray_head.address, *FAST, "--set", "method=ucir",
+                   "--set", "ray.num_workers=2", "--set", "ray.cpus_per_worker=1", "--output-basedir", tmp_path,
+                   env={**ENV, "RAY_ADDRESS": ""})
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    doc = results(tmp_path / "quickstart-ucir")
+    assert doc["status"] == "finished" and doc["provenance"]["world_size"] == 2 and doc["label"] == "UCIR (re-run)"
+    assert len(doc["acc"]) == 5 and set(doc["classifiers"]) == {"cnn", "nme"}
+
+
 def test_ray_job_submit_round_trip(ray_head, tmp_path):
     env = node_env()
     dry = run_cli("configs/quickstart.yaml", "--address", ray_head.address, "--dry-run", "--set", "ray.num_workers=2",

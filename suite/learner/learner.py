@@ -243,6 +243,8 @@ class Learner:
         self.teacher = self.strategy.teacher(self.model, task)
         self.model.add_task(len(self.scenario.tasks[task]))
         self.model.to(self.device, memory_format=self.layout)
+        self.strategy.after_growth(self.model, task, lambda: [
+            self._features(self._training_images([c]), self.test_transform) for c in self.scenario.tasks[task]])
 
     def train_main(self, task: int) -> None:
         cfg = self.cfg.train
@@ -409,8 +411,11 @@ class Learner:
         in label order; every worker computes all of them, so they are the same on each."""
         indices = self.memory.indices()
         labels = torch.as_tensor([self.label_of_class[c] for c in self.data.train.labels[indices]])
-        return class_means(self._features(indices, self.test_transform), labels,
-                           len(self.scenario.classes_up_to(task)))
+        features = self._features(indices, self.test_transform)
+        if self.cfg.memory.flip_means:  # each exemplar and its mirror image, averaged alike
+            features = torch.cat([features, self._features(indices, self.test_transform, flip=True)])
+            labels = torch.cat([labels, labels])
+        return class_means(features, labels, len(self.scenario.classes_up_to(task)))
 
     def _accuracy(self, split: Split, indices: np.ndarray, task: int,
                   means: Optional[torch.Tensor]) -> dict[str, tuple[list[float], float, float]]:
@@ -612,11 +617,13 @@ class Learner:
                               enabled=self.amp_dtype is not None)
 
     @torch.no_grad()
-    def _features(self, indices: np.ndarray, transform) -> torch.Tensor:
-        """Features of train images under `transform`, in eval mode, in large batches."""
+    def _features(self, indices: np.ndarray, transform, flip: bool = False) -> torch.Tensor:
+        """Features of train images under `transform` (mirrored left to right with `flip`), in eval
+        mode, in large batches."""
         self.model.eval()
         feats = []
         for images, _, _ in self._eval_loader(self.data.train, indices, transform):
+            images = images.flip(-1) if flip else images
             with self._autocast():
                 feats.append(self.model(self._on_device(images)).features.float().cpu())
         return torch.cat(feats) if feats else torch.zeros(0)

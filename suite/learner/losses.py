@@ -87,3 +87,16 @@ def feature_distillation(features: torch.Tensor, teacher_features: torch.Tensor)
     """1 - cos(f, f_teacher) averaged over the batch: PODNet's POD-flat and UCIR's less-forget
     constraint (torch's CosineEmbeddingLoss with target +1)."""
     return (1 - F.cosine_similarity(features.float(), teacher_features.float(), dim=1)).mean()
+
+
+def margin_ranking_loss(cosines: torch.Tensor, labels: torch.Tensor, num_old: int, k: int,
+                        margin: float) -> torch.Tensor:
+    """UCIR's inter-class separation: for each image of an old class, its true class's cosine (not
+    scaled by sigma) against each of the `k` highest new-class cosines, max(0, margin - (true - new)),
+    averaged over those pairs (torch's MarginRankingLoss); 0 for a batch without old-class images."""
+    old = labels < num_old
+    if not old.any():
+        return cosines.new_zeros(())
+    true = cosines[old].gather(1, labels[old, None])
+    hardest_new = cosines[old, num_old:].topk(min(k, cosines.shape[1] - num_old), dim=1).values
+    return F.relu(margin - (true - hardest_new)).mean()

@@ -25,6 +25,7 @@ class Output:
     embeddings: torch.Tensor  # (B, slots, C): one embedding per key / task token / pooled feature
     div_logits: Optional[torch.Tensor] = None  # (B, new classes + 1), training only
     maps: tuple[torch.Tensor, ...] = ()  # a CNN backbone's stage outputs (B, C, H, W), where a method distils them
+    scale: Optional[torch.Tensor] = None  # what a cosine classifier multiplied its cosines by (its sigma)
 
     @property
     def features(self) -> torch.Tensor:

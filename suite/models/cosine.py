@@ -1,6 +1,7 @@
-"""The cosine-classifier methods' model (PODNet; PyCIL's `CosineIncrementalNet`): a CNN backbone
-(model.backbone, PyCIL's `cosine_resnet32` under its protocol) and a classifier that scores a class
-by the cosine of the features with its weights, times one learnable scale sigma (init 1).
+"""The cosine-classifier methods' model (PODNet: PyCIL's `CosineIncrementalNet`; UCIR: its release's
+network): a CNN backbone (model.backbone, PyCIL's `cosine_resnet32` under its protocol) and a
+classifier that scores a class by the cosine of the features with its weights, times one learnable
+scale sigma (init 1). UCIR's is the case of one weight a class.
 
 With model.proxies > 1 it is PODNet's local similarity classifier: each class has that many proxy
 weights, and its score is the mean of their cosines weighted by their softmax. New weights are drawn
@@ -63,7 +64,7 @@ class CosineCNN(LinearHeads, nn.Module):
         features = maps[-1].mean(dim=(2, 3))
         unit = F.normalize(features, dim=1)
         logits = self.sigma * torch.cat([head(unit) for head in self.heads], dim=1)
-        return Output(logits, features.unsqueeze(1), maps=tuple(maps))
+        return Output(logits, features.unsqueeze(1), maps=tuple(maps), scale=self.sigma)
 
 
 def build_cosine_cnn(method, image_size, channels, num_tasks, backbone="cifar_resnet32_cosine", proxies=10,
@@ -71,4 +72,10 @@ def build_cosine_cnn(method, image_size, channels, num_tasks, backbone="cifar_re
     return CosineCNN(backbone, channels, proxies)
 
 
+def build_cosine_cnn_one_weight_a_class(method, image_size, channels, num_tasks, backbone="cifar_resnet32_cosine",
+                                        **options):
+    return CosineCNN(backbone, channels, proxies=1)
+
+
 register_builder("podnet", build_cosine_cnn)
+register_builder("ucir", build_cosine_cnn_one_weight_a_class)

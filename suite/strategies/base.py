@@ -10,6 +10,8 @@ checkpoints and resume, distributed training); a strategy says, for its method:
   FINETUNE on "memory" herds the new classes at the old classes' share (PyCIL's PODNet);
 - `held_out_per_class(task, num_old)`: images of each class the main phase leaves out (for BIAS);
 - `teacher(model, task)`: the frozen model it distils from, if any;
+- `after_growth(model, task, new_class_features)`: what it sets in the model once it has grown for
+  a task (UCIR imprints the new classes' weights from their images' features);
 - `loss(out, teacher_out, targets, phase)`: its training objective for a batch;
 - `after_step(model)` and `after_phase(model, task, phase)`: what it changes in the model between
   optimizer steps and after a phase (weight clipping, weight aligning).
@@ -21,7 +23,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
-from typing import Optional
+from typing import Callable, Optional
 
 import torch
 from torch import nn
@@ -89,6 +91,11 @@ class Strategy:
         if task == 0 or not self.method.distill:
             return None
         return copy.deepcopy(model).eval().requires_grad_(False)
+
+    def after_growth(self, model: nn.Module, task: int, new_class_features: Callable[[], list[torch.Tensor]]) -> None:
+        """After the model has grown by task `task`'s classes, before its training.
+        `new_class_features()`: per new class, in order, its training images' features (clean images,
+        the model in eval mode), computed when called."""
 
     def loss(self, out, teacher_out, targets: torch.Tensor, phase) -> torch.Tensor:
         """`out` and `teacher_out`: the model's and the teacher's Output on the batch (the teacher's
