@@ -88,3 +88,30 @@ def nan_from_task_2(monkeypatch) -> None:
         return loss * float("nan") if phase.distill and phase.num_old else loss
 
     monkeypatch.setattr(ReleaseRecipe, "loss", nan_loss)
+
+
+def resumed_inside_a_task(config, due) -> tuple:
+    """Run `config` (a Config) uninterrupted, run it again keeping its first mid-task checkpoint for which
+    `due(learner)` holds (as saved: not the live tensors), and resume a fresh learner from it.
+
+    Returns (reference learner, its epoch records, resumed learner, its epoch records)."""
+    import copy
+
+    from suite.learner.learner import Learner
+    from suite.run.checkpoints import payload, restore
+    from tests.conftest import data_of
+
+    reference_epochs, resumed_epochs, saved = [], [], []
+    reference = Learner(config, *data_of(config), log=lambda line: None, on_epoch_end=reference_epochs.append)
+    reference.run()
+
+    def keep(learner):
+        if due(learner) and not saved:
+            saved.append(copy.deepcopy(payload(learner, learner.cfg)))
+
+    Learner(config, *data_of(config), log=lambda line: None, on_checkpoint=keep).run()
+    assert saved, "no mid-task checkpoint was due"
+    resumed = Learner(config, *data_of(config), log=lambda line: None, on_epoch_end=resumed_epochs.append)
+    restore(resumed, config, saved[0], "memory")
+    resumed.run()
+    return reference, reference_epochs, resumed, resumed_epochs

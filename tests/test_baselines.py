@@ -3,7 +3,6 @@
 Runs are the tiny synthetic scenario (6 classes of 8x8 images, three tasks of two) on the CIFAR
 ResNet-32, two epochs a phase: a few seconds each.
 """
-import copy
 import math
 
 import numpy as np
@@ -18,9 +17,9 @@ from suite.learner.nme import class_means, nearest_mean_scores
 from suite.learner.optim import make_optimizer
 from suite.methods import BIAS, TRAIN
 from suite.models.cnn import IncrementalCNN
-from suite.run.checkpoints import payload, restore
 from suite.strategies.wa import align_weights
 from tests.conftest import TINY, data_of
+from tests.runs import resumed_inside_a_task
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -28,8 +27,12 @@ CNN = [*TINY, "train.epochs=2", "train.loss=ce", "train.optimizer=sgd", "train.s
        "distill.tau=2", "memory.selection=herding_greedy"]
 
 
+def config_of(method: str, *sets: str):
+    return load([], [*CNN, f"method={method}", *sets])
+
+
 def run(method: str, *sets: str, on_epoch_end=None, on_checkpoint=None) -> Learner:
-    cfg = load([], [*CNN, f"method={method}", *sets])
+    cfg = config_of(method, *sets)
     data, scenario = data_of(cfg)
     learner = Learner(cfg, data, scenario, log=lambda line: None, on_epoch_end=on_epoch_end,
                       on_checkpoint=on_checkpoint)
@@ -169,21 +172,9 @@ def test_bic_holds_images_out_trains_its_bias_phase_and_keeps_the_first_tasks_la
 
 
 def test_bic_resumed_inside_its_bias_phase_ends_as_an_uninterrupted_run():
-    epochs, saved = [], []
-    reference = run("bic", "train.checkpoint_every=3")
-
-    def keep(learner):
-        if learner.mid_task.phase == BIAS and not saved:
-            saved.append(copy.deepcopy(payload(learner, learner.cfg)))  # as saved: not the live tensors
-
-    run("bic", "train.checkpoint_every=3", on_checkpoint=keep)
-    assert saved and saved[0]["learner"]["next_task"] == 1  # inside task 2, after a bias epoch
-    cfg = reference.cfg
-    data, scenario = data_of(cfg)
-    resumed = Learner(cfg, data, scenario, log=lambda line: None, on_epoch_end=epochs.append)
-    restore(resumed, cfg, saved[0], "memory")
-    resumed.run()
-    assert [(e["task"], e["phase"], e["epoch"]) for e in epochs][0] == (2, "bias", 2)
+    reference, _, resumed, epochs = resumed_inside_a_task(
+        config_of("bic", "train.checkpoint_every=3"), lambda learner: learner.mid_task.phase == BIAS)
+    assert [(e["task"], e["phase"], e["epoch"]) for e in epochs][0] == (2, "bias", 2)  # inside task 2
     assert resumed.history.acc_matrix == reference.history.acc_matrix
     state, again = reference.model.state_dict(), resumed.model.state_dict()
     assert all(torch.equal(state[k], again[k]) for k in state)

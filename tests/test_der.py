@@ -9,8 +9,8 @@ from suite.config import load
 from suite.learner.learner import Learner
 from suite.models.der import DERNet
 from suite.models.resnet import BACKBONE_BUILDERS
-from suite.run.checkpoints import payload, restore
 from tests.conftest import TINY, data_of
+from tests.runs import resumed_inside_a_task
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -72,20 +72,10 @@ def test_the_auxiliary_loss_joins_from_the_second_task():
 
 
 def test_der_resumed_inside_a_task_ends_as_an_uninterrupted_run():
-    reference_losses, resumed_losses, saved = [], [], []
-    reference = run("train.checkpoint_every=1", on_epoch_end=reference_losses.append)
-
-    def keep(learner):
-        if learner.next_task == 1 and not saved:
-            saved.append(copy.deepcopy(payload(learner, learner.cfg)))  # inside task 2, after one epoch
-
-    run("train.checkpoint_every=1", on_checkpoint=keep)
-    cfg = reference.cfg
-    resumed = Learner(cfg, *data_of(cfg), log=lambda line: None, on_epoch_end=resumed_losses.append)
-    restore(resumed, cfg, saved[0], "memory")
-    resumed.run()
-    assert [(e["task"], e["epoch"]) for e in resumed_losses][0] == (2, 2)
-    assert [e["loss"] for e in resumed_losses] == [e["loss"] for e in reference_losses][3:]
+    reference, reference_epochs, resumed, resumed_epochs = resumed_inside_a_task(
+        load([], [*DER, "train.checkpoint_every=1"]), lambda learner: learner.next_task == 1)  # task 2, epoch 1
+    assert [(e["task"], e["epoch"]) for e in resumed_epochs][0] == (2, 2)
+    assert [e["loss"] for e in resumed_epochs] == [e["loss"] for e in reference_epochs][3:]
     assert resumed.history.acc_matrix == reference.history.acc_matrix
 
 
@@ -116,16 +106,6 @@ def test_the_release_retrains_the_classifier_alone_on_a_balanced_subset_before_t
 
 
 def test_der_resumed_inside_its_classifier_retraining_ends_as_an_uninterrupted_run():
-    reference = run(*DECOUPLE, "train.checkpoint_every=1")
-    saved = []
-
-    def keep(learner):
-        if learner.mid_task.phase == "finetune" and not saved:
-            saved.append(copy.deepcopy(payload(learner, learner.cfg)))
-
-    run(*DECOUPLE, "train.checkpoint_every=1", on_checkpoint=keep)
-    cfg = reference.cfg
-    resumed = Learner(cfg, *data_of(cfg), log=lambda line: None)
-    restore(resumed, cfg, saved[0], "memory")
-    resumed.run()
+    reference, _, resumed, _ = resumed_inside_a_task(load([], [*DER, *DECOUPLE, "train.checkpoint_every=1"]),
+                                                     lambda learner: learner.mid_task.phase == "finetune")
     assert resumed.history.acc_matrix == reference.history.acc_matrix

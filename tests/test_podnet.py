@@ -1,7 +1,5 @@
 """PODNet on the method seam: its losses, its local similarity classifier, its finetuning on a
 memory balanced at the old classes' share, its resume inside a task."""
-import copy
-
 import pytest
 import torch
 import torch.nn.functional as F
@@ -12,8 +10,8 @@ from suite.learner.losses import nca_loss, pod_spatial_loss
 from suite.learner.optim import epoch_cosine
 from suite.models.cosine import CosineCNN
 from suite.models.resnet import BACKBONE_BUILDERS
-from suite.run.checkpoints import payload, restore
 from tests.conftest import TINY, data_of
+from tests.runs import resumed_inside_a_task
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -87,14 +85,6 @@ def test_the_per_epoch_cosine_holds_its_lr_through_an_epoch():
     assert factors[9] == pytest.approx(0.5 - 0.5 * 2 ** -0.5)
 
 
-def run(*sets: str, on_epoch_end=None, on_checkpoint=None, log=None) -> Learner:
-    cfg = load([], [*PODNET, *sets])
-    learner = Learner(cfg, *data_of(cfg), log=log or (lambda line: None), on_epoch_end=on_epoch_end,
-                      on_checkpoint=on_checkpoint)
-    learner.run()
-    return learner
-
-
 def test_finetuning_reads_a_memory_herded_at_the_old_classes_share_and_distils():
     """From the second task on: train, the new classes herded at the old classes' share (24 // 2 old
     classes = 12 each at task 2), finetuning on that memory with the teacher, then the memory's
@@ -120,19 +110,9 @@ def test_finetuning_reads_a_memory_herded_at_the_old_classes_share_and_distils()
 
 
 def test_podnet_resumed_inside_its_finetuning_ends_as_an_uninterrupted_run():
-    reference_losses, resumed_losses, saved = [], [], []
-    reference = run("train.checkpoint_every=1", on_epoch_end=reference_losses.append)
-
-    def keep(learner):
-        if learner.mid_task.phase == "finetune" and not saved:
-            saved.append(copy.deepcopy(payload(learner, learner.cfg)))  # task 2, after one finetuning epoch
-
-    run("train.checkpoint_every=1", on_checkpoint=keep)
-    cfg = reference.cfg
-    resumed = Learner(cfg, *data_of(cfg), log=lambda line: None, on_epoch_end=resumed_losses.append)
-    restore(resumed, cfg, saved[0], "memory")
-    resumed.run()
-    assert [(e["task"], e["phase"], e["epoch"]) for e in resumed_losses][0] == (2, "finetune", 2)
-    assert [e["loss"] for e in resumed_losses] == [e["loss"] for e in reference_losses][5:]
+    reference, reference_epochs, resumed, resumed_epochs = resumed_inside_a_task(
+        load([], [*PODNET, "train.checkpoint_every=1"]), lambda learner: learner.mid_task.phase == "finetune")
+    assert [(e["task"], e["phase"], e["epoch"]) for e in resumed_epochs][0] == (2, "finetune", 2)
+    assert [e["loss"] for e in resumed_epochs] == [e["loss"] for e in reference_epochs][5:]
     assert resumed.history.acc_matrix == reference.history.acc_matrix
     assert resumed.history.memory_size == reference.history.memory_size

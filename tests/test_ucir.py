@@ -1,7 +1,5 @@
 """UCIR on the method seam: imprinted weights, the frozen old weights, its losses, class means over
 mirror images, its resume inside a task."""
-import copy
-
 import pytest
 import torch
 import torch.nn.functional as F
@@ -9,8 +7,8 @@ import torch.nn.functional as F
 from suite.config import load
 from suite.learner.learner import Learner
 from suite.learner.losses import margin_ranking_loss
-from suite.run.checkpoints import payload, restore
 from tests.conftest import TINY, data_of
+from tests.runs import resumed_inside_a_task
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -74,19 +72,8 @@ def test_class_means_average_each_exemplar_and_its_mirror_image():
 
 
 def test_ucir_resumed_inside_a_task_ends_as_an_uninterrupted_run():
-    reference_losses, resumed_losses, saved = [], [], []
-    reference = learner_of("train.checkpoint_every=1", on_epoch_end=reference_losses.append)
-    reference.run()
-
-    def keep(learner):
-        if learner.next_task == 1 and not saved:
-            saved.append(copy.deepcopy(payload(learner, learner.cfg)))  # inside task 2, after one epoch
-
-    learner_of("train.checkpoint_every=1", on_checkpoint=keep).run()
-    cfg = reference.cfg
-    resumed = Learner(cfg, *data_of(cfg), log=lambda line: None, on_epoch_end=resumed_losses.append)
-    restore(resumed, cfg, saved[0], "memory")
-    resumed.run()
-    assert [(e["task"], e["epoch"]) for e in resumed_losses][0] == (2, 2)
-    assert [e["loss"] for e in resumed_losses] == [e["loss"] for e in reference_losses][3:]
+    reference, reference_epochs, resumed, resumed_epochs = resumed_inside_a_task(
+        load([], [*UCIR, "train.checkpoint_every=1"]), lambda learner: learner.next_task == 1)  # task 2, epoch 1
+    assert [(e["task"], e["epoch"]) for e in resumed_epochs][0] == (2, 2)
+    assert [e["loss"] for e in resumed_epochs] == [e["loss"] for e in reference_epochs][3:]
     assert resumed.history.acc_matrix == reference.history.acc_matrix
