@@ -207,6 +207,14 @@ class DistillConfig:
     knn_temperature: float = _key(0.1, "temperature of the neighbourhood softmax", minimum=1e-6)
     knn_weight: float = _key(0.0, "weight beta of our KNN-invariant distillation (0: off, as in the releases; "
                              "daformer methods only)", minimum=0.0)
+    foster_beta1: float = _key(0.96, "foster: the boosting's logit adjustment, class weights (1 - beta) / (1 - "
+                               "beta^images of the class), normalised (PyCIL: 0.96)", minimum=0.0, maximum=0.9999)
+    foster_beta2: float = _key(0.97, "foster: the compression's class weights, likewise (PyCIL: 0.97)", minimum=0.0,
+                               maximum=0.9999)
+    compress_epochs: Optional[int] = _key(None, "foster: epochs of each task's compression into one backbone (PyCIL: "
+                                          "130); null: the main phase's", minimum=1)
+    compress_lr: Optional[float] = _key(None, "foster: the compression's lr, on a cosine stepped per epoch, without "
+                                        "weight decay (as PyCIL); null: the main phase's", minimum=0.0)
     pod_flat: float = _key(1.0, "podnet: weight of the features' distillation, POD-flat (PyCIL and the release: 1)",
                            minimum=0.0)
     less_forget: float = _key(5.0, "ucir: base weight of the less-forget constraint, times sqrt(old / new classes) "

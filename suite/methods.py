@@ -13,8 +13,9 @@ from typing import Optional
 
 # A task's phases, in the order a method's task may run them, as the learner, its checkpoints and
 # log.jsonl name them: the main training, the balanced finetuning on the memory (DyTox, DAFormer),
-# BiC's bias correction on held-out exemplars. A method's strategy picks its own (suite/strategies/).
-PHASES = TRAIN, FINETUNE, BIAS = ("train", "finetune", "bias")
+# BiC's bias correction on held-out exemplars, FOSTER's compression. A method's strategy picks its
+# own (suite/strategies/).
+PHASES = TRAIN, FINETUNE, BIAS, COMPRESS = ("train", "finetune", "bias", "compress")
 
 # The CNN methods' backbones (model.backbone) by name, each built by suite/models/resnet.py.
 BACKBONES = {"cifar_resnet32": "PyCIL's CIFAR ResNet-32 (the PyCIL protocol)",
@@ -119,6 +120,11 @@ METHODS: dict[str, Method] = {m.name: m for m in (
            release="PyCIL (LAMDA-CL/PyCIL) models/podnet.py (its finetuning trains the backbone too; the table "
                    "in its docstring is NME)",
            color="#8c6d31", marker="<"),
+    Method("foster", "FOSTER", "FOSTER: boosting with a second backbone and logit adjustment, then compression "
+           "into one backbone by distillation", distill=False, divergence=False, freezes_old_heads=False,
+           classifiers=("cnn", "nme"), architecture="cnn", rerun=True,
+           release="PyCIL (LAMDA-CL/PyCIL) models/foster.py: the boosted network evaluated, as PyCIL reports it",
+           color="#31a354", marker="H"),
     Method("joint", "Joint", "plain ViT, every class in one task (upper bound)", rehearsal=False,
            single_task=True, bound="upper", color="#17becf", marker="*", **_PLAIN),
     Method("joint_cnn", "Joint (CNN)", "a CNN (model.backbone), every class in one task (the CNN rows' upper bound)",

@@ -180,7 +180,7 @@ def test_wrapper_varies_the_releases_sample_order_with_the_seed(tmp_path, monkey
 
 # ---------------------------------------------------------------- PyCIL (the classic baselines)
 
-@pytest.mark.parametrize("name", sorted(set(pycil.BASELINES) - {"PODNet"}))
+@pytest.mark.parametrize("name", sorted(set(pycil.BASELINES) - {"PODNet", "FOSTER"}))
 def test_pycil_and_ours_are_given_the_same_recipe(name):
     """Our side's config (the method's PyCIL-protocol preset + the recipe's keys) against the constants
     PyCIL's side sets in its models/<method>.py."""
@@ -217,6 +217,24 @@ def test_pycil_and_ours_are_given_the_same_podnet_recipe():
     assert (ours.finetune.epochs, ours.finetune.lr) == (theirs["ft_epochs"], theirs["ft_lrate"])
     assert (ours.model.proxies, ours.distill.pod_flat, ours.distill.pod_spatial) == (10, 1.0, 5.0)  # PyCIL's
     assert ours.memory.size == recipe.memory and ours.memory.selection == "herding_greedy"
+
+
+def test_pycil_and_ours_are_given_the_same_foster_recipe():
+    """FOSTER: PyCIL reads its hyper-parameters from its args; one cosine schedule stepped per epoch and
+    one weight decay for the first task and the boosting; the compression's epochs at the same lr."""
+    baseline, recipe = pycil.BASELINES["FOSTER"], pycil.CnnRecipe()
+    theirs = pycil.pycil_hyper_parameters(baseline, recipe)
+    ours = load(["configs/model/cifar_foster.yaml"], pycil.ours_sets(baseline, recipe, seed=3))
+    t, d = ours.train, ours.distill
+    assert baseline.by_args and ours.model.backbone == "cifar_resnet32"
+    assert (t.epochs, t.lr, t.weight_decay) == (theirs["init_epochs"], theirs["init_lr"], theirs["init_weight_decay"])
+    assert (t.incremental_epochs, t.incremental_lr, t.incremental_weight_decay) == (
+        theirs["boosting_epochs"], theirs["lr"], theirs["weight_decay"])
+    assert (d.compress_epochs, d.compress_lr) == (theirs["compression_epochs"], theirs["lr"])
+    assert (d.foster_beta1, d.foster_beta2, d.tau) == (theirs["beta1"], theirs["beta2"], theirs["T"])
+    assert (t.schedule, t.min_lr, t.batch_size, t.optimizer, t.scale_lr) == (
+        "cosine_epoch", 0.0, theirs["batch_size"], "sgd", False)
+    assert (theirs["oofc"], theirs["is_teacher_wa"], theirs["is_student_wa"], theirs["lambda_okd"]) == ("ft", False, False, 1)
 
 
 def test_pycil_quick_ours_runs_and_reports_both_classifiers(packed, tmp_path):

@@ -161,6 +161,19 @@ def test_ucir_imprints_its_weights_on_two_workers(ray_head, tmp_path):
     assert len(doc["acc"]) == 5 and set(doc["classifiers"]) == {"cnn", "nme"}
 
 
+def test_foster_boosts_and_compresses_on_two_workers(ray_head, tmp_path):
+    """FOSTER (a second backbone each task, DDP prepared again for the compression's student) through
+    Ray Train with 2 workers."""
+    proc = run_cli("configs/quickstart.yaml", "--address", ray_head.address, *FAST, "--set", "method=foster",
+                   "--set", "distill.compress_epochs=1", "--set", "ray.num_workers=2", "--set", "ray.cpus_per_worker=1",
+                   "--output-basedir", tmp_path, env={**ENV, "RAY_ADDRESS": ""})
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    doc = results(tmp_path / "quickstart-foster")
+    assert doc["status"] == "finished" and doc["provenance"]["world_size"] == 2 and doc["label"] == "FOSTER (re-run)"
+    assert "task 5/5 compress epoch 1/1" in proc.stdout
+    assert doc["num_params"][1] > 1.9 * doc["num_params"][0]  # the boosted network: two backbones
+
+
 def test_ray_job_submit_round_trip(ray_head, tmp_path):
     env = node_env()
     dry = run_cli("configs/quickstart.yaml", "--address", ray_head.address, "--dry-run", "--set", "ray.num_workers=2",

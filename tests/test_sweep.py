@@ -46,7 +46,7 @@ def test_sweep_dry_run_checks_the_resources_as_a_run_does(capsys, tmp_path):
     assert not (tmp_path / "tiny").exists()
 
 
-def test_paper_sweep_has_twenty_seven_trials_per_setting(capsys, tmp_path):
+def test_paper_sweep_has_thirty_trials_per_setting(capsys, tmp_path):
     from tests.data_files import make_cifar
 
     make_cifar(tmp_path / "cifar" / "cifar-100-python", train_per_class=25)
@@ -54,8 +54,8 @@ def test_paper_sweep_has_twenty_seven_trials_per_setting(capsys, tmp_path):
                      str(tmp_path / "cifar"), "--output-basedir", str(tmp_path / "runs")])
     out = capsys.readouterr().out
     assert code == 0
-    assert "81 trial(s)" in out
-    assert out.count("scenario.increment=5,") == 27
+    assert "90 trial(s)" in out
+    assert out.count("scenario.increment=5,") == 30
 
 
 def _results(path):
@@ -111,7 +111,7 @@ def _active(run_dir) -> tuple[float, float]:
 
 
 @pytest.mark.parametrize("sweep, trials, varied", [
-    ("baselines_pycil_cifar100", 18, "seed=2"), ("baselines_der_cifar100", 18, "='cifar100_order3'")])
+    ("baselines_pycil_cifar100", 21, "seed=2"), ("baselines_der_cifar100", 21, "='cifar100_order3'")])
 def test_baseline_sweeps_take_the_method_as_an_axis_with_its_recipe(sweep, trials, varied, capsys, tmp_path):
     from tests.data_files import make_cifar
 
@@ -120,7 +120,7 @@ def test_baseline_sweeps_take_the_method_as_an_axis_with_its_recipe(sweep, trial
                      "--output-basedir", str(tmp_path / "runs")])
     out = capsys.readouterr().out
     assert code == 0 and f"{trials} trial(s)" in out and out.count(varied) == trials // 3
-    assert all(out.count(f"method='{m}'") == 3 for m in ("icarl", "ucir", "wa", "bic", "der", "podnet"))
+    assert all(out.count(f"method='{m}'") == 3 for m in ("icarl", "ucir", "wa", "bic", "der", "podnet", "foster"))
 
 
 def test_the_tiny_imagenet_sweep_gives_each_family_its_cpu_recipe(tmp_path):

@@ -68,9 +68,12 @@ class Baseline:
     # PODNet's balanced finetuning, scaled like its main phase: PyCIL's 20 epochs after 160 at a
     # twentieth of the lr become FINETUNE_EPOCHS after the recipe's epochs at a twentieth of its lr
     finetunes: bool = False
+    by_args: bool = False  # PyCIL reads the method's hyper-parameters from its args (FOSTER), not module constants
 
 
 FINETUNE_EPOCHS = 2
+# FOSTER's compression, scaled like its boosting: PyCIL's 130 epochs after 170 become 8 after the recipe's 10
+COMPRESSION_EPOCHS = 8
 
 BASELINES = {b.name: b for b in (
     Baseline("iCaRL", "icarl", "icarl", "nme"),
@@ -78,11 +81,18 @@ BASELINES = {b.name: b for b in (
     Baseline("BiC", "bic", "bic", "cnn"),
     Baseline("DER", "der", "der", "cnn"),
     Baseline("PODNet", "podnet", "podnet", "cnn", convnet="cosine_resnet32", finetunes=True),
+    Baseline("FOSTER", "foster", "foster", "cnn", by_args=True),
 )}
 
 
 def pycil_hyper_parameters(baseline: Baseline, recipe: CnnRecipe) -> dict:
-    """PyCIL's module-level constants of the method, set to the recipe's."""
+    """PyCIL's module-level constants of the method (FOSTER: its args), set to the recipe's."""
+    if baseline.model_name == "foster":  # one cosine schedule (per epoch) and weight decay for every task
+        return {"init_epochs": recipe.epochs, "init_lr": recipe.lr, "init_weight_decay": recipe.weight_decay,
+                "boosting_epochs": recipe.epochs, "compression_epochs": COMPRESSION_EPOCHS, "lr": recipe.lr,
+                "weight_decay": recipe.weight_decay, "batch_size": recipe.batch_size, "T": recipe.temperature,
+                "beta1": 0.96, "beta2": 0.97, "oofc": "ft", "is_teacher_wa": False, "is_student_wa": False,
+                "lambda_okd": 1, "wa_value": 1, "num_workers": recipe.num_workers}
     if baseline.model_name == "podnet":  # one cosine schedule (per epoch) and weight decay for every task
         return {"epochs": recipe.epochs, "lrate": recipe.lr, "batch_size": recipe.batch_size,
                 "weight_decay": recipe.weight_decay, "ft_epochs": FINETUNE_EPOCHS, "ft_lrate": recipe.lr / 20}
@@ -98,9 +108,10 @@ def pycil_hyper_parameters(baseline: Baseline, recipe: CnnRecipe) -> dict:
 def ours_sets(baseline: Baseline, recipe: CnnRecipe, seed: int) -> list[str]:
     """Every key ours sets on top of the method's PyCIL-protocol preset."""
     first_decay = recipe.incremental_weight_decay if baseline.model_name == "bic" else recipe.weight_decay
-    later_decay = recipe.weight_decay if baseline.model_name == "podnet" else recipe.incremental_weight_decay
-    finetune = [f"finetune.epochs={FINETUNE_EPOCHS}", f"finetune.lr={recipe.lr / 20}"] if baseline.finetunes else []
-    return [*finetune,
+    later_decay = recipe.weight_decay if baseline.model_name in ("podnet", "foster") else recipe.incremental_weight_decay
+    own = {"podnet": [f"finetune.epochs={FINETUNE_EPOCHS}", f"finetune.lr={recipe.lr / 20}"],
+           "foster": [f"distill.compress_epochs={COMPRESSION_EPOCHS}", f"distill.compress_lr={recipe.lr}"]}
+    return [*own.get(baseline.model_name, []),
         "data.name=cifar100", f"data.num_workers={recipe.num_workers}", f"data.max_classes={recipe.classes}",
         f"scenario.increment={recipe.increment}", "scenario.initial_increment=0",
         f"scenario.class_order={json.dumps(list(range(recipe.classes)))}",
@@ -121,7 +132,8 @@ def run_pycil(baseline: Baseline, recipe: CnnRecipe, seed: int, checkout: Path, 
         shutil.rmtree(work)
     (work / "data").mkdir(parents=True)
     (work / "data" / "cifar-100-python").symlink_to(data / "cifar-100-python")
-    settings = {"model_name": baseline.model_name, "convnet": baseline.convnet, "classes": recipe.classes, "increment": recipe.increment,
+    settings = {"model_name": baseline.model_name, "convnet": baseline.convnet, "by_args": baseline.by_args,
+                "classes": recipe.classes, "increment": recipe.increment,
                 "memory": recipe.memory, "seed": seed, "num_workers": recipe.num_workers,
                 "hyper_parameters": pycil_hyper_parameters(baseline, recipe)}
     (work / "settings.json").write_text(json.dumps(settings, indent=1))

@@ -16,11 +16,13 @@ PATCHES = [
     ("iCIFAR100.download_data keeps only the benchmark's first classes",
      "PyCIL's class order must name every label it reads, and its length is the class count"),
     ("the methods' module-level hyper-parameters (epochs, milestones, lr, weight decay, batch size, T; PODNet's "
-     "finetuning epochs and lr) are set to the recipe's", "they are constants in models/icarl.py, wa.py, bic.py, der.py, podnet.py"),
+     "finetuning epochs and lr; FOSTER's, which it reads from its args, there) are set to the recipe's", "they are constants in models/icarl.py, wa.py, bic.py, der.py, podnet.py"),
     ("every DataLoader gets the recipe's worker count", "models/base.py hard-codes num_workers=4 for herding"),
     ("torch.manual_seed(seed) and np.random.seed(seed) instead of trainer._set_random's torch.manual_seed(1)",
      "PyCIL seeds its weights with 1 whatever the seed; the comparison needs one run per seed"),
     ("device [-1] (the CPU)", "no GPU here"),
+    ("evaluation at top-1 (topk 1); _evaluate's result also names it top5",
+     "FOSTER's compression logs a top-5 figure for its student, which top-1 evaluation does not compute"),
 ]
 
 
@@ -40,9 +42,12 @@ def main(checkout: str, settings_path: str, out_path: str) -> None:
     from utils.data_manager import DataManager
 
     keep_first_classes(utils.data.iCIFAR100, settings["classes"])
+    evaluate = models.base.BaseLearner._evaluate
+    models.base.BaseLearner._evaluate = lambda self, y_pred, y_true: {"top5": None, **evaluate(self, y_pred, y_true)}
 
     module = __import__(f"models.{settings['model_name']}", fromlist=["_"])
-    for name, value in settings["hyper_parameters"].items():
+    by_args = settings.get("by_args", False)
+    for name, value in ({} if by_args else settings["hyper_parameters"]).items():
         if not hasattr(module, name):
             raise SystemExit(f"models/{settings['model_name']}.py has no {name}: another PyCIL version?")
         setattr(module, name, value)
@@ -55,7 +60,7 @@ def main(checkout: str, settings_path: str, out_path: str) -> None:
     args = {"prefix": "parity", "dataset": "cifar100", "memory_size": settings["memory"], "memory_per_class": 20,
             "fixed_memory": False, "shuffle": False, "init_cls": settings["increment"],
             "increment": settings["increment"], "model_name": settings["model_name"], "convnet_type": settings.get("convnet", "resnet32"),
-            "device": [-1], "seed": settings["seed"]}
+            "device": [-1], "seed": settings["seed"], **(settings["hyper_parameters"] if by_args else {})}
     _set_device(args)
     data = DataManager(args["dataset"], args["shuffle"], args["seed"], args["init_cls"], args["increment"])
     learner = factory.get_model(args["model_name"], args)

@@ -71,6 +71,7 @@ class TaskWork:
     train: float
     finetune: float
     bias: float
+    compress: float
     after: float
 
 
@@ -140,6 +141,7 @@ class Phase:
     module: torch.nn.Module  # the model as trained: DDP-wrapped, compiled where asked
     num_old: int  # classes of the earlier tasks
     distill: bool  # distillation and the divergence loss apply; else classification only
+    images_per_class: tuple[int, ...] = ()  # of each class seen, in label order, the images the phase trains on
 
 
 class Learner:
@@ -249,20 +251,29 @@ class Learner:
     def train_main(self, task: int) -> None:
         cfg = self.cfg.train
         self.model.set_phase(TRAIN)
-        indices = self._training_images(self.scenario.tasks[task])
-        if self.method.rehearsal and len(self.memory):
-            indices = np.concatenate([indices, self.memory.indices()])
-        held_out = self._held_out(task)
-        if held_out.size:
-            indices = indices[~np.isin(indices, held_out)]
+        indices = self._main_images(task)
         loader = self._loader(indices, shuffle=True, seed_offset=task, repeats=self.cfg.data.repeated_augmentation)
         epochs = self.strategy.epochs(task, TRAIN)
         base_lr = cfg.incremental_lr if task > 0 and cfg.incremental_lr is not None else cfg.lr
         self._scheduled_optimizer(task, base_lr, epochs, len(loader))
         asam = ASAM(self.optimizer, cfg.asam_rho, cfg.asam_eta) if cfg.asam_rho > 0 and task > 0 else None
         self._run_phase(task, Phase(TRAIN, epochs, loader, mixup=self._mixup(), asam=asam,
-                                    module=self._trained_module(), num_old=self._num_old(task), distill=True))
+                                    module=self._trained_module(), num_old=self._num_old(task), distill=True,
+                                    images_per_class=self._per_class(indices, task)))
         self.strategy.after_phase(self.model, task, TRAIN)
+
+    def _main_images(self, task: int) -> np.ndarray:
+        """What the main phase of task `task` trains on: its classes' training images and the memory,
+        less the images held out for a later phase."""
+        indices = self._training_images(self.scenario.tasks[task])
+        if self.method.rehearsal and len(self.memory):
+            indices = np.concatenate([indices, self.memory.indices()])
+        held_out = self._held_out(task)
+        return indices[~np.isin(indices, held_out)] if held_out.size else indices
+
+    def _per_class(self, indices: np.ndarray, task: int) -> tuple[int, ...]:
+        labels = [self.label_of_class[c] for c in self.data.train.labels[indices]]
+        return tuple(int(n) for n in np.bincount(labels, minlength=len(self.scenario.classes_up_to(task))))
 
     def train_extra(self, task: int, name: str) -> None:
         """A phase of the method's after the main one (balanced finetuning, bias correction), on the
@@ -270,15 +281,16 @@ class Learner:
         spec = self.strategy.extra_phase(task, name)
         self.model.set_phase(name)
         images = {"memory": self.memory.indices, "held_out": lambda: self._held_out(task),
-                  "balanced": lambda: self._balanced(task)}
-        loader = self._loader(images[spec.images](), shuffle=spec.shuffle, seed_offset=1000 * PHASES.index(name) + task,
-                              repeats=1)
+                  "balanced": lambda: self._balanced(task), "main": lambda: self._main_images(task)}
+        indices = images[spec.images]()
+        loader = self._loader(indices, shuffle=spec.shuffle, seed_offset=1000 * PHASES.index(name) + task, repeats=1)
         epochs = self.strategy.epochs(task, name)
         if spec.scheduled:
             self._scheduled_optimizer(task, spec.lr, epochs, len(loader))
         elif spec.cosine:
             self.optimizer, self.scheduler = self._optimizer(self._scaled(spec.lr), epochs * len(loader), warmup=0,
-                                                             schedule="cosine_epoch", batches=len(loader))
+                                                             schedule="cosine_epoch", batches=len(loader),
+                                                             weight_decay=spec.weight_decay)
         elif spec.milestones:
             self.optimizer, self.scheduler = self._optimizer(
                 self._scaled(spec.lr), epochs * len(loader), warmup=0,
@@ -287,7 +299,7 @@ class Learner:
             self.optimizer, self.scheduler = self._optimizer(self._scaled(spec.lr), None, warmup=0)
         self._run_phase(task, Phase(name, epochs, loader, mixup=self._mixup() if spec.mixup else None,
                                     asam=None, module=self._trained_module(), num_old=self._num_old(task),
-                                    distill=spec.distill))
+                                    distill=spec.distill, images_per_class=self._per_class(indices, task)))
         self.strategy.after_phase(self.model, task, name)
 
     def _scheduled_optimizer(self, task: int, base_lr: float, epochs: int, batches: int) -> None:
@@ -648,9 +660,10 @@ class Learner:
         if FINETUNE_MEMORY in self.strategy.steps(task):
             m, copies = self._class_budget(task - 1)
             finetuned = m * copies * len(seen)
-        return TaskWork(train=new + (self._memory_planned(task - 1) if rehearsal else 0),  # repeats: same count
-                        finetune=finetuned if rehearsal and task > 0 else 0,
+        trained = new + (self._memory_planned(task - 1) if rehearsal else 0)  # repeats: the same count
+        return TaskWork(train=trained, finetune=finetuned if rehearsal and task > 0 else 0,
                         bias=self.strategy.held_out_per_class(task, self._num_old(task)) * len(seen),
+                        compress=trained,
                         after=FORWARD_ONLY * ((new if rehearsal else 0) + evaluated))
 
     def _class_budget(self, task: int) -> tuple[int, int]:
@@ -681,7 +694,8 @@ class Learner:
 
     def num_params(self) -> int:
         """Parameters used at test time (the divergence head is dropped)."""
-        return sum(p.numel() for name, p in self.model.named_parameters() if not name.startswith("div_head"))
+        unused = getattr(self.model, "training_only", ("div_head",))  # a model's parts not used at test time
+        return sum(p.numel() for name, p in self.model.named_parameters() if name.split(".")[0] not in unused)
 
     # ------------------------------------------------------------------ checkpoints
 

@@ -100,3 +100,21 @@ def margin_ranking_loss(cosines: torch.Tensor, labels: torch.Tensor, num_old: in
     true = cosines[old].gather(1, labels[old, None])
     hardest_new = cosines[old, num_old:].topk(min(k, cosines.shape[1] - num_old), dim=1).values
     return F.relu(margin - (true - hardest_new)).mean()
+
+
+def class_balanced_weights(images_per_class: tuple[int, ...], beta: float, device=None) -> torch.Tensor:
+    """FOSTER's per-class weights (Cui et al.'s effective number): (1 - beta) / (1 - beta^n_c),
+    normalised to sum to the number of classes."""
+    counts = torch.tensor(images_per_class, dtype=torch.float64)
+    weights = (1 - beta) / (1 - beta ** counts)
+    return (weights / weights.sum() * len(counts)).float().to(device)
+
+
+def balanced_distillation(student: torch.Tensor, teacher: torch.Tensor, weights: torch.Tensor,
+                          tau: float) -> torch.Tensor:
+    """FOSTER's compression loss (PyCIL's `BKD`): the soft cross-entropy of softmax(student / tau)
+    against softmax(teacher / tau) re-weighted per class by `weights` and renormalised, averaged over
+    the batch."""
+    soft = F.softmax(teacher / tau, dim=1) * weights
+    soft = soft / soft.sum(dim=1, keepdim=True)
+    return -(soft * F.log_softmax(student / tau, dim=1)).sum(dim=1).mean()

@@ -26,6 +26,9 @@ class Output:
     div_logits: Optional[torch.Tensor] = None  # (B, new classes + 1), training only
     maps: tuple[torch.Tensor, ...] = ()  # a CNN backbone's stage outputs (B, C, H, W), where a method distils them
     scale: Optional[torch.Tensor] = None  # what a cosine classifier multiplied its cosines by (its sigma)
+    # the logits a model distils from that it computes itself (FOSTER: its frozen old classifier on its
+    # frozen old backbone while boosting, its boosted network while compressing), training only
+    teacher_logits: Optional[torch.Tensor] = None
 
     @property
     def features(self) -> torch.Tensor:

@@ -31,7 +31,10 @@ def widened(head: nn.Linear, in_features: int) -> nn.Linear:
     return wide
 
 
-class DERNet(LinearHeads, nn.Module):
+class BackboneStack(LinearHeads, nn.Module):
+    """Backbones of one kind (model.backbone), one linear classifier a task over their features and an
+    auxiliary classifier (`div_head`): DER's network and FOSTER's."""
+
     def __init__(self, backbone: str, channels: int):
         super().__init__()
         self.backbone_name, self.channels = backbone, channels
@@ -45,8 +48,13 @@ class DERNet(LinearHeads, nn.Module):
         """One backbone's feature width."""
         return self.backbones[0].out_dim
 
+    def new_backbone(self) -> nn.Module:
+        return BACKBONE_BUILDERS[self.backbone_name](channels=self.channels)
+
+
+class DERNet(BackboneStack):
     def add_task(self, num_classes: int) -> None:
-        new = BACKBONE_BUILDERS[self.backbone_name](channels=self.channels)
+        new = self.new_backbone()
         if len(self.backbones):
             new.load_state_dict(self.backbones[-1].state_dict())
         self.backbones.append(new)

@@ -42,8 +42,9 @@ FINETUNE_MEMORY = "finetune_memory"
 class ExtraPhase:
     """How the learner trains a phase after the main one (the model's set_phase says what trains)."""
 
-    images: str  # "memory" (the memory as its last update left it), "held_out" (held_out_per_class's) or
+    images: str  # "memory" (the memory as its last update left it), "held_out" (held_out_per_class's),
     #              "balanced" (the task's training images and memory, every class cut to the smallest's count)
+    #              or "main" (what the main phase trained on)
     lr: float  # its base learning rate (scaled as train.scale_lr says)
     scheduled: bool  # the main phase's schedule (warm-up, cosine or multistep) or, False, its own (below)
     mixup: bool  # the recipe's MixUp (train.mixup) on its batches
@@ -51,6 +52,7 @@ class ExtraPhase:
     milestones: tuple[int, ...] = ()  # not scheduled: lr x train.lr_decay after these epochs (none: constant)
     cosine: bool = False  # not scheduled: a cosine over the phase's epochs, stepped per epoch, to train.min_lr
     distill: bool = False  # the teacher's outputs reach the loss, as in the main phase
+    weight_decay: Optional[float] = None  # cosine: its weight decay (None: the train section's)
 
 
 class Strategy:
