@@ -136,13 +136,14 @@ def test_the_tiny_imagenet_sweep_gives_each_family_its_cpu_recipe(tmp_path):
     by_method = {}
     for trial in sweep.trials:
         by_method.setdefault(trial.cfg.method, []).append(trial.cfg)
-    assert len(by_method) == 11 and all(len(cfgs) == 3 for cfgs in by_method.values())
+    assert len(by_method) == 15 and all(len(cfgs) == 3 for cfgs in by_method.values())
     for method, cfgs in by_method.items():
         cfg = cfgs[0]
         assert cfg.data.name == "tinyimagenet" and cfg.memory.size == 500
         if METHODS[method].architecture == "cnn":
+            cosine = "_cosine" if method in ("podnet", "ucir") else ""
             assert (cfg.model.backbone, cfg.train.optimizer, cfg.train.epochs, cfg.train.drop_last) == (
-                "cifar_resnet32", "sgd", 10, False)
+                f"cifar_resnet32{cosine}", "sgd", 10, False)
         else:
             assert (cfg.train.mixup, cfg.train.asam_rho, cfg.train.loss, cfg.model.patch_size) == (0.0, 0.0, "ce", 4)
             assert cfg.train.epochs == (30 if method == "joint" else 15)
