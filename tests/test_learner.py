@@ -5,6 +5,7 @@ classes, a one-block model of width 16, one epoch per phase (well under a second
 """
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,6 +17,7 @@ from suite.config import load
 from suite.errors import UserError
 from suite.learner import progress
 from suite.learner.learner import Learner, NonFiniteLoss
+from suite.learner.work import FORWARD_ONLY
 from suite.run.checkpoints import load as load_checkpoint, payload as checkpoint_payload, restore
 from suite.run.checkpoints import save as save_checkpoint
 from suite.run.layout import CHECKPOINT
@@ -332,12 +334,27 @@ def test_the_eta_plans_each_tasks_work():
     """Later tasks train their images with the memory, finetuning the memory alone, and evaluation
     grows with the classes seen: the plan says so, and a run does exactly the work it planned."""
     learner = make_learner(tiny("train.epochs=2"))
-    first, second = learner._task_work(0), learner._task_work(1)
+    first, second = learner.work.task(0), learner.work.task(1)
     assert (first.train, second.train) == (40, 40 + 12)  # 2 classes x 20 images; + the memory of 12
     assert (first.finetune, second.finetune) == (0, 12)  # 12 // 4 classes = 3 a class, 4 classes
-    assert second.after == pytest.approx(progress.FORWARD_ONLY * (40 + 20))  # herding; 4 classes x 5 test images
+    assert second.after == pytest.approx(FORWARD_ONLY * (40 + 20))  # herding; 4 classes x 5 test images
     learner.run()
     assert learner.progress.done == pytest.approx(learner.progress.planned)
+
+
+def test_a_sweep_prices_the_work_a_run_does():
+    """The dry run's work count (suite/sweep/cost.py) is the work the learner plans and does."""
+    from suite.run.plan import plan_run
+    from suite.sweep.cost import cost_lines, trial_work
+
+    cfg = tiny("train.epochs=2", "method=podnet", "model.backbone=cifar_resnet32_cosine", "finetune.epochs=1")
+    plan = plan_run(cfg, Path(cfg.output.basedir))  # its directory unused
+    learner = Learner(cfg, plan.data, plan.scenario, log=lambda line: None)
+    learner.run()
+    assert trial_work(plan) == pytest.approx(learner.progress.done)
+    rates = {"device": "GPU", "rates": {"podnet": {1: 1000, 100: 10}}}
+    hours = trial_work(plan) / 1000 / 3600  # the measured task count nearest 3 tasks: 1
+    assert f"{hours:.2f} GPU-h at 1,000 img/s (podnet, 1 tasks)" in cost_lines({"t": plan}, rates)[1]
 
 
 # ---------------------------------------------------------------- a one-process group

@@ -56,6 +56,9 @@ def test_paper_sweep_has_thirty_trials_per_setting(capsys, tmp_path):
     assert code == 0
     assert "90 trial(s)" in out
     assert out.count("scenario.increment=5,") == 30
+    # priced at the GPU step rates measured (the ViTs'); the CNN baselines named as unpriced
+    assert out.count(" GPU-h at ") == 27 and out.count("no measured GPU step rate") == 63
+    assert "not priced (no step rate measured on a GPU): bic, der, foster, icarl, podnet, ucir, wa" in out
 
 
 def _results(path):

@@ -9,6 +9,7 @@ from suite import schema
 from suite.errors import UserError
 from suite.run.layout import REPORT_DIR, check_lasting, check_output_base, check_writable
 from suite.run.plan import Plan, plan_run, resource_warnings, resources_there
+from suite.sweep.cost import cost_lines, load_rates
 from suite.sweep.spec import Sweep
 from suite.sweep.summary import SUMMARY, best_trials
 
@@ -51,7 +52,7 @@ def sweep_command(sweep: Sweep, basedir: Path, dry_run: bool, address: str | Non
     sweep_dir = basedir / sweep.name
     plans = plan_trials(sweep, sweep_dir)
     warn_resources(plans, address)
-    print(sweep.describe(), f"output    {sweep_dir}", sep="\n", flush=True)
+    print(sweep.describe(), *cost_lines(plans, load_rates()), f"output    {sweep_dir}", sep="\n", flush=True)
     if dry_run:
         print("dry run: nothing trained, nothing written")
         return 0

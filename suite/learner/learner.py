@@ -27,12 +27,13 @@ from suite.data.scenario import Scenario
 from suite.data.validation import validation_split
 from suite.learner import dist
 from suite.learner.asam import ASAM
-from suite.learner.memory import Memory, per_class_budget, select_exemplars
+from suite.learner.memory import Memory, select_exemplars
 from suite.learner.model import run_model
 from suite.learner.nme import class_means, nearest_mean_scores
 from suite.learner.optim import make_optimizer
 from suite.learner.precision import autocast_dtype
-from suite.learner.progress import FORWARD_ONLY, Progress, batch_line
+from suite.learner.progress import Progress, batch_line
+from suite.learner.work import work_plan
 from suite.methods import METHODS, PHASES, TRAIN
 from suite.strategies import strategy_for
 from suite.strategies.base import FINETUNE_MEMORY, MEMORY
@@ -61,18 +62,6 @@ class History:
 
 class NonFiniteLoss(RuntimeError):
     pass
-
-
-@dataclass(frozen=True)
-class TaskWork:
-    """One task's work in trained images (suite/learner/progress.py): per epoch of each phase (named
-    as PHASES), and after its training (herding and evaluation, forward only)."""
-
-    train: float
-    finetune: float
-    bias: float
-    compress: float
-    after: float
 
 
 @dataclass(frozen=True)
@@ -179,6 +168,8 @@ class Learner:
         self.test_transform = build_transform(data, cfg.data, train=False)
         self.label_of_class = scenario.label_of_class
         self.trained, self.validation = validation_split(data.train.labels, cfg.data.validation_fraction, cfg.seed)
+        self.work = work_plan(cfg, self.strategy, data, scenario, self.trained, self.validation,
+                              copies=dist.world_size() if cfg.memory.per_worker else 1)
         self.history.val_images = len(self.validation)
         self.progress: Optional[Progress] = None
         self.mid_task: Optional[MidTask] = None  # set by a mid-task checkpoint, while saved or resumed
@@ -217,7 +208,7 @@ class Learner:
         if MEMORY not in self.strategy.steps(task):
             self.history.memory_size.append(0)
         self.evaluate(task)
-        self.progress.add(self._task_work(task).after)
+        self.progress.add(self.work.task(task).after)
         self.history.per_task_s.append(time.perf_counter() - self._task_start)
         self.next_task = task + 1
         if on_task_end is not None:
@@ -225,9 +216,9 @@ class Learner:
 
     def _work_left(self) -> float:
         """The work of the tasks from `next_task` on, less what a mid-task checkpoint has done of it."""
-        planned = sum(map(self._work_planned, range(self.next_task, self.scenario.num_tasks)))
+        planned = sum(map(self.work.planned, range(self.next_task, self.scenario.num_tasks)))
         mid = self.mid_task
-        return planned - (self._work_done_in(self.next_task, mid.phase, mid.epochs_done) if mid else 0.0)
+        return planned - (self.work.done_in(self.next_task, mid.phase, mid.epochs_done) if mid else 0.0)
 
     def _run_step(self, task: int, step: str) -> None:
         if step == TRAIN:
@@ -353,7 +344,7 @@ class Learner:
         memory is the budget times the workers.
         """
         cfg = self.cfg.memory
-        m, copies = self._class_budget(task - 1 if for_finetuning else task)
+        m, copies = self.work.class_budget(task - 1 if for_finetuning else task)
         self.memory.trim(m * copies)
         new_classes = self.scenario.tasks[task]
         local = dist.shard(self._training_images(new_classes))
@@ -473,7 +464,7 @@ class Learner:
                 self.scheduler.load_state_dict(self.mid_task.state["scheduler"])
             set_random_state(self.mid_task.state["random"])
             first, self.mid_task = self.mid_task.epochs_done, None
-        work = getattr(self._task_work(task), phase.name)  # per epoch, for the ETA
+        work = getattr(self.work.task(task), phase.name)  # per epoch, for the ETA
         for epoch in range(first, phase.epochs):
             start = time.perf_counter()
             what = f"task {task + 1}/{self.scenario.num_tasks} {phase.name:8s} epoch {epoch + 1}/{phase.epochs}"
@@ -647,50 +638,6 @@ class Learner:
         """`split[indices]` in order, in large batches: evaluation, and the features herding ranks."""
         return DataLoader(IndexedImages(split, indices, self.label_of_class, transform),
                           batch_size=self.cfg.train.eval_batch_size, num_workers=self.cfg.data.num_workers)
-
-    def _task_work(self, task: int) -> TaskWork:
-        """What task `task` will pass through the model, in trained images (the ETA's units): per main
-        epoch its images with the memory kept so far; per finetuning epoch the memory; after
-        it, forward only, the images herding ranks and the test and validation images evaluated."""
-        new = len(self._training_images(self.scenario.tasks[task]))
-        rehearsal = self.method.rehearsal
-        seen = self.scenario.classes_up_to(task)
-        evaluated = len(indices_of_classes(self.data.test, seen)) + len(self._of_classes(self.validation, seen))
-        finetuned = self._memory_planned(task)
-        if FINETUNE_MEMORY in self.strategy.steps(task):
-            m, copies = self._class_budget(task - 1)
-            finetuned = m * copies * len(seen)
-        trained = new + (self._memory_planned(task - 1) if rehearsal else 0)  # repeats: the same count
-        return TaskWork(train=trained, finetune=finetuned if rehearsal and task > 0 else 0,
-                        bias=self.strategy.held_out_per_class(task, self._num_old(task)) * len(seen),
-                        compress=trained,
-                        after=FORWARD_ONLY * ((new if rehearsal else 0) + evaluated))
-
-    def _class_budget(self, task: int) -> tuple[int, int]:
-        """After task `task`: the exemplars a class gets in one selection, and how many selections are
-        kept (one; with memory.per_worker, one per worker)."""
-        copies = dist.world_size() if self.cfg.memory.per_worker else 1
-        return per_class_budget(self.cfg.memory, len(self.scenario.classes_up_to(task))), copies
-
-    def _memory_planned(self, task: int) -> int:
-        """The memory's size after task `task` (0 before the first), as its budget makes it."""
-        if task < 0:
-            return 0
-        m, copies = self._class_budget(task)
-        return m * copies * len(self.scenario.classes_up_to(task))
-
-    def _phase_work(self, task: int, steps: tuple[str, ...]) -> float:
-        """The work of all the epochs of `steps` (phases of `task`)."""
-        work = self._task_work(task)
-        return sum(self.strategy.epochs(task, step) * getattr(work, step, 0.0) for step in steps)
-
-    def _work_planned(self, task: int) -> float:
-        return self._phase_work(task, self.strategy.steps(task)) + self._task_work(task).after
-
-    def _work_done_in(self, task: int, phase: str, epochs_done: int) -> float:
-        """The work of `task` done once `epochs_done` epochs of `phase` are (a mid-task checkpoint's)."""
-        steps = self.strategy.steps(task)
-        return self._phase_work(task, steps[:steps.index(phase)]) + epochs_done * getattr(self._task_work(task), phase)
 
     def num_params(self) -> int:
         """Parameters used at test time (the divergence head is dropped)."""

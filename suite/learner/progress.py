@@ -1,9 +1,9 @@
 """A run's progress, one line per epoch: its loss and throughput, the time elapsed and an ETA; inside a
 long epoch, a line every train.progress_every seconds.
 
-The ETA counts work, not epochs: an epoch weighs the images it trains, and the evaluation and
-herding after a task the images they pass forward (FORWARD_ONLY each), so that later tasks' larger
-epochs (their data with the memory), short finetuning epochs and the growing evaluation are foreseen.
+The ETA counts work, not epochs (suite/learner/work.py): an epoch weighs the images it trains, and the
+evaluation and herding after a task the images they pass forward, so that later tasks' larger epochs
+(their data with the memory), short finetuning epochs and the growing evaluation are foreseen.
 """
 from __future__ import annotations
 
@@ -13,9 +13,6 @@ import time
 def format_seconds(s: float) -> str:
     s = int(s)
     return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
-
-
-FORWARD_ONLY = 1 / 3  # an image evaluated or ranked for herding costs about a third of one trained
 
 
 class Progress:

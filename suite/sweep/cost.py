@@ -1,0 +1,61 @@
+"""A sweep's cost in GPU-hours: each trial's work (suite/learner/work.py, in trained images) at the
+training-step rate measured for its method on a GPU (configs/gpu_step_rates.yaml), at the measured
+task count nearest its own. Step rates leave out data loading, the optimizer and evaluation's own
+overheads: the figures are a floor."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import yaml
+
+from suite.data.validation import validation_split
+from suite.learner.work import work_plan
+from suite.run.plan import Plan
+from suite.strategies import strategy_for
+
+RATES = Path(__file__).resolve().parents[2] / "configs" / "gpu_step_rates.yaml"
+
+
+def load_rates(path: Path = RATES) -> dict:
+    return yaml.safe_load(Path(path).read_text())
+
+
+def trial_work(plan: Plan) -> float:
+    """The trial's whole work, in trained images (every worker's together)."""
+    cfg = plan.cfg
+    trained, validation = validation_split(plan.data.train.labels, cfg.data.validation_fraction, cfg.seed)
+    copies = cfg.ray.num_workers if cfg.memory.per_worker else 1
+    return work_plan(cfg, strategy_for(cfg), plan.data, plan.scenario, trained, validation, copies).total()
+
+
+def rate_of(plan: Plan, rates: dict) -> Optional[tuple[float, int]]:
+    """(images a second, the task count it was measured at) for the trial's method, or None."""
+    measured = rates["rates"].get(plan.cfg.method)
+    if not measured:
+        return None
+    tasks = min(measured, key=lambda n: abs(int(n) - plan.scenario.num_tasks))
+    return float(measured[tasks]), int(tasks)
+
+
+def cost_lines(plans: dict[str, Plan], rates: dict) -> list[str]:
+    """A line per trial (its work, and its GPU-hours where its method has a rate), then the total."""
+    lines, hours, unpriced = [], 0.0, set()
+    for name, plan in plans.items():
+        work = trial_work(plan)
+        rate = rate_of(plan, rates)
+        if rate is None:
+            unpriced.add(plan.cfg.method)
+            lines.append(f"  {name}: {work / 1e6:.2f}M images trained; no measured GPU step rate")
+            continue
+        trial_hours = work / rate[0] / 3600
+        hours += trial_hours
+        lines.append(f"  {name}: {work / 1e6:.2f}M images trained; {trial_hours:.2f} GPU-h at {rate[0]:,.0f} "
+                     f"img/s ({plan.cfg.method}, {rate[1]} tasks)")
+    priced = len(plans) - sum(plan.cfg.method in unpriced for plan in plans.values())
+    total = (f"cost      {hours:.1f} GPU-hours on one {rates['device']} for the {priced} priced trial(s), at its "
+             f"measured step rates (a floor: no data loading, optimizer or evaluation overheads; "
+             f"configs/gpu_step_rates.yaml)")
+    if unpriced:
+        total += f"; not priced (no step rate measured on a GPU): {', '.join(sorted(unpriced))}"
+    return [total, *lines]
