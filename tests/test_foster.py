@@ -78,3 +78,12 @@ def test_foster_resumed_inside_its_compression_ends_as_an_uninterrupted_run():
     assert [(e["task"], e["phase"], e["epoch"]) for e in resumed_epochs][0] == (2, "compress", 2)
     assert [e["loss"] for e in resumed_epochs] == [e["loss"] for e in reference_epochs][5:]
     assert resumed.history.acc_matrix == reference.history.acc_matrix
+
+
+def test_foster_refuses_a_memory_that_leaves_a_class_without_an_exemplar():
+    from suite.errors import UserError
+    from suite.run.plan import check_config
+
+    cfg = load([], [*FOSTER, "memory.size=3"])  # 4 old classes by the third task
+    with pytest.raises(UserError, match="FOSTER's class weights need at least one image of each class"):
+        check_config(cfg)

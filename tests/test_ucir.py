@@ -77,3 +77,13 @@ def test_ucir_resumed_inside_a_task_ends_as_an_uninterrupted_run():
     assert [(e["task"], e["epoch"]) for e in resumed_epochs][0] == (2, 2)
     assert [e["loss"] for e in resumed_epochs] == [e["loss"] for e in reference_epochs][3:]
     assert resumed.history.acc_matrix == reference.history.acc_matrix
+
+
+def test_ucir_and_podnet_refuse_soft_labels_their_losses_cannot_take():
+    from suite.errors import UserError
+    from suite.run.plan import check_config
+
+    for method in ("ucir", "podnet"):
+        cfg = load([], [*UCIR, f"method={method}", "train.mixup=0.8"])
+        with pytest.raises(UserError, match=f"{method}'s losses take each image's one label"):
+            check_config(cfg)

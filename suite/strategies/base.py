@@ -88,6 +88,14 @@ class Strategy:
         """What makes this config unrunnable for the method (checked before a run), or None."""
         return None
 
+    def hard_label_problem(self) -> Optional[str]:
+        """For a method whose losses take each image's one label: MixUp and label smoothing refused."""
+        train = self.cfg.train
+        if train.mixup > 0 or train.label_smoothing > 0:
+            return (f"{self.cfg.method}'s losses take each image's one label: expected train.mixup = 0 and "
+                    f"train.label_smoothing = 0, got {train.mixup:g} and {train.label_smoothing:g}")
+        return None
+
     def teacher(self, model: nn.Module, task: int) -> Optional[nn.Module]:
         """A frozen copy of the model as the last task left it, for methods that distil."""
         if task == 0 or not self.method.distill:

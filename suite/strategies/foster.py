@@ -29,6 +29,14 @@ class FOSTER(Strategy):
             return self.cfg.distill.compress_epochs or super().epochs(task, TRAIN)
         return super().epochs(task, phase)
 
+    def problem(self, task_sizes: list[int]) -> str | None:
+        memory = self.cfg.memory
+        old = sum(task_sizes[:-1])
+        if memory.per_class is None and len(task_sizes) > 1 and memory.size < old:
+            return (f"memory.size = {memory.size} leaves old classes without an exemplar by the last task "
+                    f"({old} old classes): FOSTER's class weights need at least one image of each class")
+        return None
+
     def teacher(self, model, task: int):
         return None  # the network carries its frozen old part and, while compressing, its teacher
 

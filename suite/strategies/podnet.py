@@ -27,6 +27,9 @@ class PODNet(Strategy):
             return (TRAIN, MEMORY)
         return (TRAIN, FINETUNE_MEMORY, FINETUNE, MEMORY)
 
+    def problem(self, task_sizes: list[int]) -> str | None:
+        return self.hard_label_problem()  # its NCA loss
+
     def extra_phase(self, task: int, phase: str) -> ExtraPhase:
         return ExtraPhase("memory", self.cfg.finetune.lr, scheduled=False, mixup=False, shuffle=True, cosine=True,
                           distill=True)

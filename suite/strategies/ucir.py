@@ -25,13 +25,16 @@ MARGIN, HARDEST_NEW, MARGIN_WEIGHT = 0.5, 2, 1.0  # --dist, --K, --lw_mr
 def imprint(new_head: torch.nn.Module, old_heads: torch.nn.ModuleList, features: list[torch.Tensor]) -> None:
     """Each new class's weight: the normalised mean of its images' normalised features, scaled to the
     old classes' mean weight norm."""
-    old_norm = torch.cat([head.weight for head in old_heads]).norm(dim=1).mean()
-    means = torch.stack([F.normalize(f.double(), dim=1).mean(dim=0) for f in features])
+    old_norm = float(torch.cat([head.weight for head in old_heads]).norm(dim=1).mean())
+    means = torch.stack([F.normalize(f.double(), dim=1).mean(dim=0) for f in features])  # on the CPU
     new_head.weight.copy_(F.normalize(means, dim=1) * old_norm)
 
 
 @register_strategy("ucir")
 class UCIR(Strategy):
+    def problem(self, task_sizes: list[int]) -> str | None:
+        return self.hard_label_problem()  # its margin ranking loss
+
     def after_growth(self, model, task: int, new_class_features) -> None:
         if task > 0:
             imprint(model.heads[-1], model.heads[:-1], new_class_features())
