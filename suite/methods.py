@@ -72,7 +72,7 @@ _PLAIN = dict(distill=False, divergence=False, freezes_old_heads=False)
 _PLAIN_CNN = dict(architecture="cnn", release="the CNN baselines' backbone and recipe (PyCIL's protocol), trained plainly",
                   **_PLAIN)
 
-# In the order tables list them: lower bound first, upper bound last.
+# In the order tables list them (the CNN baselines as DyTox's table does): lower bound first, upper bound last.
 # Colours and markers: matplotlib's tab10 palette, told apart in greyscale print by the markers.
 METHODS: dict[str, Method] = {m.name: m for m in (
     Method("finetune", "Finetune", "plain ViT, no memory (lower bound)", rehearsal=False, bound="lower",
@@ -95,31 +95,31 @@ METHODS: dict[str, Method] = {m.name: m for m in (
            freezes_old_heads=False, classifiers=("nme", "cnn"), architecture="cnn", rerun=True,
            release="PyCIL (LAMDA-CL/PyCIL) models/icarl.py: cross-entropy + distillation at T=2 without T^2",
            color="#ff7f0e", marker="X"),
-    Method("wa", "WA", "WA: a CNN, distillation weighted by the old classes' share, weight aligning",
-           divergence=False, freezes_old_heads=False, classifiers=("cnn", "nme"), architecture="cnn", rerun=True,
-           release="PyCIL (LAMDA-CL/PyCIL) models/wa.py; train.nonnegative_classifier: DER's release's clipping",
-           color="#e377c2", marker="h"),
-    Method("bic", "BiC", "BiC: a CNN, distillation, a bias-correction layer trained on held-out exemplars",
-           divergence=False, freezes_old_heads=False, classifiers=("cnn", "nme"), architecture="cnn", rerun=True,
-           release="PyCIL (LAMDA-CL/PyCIL) models/bic.py: one bias layer per task, all applied",
-           color="#bcbd22", marker="p"),
-    Method("der", "DER w/o P", "DER without pruning: a new backbone per task, the old ones frozen, one classifier "
-           "over all their features, an auxiliary classifier", distill=False, freezes_old_heads=False,
-           classifiers=("cnn", "nme"), architecture="cnn", rerun=True,
-           release="PyCIL (LAMDA-CL/PyCIL) models/der.py: weight aligning after each task, in place of the DER "
-                   "release's classifier retraining",
-           color="#6a3d9a", marker="d"),
     Method("ucir", "UCIR", "UCIR: a cosine classifier with imprinted weights, less-forget constraint, margin "
            "ranking loss", divergence=False, freezes_old_heads=False, classifiers=("cnn", "nme"), architecture="cnn",
            rerun=True, release="UCIR's release (hshustc/CVPR19_Incremental_Learning), its CIFAR-100 commands "
                                "(PyCIL has no UCIR)",
            color="#7b4173", marker=">"),
+    Method("bic", "BiC", "BiC: a CNN, distillation, a bias-correction layer trained on held-out exemplars",
+           divergence=False, freezes_old_heads=False, classifiers=("cnn", "nme"), architecture="cnn", rerun=True,
+           release="PyCIL (LAMDA-CL/PyCIL) models/bic.py: one bias layer per task, all applied",
+           color="#bcbd22", marker="p"),
+    Method("wa", "WA", "WA: a CNN, distillation weighted by the old classes' share, weight aligning",
+           divergence=False, freezes_old_heads=False, classifiers=("cnn", "nme"), architecture="cnn", rerun=True,
+           release="PyCIL (LAMDA-CL/PyCIL) models/wa.py; train.nonnegative_classifier: DER's release's clipping",
+           color="#e377c2", marker="h"),
     Method("podnet", "PODNet", "PODNet: a cosine classifier of 10 proxies a class, NCA loss, pooled-output "
            "distillation of every stage, balanced finetuning", divergence=False, freezes_old_heads=False,
            classifiers=("cnn", "nme"), architecture="cnn", rerun=True,
            release="PyCIL (LAMDA-CL/PyCIL) models/podnet.py (its finetuning trains the backbone too; the table "
                    "in its docstring is NME)",
            color="#8c6d31", marker="<"),
+    Method("der", "DER w/o P", "DER without pruning: a new backbone per task, the old ones frozen, one classifier "
+           "over all their features, an auxiliary classifier", distill=False, freezes_old_heads=False,
+           classifiers=("cnn", "nme"), architecture="cnn", rerun=True,
+           release="PyCIL (LAMDA-CL/PyCIL) models/der.py: weight aligning after each task, in place of the DER "
+                   "release's classifier retraining",
+           color="#6a3d9a", marker="d"),
     Method("foster", "FOSTER", "FOSTER: boosting with a second backbone and logit adjustment, then compression "
            "into one backbone by distillation", distill=False, divergence=False, freezes_old_heads=False,
            classifiers=("cnn", "nme"), architecture="cnn", rerun=True,

@@ -253,3 +253,35 @@ def test_latex_keeps_each_table_with_its_title_and_floats_the_figures(paired):
     figures = re.findall(r"\\begin\{figure\}\[tbp\](.*?)\\end\{figure\}", tex, flags=re.S)
     assert figures and all("\\includegraphics" in figure for figure in figures)
     assert "\\begin{center}" not in tex
+
+
+def test_the_paper_sweeps_report_is_dytox_table_one(tmp_path):
+    """Results files as configs/sweeps/paper_cifar100.yaml's trials write them (every method of
+    DyTox's CIFAR-100 table built here, 10 / 20 / 50 steps, 3 orders; the CNNs on DER's ResNet-18),
+    plus joint: DyTox's Table 1 — the settings side by side with #P, Avg and Last, mean ± std over
+    the orders, each re-run beside the published row of its protocol with Δ, the upper bound apart."""
+    from suite.methods import METHODS
+
+    cnn = ("icarl", "ucir", "wa", "bic", "podnet", "der", "foster")
+    for method in ("daformer_m", "dytox", *cnn, "joint"):
+        for steps in (10, 20, 50):
+            for k, order in enumerate(("cifar100_order1", "cifar100_order2", "cifar100_order3")):
+                tasks = 1 if method == "joint" else steps
+                result = make_result(method=method, n_tasks=tasks, avg=60.0 + k, last=50.0 + k, order=order,
+                                     params=11_220_000 if method in cnn else 10_730_000)
+                result["setting"] = f"B0-{steps}steps"
+                if method in cnn:
+                    result["config"]["model"]["backbone"] = "cifar_resnet18"
+                    result["label"] = METHODS[method].display_label(0.0)
+                write_run(tmp_path / "runs", f"{method}-{steps}-{k}", result)
+    table = read(build_report(tmp_path / "runs", tmp_path / "out", style="paper") / "tables" / "main_cifar100.md")
+    assert "| Method | 10 steps #P | 10 steps Avg | 10 steps Last | 20 steps #P | 20 steps Avg | 20 steps Last | " \
+           "50 steps #P | 50 steps Avg | 50 steps Last |" in table
+    for method in cnn:
+        label = METHODS[method].display_label(0.0)
+        assert table_row(table, label)[2:4] == ["61.00 ± 1.00", "51.00 ± 1.00"], label
+    for published, avg in (("UCIR", 58.66), ("PODNet", 58.03), ("WA", 69.46), ("DER w/o P", 75.36)):
+        assert table_row(table, f"{published} (published)")[2].strip("*") == f"{avg:.2f}"  # the best in bold
+        assert table_row(table, f"Δ {published} (re-run) − {published} (published)")[2] == f"{61 - avg:+.2f}"
+    assert "| FOSTER (re-run) |" in table and "| Δ FOSTER" not in table  # no published row in DyTox's table
+    assert table_row(table, "Joint")[2] == "–"  # an upper bound: no average incremental accuracy, as DyTox's
