@@ -69,7 +69,9 @@ def test_compression_trains_the_student_alone_and_the_boosted_network_is_evaluat
     model = learner.model
     backbone = sum(p.numel() for p in model.backbones[0].parameters())
     assert learner.history.num_params[-1] == 2 * backbone + 3 * (2 * 128 + 2)  # two backbones, the boosted heads
-    assert len(learner.history.by_classifier["nme"]["acc"]) == 3
+    by = learner.history.by_classifier
+    assert len(by["nme"]["acc"]) == 3 and len(by["student"]["acc"]) == 3  # PyCIL's "darknet": the student's own
+    assert by["student"]["acc_matrix"][0] == by["cnn"]["acc_matrix"][0]  # the first task's network is its own student
 
 
 def test_foster_resumed_inside_its_compression_ends_as_an_uninterrupted_run():

@@ -434,7 +434,12 @@ class Learner:
             with self._autocast():
                 out = self.model(self._on_device(images))
             for name in classifiers:
-                scores = out.logits.float() if name == "cnn" else nearest_mean_scores(out.features.float(), means)
+                if name == "cnn":
+                    scores = out.logits.float()
+                elif name == "nme":
+                    scores = nearest_mean_scores(out.features.float(), means)
+                else:
+                    scores = out.other_logits[name].float()
                 best = scores.topk(k, dim=1).indices.cpu()
                 preds[name].append(best[:, 0])
                 top5[name].append((best == labels[:, None]).any(dim=1))

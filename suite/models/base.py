@@ -7,7 +7,7 @@ in `suite/methods.py`. Models take plain arguments (the `model.*` keys by name),
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Optional
 
 import torch
@@ -29,6 +29,9 @@ class Output:
     # the logits a model distils from that it computes itself (FOSTER: its frozen old classifier on its
     # frozen old backbone while boosting, its boosted network while compressing), training only
     teacher_logits: Optional[torch.Tensor] = None
+    # at test time, the logits of a method's other classifiers, by the names its record gives them
+    # (FOSTER's "student": its compressed single-backbone network)
+    other_logits: dict[str, torch.Tensor] = field(default_factory=dict)
 
     @property
     def features(self) -> torch.Tensor:

@@ -10,8 +10,9 @@ distils) and an auxiliary classifier on the new backbone's features over every c
 (`div_head`, PyCIL's `fe_fc`). Then the compression (phase COMPRESS) trains a student of one
 backbone, started from the frozen old backbone and classifier (the new classes' rows as a new
 layer's), to the boosted network's logits. The task's evaluation, herding and class means use the
-boosted network, as PyCIL reports it (its trainer evaluates the teacher; the student is only logged
-as "darknet"); the next task starts from the student.
+boosted network, as PyCIL reports it (its trainer evaluates the teacher); the student's own logits
+are evaluated beside, as the classifier "student" (PyCIL logs them as "darknet"; after the first
+task the network is its own student); the next task starts from the student.
 
 Classifiers are kept as one linear layer per task (suite/models/cnn.py's reasons). Only the boosted
 backbones and classifier count as the parameters used at test time.
@@ -94,10 +95,10 @@ class FOSTERNet(BackboneStack):
         return self
 
     def _boosted(self, images: torch.Tensor, auxiliary: bool) -> Output:
-        if not self.boosting:
+        if not self.boosting:  # the first task's network: one backbone, its own student
             features = self.backbones[0](images)
             logits = torch.cat([head(features) for head in self.heads], dim=1)
-            return Output(logits, features.unsqueeze(1))
+            return Output(logits, features.unsqueeze(1), other_logits={} if self.training else {"student": logits})
         with torch.no_grad():  # frozen: the same values, without their graph
             old = self.backbones[0](images)
             old_logits = torch.cat([head(old) for head in self.old_heads], dim=1)
@@ -105,7 +106,8 @@ class FOSTERNet(BackboneStack):
         features = torch.cat([old, new], dim=1)
         logits = torch.cat([head(features) for head in self.heads], dim=1)
         div = self.div_head(new) if auxiliary else None
-        return Output(logits, features.unsqueeze(1), div, teacher_logits=old_logits)
+        student = {} if self.training else {"student": self.student(images)[0]}
+        return Output(logits, features.unsqueeze(1), div, teacher_logits=old_logits, other_logits=student)
 
     def forward(self, images: torch.Tensor) -> Output:
         if not (self.training and self.phase == COMPRESS):
