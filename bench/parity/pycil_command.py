@@ -89,7 +89,7 @@ def write_report(out: Path, records: list[dict], info: dict) -> Path:
     recipe = info["recipe"]
     headline = ", ".join(f"{b.name}: {b.classifier}" for b in pycil.BASELINES.values())
     text = [
-        "# PyCIL parity: iCaRL, WA, BiC and DER, PyCIL's own beside ours",
+        "# PyCIL parity: the classic baselines, PyCIL's own beside ours",
         "",
         f"Built by `python -m bench.parity pycil` (bench/parity/pycil*.py) from the run records in `runs/`; "
         f"every number below is in `runs.json`. Our repository at commit `{info['git_commit']}`; written "
@@ -112,7 +112,11 @@ def write_report(out: Path, records: list[dict], info: dict) -> Path:
         f"after (BiC: {recipe['incremental_weight_decay']} throughout, as PyCIL); distillation at T = "
         f"{recipe['temperature']}; {recipe['memory']} exemplars in total by PyCIL's greedy herding on clean "
         f"images; random crop (pad 4), flip, brightness jitter 63/255; {recipe['num_workers']} loader workers "
-        f"a side, one compute thread a run. Ours: `configs/model/cifar_<method>.yaml` with the recipe's keys "
+        f"a side, one compute thread a run. PODNet and FOSTER follow PyCIL's own schedule for them: a cosine "
+        f"stepped per epoch (no milestones) with weight decay {recipe['weight_decay']} in every task; PODNet "
+        f"on PyCIL's cosine ResNet-32, its balanced finetuning {pycil.FINETUNE_EPOCHS} epochs at lr / 20; "
+        f"FOSTER's compression {pycil.COMPRESSION_EPOCHS} epochs at lr, no weight decay. Ours: "
+        f"`configs/model/cifar_<method>.yaml` with the recipe's keys "
         f"(each run's command in its record). Headline classifiers: {headline}.",
         "",
         "## How PyCIL is driven",
