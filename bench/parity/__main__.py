@@ -120,6 +120,9 @@ def main(argv=None) -> int:
     if argv[:1] == ["lockstep"]:
         from bench.parity import lockstep_command
         return lockstep_command.main(argv[1:])
+    if argv[:1] == ["pycil-lockstep"]:
+        from bench.parity import pycil_lockstep
+        return pycil_lockstep.main(argv[1:])
     if argv[:1] == ["pycil"]:
         from bench.parity import pycil_command
         return pycil_command.main(argv[1:])
