@@ -251,3 +251,20 @@ def test_pycil_quick_ours_runs_and_reports_both_classifiers(packed, tmp_path):
     assert record["acc"] == record["nme"]["acc"] and len(record["cnn"]["acc"]) == 2  # NME is iCaRL's headline
     readme = (out / "README.md").read_text()
     assert "| iCaRL | ours | 0 | finished |" in readme and "| iCaRL (cnn) | ours | 0 | finished |" not in readme
+
+
+def test_the_cpu_table_runs_the_cnn_baselines_on_the_parity_recipe():
+    """configs/model/cpu_cnn*.yaml (the Tiny-ImageNet table's CNN rows) are the recipe the PyCIL parity
+    benchmark compared (bench/parity/pycil.py): the same schedule, and PODNet's and FOSTER's scaled phases."""
+    recipe = pycil.CnnRecipe()
+    for preset, method in (("cpu_cnn", "icarl"), ("cpu_cnn_podnet", "podnet"), ("cpu_cnn_foster", "foster"),
+                           ("cpu_cnn_ucir", "ucir")):
+        cfg = load([f"configs/model/{preset}.yaml"], [f"method={method}"])
+        t = cfg.train
+        assert (t.epochs, t.lr, t.batch_size, t.weight_decay) == (recipe.epochs, recipe.lr, recipe.batch_size,
+                                                                  recipe.weight_decay), preset
+        assert t.milestones == list(recipe.milestones) and cfg.distill.tau == recipe.temperature
+    podnet = load(["configs/model/cpu_cnn_podnet.yaml"], ["method=podnet"])
+    assert (podnet.finetune.epochs, podnet.finetune.lr) == (pycil.FINETUNE_EPOCHS, recipe.lr / 20)
+    foster = load(["configs/model/cpu_cnn_foster.yaml"], ["method=foster"])
+    assert (foster.distill.compress_epochs, foster.distill.compress_lr) == (pycil.COMPRESSION_EPOCHS, recipe.lr)
