@@ -3,6 +3,7 @@
 Every run is the same tiny synthetic scenario: 6 classes of 8x8 images, three tasks of two
 classes, a one-block model of width 16, one epoch per phase (well under a second per run).
 """
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -352,9 +353,11 @@ def test_a_sweep_prices_the_work_a_run_does():
     learner = Learner(cfg, plan.data, plan.scenario, log=lambda line: None)
     learner.run()
     assert trial_work(plan) == pytest.approx(learner.progress.done)
-    rates = {"device": "GPU", "rates": {"podnet": {1: 1000, 100: 10}}}
-    hours = trial_work(plan) / 1000 / 3600  # the measured task count nearest 3 tasks: 1
-    assert f"{hours:.2f} GPU-h at 1,000 img/s (podnet, 1 tasks)" in cost_lines({"t": plan}, rates)[1]
+    rates = {"device": "GPU", "rates": {"podnet": {1: 1, 100: 1000}}}
+    assert cost_lines({"t": plan}, rates)[1].endswith("images trained; on CPUs")  # a CPU run: no GPU-hours
+    on_gpus = dataclasses.replace(plan, cfg=dataclasses.replace(cfg, ray=dataclasses.replace(cfg.ray, use_gpu=True)))
+    hours = trial_work(on_gpus) / 1 / 3600  # at the measured task count nearest its 3 tasks: 1
+    assert hours > 0.1 and f"{hours:.2f} GPU-h at 1 img/s (podnet, 1 tasks)" in cost_lines({"t": on_gpus}, rates)[1]
 
 
 # ---------------------------------------------------------------- a one-process group

@@ -39,23 +39,28 @@ def rate_of(plan: Plan, rates: dict) -> Optional[tuple[float, int]]:
 
 
 def cost_lines(plans: dict[str, Plan], rates: dict) -> list[str]:
-    """A line per trial (its work, and its GPU-hours where its method has a rate), then the total."""
-    lines, hours, unpriced = [], 0.0, set()
+    """A line per trial (its work, and its GPU-hours where it trains on GPUs and its method has a rate),
+    after the total."""
+    lines, hours, work_in_all, unpriced, priced = [], 0.0, 0.0, set(), 0
     for name, plan in plans.items():
         work = trial_work(plan)
-        rate = rate_of(plan, rates)
+        work_in_all += work
+        rate = rate_of(plan, rates) if plan.cfg.ray.use_gpu else None
         if rate is None:
-            unpriced.add(plan.cfg.method)
-            lines.append(f"  {name}: {work / 1e6:.2f}M images trained; no measured GPU step rate")
+            where = "no measured GPU step rate" if plan.cfg.ray.use_gpu else "on CPUs"
+            unpriced.update([plan.cfg.method] if plan.cfg.ray.use_gpu else [])
+            lines.append(f"  {name}: {work / 1e6:.2f}M images trained; {where}")
             continue
+        priced += 1
         trial_hours = work / rate[0] / 3600
         hours += trial_hours
         lines.append(f"  {name}: {work / 1e6:.2f}M images trained; {trial_hours:.2f} GPU-h at {rate[0]:,.0f} "
                      f"img/s ({plan.cfg.method}, {rate[1]} tasks)")
-    priced = len(plans) - sum(plan.cfg.method in unpriced for plan in plans.values())
-    total = (f"cost      {hours:.1f} GPU-hours on one {rates['device']} for the {priced} priced trial(s), at its "
-             f"measured step rates (a floor: no data loading, optimizer or evaluation overheads; "
-             f"configs/gpu_step_rates.yaml)")
+    total = f"cost      {work_in_all / 1e6:.2f}M images trained in all"
+    if priced:
+        total += (f"; {hours:.1f} GPU-hours on one {rates['device']} for the {priced} priced trial(s), at its "
+                  f"measured step rates (a floor: no data loading, optimizer or evaluation overheads; "
+                  f"configs/gpu_step_rates.yaml)")
     if unpriced:
         total += f"; not priced (no step rate measured on a GPU): {', '.join(sorted(unpriced))}"
     return [total, *lines]
