@@ -368,13 +368,15 @@ def test_paper_sweep_runs_each_method_with_its_release_recipe(tmp_path):
         cfg = trial.cfg
         if cfg.method == "dytox":
             assert cfg.train.mixup == 0 and cfg.train.asam_rho == 0
-        elif cfg.method in ("icarl", "wa", "bic", "der"):  # the DER/DyTox table's protocol
+        elif METHODS[cfg.method].architecture == "cnn":  # the DER/DyTox table's protocol
             assert cfg.model.backbone == "cifar_resnet18" and cfg.train.optimizer == "sgd" and cfg.memory.size == 2000
             assert cfg.finetune.retrain_classifier == (cfg.method == "der")
+            assert (cfg.train.epochs, cfg.train.warmup_epochs, cfg.train.milestones) == (170, 10, [100, 120])
         else:
             assert cfg.train.mixup == 0.8 and cfg.train.asam_rho == 3.0 and cfg.model.out_proj is False
         assert cfg.distill.knn_weight == 0
-    assert {t.cfg.method for t in sweep.trials} == {"daformer_s", "daformer_m", "dytox", "icarl", "wa", "bic", "der"}
+    assert {t.cfg.method for t in sweep.trials} == {"daformer_s", "daformer_m", "dytox", "icarl", "ucir", "wa", "bic",
+                                                   "podnet", "der", "foster"}
 
 
 def test_a_recipe_for_a_method_no_trial_runs_is_refused(tmp_path):
