@@ -561,22 +561,28 @@ def method_blocks(tree: dict, where: str) -> dict[str, dict[str, Any]]:
 
 def load(files: list[str | Path], sets: list[str] = (), extra: dict[str, Any] | None = None,
          where: dict[str, str] | None = None) -> Config:
-    """Layer YAML files left to right, then `extra` (CLI flags), then `--set` items; then, if the
-    files hold a `by_method:` section for the resulting method, its keys, and the command line
-    again on top (what a user types always wins).
+    """Layer YAML files left to right (each followed by its `by_method:` keys for the run's method),
+    then `extra` (CLI flags), then `--set` items. The run's method is what the files and the command
+    line make it (a `by_method` section cannot change it): the layers are applied once to find it,
+    and again with its sections where any file has one.
 
     `where` names the origin of an `extra` key in errors (e.g. the flag that set it)."""
-    cfg = Config()
-    by_method: list[tuple[str, dict[str, dict[str, Any]]]] = []
+    layers = []
     for path in files:
         for layer, tree in config_layers(Path(path)):
-            by_method.append((str(layer), method_blocks(tree, str(layer))))
-            cfg = apply(cfg, _flatten(tree, str(layer)), str(layer))
-    cfg = _apply_command_line(cfg, sets, extra, where)
-    blocks = [(layer, blocks[cfg.method]) for layer, blocks in by_method if cfg.method in blocks]
-    for layer, keys in blocks:
-        cfg = apply(cfg, keys, f"{layer} ({BY_METHOD}.{cfg.method})")
-    return _apply_command_line(cfg, sets, extra, where) if blocks else cfg
+            blocks = method_blocks(tree, str(layer))  # taken out of the tree first
+            layers.append((str(layer), _flatten(tree, str(layer)), blocks))
+
+    def layered(method: Optional[str]) -> Config:
+        cfg = Config()
+        for layer, keys, blocks in layers:
+            cfg = apply(cfg, keys, layer)
+            if method in blocks:
+                cfg = apply(cfg, blocks[method], f"{layer} ({BY_METHOD}.{method})")
+        return _apply_command_line(cfg, sets, extra, where)
+
+    cfg = layered(None)
+    return layered(cfg.method) if any(cfg.method in blocks for _, _, blocks in layers) else cfg
 
 
 def _apply_command_line(cfg: Config, sets: list[str], extra: dict[str, Any] | None,

@@ -38,6 +38,9 @@ def test_a_by_method_section_applies_to_its_method_only_and_the_command_line_sti
     assert (podnet.train.optimizer, podnet.train.lr, podnet.train.epochs) == ("sgd", 0.1, 4)
     typed = config.load([top], ["method=podnet", "train.lr=0.2"])
     assert (typed.train.optimizer, typed.train.lr) == ("sgd", 0.2)
+    later = write(tmp_path, "later.yaml", "method: podnet\ntrain: {lr: 0.3}\n")
+    recipe = config.load([top, later])  # a later file's own keys beat an earlier file's section
+    assert (recipe.train.optimizer, recipe.train.lr) == ("sgd", 0.3)
 
 
 @pytest.mark.parametrize("section, expected", [

@@ -86,6 +86,6 @@ def test_foster_refuses_a_memory_that_leaves_a_class_without_an_exemplar():
     from suite.errors import UserError
     from suite.run.plan import check_config
 
-    cfg = load([], [*FOSTER, "memory.size=3"])  # 4 old classes by the third task
+    cfg = load([], [*FOSTER, "memory.size=0"])
     with pytest.raises(UserError, match="FOSTER's class weights need at least one image of each class"):
         check_config(cfg)

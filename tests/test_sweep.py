@@ -57,7 +57,7 @@ def test_paper_sweep_has_thirty_trials_per_setting(capsys, tmp_path):
     assert "90 trial(s)" in out
     assert out.count("scenario.increment=5,") == 30
     # priced at the GPU step rates measured (the ViTs'); the CNN baselines named as unpriced
-    assert out.count(" GPU-h at ") == 27 and out.count("no measured GPU step rate") == 63
+    assert out.count(" GPU-h at ") == 27 and out.count("no GPU step rate measured for its method and model") == 63
     assert "not priced (no step rate measured on a GPU): bic, der, foster, icarl, podnet, ucir, wa" in out
 
 

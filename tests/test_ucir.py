@@ -87,3 +87,11 @@ def test_ucir_and_podnet_refuse_soft_labels_their_losses_cannot_take():
         cfg = load([], [*UCIR, f"method={method}", "train.mixup=0.8"])
         with pytest.raises(UserError, match=f"{method}'s losses take each image's one label"):
             check_config(cfg)
+
+
+def test_podnet_refuses_to_finetune_on_no_memory():
+    from suite.errors import UserError
+    from suite.run.plan import check_config
+
+    with pytest.raises(UserError, match="podnet finetunes on its memory"):
+        check_config(load([], [*UCIR, "method=podnet", "memory.size=0", "finetune.epochs=2"]))

@@ -65,12 +65,11 @@ class Baseline:
     ours_method: str
     classifier: str  # the method's headline classifier, compared first ("cnn" or "nme")
     convnet: str = "resnet32"  # PyCIL's convnet_type
-    # PODNet's balanced finetuning, scaled like its main phase: PyCIL's 20 epochs after 160 at a
-    # twentieth of the lr become FINETUNE_EPOCHS after the recipe's epochs at a twentieth of its lr
-    finetunes: bool = False
     by_args: bool = False  # PyCIL reads the method's hyper-parameters from its args (FOSTER), not module constants
 
 
+# PODNet's balanced finetuning, scaled like its main phase: PyCIL's 20 epochs after 160 at a twentieth
+# of the lr become FINETUNE_EPOCHS after the recipe's epochs at a twentieth of its lr
 FINETUNE_EPOCHS = 2
 # FOSTER's compression, scaled like its boosting: PyCIL's 130 epochs after 170 become 8 after the recipe's 10
 COMPRESSION_EPOCHS = 8
@@ -80,7 +79,7 @@ BASELINES = {b.name: b for b in (
     Baseline("WA", "wa", "wa", "cnn"),
     Baseline("BiC", "bic", "bic", "cnn"),
     Baseline("DER", "der", "der", "cnn"),
-    Baseline("PODNet", "podnet", "podnet", "cnn", convnet="cosine_resnet32", finetunes=True),
+    Baseline("PODNet", "podnet", "podnet", "cnn", convnet="cosine_resnet32"),
     Baseline("FOSTER", "foster", "foster", "cnn", by_args=True),
 )}
 

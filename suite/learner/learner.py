@@ -29,6 +29,7 @@ from suite.learner import dist
 from suite.learner.asam import ASAM
 from suite.learner.memory import Memory, select_exemplars
 from suite.learner.model import run_model
+from suite.models.base import test_time_parameters
 from suite.learner.nme import class_means, nearest_mean_scores
 from suite.learner.optim import make_optimizer
 from suite.learner.precision import autocast_dtype
@@ -645,9 +646,7 @@ class Learner:
                           batch_size=self.cfg.train.eval_batch_size, num_workers=self.cfg.data.num_workers)
 
     def num_params(self) -> int:
-        """Parameters used at test time (the divergence head is dropped)."""
-        unused = getattr(self.model, "training_only", ("div_head",))  # a model's parts not used at test time
-        return sum(p.numel() for name, p in self.model.named_parameters() if name.split(".")[0] not in unused)
+        return test_time_parameters(self.model)
 
     # ------------------------------------------------------------------ checkpoints
 

@@ -125,6 +125,13 @@ class IncrementalModel(nn.Module):
         return iter(())
 
 
+def test_time_parameters(model: nn.Module) -> int:
+    """Parameters used at test time: all but the parts a model names `training_only` (by default the
+    divergence / auxiliary head, left out as the DER paper counts)."""
+    unused = getattr(model, "training_only", ("div_head",))
+    return sum(p.numel() for name, p in model.named_parameters() if name.split(".")[0] not in unused)
+
+
 Builder = Callable[..., IncrementalModel]  # (Method, image_size, channels, num_tasks, **model options) -> model
 BUILDERS: dict[str, Builder] = {}
 

@@ -67,13 +67,11 @@ class CosineCNN(LinearHeads, nn.Module):
         return Output(logits, features.unsqueeze(1), maps=tuple(maps), scale=self.sigma)
 
 
-def build_cosine_cnn(method, image_size, channels, num_tasks, backbone="cifar_resnet32_cosine", proxies=10,
-                     **options):
+def build_cosine_cnn(method, image_size, channels, num_tasks, backbone="cifar_resnet32", proxies=10, **options):
     return CosineCNN(backbone, channels, proxies)
 
 
-def build_cosine_cnn_one_weight_a_class(method, image_size, channels, num_tasks, backbone="cifar_resnet32_cosine",
-                                        **options):
+def build_cosine_cnn_one_weight_a_class(method, image_size, channels, num_tasks, backbone="cifar_resnet32", **options):
     return CosineCNN(backbone, channels, proxies=1)
 
 

@@ -17,6 +17,7 @@ from suite.errors import UserError
 from suite.learner.memory import per_class_budget
 from suite.learner.learner import task_epochs
 from suite.learner.model import run_model
+from suite.models.base import test_time_parameters
 from suite.methods import BACKBONES, CONFIGURED, FINETUNE, METHODS
 from suite.strategies import strategy_for
 from suite.run import footprint
@@ -182,7 +183,7 @@ def resource_warnings(cfg: Config, nodes: list[dict], where: str, epochs: int) -
 
 
 def count_params(cfg: Config, data: DataSet, scenario: Scenario) -> list[int]:
-    """Parameters used at test time after each task (divergence head excluded). The CNNs are built on
+    """Parameters used at test time after each task (models/base.py's rule). The CNNs are built on
     the meta device (shapes only: a DER of 50 ResNet-18s costs no memory); the ViTs' constructors
     read tensor values, which meta tensors do not hold, and are small."""
     counts = []
@@ -190,7 +191,7 @@ def count_params(cfg: Config, data: DataSet, scenario: Scenario) -> list[int]:
         model = run_model(cfg, data, scenario.num_tasks)
         for task in scenario.tasks:
             model.add_task(len(task))
-            counts.append(sum(p.numel() for n, p in model.named_parameters() if not n.startswith("div_head")))
+            counts.append(test_time_parameters(model))
     return counts
 
 

@@ -28,6 +28,10 @@ class PODNet(Strategy):
         return (TRAIN, FINETUNE_MEMORY, FINETUNE, MEMORY)
 
     def problem(self, task_sizes: list[int]) -> str | None:
+        memory = self.cfg.memory
+        if self.cfg.finetune.epochs and memory.per_class is None and memory.size == 0 and len(task_sizes) > 1:
+            return ("podnet finetunes on its memory after every task but the first: memory.size = 0 leaves it "
+                    "nothing; expected a memory, or finetune.epochs = 0")
         return self.hard_label_problem()  # its NCA loss
 
     def extra_phase(self, task: int, phase: str) -> ExtraPhase:

@@ -11,7 +11,7 @@ import yaml
 
 from suite.data.validation import validation_split
 from suite.learner.work import work_plan
-from suite.run.plan import Plan
+from suite.run.plan import Plan, image_side
 from suite.strategies import strategy_for
 
 RATES = Path(__file__).resolve().parents[2] / "configs" / "gpu_step_rates.yaml"
@@ -30,9 +30,12 @@ def trial_work(plan: Plan) -> float:
 
 
 def rate_of(plan: Plan, rates: dict) -> Optional[tuple[float, int]]:
-    """(images a second, the task count it was measured at) for the trial's method, or None."""
+    """(images a second, the task count it was measured at) for the trial's method, or None where none
+    was measured for its method, model and image size."""
     measured = rates["rates"].get(plan.cfg.method)
-    if not measured:
+    model = {**{key: getattr(plan.cfg.model, key) for key in rates["model"] if key != "image_size"},
+             "image_size": image_side(plan.cfg, plan.data)}
+    if not measured or model != rates["model"]:
         return None
     tasks = min(measured, key=lambda n: abs(int(n) - plan.scenario.num_tasks))
     return float(measured[tasks]), int(tasks)
@@ -47,7 +50,7 @@ def cost_lines(plans: dict[str, Plan], rates: dict) -> list[str]:
         work_in_all += work
         rate = rate_of(plan, rates) if plan.cfg.ray.use_gpu else None
         if rate is None:
-            where = "no measured GPU step rate" if plan.cfg.ray.use_gpu else "on CPUs"
+            where = "no GPU step rate measured for its method and model" if plan.cfg.ray.use_gpu else "on CPUs"
             unpriced.update([plan.cfg.method] if plan.cfg.ray.use_gpu else [])
             lines.append(f"  {name}: {work / 1e6:.2f}M images trained; {where}")
             continue
