@@ -16,6 +16,7 @@ from typing import Optional
 # BiC's bias correction on held-out exemplars, FOSTER's compression. A method's strategy picks its
 # own (suite/strategies/).
 PHASES = TRAIN, FINETUNE, BIAS, COMPRESS = ("train", "finetune", "bias", "compress")
+PHASE_TITLES = {TRAIN: "training", FINETUNE: "finetuning", BIAS: "bias correction", COMPRESS: "compression"}
 
 # The CNN methods' backbones (model.backbone) by name, each built by suite/models/resnet.py.
 BACKBONES = {"cifar_resnet32": "PyCIL's CIFAR ResNet-32 (the PyCIL protocol)",

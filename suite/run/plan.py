@@ -18,7 +18,7 @@ from suite.learner.memory import per_class_budget
 from suite.learner.learner import task_epochs
 from suite.learner.model import run_model
 from suite.models.base import test_time_parameters
-from suite.methods import BACKBONES, CONFIGURED, FINETUNE, METHODS
+from suite.methods import BACKBONES, CONFIGURED, METHODS, PHASE_TITLES, PHASES, TRAIN
 from suite.strategies import strategy_for
 from suite.run import footprint
 from suite.run.layout import run_dir_of
@@ -254,13 +254,15 @@ class Plan:
         epochs = f"{train.epochs} epochs/task" if not train.incremental_epochs else \
             f"{train.epochs} epochs in task 1, {train.incremental_epochs} after"
         scaled = " (x global batch / 512)" if train.scale_lr else ""
-        schedule = f"multistep at {train.milestones}" if train.schedule == "multistep" else "cosine"
+        schedule = f"multistep at {train.milestones}" if train.schedule == "multistep" else \
+            {"cosine": "cosine", "cosine_epoch": "cosine stepped per epoch"}[train.schedule]
         if train.schedule == "multistep" and train.incremental_milestones not in (None, train.milestones):
             schedule += f" (after task 1: {train.incremental_milestones})"
         if train.warmup_epochs:
             schedule = f"{train.warmup_epochs} warm-up epochs, {schedule}"
-        finetunes = FINETUNE in strategy_for(self.cfg).steps(1)
-        finetuning = f", finetuning {self.cfg.finetune.epochs} epochs" if finetunes else ""
+        strategy = strategy_for(self.cfg)
+        later = [step for step in strategy.steps(1) if step in PHASES and step != TRAIN]  # a later task's own phases
+        finetuning = "".join(f", {PHASE_TITLES[step]} {strategy.epochs(1, step)} epochs" for step in later)
         return (f"{epochs}, batch {train.batch_size}/worker, lr {self._lr()}{scaled}, {train.optimizer}, "
                 f"{schedule}{finetuning}")
 
