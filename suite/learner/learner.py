@@ -246,7 +246,7 @@ class Learner:
         indices = self._main_images(task)
         loader = self._loader(indices, shuffle=True, seed_offset=task, repeats=self.cfg.data.repeated_augmentation)
         epochs = self.strategy.epochs(task, TRAIN)
-        base_lr = cfg.incremental_lr if task > 0 and cfg.incremental_lr is not None else cfg.lr
+        base_lr = self.strategy.main_lr(task)
         self._scheduled_optimizer(task, base_lr, epochs, len(loader))
         asam = ASAM(self.optimizer, cfg.asam_rho, cfg.asam_eta) if cfg.asam_rho > 0 and task > 0 else None
         self._run_phase(task, Phase(TRAIN, epochs, loader, mixup=self._mixup(), asam=asam,

@@ -72,6 +72,11 @@ class Strategy:
             return self.cfg.finetune.epochs
         return 0
 
+    def main_lr(self, task: int) -> float:
+        """The main phase's base learning rate in task `task` (train.incremental_lr after the first)."""
+        train = self.cfg.train
+        return train.incremental_lr if task > 0 and train.incremental_lr is not None else train.lr
+
     def task_epochs(self, task: int, before: Optional[str] = None) -> int:
         """The epochs of all of task `task`'s steps, or of those before step `before`."""
         steps = self.steps(task)

@@ -44,9 +44,7 @@ class BiC(ICaRL):
         return None
 
     def extra_phase(self, task: int, phase: str) -> ExtraPhase:
-        train = self.cfg.train
-        lr = train.incremental_lr if train.incremental_lr is not None else train.lr
-        return ExtraPhase("held_out", lr, scheduled=True, mixup=False, shuffle=True)
+        return ExtraPhase("held_out", self.main_lr(task), scheduled=True, mixup=False, shuffle=True)
 
     def loss(self, out, teacher_out, targets, phase) -> torch.Tensor:
         if phase.name == BIAS:

@@ -40,11 +40,9 @@ class FOSTER(Strategy):
         return None  # the network carries its frozen old part and, while compressing, its teacher
 
     def extra_phase(self, task: int, phase: str) -> ExtraPhase:
-        train = self.cfg.train
         lr = self.cfg.distill.compress_lr
-        if lr is None:
-            lr = train.incremental_lr if train.incremental_lr is not None else train.lr
-        return ExtraPhase("main", lr, scheduled=False, mixup=False, shuffle=True, cosine=True, weight_decay=0.0)
+        return ExtraPhase("main", self.main_lr(task) if lr is None else lr, scheduled=False, mixup=False, shuffle=True,
+                          cosine=True, weight_decay=0.0)
 
     def loss(self, out, teacher_out, targets: torch.Tensor, phase) -> torch.Tensor:
         logits, cfg = out.logits.float(), self.cfg.distill
