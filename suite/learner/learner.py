@@ -169,8 +169,7 @@ class Learner:
         self.test_transform = build_transform(data, cfg.data, train=False)
         self.label_of_class = scenario.label_of_class
         self.trained, self.validation = validation_split(data.train.labels, cfg.data.validation_fraction, cfg.seed)
-        self.work = work_plan(cfg, self.strategy, data, scenario, self.trained, self.validation,
-                              copies=dist.world_size() if cfg.memory.per_worker else 1)
+        self.work = work_plan(cfg, self.strategy, data, scenario, self.trained, self.validation, dist.world_size())
         self.history.val_images = len(self.validation)
         self.progress: Optional[Progress] = None
         self.mid_task: Optional[MidTask] = None  # set by a mid-task checkpoint, while saved or resumed

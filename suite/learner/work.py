@@ -86,9 +86,10 @@ class WorkPlan:
 
 
 def work_plan(cfg: Config, strategy: Strategy, data: DataSet, scenario: Scenario, trained: np.ndarray,
-              validation: np.ndarray, copies: int) -> WorkPlan:
-    """The work of a run of `cfg` on `data`, `trained` and `validation` the training split's indices
-    trained on and held out."""
+              validation: np.ndarray, world_size: int) -> WorkPlan:
+    """The work of a run of `cfg` on `data` with `world_size` workers, `trained` and `validation` the
+    training split's indices trained on and held out."""
+    copies = world_size if cfg.memory.per_worker else 1  # DyTox's per-GPU memory: one selection a worker
     counts = np.bincount(data.train.labels[trained], minlength=data.num_classes)
     evaluated = tuple(len(indices_of_classes(data.test, seen)) +
                       int(np.isin(data.train.labels[validation], list(seen)).sum())

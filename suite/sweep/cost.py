@@ -25,8 +25,7 @@ def trial_work(plan: Plan) -> float:
     """The trial's whole work, in trained images (every worker's together)."""
     cfg = plan.cfg
     trained, validation = validation_split(plan.data.train.labels, cfg.data.validation_fraction, cfg.seed)
-    copies = cfg.ray.num_workers if cfg.memory.per_worker else 1
-    return work_plan(cfg, strategy_for(cfg), plan.data, plan.scenario, trained, validation, copies).total()
+    return work_plan(cfg, strategy_for(cfg), plan.data, plan.scenario, trained, validation, cfg.ray.num_workers).total()
 
 
 def rate_of(plan: Plan, rates: dict) -> Optional[tuple[float, int]]:
