@@ -76,7 +76,7 @@ def _summary(acc_matrix: list, acc: list, acc_top5: list) -> dict:
 
 
 def _classifiers(history) -> dict | None:
-    """Each classifier's accuracies and SUMMARY_METRICS, by name ("cnn": logits, "nme": nearest mean of
+    """Each classifier's accuracies, parameters and SUMMARY_METRICS, by name ("cnn": logits, "nme": nearest mean of
     exemplars), for a method with more than one; the top level holds the headline one's (`classifier`)."""
     if not history.by_classifier:
         return None

@@ -72,6 +72,10 @@ def test_compression_trains_the_student_alone_and_the_boosted_network_is_evaluat
     by = learner.history.by_classifier
     assert len(by["nme"]["acc"]) == 3 and len(by["student"]["acc"]) == 3  # PyCIL's "darknet": the student's own
     assert by["student"]["acc_matrix"][0] == by["cnn"]["acc_matrix"][0]  # the first task's network is its own student
+    # the student counts its own network: one backbone and a head a task
+    assert by["student"]["num_params"] == [backbone + tasks * (128 + 2) for tasks in (1, 2, 3)]
+    assert by["student"]["num_params"][0] == learner.history.num_params[0]
+    assert by["cnn"]["num_params"] == by["nme"]["num_params"] == learner.history.num_params
 
 
 def test_foster_resumed_inside_its_compression_ends_as_an_uninterrupted_run():

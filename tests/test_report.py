@@ -72,6 +72,16 @@ def test_one_row_per_run_per_task(tmp_path):
     assert tasks["cfg.memory.size"].eq("2000").all() and "cfg.output.name" not in tasks
 
 
+def test_a_classifier_with_a_network_of_its_own_carries_its_parameter_count(tmp_path):
+    result = make_result(method="foster", n_tasks=3, num_classes=6, params=900_000)
+    student = {k: result[k] for k in ("acc_matrix", "acc", "acc_top5")}
+    result["classifiers"] = {"cnn": {**student, "num_params": result["num_params"]},
+                             "student": {**student, "num_params": [900_000, 470_000, 470_000]}}
+    write_run(tmp_path, "foster", result)
+    params = load_results(tmp_path).groupby("run")["num_params"].apply(list).to_dict()
+    assert params == {"foster": [900_000, 901_000, 902_000], "foster#student": [900_000, 470_000, 470_000]}
+
+
 def test_corrupt_and_incomplete_files_are_skipped_with_a_warning(tmp_path, capsys):
     write_run(tmp_path, "good", make_result())
     half = write_run(tmp_path, "half", json.dumps(make_result())[:200])

@@ -56,8 +56,9 @@ class History:
     val_acc_matrix: list[list[float]] = field(default_factory=list)
     val_acc: list[float] = field(default_factory=list)
     val_acc_top5: list[float] = field(default_factory=list)
-    # every classifier's test accuracies ({"cnn": {"acc_matrix", "acc", "acc_top5"}, "nme": ...}) for a
-    # method with more than one (Method.classifiers); the fields above are its headline classifier's
+    # every classifier's test accuracies and parameters ({"cnn": {"acc_matrix", "acc", "acc_top5",
+    # "num_params"}, "nme": ...}) for a method with more than one (Method.classifiers); the fields
+    # above are its headline classifier's
     by_classifier: dict[str, dict[str, list]] = field(default_factory=dict)
 
 
@@ -395,10 +396,10 @@ class Learner:
         if len(classifiers) > 1:
             line = line.replace("accuracy:", f"accuracy ({classifiers[0]}):")
             for name, (row, overall, top5) in results.items():
-                numbers = h.by_classifier.setdefault(name, {"acc_matrix": [], "acc": [], "acc_top5": []})
-                numbers["acc_matrix"].append(row)
-                numbers["acc"].append(overall)
-                numbers["acc_top5"].append(top5)
+                numbers = h.by_classifier.setdefault(name, {})
+                for key, value in (("acc_matrix", row), ("acc", overall), ("acc_top5", top5),
+                                   ("num_params", test_time_parameters(self.model, name))):
+                    numbers.setdefault(key, []).append(value)
             line += "".join(f"  {name} top-1 {results[name][1]:.2f}" for name in classifiers[1:])
         if len(self.validation):
             row, overall, top5 = self._accuracy(self.data.train, self._of_classes(self.validation, seen), task,

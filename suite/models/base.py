@@ -125,9 +125,14 @@ class IncrementalModel(nn.Module):
         return iter(())
 
 
-def test_time_parameters(model: nn.Module) -> int:
+def test_time_parameters(model: nn.Module, classifier: str | None = None) -> int:
     """Parameters used at test time: all but the parts a model names `training_only` (by default the
-    divergence / auxiliary head, left out as the DER paper counts)."""
+    divergence / auxiliary head, left out as the DER paper counts). A classifier with a network of its
+    own (a model's `classifier_networks`: FOSTER's compressed "student") counts that network, once
+    it exists."""
+    own = getattr(model, getattr(model, "classifier_networks", {}).get(classifier, ""), None)
+    if isinstance(own, nn.Module):
+        return sum(p.numel() for p in own.parameters())
     unused = getattr(model, "training_only", ("div_head",))
     return sum(p.numel() for name, p in model.named_parameters() if name.split(".")[0] not in unused)
 

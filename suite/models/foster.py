@@ -42,6 +42,7 @@ class Student(nn.Module):
 
 class FOSTERNet(BackboneStack):
     training_only = ("div_head", "old_heads", "student")  # not used at test time (the learner's count)
+    classifier_networks = {"student": "student"}  # the "student" classifier's own count
 
     def __init__(self, backbone: str, channels: int):
         super().__init__(backbone, channels)
