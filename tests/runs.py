@@ -1,5 +1,6 @@
-"""Helpers for tests that interrupt runs: a rendezvous that halts a run at a named point
-(suite/run/rendezvous.py, seen from the test), a run's log, and a loss that turns NaN."""
+"""Helpers for tests that interrupt or watch runs: a rendezvous that halts a run at a named point
+(suite/run/rendezvous.py, seen from the test), a run's log, a loss that turns NaN, a mid-task
+resume, and the model's state after each phase of a task."""
 from __future__ import annotations
 
 import json
@@ -115,3 +116,20 @@ def resumed_inside_a_task(config, due) -> tuple:
     restore(resumed, config, saved[0], "memory")
     resumed.run()
     return reference, reference_epochs, resumed, resumed_epochs
+
+
+def states_after_phases(learner, task: int, also=lambda: None) -> dict:
+    """The model's state after each phase of task `task` (from 0), by phase name, kept as
+    `learner.run()` goes (`also()` is called there too)."""
+    import copy
+
+    states, after_phase = {}, learner.strategy.after_phase
+
+    def spy(model, at_task, phase):
+        after_phase(model, at_task, phase)
+        if at_task == task:
+            states[phase] = copy.deepcopy(model.state_dict())
+            also()
+
+    learner.strategy.after_phase = spy
+    return states

@@ -10,7 +10,7 @@ from suite.learner.learner import Learner
 from suite.models.der import DERNet
 from suite.models.resnet import BACKBONE_BUILDERS
 from tests.conftest import TINY, data_of
-from tests.runs import resumed_inside_a_task
+from tests.runs import resumed_inside_a_task, states_after_phases
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -84,17 +84,10 @@ DECOUPLE = ["finetune.retrain_classifier=true", "finetune.epochs=2", "finetune.l
 
 def test_the_release_retrains_the_classifier_alone_on_a_balanced_subset_before_the_memory_update():
     cfg = load([], [*DER, *DECOUPLE])
-    epochs, states, balanced = [], {}, {}
+    epochs, balanced = [], {}
     learner = Learner(cfg, *data_of(cfg), log=lambda line: None, on_epoch_end=epochs.append)
-    after_phase = learner.strategy.after_phase
-
-    def spy(model, task, phase):
-        after_phase(model, task, phase)
-        if task == 1:
-            states[phase] = copy.deepcopy(model.state_dict())
-            balanced.setdefault("labels", learner.data.train.labels[learner._balanced(1)])
-
-    learner.strategy.after_phase = spy
+    states = states_after_phases(
+        learner, 1, lambda: balanced.setdefault("labels", learner.data.train.labels[learner._balanced(1)]))
     learner.run()
     assert [(e["task"], e["phase"]) for e in epochs] == [(1, "train")] * 2 + [(2, "train")] * 2 + \
         [(2, "finetune")] * 2 + [(3, "train")] * 2 + [(3, "finetune")] * 2

@@ -1,6 +1,5 @@
 """FOSTER on the method seam: its losses, the boosted network and its student, the compression, its
 resume inside the compression."""
-import copy
 
 import pytest
 import torch
@@ -10,7 +9,7 @@ from suite.learner.learner import Learner
 from suite.learner.losses import balanced_distillation, class_balanced_weights, soft_distillation
 from suite.models.foster import FOSTERNet
 from tests.conftest import TINY, data_of
-from tests.runs import resumed_inside_a_task
+from tests.runs import resumed_inside_a_task, states_after_phases
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -51,16 +50,9 @@ def test_each_later_task_boosts_the_last_student_with_a_copy_of_its_backbone():
 
 def test_compression_trains_the_student_alone_and_the_boosted_network_is_evaluated():
     cfg = load([], FOSTER)
-    epochs, states = [], {}
+    epochs = []
     learner = Learner(cfg, *data_of(cfg), log=lambda line: None, on_epoch_end=epochs.append)
-    after_phase = learner.strategy.after_phase
-
-    def spy(model, task, phase):
-        after_phase(model, task, phase)
-        if task == 1:
-            states[phase] = copy.deepcopy(model.state_dict())
-
-    learner.strategy.after_phase = spy
+    states = states_after_phases(learner, 1)
     learner.run()
     assert [(e["task"], e["phase"]) for e in epochs] == [(1, "train")] * 2 + [(2, "train")] * 2 + \
         [(2, "compress")] * 2 + [(3, "train")] * 2 + [(3, "compress")] * 2
