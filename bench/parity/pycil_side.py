@@ -1,7 +1,8 @@
-"""PyCIL's side of the CNN parity runs: its own iCaRL, WA or BiC, driven from outside its checkout.
+"""PyCIL's side of the CNN parity runs: its own learner of one method (bench/parity/pycil.py lists
+them), driven from outside its checkout.
 
 Runs under the release venv's python (torch, torchvision, scipy, tqdm are all PyCIL needs for these
-three methods): `python pycil_side.py CHECKOUT SETTINGS.json OUT.json`, in a working directory
+methods): `python pycil_side.py CHECKOUT SETTINGS.json OUT.json`, in a working directory
 whose data/cifar-100-python is the Tiny-ImageNet pack (PyCIL reads ./data, hard-coded). Nothing of
 PyCIL is copied or edited; what is changed from outside, and why, is PATCHES.
 """
