@@ -237,6 +237,73 @@ def test_pycil_and_ours_are_given_the_same_foster_recipe():
     assert (theirs["oofc"], theirs["is_teacher_wa"], theirs["is_student_wa"], theirs["lambda_okd"]) == ("ft", False, False, 1)
 
 
+# ---------------------------------------------------------------- UCIR against its authors' release
+
+def test_ucir_release_and_ours_are_given_the_same_recipe():
+    """Our side's config against what the release's script runs: its constants (batch 128, lr 0.1, weight
+    decay 5e-4 in every task, no colour jitter), run.sh's full-UCIR flags, the recipe's epochs, milestones
+    and growing memory, and the class order the script draws from its seed."""
+    from bench.parity import ucir, ucir_side
+
+    recipe = ucir.UcirRecipe()
+    ours = load(["configs/model/cifar_ucir.yaml"], ucir.ours_sets(recipe, seed=3))
+    t = ours.train
+    assert ours.method == "ucir" and ours.model.backbone == "cifar_resnet32_cosine" and ours.seed == 3
+    assert (t.batch_size, t.lr, t.incremental_lr, t.weight_decay, t.incremental_weight_decay) == (
+        128, 0.1, 0.1, 5e-4, 5e-4)
+    assert (t.epochs, t.incremental_epochs) == (recipe.epochs,) * 2
+    assert t.milestones == t.incremental_milestones == list(recipe.milestones) == [recipe.epochs // 2, recipe.epochs * 3 // 4]
+    assert (t.optimizer, t.momentum, t.scale_lr, t.schedule, t.lr_decay, t.drop_last) == (
+        "sgd", 0.9, False, "multistep", 0.1, False)
+    assert (ours.memory.per_class, ours.memory.selection, ours.memory.herding_images, ours.memory.flip_means) == (
+        recipe.per_class, "herding", "clean", True)
+    assert ours.data.color_jitter == 0.0 and ours.distill.less_forget == 5.0 and ours.finetune.epochs == 0
+    rng_state = np.random.get_state()
+    np.random.seed(3)
+    drawn = np.arange(recipe.classes)
+    np.random.shuffle(drawn)  # what the script does with --random_seed 3
+    np.random.set_state(rng_state)
+    assert ours.scenario.class_order == drawn.tolist() == ucir.class_order(3, recipe.classes)
+    flags = ucir_side.flags(ucir.release_settings(recipe, seed=3))
+    assert " ".join(flags).startswith(f"--nb_cl_fg {recipe.increment} --nb_cl {recipe.increment} --num_classes "
+                                      f"{recipe.classes} --nb_protos {recipe.per_class} --epochs {recipe.epochs}")
+    for flag in ("--imprint_weights", "--less_forget", "--adapt_lamda", "--mr_loss", "--random_seed 3", "--lamda 5",
+                 "--dist 0.5", "--K 2", "--lw_mr 1", "--rs_ratio 0.0"):
+        assert flag in " ".join(flags)
+
+
+def test_ucir_side_reads_each_tasks_accuracy_from_a_confusion_matrix():
+    from bench.parity.ucir_side import accuracy_row
+
+    matrix = np.array([[8, 2, 0, 0], [1, 9, 0, 0], [5, 0, 5, 0], [0, 0, 4, 6]])  # true x predicted, 2 tasks of 2
+    row = accuracy_row(matrix, increment=2)
+    assert row["top1"] == pytest.approx(100 * 28 / 40) and row["row"] == pytest.approx([85.0, 55.0])
+
+
+def test_ucir_side_serves_the_images_the_release_assigns_and_decays_at_the_recipes_milestones(packed, monkeypatch):
+    """The old torchvision attributes the script re-points (test_data / test_labels) are what the reader
+    serves; the scheduler the script builds with [80, 120] decays at the recipe's milestones."""
+    import torch
+    import torchvision.datasets.cifar as tv_cifar
+
+    from bench.parity.ucir_side import legacy_cifar100, with_milestones
+
+    base, _, _ = packed
+    monkeypatch.setattr(tv_cifar, "check_integrity", lambda *args, **kwargs: True)  # as ucir_side: not CIFAR's md5
+    reader = legacy_cifar100(tv_cifar.CIFAR100)(root=str(base / "pack"), train=False, download=True)
+    assert len(reader) == len(reader.test_data) == 100 and reader[0][1] == reader.test_labels[0]
+    reader.test_data, reader.test_labels = reader.test_data[5:7], np.array([4, 2])
+    image, label = reader[1]
+    assert len(reader) == 2 and label == 2 and np.array_equal(np.asarray(image), reader.test_data[1])
+    optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
+    scheduler = with_milestones(torch.optim.lr_scheduler.MultiStepLR, [3])(optimizer, milestones=[80, 120], gamma=0.1)
+    rates = []
+    for _ in range(5):
+        rates.append(optimizer.param_groups[0]["lr"])
+        scheduler.step()
+    assert rates == pytest.approx([1.0, 1.0, 1.0, 0.1, 0.1])
+
+
 def test_pycil_quick_ours_runs_and_reports_both_classifiers(packed, tmp_path):
     base, _, _ = packed
     out = tmp_path / "out"

@@ -123,6 +123,9 @@ def main(argv=None) -> int:
     if argv[:1] == ["pycil-lockstep"]:
         from bench.parity import pycil_lockstep
         return pycil_lockstep.main(argv[1:])
+    if argv[:1] == ["ucir"]:
+        from bench.parity import ucir
+        return ucir.main(argv[1:])
     if argv[:1] == ["pycil"]:
         from bench.parity import pycil_command
         return pycil_command.main(argv[1:])

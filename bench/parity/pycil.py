@@ -18,8 +18,25 @@ SIDE = Path(__file__).with_name("pycil_side.py")
 REPO = Path(__file__).resolve().parents[2]
 
 
+class ClassSplit:
+    """What a recipe with `classes`, `increment` and `milestones` fields shares: its task count, its
+    record form, its check."""
+
+    @property
+    def tasks(self) -> int:
+        return self.classes // self.increment
+
+    def as_dict(self) -> dict:
+        return {**asdict(self), "milestones": list(self.milestones), "tasks": self.tasks}
+
+    def check(self) -> str | None:
+        if not 2 <= self.classes <= 100 or self.classes % self.increment or self.tasks < 2:
+            return f"--classes {self.classes} must be a multiple of --increment {self.increment} giving 2+ tasks"
+        return None
+
+
 @dataclass(frozen=True)
-class CnnRecipe:
+class CnnRecipe(ClassSplit):
     """What both sides run: the ResNet-32, SGD 0.9 at batch `batch_size` and an unscaled lr, the
     same multistep schedule in every task (PyCIL's first-task and later schedules both set to it),
     `memory` exemplars in total by greedy herding on clean images, crop + flip + brightness jitter.
@@ -41,18 +58,6 @@ class CnnRecipe:
     memory: int = 400  # 20 per class over 20 classes, as 2000 over CIFAR-100's 100
     temperature: float = 2.0
     num_workers: int = 2
-
-    @property
-    def tasks(self) -> int:
-        return self.classes // self.increment
-
-    def as_dict(self) -> dict:
-        return {**asdict(self), "milestones": list(self.milestones), "tasks": self.tasks}
-
-    def check(self) -> str | None:
-        if not 2 <= self.classes <= 100 or self.classes % self.increment or self.tasks < 2:
-            return f"--classes {self.classes} must be a multiple of --increment {self.increment} giving 2+ tasks"
-        return None
 
 
 QUICK_CNN = CnnRecipe(classes=4, increment=2, epochs=1, milestones=(), batch_size=32, memory=40)  # BiC: 2 held out
@@ -127,35 +132,52 @@ def ours_sets(baseline: Baseline, recipe: CnnRecipe, seed: int) -> list[str]:
 def run_pycil(baseline: Baseline, recipe: CnnRecipe, seed: int, checkout: Path, python: str, data: Path,
               work: Path) -> dict:
     """One PyCIL run in `work` (its ./data the pack); the record's fields."""
-    if work.exists():
-        shutil.rmtree(work)
-    (work / "data").mkdir(parents=True)
-    (work / "data" / "cifar-100-python").symlink_to(data / "cifar-100-python")
     settings = {"model_name": baseline.model_name, "convnet": baseline.convnet, "by_args": baseline.by_args,
                 "classes": recipe.classes, "increment": recipe.increment,
                 "memory": recipe.memory, "seed": seed, "num_workers": recipe.num_workers,
                 "hyper_parameters": pycil_hyper_parameters(baseline, recipe)}
+    record = run_release_side(SIDE, settings, checkout, python, data, work)
+    return finish(record, baseline.classifier, recipe.tasks, work)
+
+
+def run_release_side(side: Path, settings: dict, checkout: Path, python: str, data: Path, work: Path) -> dict:
+    """Run a release's side (`python SIDE CHECKOUT settings.json accuracies.json`) in a fresh `work`
+    whose ./data is the pack; the record: the command, its settings, exit code and wall time, and each
+    classifier's accuracies (and the class order, where the side names it)."""
+    if work.exists():
+        shutil.rmtree(work)
+    (work / "data").mkdir(parents=True)
+    (work / "data" / "cifar-100-python").symlink_to(data / "cifar-100-python")
     (work / "settings.json").write_text(json.dumps(settings, indent=1))
-    cmd = [python, str(SIDE), str(checkout), str(work / "settings.json"), str(work / "accuracies.json")]
+    cmd = [python, str(side), str(checkout), str(work / "settings.json"), str(work / "accuracies.json")]
     rc, wall = proc.run(cmd, work / "stdout.txt", cwd=work)
     record = {"command": cmd, "settings": settings, "wall_s": wall, "rc": rc}
     out = work / "accuracies.json"
     if out.is_file():
-        tasks = json.loads(out.read_text())["tasks"]
+        doc = json.loads(out.read_text())
         for name in ("cnn", "nme"):
-            if all(t[name] for t in tasks):
-                record[name] = summary([t[name]["top1"] for t in tasks], [t[name]["row"] for t in tasks])
-    return finish(record, baseline, recipe, work)
+            if all(t[name] for t in doc["tasks"]):
+                record[name] = summary([t[name]["top1"] for t in doc["tasks"]], [t[name]["row"] for t in doc["tasks"]])
+        if "class_order" in doc:
+            record["class_order"] = doc["class_order"]
+    return record
 
 
 def run_ours(baseline: Baseline, recipe: CnnRecipe, seed: int, python: str, data: Path, work: Path) -> dict:
+    record = run_suite(f"configs/model/cifar_{baseline.ours_method}.yaml", ours_sets(baseline, recipe, seed),
+                       python, data, work)
+    return finish(record, baseline.classifier, recipe.tasks, work)
+
+
+def run_suite(preset: str, sets: list[str], python: str, data: Path, work: Path) -> dict:
+    """Our suite in process from `preset` with `sets`, in a fresh `work`; the record: the command, exit
+    code and wall time, each classifier's accuracies, the memory's size after each task."""
     if work.exists():
         shutil.rmtree(work)
     work.mkdir(parents=True)
-    preset = f"configs/model/cifar_{baseline.ours_method}.yaml"
     cmd = [python, "suite/run.py", preset, "--in-process", "--data-path", str(data), "--output-basedir", str(work),
            "--name", "run"]
-    for item in ours_sets(baseline, recipe, seed):
+    for item in sets:
         cmd += ["--set", item]
     rc, wall = proc.run(cmd, work / "stdout.txt", cwd=REPO)
     record = {"command": cmd, "config_file": preset, "wall_s": wall, "rc": rc}
@@ -166,7 +188,8 @@ def run_ours(baseline: Baseline, recipe: CnnRecipe, seed: int, python: str, data
         for name, numbers in by_name.items():
             record[name] = summary(numbers["acc"], numbers["acc_matrix"])
         record["memory_size"] = doc.get("memory_size")
-    return finish(record, baseline, recipe, work)
+        record["class_order"] = doc.get("class_order")
+    return record
 
 
 def summary(acc: list[float], matrix: list[list[float]]) -> dict:
@@ -174,10 +197,10 @@ def summary(acc: list[float], matrix: list[list[float]]) -> dict:
             "last_accuracy": acc[-1]}
 
 
-def finish(record: dict, baseline: Baseline, recipe: CnnRecipe, work: Path) -> dict:
+def finish(record: dict, classifier: str, tasks: int, work: Path) -> dict:
     """The headline classifier's numbers at the record's top level (what the comparison reads)."""
-    headline = record.get(baseline.classifier)
-    done = record["rc"] == 0 and headline is not None and len(headline["acc"]) == recipe.tasks
+    headline = record.get(classifier)
+    done = record["rc"] == 0 and headline is not None and len(headline["acc"]) == tasks
     record["status"] = "finished" if done else "failed"
     if done:
         record.update({k: headline[k] for k in ("acc", "acc_matrix", "avg_incremental_accuracy", "last_accuracy")})

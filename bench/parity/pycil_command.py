@@ -3,8 +3,8 @@ reports/parity/pycil/README.md with the equivalence verdict of each method and c
 from __future__ import annotations
 
 import argparse
-import concurrent.futures
 import datetime
+import functools
 import json
 import shlex
 import sys
@@ -23,25 +23,30 @@ def parse(argv) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench.parity pycil", description=__doc__.split(":")[1].strip())
     p.add_argument("--pycil", type=Path, required=True, help="PyCIL checkout (models/, utils/, convs/, trainer.py)")
     p.add_argument("--release-python", required=True, help="python of a venv with torch, torchvision, scipy, tqdm")
-    p.add_argument("--tiny-imagenet", type=Path, required=True, help="Tiny-ImageNet-100 in Stanford's layout")
-    p.add_argument("--ours-python", default=sys.executable)
-    p.add_argument("--out", type=Path, default=Path("reports/parity/pycil"))
-    p.add_argument("--data-dir", type=Path, default=Path("/work/parity-data"), help="where the CIFAR-layout pack goes")
-    p.add_argument("--work-dir", type=Path, default=Path("/work/parity-work/pycil"))
-    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     p.add_argument("--methods", nargs="+", choices=sorted(pycil.BASELINES), default=["iCaRL", "WA"])
-    p.add_argument("--impl", nargs="+", choices=["release", "ours"], default=["release", "ours"])
     p.add_argument("--classes", type=int)
     p.add_argument("--increment", type=int)
-    p.add_argument("--epochs", type=int)
-    p.add_argument("--milestones", type=int, nargs="*", help="epochs at which the lr decays x0.1, every task")
     p.add_argument("--batch-size", type=int)
     p.add_argument("--lr", type=float)
+    shared_arguments(p, "pycil", MARGIN)
+    return p.parse_args(argv)
+
+
+def shared_arguments(p: argparse.ArgumentParser, name: str, margin: float) -> None:
+    """The options every side-by-side comparison of a classic baseline takes (`name`: its report's folder)."""
+    p.add_argument("--tiny-imagenet", type=Path, required=True, help="Tiny-ImageNet-100 in Stanford's layout")
+    p.add_argument("--ours-python", default=sys.executable)
+    p.add_argument("--out", type=Path, default=Path(f"reports/parity/{name}"))
+    p.add_argument("--data-dir", type=Path, default=Path("/work/parity-data"), help="where the CIFAR-layout pack goes")
+    p.add_argument("--work-dir", type=Path, default=Path(f"/work/parity-work/{name}"))
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    p.add_argument("--impl", nargs="+", choices=["release", "ours"], default=["release", "ours"])
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--milestones", type=int, nargs="*", help="epochs at which the lr decays x0.1, every task")
     p.add_argument("--quick", action="store_true", help="a tiny recipe (4 classes, 2 tasks, 1 epoch)")
-    p.add_argument("--margin", type=float, default=MARGIN)
+    p.add_argument("--margin", type=float, default=margin)
     p.add_argument("--jobs", type=int, default=1, help="runs at a time (each with one compute thread)")
     p.add_argument("--report-only", action="store_true")
-    return p.parse_args(argv)
 
 
 def build_recipe(args) -> pycil.CnnRecipe:
@@ -69,12 +74,12 @@ def run_one(args, recipe: pycil.CnnRecipe, name: str, impl: str, seed: int, data
     return record
 
 
-def by_classifier(records: list[dict]) -> list[dict]:
-    """The records as the comparison reads them: each method under its headline classifier, and
-    under its other classifier as 'METHOD (name)' where both sides measured it."""
+def by_classifier(records: list[dict], headlines: dict[str, str]) -> list[dict]:
+    """The records as the comparison reads them: each method under its headline classifier
+    (`headlines[method]`), and under its other classifier as 'METHOD (name)' where both sides measured it."""
     rows = []
     for r in records:
-        headline = pycil.BASELINES[r["method"]].classifier
+        headline = headlines[r["method"]]
         rows.append(r)
         for name in ("cnn", "nme"):
             if name != headline and r.get(name):
@@ -84,7 +89,8 @@ def by_classifier(records: list[dict]) -> list[dict]:
 
 
 def write_report(out: Path, records: list[dict], info: dict) -> Path:
-    rows = report.compare(by_classifier(records), info["margin"])
+    rows = report.compare(by_classifier(records, {b.name: b.classifier for b in pycil.BASELINES.values()}),
+                          info["margin"])
     (out / "runs.json").write_text(json.dumps({"meta": info, "comparison": rows, "runs": records}, indent=1) + "\n")
     recipe = info["recipe"]
     headline = ", ".join(f"{b.name}: {b.classifier}" for b in pycil.BASELINES.values())
@@ -125,7 +131,18 @@ def write_report(out: Path, records: list[dict], info: dict) -> Path:
         "`incremental_train`, then evaluates with its `_eval_cnn` and `_eval_nme` and calls `after_task`, "
         "as its trainer does. Changed from outside, nothing of PyCIL copied or edited:",
         "",
-        *[f"- {what}: {why}" for what, why in PATCHES],
+        *runs_and_verdicts(records, rows, info, PATCHES, "PyCIL"),
+    ]
+    path = out / "README.md"
+    path.write_text("\n".join(text))
+    return path
+
+
+def runs_and_verdicts(records: list[dict], rows: list[dict], info: dict, patches: list[tuple[str, str]],
+                      release: str) -> list[str]:
+    """A report's lines from the patches made to the release on: the command, the runs, the verdicts."""
+    return [
+        *[f"- {what}: {why}" for what, why in patches],
         "",
         "```",
         info["benchmark_command"],
@@ -135,48 +152,59 @@ def write_report(out: Path, records: list[dict], info: dict) -> Path:
         "",
         *report._run_table(records),
         "",
-        "## PyCIL against ours",
+        f"## {release} against ours",
         "",
-        "Mean ± standard deviation over seeds (top-1 %). Equivalence: the 90% Welch interval of ours − PyCIL "
+        f"Mean ± standard deviation over seeds (top-1 %). Equivalence: the 90% Welch interval of ours − {release} "
         f"inside ± {info['margin']} points, declared before the runs ({info['margin_declared']}).",
         "",
         *report._compare_table(rows),
         "",
     ]
-    path = out / "README.md"
-    path.write_text("\n".join(text))
-    return path
+
+
+def run_info(args, recipe, records: list[dict], source: Path, command: str, margin_where: str) -> dict:
+    """What a report names besides the runs: the recipe, our commit, the machine, the release's source and
+    both venvs' versions, the data, the margin and where it was declared, the command."""
+    return {"recipe": recipe.as_dict(), "git_commit": meta.git_commit(),
+            "written": datetime.datetime.now().isoformat(timespec="minutes"), "machine": meta.machine(),
+            "source": meta.source(source), "release_python": args.release_python,
+            "release_versions": meta.versions(args.release_python), "ours_python": args.ours_python,
+            "ours_versions": meta.versions(args.ours_python), "data": str(args.data_dir.resolve()),
+            "margin": args.margin,
+            "margin_declared": f"the --margin default in {margin_where}, committed before the runs "
+                               "(each run's record names its commit: "
+                               + ", ".join(sorted({r["git_commit"][:7] for r in records})) + ")",
+            "benchmark_command": command}
+
+
+def prepared(args, recipe, checkout_problem: str | None) -> tuple[Path, Path] | None:
+    """The report's folder and the pack, made; None, with one line on stderr, when an input is wrong
+    (`checkout_problem`: the release checkout's, which counts when the release runs)."""
+    problem = recipe.check() or pack.check_source(args.tiny_imagenet) or (
+        checkout_problem if "release" in args.impl else None)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return None
+    out = args.out.resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    pack.pack(args.tiny_imagenet, args.data_dir)
+    return out, args.data_dir.resolve()
 
 
 def main(argv) -> int:
     args = parse(argv)
     recipe = build_recipe(args)
-    problem = recipe.check() or pack.check_source(args.tiny_imagenet) or (
-        pycil.checkout_problem(args.pycil, args.release_python) if "release" in args.impl else None)
-    if problem:
-        print(f"error: {problem}", file=sys.stderr)
+    places = prepared(args, recipe, pycil.checkout_problem(args.pycil, args.release_python))
+    if places is None:
         return 2
-    out = args.out.resolve()
-    out.mkdir(parents=True, exist_ok=True)
-    pack.pack(args.tiny_imagenet, args.data_dir)
-    data = args.data_dir.resolve()
+    out, data = places
     pending = [(name, impl, seed) for seed in ([] if args.report_only else args.seeds) for name in args.methods
                for impl in args.impl
                if not store.finished(store.load(out, ("quick-" if args.quick else "") + store.key(name, impl, seed)),
                                      recipe.as_dict())]
-    with concurrent.futures.ThreadPoolExecutor(max(1, args.jobs)) as pool:
-        for run in concurrent.futures.as_completed(
-                [pool.submit(run_one, args, recipe, *item, data) for item in pending]):
-            store.save(out, run.result())
+    store.run_pending(out, args.jobs, [functools.partial(run_one, args, recipe, *item, data) for item in pending])
     records = [r for r in store.all_records(out) if r["recipe"] == recipe.as_dict()]
-    info = {"recipe": recipe.as_dict(), "git_commit": meta.git_commit(),
-            "written": datetime.datetime.now().isoformat(timespec="minutes"), "machine": meta.machine(),
-            "source": meta.source(args.pycil.resolve()), "release_python": args.release_python,
-            "release_versions": meta.versions(args.release_python), "ours_python": args.ours_python,
-            "ours_versions": meta.versions(args.ours_python), "data": str(data), "margin": args.margin,
-            "margin_declared": "the --margin default in bench/parity/pycil_command.py, committed before the runs "
-                               "(each run's record names its commit: "
-                               + ", ".join(sorted({r["git_commit"][:7] for r in records})) + ")",
-            "benchmark_command": "python -m bench.parity pycil " + " ".join(map(shlex.quote, argv))}
+    info = run_info(args, recipe, records, args.pycil.resolve(),
+                    "python -m bench.parity pycil " + " ".join(map(shlex.quote, argv)), "bench/parity/pycil_command.py")
     print(f"[pycil] report: {write_report(out, records, info)}", flush=True)
     return 0

@@ -1,9 +1,11 @@
 """One JSON record per run in OUT/runs/: a rerun skips what is finished with the same recipe."""
 from __future__ import annotations
 
+import concurrent.futures
 import json
 import os
 from pathlib import Path
+from typing import Callable
 
 
 def key(method: str, impl: str, seed: int) -> str:
@@ -33,3 +35,10 @@ def save(out: Path, record: dict) -> None:
 
 def all_records(out: Path) -> list[dict]:
     return [json.loads(p.read_text()) for p in sorted((out / "runs").glob("*.json"))]
+
+
+def run_pending(out: Path, jobs: int, pending: list[Callable[[], dict]]) -> None:
+    """Run each pending job (a function returning a record), `jobs` at a time, saving each record as it lands."""
+    with concurrent.futures.ThreadPoolExecutor(max(1, jobs)) as pool:
+        for run in concurrent.futures.as_completed([pool.submit(job) for job in pending]):
+            save(out, run.result())
