@@ -353,12 +353,17 @@ def test_a_sweep_prices_the_work_a_run_does():
     learner = Learner(cfg, plan.data, plan.scenario, log=lambda line: None)
     learner.run()
     assert trial_work(plan) == pytest.approx(learner.progress.done)
-    rates = {"device": "GPU", "rates": {"podnet": {1: 1, 100: 1000}}, "model": {"image_size": 8, "patch_size": 4}}
+    vit = {"device": "H200", "rates": {"podnet": {1: 5}}, "model": {"image_size": 8, "patch_size": 4}}
+    cnn = {"device": "GPU", "rates": {"podnet": {1: 1, 100: 1000}},
+           "model": {"image_size": 8, "backbone": "cifar_resnet32_cosine"}}
+    rates = {"measurements": [{**vit, "model": {"image_size": 8, "backbone": "cifar_resnet18"}}, cnn]}
     assert cost_lines({"t": plan}, rates)[1].endswith("images trained; on CPUs")  # a CPU run: no GPU-hours
     on_gpus = dataclasses.replace(plan, cfg=dataclasses.replace(cfg, ray=dataclasses.replace(cfg.ray, use_gpu=True)))
-    hours = trial_work(on_gpus) / 1 / 3600  # at the measured task count nearest its 3 tasks: 1
-    assert hours > 0.1 and f"{hours:.2f} GPU-h at 1 img/s (podnet, 1 tasks)" in cost_lines({"t": on_gpus}, rates)[1]
-    elsewhere = {**rates, "model": {"image_size": 32, "patch_size": 4}}  # measured on another image size
+    hours = trial_work(on_gpus) / 1 / 3600  # its backbone's block, at the measured task count nearest its 3 tasks: 1
+    total, line = cost_lines({"t": on_gpus}, rates)
+    assert hours > 0.1 and f"{hours:.2f} GPU-h at 1 img/s (podnet, 1 tasks, GPU)" in line
+    assert "on one GPU (1 trial(s))" in total
+    elsewhere = {"measurements": [{**cnn, "model": {**cnn["model"], "image_size": 32}}]}  # another image size
     assert cost_lines({"t": on_gpus}, elsewhere)[1].endswith("no GPU step rate measured for its method and model")
 
 

@@ -234,3 +234,24 @@ def test_accuracy_part_runs_the_quickstart_in_both_precisions(tmp_path):
     assert target["met"] in (True, False) and "2 seeds" in target["note"]
     md = (tmp_path / "perf.md").read_text()
     assert "## 8. bf16 against fp32: quickstart accuracy" in md and "--set train.precision=fp32|bf16" in md
+
+
+def test_cnn_rates_measure_each_protocols_model_and_block_them_by_backbone(one_thread):
+    """bench/perf/cnn_rates.py on the CPU, two baselines: each protocol's preset model (its backbone,
+    DER's growing a backbone a task), a rate per task count, the rate blocks a sweep's cost reads."""
+    from bench.perf.cnn_rates import QUICK, rate_blocks, measure_all
+    from dataclasses import replace
+
+    rows = measure_all(replace(QUICK, methods=("der", "podnet")), torch.device("cpu"), log=lambda line: None)
+    assert [(r["protocol"], r["method"], r["tasks"]) for r in rows] == [
+        (protocol, method, tasks) for protocol in ("pycil", "der") for method in ("der", "podnet") for tasks in (1, 2)]
+    backbones = {(r["protocol"], r["method"]): r["backbone"] for r in rows}
+    assert backbones == {("pycil", "der"): "cifar_resnet32", ("pycil", "podnet"): "cifar_resnet32_cosine",
+                         ("der", "der"): "cifar_resnet18", ("der", "podnet"): "cifar_resnet18"}
+    assert all(math.isfinite(r["images_per_s"]) and r["images_per_s"] > 0 for r in rows)
+    der = [r["params"] for r in rows if (r["protocol"], r["method"]) == ("pycil", "der")]
+    assert der[1] > 1.9 * der[0]  # a second backbone
+    blocks = {b["model"]["backbone"]: b for b in rate_blocks(rows, "GPU", "here")}
+    assert set(blocks) == {"cifar_resnet32", "cifar_resnet32_cosine", "cifar_resnet18"}
+    assert set(blocks["cifar_resnet18"]["rates"]) == {"der", "podnet"} and set(blocks["cifar_resnet18"]["rates"]["der"]) == {1, 2}
+    assert blocks["cifar_resnet32"]["model"] == {"image_size": 32, "backbone": "cifar_resnet32"}

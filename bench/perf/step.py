@@ -1,4 +1,4 @@
-"""One training step (forward + backward, no optimiser) of a model in the CIFAR preset.
+"""One training step (forward + backward, no optimiser) of a model in one of the PRESETS.
 
 A case names the model (method, tasks added so far), the dual block's implementation (batched,
 as in suite.models, or the per-key `naive` one) and the autocast dtype. FLOPs per step come from
@@ -28,7 +28,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 @dataclass(frozen=True)
 class Preset:
-    config: Path  # the model keys come from this file
+    config: str  # the model keys come from this file ("{method}" stands for the case's method)
     image_size: int
     channels: int
     classes_per_task: int
@@ -36,9 +36,13 @@ class Preset:
 
 PRESETS = {
     # the CIFAR preset: embed 384, depth 5 + 1 task block, 12 heads, patch 4, 32x32
-    "cifar": Preset(REPO / "configs" / "model" / "cifar_dual.yaml", 32, 3, 10),
+    "cifar": Preset(str(REPO / "configs" / "model" / "cifar_dual.yaml"), 32, 3, 10),
     # the quickstart model on digits-sized input (8x8, 1 channel, 2 classes per task): a small step
-    "quickstart": Preset(REPO / "configs" / "quickstart.yaml", 8, 1, 2),
+    "quickstart": Preset(str(REPO / "configs" / "quickstart.yaml"), 8, 1, 2),
+    # a CNN baseline's model in the PyCIL protocol's preset (the CIFAR ResNet-32) and in the DER/DyTox
+    # table's (the CIFAR ResNet-18)
+    "pycil": Preset(str(REPO / "configs" / "model" / "cifar_{method}.yaml"), 32, 3, 10),
+    "der": Preset(str(REPO / "configs" / "model" / "cifar_{method}_der.yaml"), 32, 3, 10),
 }
 
 # FlopCounterMode knows the CUDA attention kernels but not the CPU one: add it.
@@ -81,7 +85,7 @@ class Case:
 
 
 def preset_config(case: Case, sets: tuple[str, ...] = ()) -> Config:
-    return load([PRESETS[case.preset].config], [f"method={case.method}", *sets])
+    return load([PRESETS[case.preset].config.format(method=case.method)], [f"method={case.method}", *sets])
 
 
 def build(case: Case, device: torch.device, sets: tuple[str, ...] = ()) -> torch.nn.Module:
@@ -98,7 +102,12 @@ def build(case: Case, device: torch.device, sets: tuple[str, ...] = ()) -> torch
                 key.normal_(std=0.02)
                 bias.normal_(std=0.02)
     model.set_phase(TRAIN)
-    return model.to(device).train()
+    return model.to(device, memory_format=layout(cfg)).train()
+
+
+def layout(cfg: Config) -> torch.memory_format:
+    """The memory layout the learner trains the preset in (train.channels_last)."""
+    return torch.channels_last if cfg.train.channels_last else torch.contiguous_format
 
 
 # How the dual block runs: as suite.models.daformer has it, or the published per-key algorithm.
@@ -119,9 +128,11 @@ class Step:
             raise ValueError(f"{case.method} has no dual block: no {case.impl} implementation")
         gen = torch.Generator().manual_seed(1)
         size, channels = PRESETS[case.preset].image_size, PRESETS[case.preset].channels
-        self.images = torch.randn(case.batch, channels, size, size, generator=gen).to(device)
+        self.images = torch.randn(case.batch, channels, size, size, generator=gen).to(
+            device, memory_format=layout(preset_config(case, sets)))
         self.labels = torch.randint(0, self.model.num_classes, (case.batch,), generator=gen).to(device)
-        div = self.model.div_head[-1].out_features if self.model.div_head is not None else 1
+        head = getattr(self.model, "div_head", None)  # the ViTs': LayerNorm + Linear; DER's and FOSTER's: a Linear
+        div = (head[-1] if isinstance(head, torch.nn.Sequential) else head).out_features if head is not None else 1
         self.div_labels = torch.randint(0, div, (case.batch,), generator=gen).to(device)
 
     def _autocast(self):
