@@ -22,7 +22,8 @@ PHASE_TITLES = {TRAIN: "training", FINETUNE: "finetuning", BIAS: "bias correctio
 BACKBONES = {"cifar_resnet32": "PyCIL's CIFAR ResNet-32 (the PyCIL protocol)",
              "cifar_resnet18": "DER's CIFAR ResNet-18 (the DER/DyTox table's protocol)",
              "resnet18": "torchvision's ResNet-18, for ImageNet",
-             "cifar_resnet32_cosine": "PyCIL's cosine_resnet32: projection shortcuts, no last ReLU (PODNet, UCIR)"}
+             "cifar_resnet32_cosine": "PyCIL's cosine_resnet32: projection shortcuts, no last ReLU (PODNet, UCIR)",
+             "preact_resnet18": "DER's pre-activation ResNet-18, its ImageNet-100 B0 backbone"}
 
 PER_TASK = "per_task"  # one external key per task
 CONFIGURED = "configured"  # model.num_keys (default: one per task)

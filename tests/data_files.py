@@ -122,3 +122,27 @@ def user_error(cfg: DataConfig, path, loader=load_dataset) -> str:
     assert str(path) in message
     assert "\n" not in message
     return message
+
+
+def write_png(path: Path, value: int):
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", (8, 8), (value % 256, 0, 255 - value % 256)).save(path)
+
+
+def make_imagenet_subset(root: Path, wnids: list[str], train_per_class: int = 2) -> Path:
+    """ImageNet-style folders named by WordNet id, and DER/DyTox split files listing them (train_100.txt,
+    val_100.txt): `train_per_class` training images and one validation image a class."""
+    train_lines, val_lines = [], []
+    for label, wnid in enumerate(wnids):
+        for i in range(train_per_class):
+            rel = f"train/{wnid}/{wnid}_{i}.JPEG"
+            write_png(root / rel, label)
+            train_lines.append(f"{rel} {label}")
+        rel = f"val/ILSVRC2012_val_{label:08d}.JPEG"
+        write_png(root / rel, label)
+        val_lines.append(f"{rel} {label}")
+    (root / "train_100.txt").write_text("\n".join(train_lines) + "\n")
+    (root / "val_100.txt").write_text("\n".join(val_lines) + "\n\n")
+    return root

@@ -16,7 +16,9 @@ from suite.data.registry import count_classes, load_dataset
 from suite.data.sources.imagefolder import open_image
 from suite.errors import UserError
 from tests.conftest import REPO
-from tests.data_files import CIFAR100_NAMES, make_cifar, write_pickle, cifar_batch, user_error
+from tests.data_files import (
+    CIFAR100_NAMES, cifar_batch, make_cifar, make_imagenet_subset, user_error, write_pickle, write_png,
+)
 
 ORDERS_DIR = Path(__file__).resolve().parents[1] / "configs" / "orders"
 
@@ -133,11 +135,6 @@ CLASSES = ["cat", "dog", "emu"]
 WNIDS = ["n01440764", "n01443537", "n01484850"]
 
 
-def write_png(path: Path, value: int):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.new("RGB", (8, 8), (value, 0, 255 - value)).save(path)
-
-
 def make_folder_tree(root: Path, classes=CLASSES, train_per_class=2) -> Path:
     for c, name in enumerate(classes):
         for i in range(train_per_class):
@@ -216,19 +213,7 @@ def test_folder_mismatched_classes(tmp_path):
 
 
 def make_subset(root: Path) -> Path:
-    """ImageNet-style folders named by WordNet id, and DER/DyTox split files listing them."""
-    train_lines, val_lines = [], []
-    for label, wnid in enumerate(WNIDS):
-        for i in range(2):
-            rel = f"train/{wnid}/{wnid}_{i}.JPEG"
-            write_png(root / rel, label)
-            train_lines.append(f"{rel} {label}")
-        rel = f"val/ILSVRC2012_val_{label:08d}.JPEG"
-        write_png(root / rel, label)
-        val_lines.append(f"{rel} {label}")
-    (root / "train_100.txt").write_text("\n".join(train_lines) + "\n")
-    (root / "val_100.txt").write_text("\n".join(val_lines) + "\n\n")
-    return root
+    return make_imagenet_subset(root, WNIDS)
 
 
 def subset_cfg(root) -> DataConfig:

@@ -285,3 +285,26 @@ def test_the_paper_sweeps_report_is_dytox_table_one(tmp_path):
         assert table_row(table, f"Δ {published} (re-run) − {published} (published)")[2] == f"{61 - avg:+.2f}"
     assert "| FOSTER (re-run) |" in table and "| Δ FOSTER" not in table  # no published row in DyTox's table
     assert table_row(table, "Joint")[2] == "–"  # an upper bound: no average incremental accuracy, as DyTox's
+
+
+def test_the_imagenet_sweeps_report_is_dytoxs_imagenet_table(tmp_path):
+    """Results files as configs/sweeps/imagenet100.yaml's trials write them: DyTox's ImageNet-100 table,
+    top-1 and top-5 Avg and Last with #P, each CNN re-run beside its published row (iCaRL's, WA's and
+    BiC's top-5 only) with Δ, DER's on its release's pre-activation ResNet-18."""
+    from suite.methods import METHODS
+
+    backbones = {"icarl": "resnet18", "wa": "resnet18", "bic": "resnet18", "der": "preact_resnet18"}
+    for method in ("daformer_m", "dytox", *backbones):
+        result = make_result(method=method, dataset="imagenet_subset", avg=70.0, last=60.0, order="imagenet100_order1",
+                             params=11_180_000 if method in backbones else 10_730_000)
+        if method in backbones:
+            result["config"]["model"]["backbone"] = backbones[method]
+            result["label"] = METHODS[method].display_label(0.0)
+        write_run(tmp_path / "runs", method, result)
+    table = read(build_report(tmp_path / "runs", tmp_path / "out", style="paper") / "tables" / "main_imagenet_subset.md")
+    assert "| Method | 10 steps #P | 10 steps Avg | 10 steps Last | 10 steps Avg top-5 | 10 steps Last top-5 |" in table
+    for published, top5_avg in (("iCaRL", 83.60), ("WA", 91.00), ("BiC", 90.60), ("DER w/o P", 93.23)):
+        delta = table_row(table, f"Δ {published} (re-run) − {published} (published)")
+        assert delta[4] == f"{90 - top5_avg:+.2f}", published  # ours: top-5 avg 70 + 20
+    assert table_row(table, "Δ DER w/o P (re-run) − DER w/o P (published)")[2:4] == [f"{70 - 77.18:+.2f}",
+                                                                                      f"{60 - 66.70:+.2f}"]

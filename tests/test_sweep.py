@@ -61,6 +61,24 @@ def test_paper_sweep_has_thirty_trials_per_setting(capsys, tmp_path):
     assert "not priced (no step rate measured on a GPU): bic, der, foster, icarl, podnet, ucir, wa" in out
 
 
+def test_imagenet_sweep_has_every_method_of_dytoxs_imagenet_table(capsys, tmp_path):
+    """configs/sweeps/imagenet100.yaml: the ViTs with their releases' recipes, the CNN baselines of
+    DyTox's ImageNet-100 table on the DER/DyTox protocol (ResNet-18; DER's pre-activation one for DER),
+    each trial on 2 GPUs."""
+    from tests.data_files import make_imagenet_subset
+
+    make_imagenet_subset(tmp_path / "in100", [f"n{k:08d}" for k in range(100)], train_per_class=1)
+    code = cli.main(["--sweep", "configs/sweeps/imagenet100.yaml", "--dry-run", "--data-path", str(tmp_path / "in100"),
+                     "--output-basedir", str(tmp_path / "runs")])
+    out = capsys.readouterr().out
+    assert code == 0 and "7 trial(s)" in out
+    for method in ("daformer_s", "daformer_m", "dytox", "icarl", "wa", "bic", "der"):
+        assert f"method={method!r}; 2 worker(s) x (8 CPU + 1 GPU)" in out, method
+    # the ViTs' rates are the CIFAR model's (32x32, patch 4), no CNN is timed on a GPU yet: none priced
+    assert " GPU-h at " not in out and out.count("no GPU step rate measured for its method and model") == 7
+    assert "not priced (no step rate measured on a GPU): bic, daformer_m, daformer_s, der, dytox, icarl, wa" in out
+
+
 def _results(path):
     return json.loads(path.read_text()) if path.exists() else {}
 

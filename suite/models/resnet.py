@@ -13,6 +13,10 @@ Registered by name in BACKBONE_BUILDERS, each with plain constructor arguments:
 - `cifar_resnet32_cosine`: PyCIL's `cosine_resnet32` (UCIR's CIFAR ResNet-32), the backbone of the
   cosine-classifier methods (PODNet, UCIR): shortcuts a 1x1 convolution and BatchNorm where the
   shape changes ("option B"), and no ReLU after the last block, so that features can be negative.
+- `preact_resnet18`: the pre-activation ResNet-18 DER's release trains on ImageNet-100 B0
+  (`preact_resnet18` in its exps/der_womask/imagenet-100/b0_10s config): a 7x7 stride-2 stem
+  without BatchNorm, max-pool, then blocks that normalise and activate before each convolution and
+  add a BatchNorm and ReLU after the sum; 512 features.
 
 Every backbone also gives its stages' outputs (`feature_maps`), for PODNet's spatial distillation;
 its features are the last one's global average.
@@ -77,7 +81,25 @@ class CifarBasicBlock(nn.Module):
         return F.relu(out) if self.relu_out else out
 
 
-class CifarResNet(nn.Module):
+class StagedBackbone(nn.Module):
+    """A `stem`, then `stages`; the features are the last stage's global average."""
+
+    stem: nn.Module
+    stages: nn.Sequential
+
+    def feature_maps(self, images: torch.Tensor) -> list[torch.Tensor]:
+        """Each stage's output, (B, C, H, W)."""
+        maps, x = [], self.stem(images)
+        for stage in self.stages:
+            x = stage(x)
+            maps.append(x)
+        return maps
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.stages(self.stem(images)).mean(dim=(2, 3))
+
+
+class CifarResNet(StagedBackbone):
     """A CIFAR ResNet of depth 6n + 2 (n blocks a stage); `out_dim` features. `shortcut`: "A"
     (parameter-free) or "B" (projection) where the shape changes; `last_relu`: a ReLU after the
     last block."""
@@ -104,16 +126,48 @@ class CifarResNet(nn.Module):
             if isinstance(m, nn.Conv2d):  # He et al.'s: normal, std sqrt(2 / (k * k * out channels))
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
 
-    def feature_maps(self, images: torch.Tensor) -> list[torch.Tensor]:
-        """Each stage's output, (B, C, H, W)."""
-        maps, x = [], self.stem(images)
-        for stage in self.stages:
-            x = stage(x)
-            maps.append(x)
-        return maps
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.stages(self.stem(images)).mean(dim=(2, 3))
+
+class PreActBlock(nn.Module):
+    """DER's release's pre-activation basic block: BatchNorm + ReLU before each 3x3 convolution, the
+    shortcut (a 1x1 convolution of the activated input where the shape changes) added, then a
+    BatchNorm and a ReLU after the sum."""
+
+    def __init__(self, in_channels: int, channels: int, stride: int = 1):
+        super().__init__()
+        self.bn1 = nn.BatchNorm2d(in_channels)
+        self.conv1 = nn.Conv2d(in_channels, channels, 3, stride, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(channels)
+        self.conv2 = nn.Conv2d(channels, channels, 3, 1, 1, bias=False)
+        self.bn3 = nn.BatchNorm2d(channels)
+        self.shortcut = (nn.Conv2d(in_channels, channels, 1, stride, bias=False)
+                         if stride != 1 or in_channels != channels else None)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = F.relu(self.bn1(x))
+        shortcut = x if self.shortcut is None else self.shortcut(out)
+        out = self.conv2(F.relu(self.bn2(self.conv1(out))))
+        return F.relu(self.bn3(out + shortcut))
+
+
+class PreActResNet18(StagedBackbone):
+    """DER's ImageNet pre-activation ResNet-18: a 7x7 stride-2 stem (no BatchNorm) and max-pool,
+    four stages of two PreActBlocks (64, 128, 256, 512 channels), global average pooling."""
+
+    out_dim = 512
+
+    def __init__(self, channels: int = 3):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(channels, 64, 7, 2, 3, bias=False), nn.MaxPool2d(3, 2, 1))
+        stages, in_channels = [], 64
+        for i, width in enumerate((64, 128, 256, 512)):
+            stages.append(nn.Sequential(PreActBlock(in_channels, width, 1 if i == 0 else 2), PreActBlock(width, width)))
+            in_channels = width
+        self.stages = nn.Sequential(*stages)
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+
 
 
 class ResNet18(tv_resnet.ResNet):
@@ -168,3 +222,8 @@ def resnet18(channels: int = 3, zero_init_residual: bool = False) -> nn.Module:
 @register_backbone("cifar_resnet32_cosine")
 def cifar_resnet32_cosine(channels: int = 3) -> nn.Module:
     return CifarResNet(32, channels, shortcut="B", last_relu=False)
+
+
+@register_backbone("preact_resnet18")
+def preact_resnet18(channels: int = 3) -> nn.Module:
+    return PreActResNet18(channels)

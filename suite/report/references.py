@@ -28,7 +28,7 @@ PROTOCOL_SWITCH = {protocol: f"memory.per_worker: {json.dumps(flag)}"
                    for flag, protocol in PER_WORKER_PROTOCOL.items()}
 RECIPES = ("DyTox", "DyTox+", "DyTox++")
 # The backbones of the DyTox table's baselines (DER's protocol), the protocol our transformer runs share.
-DYTOX_TABLE_BACKBONES = ("cifar_resnet18", "resnet18")
+DYTOX_TABLE_BACKBONES = ("cifar_resnet18", "resnet18", "preact_resnet18")  # the last: its ImageNet DER row
 # (MixUp on, ASAM on) → the DyTox model version whose recipe that is.
 RECIPE_OF = {(False, False): "DyTox", (True, False): "DyTox+", (True, True): "DyTox++"}
 METRICS = ("avg", "last", "avg_top5", "last_top5")
