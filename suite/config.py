@@ -121,8 +121,11 @@ class MemoryConfig:
                           "run it), herding_greedy (without revisiting a sample, as PyCIL), or random",
                           choices=("herding", "herding_greedy", "random"))
     per_worker: bool = _key(False, "reproduce DyTox's per-GPU memory (budget × workers); never the default")
-    flip_means: bool = _key(False, "the nearest-mean classifier's class means also average each exemplar's mirror "
-                            "image's features (UCIR's and PODNet's releases; PyCIL does not)")
+    means_second_view: str = _key("none", "the nearest-mean classifier's class means also average a second view "
+                                  "of every exemplar: none (PyCIL), mirror (flipped left to right, PODNet's release), "
+                                  "or reversed_channels (its colour channels in reverse order, before normalisation: "
+                                  "UCIR's CIFAR release, whose 'flipped' copy reverses the last axis of HWC images)",
+                                  choices=("none", "mirror", "reversed_channels"))
     herding_images: str = _key("clean", "images herding ranks: clean (the test transform, as iCaRL) or augmented "
                                "(one pass of the training transform, as the DyTox and DAFormer releases)",
                                choices=("clean", "augmented"))

@@ -255,8 +255,8 @@ def test_ucir_release_and_ours_are_given_the_same_recipe():
     assert t.milestones == t.incremental_milestones == list(recipe.milestones) == [recipe.epochs // 2, recipe.epochs * 3 // 4]
     assert (t.optimizer, t.momentum, t.scale_lr, t.schedule, t.lr_decay, t.drop_last) == (
         "sgd", 0.9, False, "multistep", 0.1, False)
-    assert (ours.memory.per_class, ours.memory.selection, ours.memory.herding_images, ours.memory.flip_means) == (
-        recipe.per_class, "herding", "clean", True)
+    assert (ours.memory.per_class, ours.memory.selection, ours.memory.herding_images, ours.memory.means_second_view) == (
+        recipe.per_class, "herding", "clean", "reversed_channels")
     assert ours.data.color_jitter == 0.0 and ours.distill.less_forget == 5.0 and ours.finetune.epochs == 0
     rng_state = np.random.get_state()
     np.random.seed(3)

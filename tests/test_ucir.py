@@ -13,7 +13,7 @@ from tests.runs import resumed_inside_a_task
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 UCIR = [*TINY, "method=ucir", "model.backbone=cifar_resnet32_cosine", "train.epochs=2", "train.optimizer=sgd",
-        "train.scale_lr=false", "train.lr=0.05", "train.loss=ce", "memory.size=24", "memory.flip_means=true"]
+        "train.scale_lr=false", "train.lr=0.05", "train.loss=ce", "memory.size=24", "memory.means_second_view=reversed_channels"]
 
 
 def test_margin_ranking_is_torchs_loss_on_old_images_against_the_k_hardest_new_classes():
@@ -56,19 +56,31 @@ def test_new_weights_are_imprinted_and_the_old_ones_stay_frozen():
     assert torch.equal(learner.model.heads[0].weight, seen["old"])  # untouched by tasks 2 and 3
 
 
-def test_class_means_average_each_exemplar_and_its_mirror_image():
+def test_class_means_average_each_exemplar_and_its_copy_with_the_channels_reversed():
+    """As UCIR's CIFAR release: its "flipped" copy reverses the channel axis of HWC images."""
     learner = learner_of()
     learner.run()
     indices = learner.memory.indices()
     plain = learner._features(indices, learner.test_transform)
-    mirrored = learner._features(indices, learner.test_transform, flip=True)
-    assert not torch.allclose(plain, mirrored)
+    reversed_channels = learner._features(indices, learner.test_transform, "reversed_channels")
+    assert not torch.allclose(plain, reversed_channels)
     labels = torch.as_tensor([learner.label_of_class[c] for c in learner.data.train.labels[indices]])
     expected = []
     for label in range(6):
-        both = torch.cat([plain[labels == label], mirrored[labels == label]])
+        both = torch.cat([plain[labels == label], reversed_channels[labels == label]])
         expected.append(F.normalize(F.normalize(both.double(), dim=1).mean(0), dim=0))
     assert torch.allclose(learner._class_means(2).double(), torch.stack(expected), atol=1e-5)
+
+
+@pytest.mark.parametrize("view, raw_view", [("mirror", lambda x: x.flip(-1)), ("reversed_channels", lambda x: x.flip(1))])
+def test_a_second_view_is_the_raw_image_seen_so_then_normalised(view, raw_view):
+    from suite.learner.nme import second_view
+
+    mean, std = (0.5071, 0.4867, 0.4408), (0.2675, 0.2565, 0.2761)
+    raw = torch.rand(2, 3, 4, 4)
+    normalise = lambda x: (x - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)  # noqa: E731
+    assert torch.allclose(second_view(normalise(raw), view, mean, std), normalise(raw_view(raw)), atol=1e-6)
+    assert torch.equal(second_view(normalise(raw), "none", mean, std), normalise(raw))
 
 
 def test_ucir_resumed_inside_a_task_ends_as_an_uninterrupted_run():

@@ -157,8 +157,9 @@ def write_report(out: Path, records: list[dict], info: dict) -> Path:
         f"a task, x0.1 at epochs {recipe['milestones']} (the release's 160 epochs and [80, 120], scaled); its "
         f"constants: batch {BATCH_SIZE}, lr {LR}, SGD momentum 0.9, weight decay {WEIGHT_DECAY} in every task; "
         f"crop (pad 4) and flip; {recipe['per_class']} exemplars of every class seen by iCaRL's herding on clean "
-        f"images, class means over each exemplar and its mirror image; {recipe['num_workers']} loader workers a "
-        "side, one compute thread a run. Ours: `configs/model/cifar_ucir.yaml` with the recipe's keys (each run's "
+        "images, class means over each exemplar and its copy with the colour channels reversed (the script's "
+        f"\"flipped version\"); {recipe['num_workers']} loader workers a side, one compute thread a run. Ours: "
+        "`configs/model/cifar_ucir.yaml` with the recipe's keys (each run's "
         f"command in its record). Headline classifier: {HEADLINE} (logits), as the paper reports; nme is the "
         "release's \"iCaRL\" figure (nearest mean of exemplars).",
         "",

@@ -30,7 +30,7 @@ from suite.learner.asam import ASAM
 from suite.learner.memory import Memory, select_exemplars
 from suite.learner.model import run_model
 from suite.models.base import test_time_parameters
-from suite.learner.nme import class_means, nearest_mean_scores
+from suite.learner.nme import class_means, nearest_mean_scores, second_view
 from suite.learner.optim import make_optimizer
 from suite.learner.precision import autocast_dtype
 from suite.learner.progress import Progress, batch_line
@@ -416,8 +416,9 @@ class Learner:
         indices = self.memory.indices()
         labels = torch.as_tensor([self.label_of_class[c] for c in self.data.train.labels[indices]])
         features = self._features(indices, self.test_transform)
-        if self.cfg.memory.flip_means:  # each exemplar and its mirror image, averaged alike
-            features = torch.cat([features, self._features(indices, self.test_transform, flip=True)])
+        view = self.cfg.memory.means_second_view
+        if view != "none":  # each exemplar and its second view, averaged alike
+            features = torch.cat([features, self._features(indices, self.test_transform, view)])
             labels = torch.cat([labels, labels])
         return class_means(features, labels, len(self.scenario.classes_up_to(task)))
 
@@ -626,13 +627,13 @@ class Learner:
                               enabled=self.amp_dtype is not None)
 
     @torch.no_grad()
-    def _features(self, indices: np.ndarray, transform, flip: bool = False) -> torch.Tensor:
-        """Features of train images under `transform` (mirrored left to right with `flip`), in eval
-        mode, in large batches."""
+    def _features(self, indices: np.ndarray, transform, view: str = "none") -> torch.Tensor:
+        """Features of train images under `transform` (seen as `view`: suite/learner/nme.py
+        second_view), in eval mode, in large batches."""
         self.model.eval()
         feats = []
         for images, _, _ in self._eval_loader(self.data.train, indices, transform):
-            images = images.flip(-1) if flip else images
+            images = second_view(images, view, self.data.mean, self.data.std)
             with self._autocast():
                 feats.append(self.model(self._on_device(images)).features.float().cpu())
         return torch.cat(feats) if feats else torch.zeros(0)

@@ -21,3 +21,14 @@ def nearest_mean_scores(features: torch.Tensor, means: torch.Tensor) -> torch.Te
     """(B, classes): minus the squared distance of each normalised feature to each class mean, so that
     the largest score is the nearest mean (top-k as for logits)."""
     return -torch.cdist(normalised(features.float()), means.to(features.device)).pow(2)
+
+
+def second_view(images: torch.Tensor, view: str, mean, std) -> torch.Tensor:
+    """Normalised images (B, C, H, W) as `view` sees them (memory.means_second_view): mirrored, or with
+    their colour channels reversed before the normalisation by `mean` and `std` (per channel)."""
+    if view == "mirror":
+        return images.flip(-1)
+    if view == "reversed_channels":
+        mean, std = (torch.as_tensor(v, dtype=images.dtype).view(1, -1, 1, 1) for v in (mean, std))
+        return ((images * std + mean).flip(1) - mean) / std
+    return images
