@@ -253,6 +253,9 @@ class LoggingConfig:
 
 @dataclass
 class ReportConfig:
+    at_end: bool = _key(True, "build the run's (or sweep's) report when it ends; false: results.json (and the "
+                        "sweep's summary.csv) only, for runs reported together later (python -m suite.report)",
+                        resume="may differ", variant=False)
     style: str = _key(DEFAULT_STYLE, "the report a run or sweep ends with: full (every table, plot and run) or "
                       "paper (what a paper prints)", choices=tuple(STYLES), resume="may differ", variant=False)
     band: str = _key(DEFAULT_BAND, "the spread the report's plots shade: std (mean ± sample std over runs) or "

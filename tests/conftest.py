@@ -19,7 +19,8 @@ REPO = Path(__file__).resolve().parents[1]
 TINY = ["data.name=synthetic", "data.num_classes=6", "data.image_size=8", "data.train_per_class=20",
         "data.test_per_class=5", "scenario.increment=2", "model.embed_dim=16", "model.depth=1",
         "model.num_heads=2", "model.patch_size=4", "train.epochs=1", "train.batch_size=16",
-        "finetune.epochs=1", "memory.size=12", "train.precision=fp32"]
+        "finetune.epochs=1", "memory.size=12", "train.precision=fp32",
+        "report.at_end=false"]  # a run's report costs seconds: the tests that read one turn it on
 TINY_RUN = "tiny"  # the name of the shared TINY run (tiny_run)
 HEAD_CPUS = 2  # this machine's cores: runs on the shared head get the CPUs an embedded Ray would give them
 

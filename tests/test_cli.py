@@ -111,11 +111,20 @@ def test_in_process_run_persists_to_a_storage_directory(tmp_path):
     runs, store = tmp_path / "runs", tmp_path / "store"
     args = [a for item in TINY for a in ("--set", item)]
     assert cli.main([*args, "--in-process", "--name", "r", "--output-basedir", str(runs),
-                     "--set", f"output.storage_path={store}"]) == 0
+                     "--set", f"output.storage_path={store}", "--set", "report.at_end=true"]) == 0
     stored = json.loads((store / "r" / "results.json").read_text())
     assert stored["status"] == "finished" and (store / "r" / "checkpoints" / "latest.pt").is_file()
     assert json.loads((runs / "r" / "results.json").read_text()) == stored
     assert (runs / "r" / "report" / "index.html").is_file() and not (runs / "r" / "checkpoints").exists()
+
+
+def test_a_run_told_not_to_report_writes_its_results_only(tmp_path, capsys):
+    from tests.conftest import TINY
+
+    args = [a for item in TINY for a in ("--set", item)]
+    assert cli.main([*args, "--in-process", "--name", "r", "--output-basedir", str(tmp_path)]) == 0
+    assert "report.at_end=false" in TINY and (tmp_path / "r" / "results.json").is_file()
+    assert not (tmp_path / "r" / "report").exists() and "report:" not in capsys.readouterr().out
 
 
 def test_in_process_trains_where_ray_use_gpu_says(monkeypatch):

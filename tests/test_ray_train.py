@@ -20,6 +20,7 @@ pytestmark = pytest.mark.slow  # Ray clusters and real runs: tens of seconds eac
 
 FAST = ["--set", "train.epochs=2", "--set", "finetune.epochs=1", "--set", "memory.selection=random"]
 TWO_TASKS = ["--set", "data.max_classes=4"]  # the second task is where a baseline does its own things
+NO_REPORT = ["--set", "report.at_end=false"]  # for the tests that read no report: it costs seconds
 NAME = "quickstart-daformer_m"
 
 
@@ -124,7 +125,8 @@ def test_a_baseline_trains_on_two_workers_and_reports_both_classifiers(ray_head,
 def test_der_grows_a_backbone_a_task_on_two_workers(ray_head, tmp_path):
     """DER (a backbone per task: DDP prepared again as the model grows; the old backbones frozen) with
     the release's classifier retraining, through Ray Train with 2 workers."""
-    proc = run_cli("configs/quickstart.yaml", "--address", ray_head.address, *FAST, "--set", "data.max_classes=6",
+    proc = run_cli("configs/quickstart.yaml", "--address", ray_head.address, *FAST, *NO_REPORT,
+                   "--set", "data.max_classes=6",
                    "--set", "method=der",
                    "--set", "finetune.retrain_classifier=true", "--set", "ray.num_workers=2",
                    "--set", "ray.cpus_per_worker=1", "--output-basedir", tmp_path, env={**ENV, "RAY_ADDRESS": ""})
@@ -140,7 +142,7 @@ def test_der_grows_a_backbone_a_task_on_two_workers(ray_head, tmp_path):
 def test_podnet_finetunes_on_its_balanced_memory_on_two_workers(ray_head, tmp_path):
     """PODNet (stage outputs distilled, the finetuning memory herded once for both workers) through Ray
     Train with 2 workers, on the quick start's SGD for it (its by_method section)."""
-    proc = run_cli("configs/quickstart.yaml", "--address", ray_head.address, *FAST, *TWO_TASKS,
+    proc = run_cli("configs/quickstart.yaml", "--address", ray_head.address, *FAST, *TWO_TASKS, *NO_REPORT,
                    "--set", "method=podnet",
                    "--set", "ray.num_workers=2", "--set", "ray.cpus_per_worker=1", "--output-basedir", tmp_path,
                    env={**ENV, "RAY_ADDRESS": ""})
@@ -155,7 +157,7 @@ def test_podnet_finetunes_on_its_balanced_memory_on_two_workers(ray_head, tmp_pa
 def test_ucir_imprints_its_weights_on_two_workers(ray_head, tmp_path):
     """UCIR (weights imprinted from every new class's images, the same on each worker) through Ray Train
     with 2 workers."""
-    proc = run_cli("configs/quickstart.yaml", "--address", ray_head.address, *FAST, *TWO_TASKS,
+    proc = run_cli("configs/quickstart.yaml", "--address", ray_head.address, *FAST, *TWO_TASKS, *NO_REPORT,
                    "--set", "method=ucir",
                    "--set", "ray.num_workers=2", "--set", "ray.cpus_per_worker=1", "--output-basedir", tmp_path,
                    env={**ENV, "RAY_ADDRESS": ""})
@@ -168,7 +170,7 @@ def test_ucir_imprints_its_weights_on_two_workers(ray_head, tmp_path):
 def test_foster_boosts_and_compresses_on_two_workers(ray_head, tmp_path):
     """FOSTER (a second backbone each task, DDP prepared again for the compression's student) through
     Ray Train with 2 workers."""
-    proc = run_cli("configs/quickstart.yaml", "--address", ray_head.address, *FAST, *TWO_TASKS,
+    proc = run_cli("configs/quickstart.yaml", "--address", ray_head.address, *FAST, *TWO_TASKS, *NO_REPORT,
                    "--set", "method=foster",
                    "--set", "distill.compress_epochs=1", "--set", "ray.num_workers=2", "--set", "ray.cpus_per_worker=1",
                    "--output-basedir", tmp_path, env={**ENV, "RAY_ADDRESS": ""})
@@ -191,7 +193,7 @@ def test_ray_job_submit_round_trip(ray_head, tmp_path):
             [RAY, "job", "submit", "--address", ray_head.dashboard, "--working-dir", str(REPO),
              # variables the suite sets for its workers too: the job's values win, and no conflict
              "--runtime-env-json", json.dumps({"env_vars": {"HF_HUB_OFFLINE": "1", "MALLOC_MMAP_MAX_": "0"}}),
-             "--", "python", "suite/run.py", "configs/quickstart.yaml", *FAST, *args],
+             "--", "python", "suite/run.py", "configs/quickstart.yaml", *FAST, *NO_REPORT, *args],
             env=env, capture_output=True, text=True, timeout=600)
 
     # memory.per_worker (the erratum's protocol): each of the 2 workers keeps the full budget

@@ -310,7 +310,8 @@ def run_settings(sizes: Sizes, v: Variant, batch: int) -> dict:
     return {**data_settings(sizes, sizes.classes_per_task * tasks, sizes.train_per_class),
             "train.epochs": sizes.epochs, "finetune.epochs": sizes.finetune_epochs, "train.batch_size": batch,
             "train.precision": v.precision, "train.compile": v.compile, "ray.use_gpu": sizes.use_gpu,
-            "ray.num_workers": 1, "data.num_workers": sizes.loader_workers, **sizes.model}
+            "ray.num_workers": 1, "data.num_workers": sizes.loader_workers, **sizes.model,
+            "report.at_end": False}  # the run, not the report's build
 
 
 def set_args(settings: dict) -> list[str]:
@@ -381,7 +382,7 @@ def sweep_spec(sizes: Sizes, concurrency: int) -> dict:
     return {"name": f"pack-{concurrency}", "base": [PRESET],
             "set": {**data, "train.epochs": sizes.pack_epochs, "finetune.epochs": 1, "train.batch_size": sizes.small_batch,
                     "train.precision": "fp32", "data.num_workers": sizes.pack_loader_workers, **resources,
-                    **sizes.model},
+                    **sizes.model, "report.at_end": False},  # the trials' throughput, not the report's build
             "axes": {"seed": list(range(sizes.pack_trials))}, "max_concurrent_trials": concurrency}
 
 

@@ -32,7 +32,8 @@ def sweep_spec(trials: int, concurrency: int, epochs: int, gpu: bool) -> dict:
     return {
         "name": f"packing-{concurrency}",
         "base": ["configs/quickstart.yaml"],
-        "set": {"train.epochs": epochs, "finetune.epochs": 1, **resources},
+        "set": {"train.epochs": epochs, "finetune.epochs": 1, **resources,
+                "report.at_end": False},  # the trials' throughput, not the report's build
         "axes": {"seed": list(range(trials))},
         "max_concurrent_trials": concurrency,
     }

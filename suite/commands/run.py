@@ -97,9 +97,11 @@ def execute(plan: Plan, options: RunOptions) -> int:
         print(f"error: the run failed: {cause}; the last complete results and checkpoint are kept in "
               f"{plan.run_dir}", file=sys.stderr)
         return 1
-    from suite.report import build_report
+    report = None
+    if plan.cfg.report.at_end:
+        from suite.report import build_report
 
-    report = build_report(plan.run_dir, plan.run_dir / REPORT_DIR, plan.cfg.report.style, plan.cfg.report.band)
+        report = build_report(plan.run_dir, plan.run_dir / REPORT_DIR, plan.cfg.report.style, plan.cfg.report.band)
     print_summary(results, plan.run_dir, report)
     return 0
 

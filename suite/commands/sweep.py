@@ -57,7 +57,6 @@ def sweep_command(sweep: Sweep, basedir: Path, dry_run: bool, address: str | Non
         print("dry run: nothing trained, nothing written")
         return 0
     # Imported here: a dry run pays for neither Ray Tune nor the report (pandas, matplotlib).
-    from suite.report import build_report
     from suite.sweep.tune import run_sweep
 
     check_writable(basedir)
@@ -66,8 +65,11 @@ def sweep_command(sweep: Sweep, basedir: Path, dry_run: bool, address: str | Non
     for line in best_trials(summary):
         print(line)
     first = sweep.trials[0].cfg.report  # one report for the sweep: its options as `set` gives them
-    report = build_report(sweep_dir, sweep_dir / REPORT_DIR, first.style, first.band)
-    print(f"summary:  {sweep_dir / SUMMARY}\nreport:   {report}")
+    print(f"summary:  {sweep_dir / SUMMARY}")
+    if first.at_end:
+        from suite.report import build_report
+
+        print(f"report:   {build_report(sweep_dir, sweep_dir / REPORT_DIR, first.style, first.band)}")
     unfinished = summary[summary["status"] != schema.FINISHED]
     if len(unfinished):
         print(f"error: {len(unfinished)} trial(s) did not finish: {', '.join(unfinished['trial'])}; "
