@@ -31,7 +31,8 @@ from tests.ray_nodes import ENV as RAY_ENV
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 QUICK = ["train.epochs=1", "finetune.epochs=1", "model.embed_dim=16", "model.depth=1", "model.num_heads=2",
-         "train.precision=fp32", "memory.selection=random"]  # random exemplars: the same whatever the model
+         "train.precision=fp32", "memory.selection=random",  # random exemplars: the same whatever the model
+         "report.at_end=false"]
 
 
 @pytest.fixture(scope="module")
