@@ -70,6 +70,19 @@ def test_compression_trains_the_student_alone_and_the_boosted_network_is_evaluat
     assert by["cnn"]["num_params"] == by["nme"]["num_params"] == learner.history.num_params
 
 
+def test_a_checkpoint_from_before_the_classifiers_counts_keeps_each_count_on_its_task():
+    """History restored from a checkpoint whose classifiers carry no num_params: the next evaluation's
+    count lands on its own task, the earlier ones unknown (None)."""
+    cfg = load([], FOSTER)
+    learner = Learner(cfg, *data_of(cfg), log=lambda line: None)
+    learner.run()
+    for numbers in learner.history.by_classifier.values():
+        del numbers["num_params"]
+    learner.evaluate(2)
+    student = learner.history.by_classifier["student"]
+    assert len(student["acc"]) == 4 and student["num_params"][:3] == [None] * 3 and student["num_params"][3] > 0
+
+
 def test_foster_resumed_inside_its_compression_ends_as_an_uninterrupted_run():
     reference, reference_epochs, resumed, resumed_epochs = resumed_inside_a_task(
         load([], [*FOSTER, "train.checkpoint_every=1"]), lambda learner: learner.mid_task.phase == "compress")

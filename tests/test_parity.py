@@ -286,7 +286,7 @@ def test_ucir_side_serves_the_images_the_release_assigns_and_decays_at_the_recip
     import torch
     import torchvision.datasets.cifar as tv_cifar
 
-    from bench.parity.ucir_side import legacy_cifar100, with_milestones
+    from bench.parity.ucir_side import legacy_cifar100, release_milestones, with_milestones
 
     base, _, _ = packed
     monkeypatch.setattr(tv_cifar, "check_integrity", lambda *args, **kwargs: True)  # as ucir_side: not CIFAR's md5
@@ -296,11 +296,13 @@ def test_ucir_side_serves_the_images_the_release_assigns_and_decays_at_the_recip
     image, label = reader[1]
     assert len(reader) == 2 and label == 2 and np.array_equal(np.asarray(image), reader.test_data[1])
     optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
-    scheduler = with_milestones(torch.optim.lr_scheduler.MultiStepLR, [3])(optimizer, milestones=[80, 120], gamma=0.1)
+    recipe = [3]  # a decay at the start of epoch 3, as ours decays
+    scheduler = with_milestones(torch.optim.lr_scheduler.MultiStepLR, release_milestones(recipe))(
+        optimizer, milestones=[80, 120], gamma=0.1)
     rates = []
-    for _ in range(5):
-        rates.append(optimizer.param_groups[0]["lr"])
+    for _ in range(5):  # the script's loop: the scheduler stepped at each epoch's start, then the epoch trains
         scheduler.step()
+        rates.append(optimizer.param_groups[0]["lr"])
     assert rates == pytest.approx([1.0, 1.0, 1.0, 0.1, 0.1])
 
 

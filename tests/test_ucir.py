@@ -1,5 +1,5 @@
 """UCIR on the method seam: imprinted weights, the frozen old weights, its losses, class means over
-mirror images, its resume inside a task."""
+each exemplar and its copy with the colour channels reversed, its resume inside a task."""
 import pytest
 import torch
 import torch.nn.functional as F

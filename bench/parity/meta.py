@@ -59,7 +59,12 @@ def suite_diff_sha256() -> str:
 
 
 def versions(python: str) -> str:
-    code = ("import importlib.metadata as m;"
-            "print(', '.join(f'{p} {m.version(p)}' for p in ('torch','torchvision','timm','continuum','pillow','numpy')))")
+    """The versions of the packages a side may use, in the venv of `python` ("-" for one it lacks)."""
+    code = ("import importlib.metadata as m\n"
+            "def v(p):\n"
+            "    try: return m.version(p)\n"
+            "    except m.PackageNotFoundError: return '-'\n"
+            "print(', '.join(f'{p} {v(p)}' for p in ('torch','torchvision','timm','continuum','pillow','numpy',"
+            "'scikit-learn')))")
     out = subprocess.run([python, "-c", code], capture_output=True, text=True)
     return out.stdout.strip() or out.stderr.strip().splitlines()[-1]

@@ -35,6 +35,8 @@ PATCHES = [
     ("torch.nn.functional.margin_ranking_loss reshapes the script's (N,) target to its (N, 1) scores",
      "today's PyTorch refuses inputs of different dimensions, where PyTorch 0.4 broadcast them to N x N; with the "
      "script's all-ones target each row of that is one sample's loss, so the mean is the same"),
+    ("CUDA_VISIBLE_DEVICES is empty: the CPU", "the script takes cuda:0 where it sees a GPU, and its numpy calls "
+     "on the features would then meet CUDA tensors; ours runs on the CPU too"),
     ("os.popen('stty size') answers 24 80", "utils_pytorch.py reads the terminal's size at import, and the runs have "
      "no terminal"),
 ]
@@ -44,6 +46,7 @@ def main(checkout: str, settings_path: str, out_path: str) -> None:
     settings = json.loads(Path(settings_path).read_text())
     scripts = Path(checkout) / Path(SCRIPT).parent
     sys.path.insert(0, str(scripts))  # its modules (modified_resnet_cifar, utils_incremental, ...) import by name
+    os.environ["CUDA_VISIBLE_DEVICES"] = ""  # before torch loads CUDA
     import numpy as np
     import torch
     import torchvision
@@ -52,7 +55,7 @@ def main(checkout: str, settings_path: str, out_path: str) -> None:
     tv_cifar.check_integrity = lambda *args, **kwargs: True
     torchvision.datasets.CIFAR100 = legacy_cifar100(tv_cifar.CIFAR100)
     torch.optim.lr_scheduler.MultiStepLR = with_milestones(torch.optim.lr_scheduler.MultiStepLR,
-                                                           [m + 1 for m in settings["milestones"]])
+                                                           release_milestones(settings["milestones"]))
     ranking = torch.nn.functional.margin_ranking_loss
     torch.nn.functional.margin_ranking_loss = lambda first, second, target, *args, **kwargs: ranking(
         first, second, target.view_as(first), *args, **kwargs)
@@ -111,6 +114,13 @@ def legacy_cifar100(base):
             return (self.transform(image) if self.transform else image), label
 
     return LegacyCIFAR100
+
+
+def release_milestones(milestones: list[int]) -> list[int]:
+    """The milestones to give the script's scheduler for a decay at the start of each of `milestones`
+    (epochs counted from 0): it steps the scheduler before each epoch, PyTorch 0.4's convention, which
+    today's PyTorch counts one epoch ahead."""
+    return [m + 1 for m in milestones]
 
 
 def with_milestones(scheduler, recipe_milestones: list[int]):

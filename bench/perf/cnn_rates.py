@@ -69,7 +69,11 @@ def rate_blocks(rows: list[dict], device_name: str, source: str) -> list[dict]:
     for r in rows:
         block = blocks.setdefault(r["backbone"], {"device": device_name, "source": source,
                                                   "model": {"image_size": 32, "backbone": r["backbone"]}, "rates": {}})
-        block["rates"].setdefault(r["method"], {})[r["tasks"]] = round(r["images_per_s"])
+        rates = block["rates"].setdefault(r["method"], {})
+        if r["tasks"] in rates:  # the pricing tells blocks apart by backbone alone
+            raise ValueError(f"{r['method']} at {r['tasks']} tasks measured twice on {r['backbone']}: "
+                             "the two protocols' presets share that backbone")
+        rates[r["tasks"]] = round(r["images_per_s"])
     return list(blocks.values())
 
 

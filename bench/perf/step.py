@@ -66,7 +66,7 @@ EXTRA_FLOP_FORMULAS = {
 
 @dataclass(frozen=True)
 class Case:
-    method: str  # daformer_m, daformer_s, dytox
+    method: str  # daformer_m, daformer_s, dytox; a CNN baseline in the pycil and der presets
     tasks: int  # tasks added (daformer_m: = keys)
     impl: str = "batched"  # batched | naive (daformer only; see IMPLS)
     dtype: str = "fp32"  # fp32 | bf16 (autocast)

@@ -397,6 +397,8 @@ class Learner:
             line = line.replace("accuracy:", f"accuracy ({classifiers[0]}):")
             for name, (row, overall, top5) in results.items():
                 numbers = h.by_classifier.setdefault(name, {})
+                # a checkpoint from before the counts were kept: none for its tasks, so the next lands on its task
+                numbers.setdefault("num_params", [None] * len(numbers.get("acc", [])))
                 for key, value in (("acc_matrix", row), ("acc", overall), ("acc_top5", top5),
                                    ("num_params", test_time_parameters(self.model, name))):
                     numbers.setdefault(key, []).append(value)

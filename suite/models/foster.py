@@ -15,7 +15,8 @@ are evaluated beside, as the classifier "student" (PyCIL logs them as "darknet";
 task the network is its own student); the next task starts from the student.
 
 Classifiers are kept as one linear layer per task (suite/models/cnn.py's reasons). Only the boosted
-backbones and classifier count as the parameters used at test time.
+backbones and classifier count as the parameters used at test time; the classifier "student"
+counts the student's own.
 """
 from __future__ import annotations
 
