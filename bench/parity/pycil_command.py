@@ -66,10 +66,15 @@ def run_one(args, recipe: pycil.CnnRecipe, name: str, impl: str, seed: int, data
         fields = pycil.run_pycil(baseline, recipe, seed, args.pycil.resolve(), args.release_python, data, work)
     else:
         fields = pycil.run_ours(baseline, recipe, seed, args.ours_python, data, work)
-    record = {"key": key, "method": name, "impl": impl, "seed": seed, "recipe": recipe.as_dict(),
+    return recorded("pycil", key, name, impl, seed, recipe, fields)
+
+
+def recorded(tag: str, key: str, method: str, impl: str, seed: int, recipe, fields: dict) -> dict:
+    """A run's record (its identity, recipe, our commit, when it ended, what the run gave), its line printed."""
+    record = {"key": key, "method": method, "impl": impl, "seed": seed, "recipe": recipe.as_dict(),
               "git_commit": meta.git_commit(), "suite_dirty": meta.suite_dirty(),
               "finished_at": datetime.datetime.now().isoformat(timespec="seconds"), **fields}
-    print(f"[pycil] {key}: {record['status']} avg {record.get('avg_incremental_accuracy')} "
+    print(f"[{tag}] {key}: {record['status']} avg {record.get('avg_incremental_accuracy')} "
           f"last {record.get('last_accuracy')} in {record['wall_s']:.0f} s", flush=True)
     return record
 

@@ -10,7 +10,6 @@ memory and schedule. Both read the Tiny-ImageNet pack (bench/parity/pack.py) and
 from __future__ import annotations
 
 import argparse
-import datetime
 import functools
 import json
 import shlex
@@ -20,7 +19,9 @@ from pathlib import Path
 import numpy as np
 
 from bench.parity import meta, pycil, report, store
-from bench.parity.pycil_command import by_classifier, prepared, run_info, runs_and_verdicts, shared_arguments
+from bench.parity.pycil_command import (
+    by_classifier, prepared, recorded, run_info, runs_and_verdicts, shared_arguments,
+)
 from bench.parity.ucir_side import PATCHES, SCRIPT, flags
 
 SIDE = Path(__file__).with_name("ucir_side.py")
@@ -113,13 +114,7 @@ def run_one(args, recipe: UcirRecipe, impl: str, seed: int, data: Path) -> dict:
                                         args.release_python, data, work)
     else:
         fields = pycil.run_suite("configs/model/cifar_ucir.yaml", ours_sets(recipe, seed), args.ours_python, data, work)
-    record = {"key": key, "method": METHOD, "impl": impl, "seed": seed, "recipe": recipe.as_dict(),
-              "git_commit": meta.git_commit(), "suite_dirty": meta.suite_dirty(),
-              "finished_at": datetime.datetime.now().isoformat(timespec="seconds"),
-              **pycil.finish(fields, HEADLINE, recipe.tasks, work)}
-    print(f"[ucir] {key}: {record['status']} avg {record.get('avg_incremental_accuracy')} "
-          f"last {record.get('last_accuracy')} in {record['wall_s']:.0f} s", flush=True)
-    return record
+    return recorded("ucir", key, METHOD, impl, seed, recipe, pycil.finish(fields, HEADLINE, recipe.tasks, work))
 
 
 def order_mismatches(records: list[dict]) -> list[str]:
