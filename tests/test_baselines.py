@@ -129,7 +129,8 @@ def test_an_epoch_keeps_its_last_partial_batch_as_pycil_does_when_drop_last_is_o
         cfg = load([], [*CNN, "method=icarl", f"train.drop_last={str(drop_last).lower()}"])
         learner = Learner(cfg, *data_of(cfg), log=lambda line: None)
         assert len(learner._loader(np.arange(40), shuffle=True, seed_offset=0, repeats=1)) == batches
-    assert load(["configs/model/pycil_cifar.yaml"], []).train.drop_last is False
+    for preset in ("pycil_cifar.yaml", "der_cifar.yaml", "der_imagenet.yaml"):  # PyCIL's and DER's loaders
+        assert load([f"configs/model/{preset}"], []).train.drop_last is False, preset
 
 
 def test_the_cnn_bounds_train_the_same_backbone_without_memory_or_in_one_task():
