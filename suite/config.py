@@ -196,9 +196,10 @@ class FinetuneConfig:
                             "classifier retraining: [15])")
     temperature: float = _key(1.0, "finetuning divides the logits by this in its loss (DER's classifier "
                               "retraining: 5)", minimum=1e-6)
-    retrain_classifier: bool = _key(False, "der only: finetuning is the DER release's classifier retraining (the "
-                                    "classifier re-initialised, trained alone on a class-balanced subset), in place "
-                                    "of PyCIL's weight aligning")
+    retrain_classifier: bool = _key(False, "der only: the DER release's classifier handling, in place of PyCIL's: "
+                                    "built afresh each task, reset after the warm-up, and retrained as finetuning "
+                                    "(re-initialised, trained alone on a class-balanced subset) instead of weight "
+                                    "aligning")
 
 
 @dataclass

@@ -79,7 +79,56 @@ def test_der_resumed_inside_a_task_ends_as_an_uninterrupted_run():
     assert resumed.history.acc_matrix == reference.history.acc_matrix
 
 
-DECOUPLE = ["finetune.retrain_classifier=true", "finetune.epochs=2", "finetune.lr=0.05", "finetune.milestones=[1]", "finetune.temperature=5"]
+DECOUPLE = ["finetune.retrain_classifier=true", "finetune.epochs=2", "finetune.lr=0.05", "finetune.milestones=[1]",
+            "finetune.temperature=5", "train.warmup_epochs=1"]
+
+
+def changed_by(learner, hook: str, calls: list) -> None:
+    """Wrap the strategy's `hook`: each call appended to `calls` as (its arguments after the model,
+    the parameters it changed)."""
+    original = getattr(learner.strategy, hook)
+
+    def spy(model, *args):
+        before = {k: v.clone() for k, v in model.named_parameters()}
+        original(model, *args)
+        after = dict(model.named_parameters())
+        calls.append((args[:1] if hook == "after_growth" else args,
+                      {k for k in after if not torch.equal(before[k], after[k])}))
+    setattr(learner.strategy, hook, spy)
+
+
+@pytest.mark.parametrize("release", [True, False])
+def test_the_release_builds_the_classifiers_afresh_each_task_and_resets_them_after_the_warm_up(release):
+    """DER's release (its classifier retraining on): each task's classifier without the old rows
+    (reuse_oldfc: False), the classifier and the auxiliary one re-initialised after the warm-up's
+    last epoch. PyCIL's DER keeps the old rows and resets nothing."""
+    cfg = load([], [*DER, *(DECOUPLE if release else ["train.warmup_epochs=1"])])
+    learner = Learner(cfg, *data_of(cfg), log=lambda line: None)
+    grown, epochs = [], []
+    changed_by(learner, "after_growth", grown)
+    changed_by(learner, "after_epoch", epochs)
+    learner.run()
+
+    def classifiers(task):
+        return ({f"heads.{i}.{p}" for i in range(task + 1) for p in ("weight", "bias")} |
+                ({"div_head.weight", "div_head.bias"} if task > 0 else set()))
+    if release:  # every weight drawn again; the biases at 0 (the new ones were already)
+        assert grown == [((task,), {k for k in classifiers(task) if k.endswith("weight")} |
+                          {f"heads.{i}.bias" for i in range(task)}) for task in range(3)]
+    else:
+        assert all(not changed for _, changed in grown)
+    reset = [(args, changed) for args, changed in epochs if changed]
+    assert reset == ([((task, "train", 1), classifiers(task)) for task in range(3)] if release else [])
+    assert len(epochs) == 3 * 2 + (2 * 2 if release else 0)  # every epoch: train, and finetuning from task 2
+
+
+def test_der_resumed_just_after_the_releases_warm_up_reset_ends_as_an_uninterrupted_run():
+    reference, reference_epochs, resumed, resumed_epochs = resumed_inside_a_task(
+        load([], [*DER, *DECOUPLE, "train.checkpoint_every=1"]),
+        lambda learner: learner.next_task == 1 and learner.mid_task.phase == "train")  # task 2, epoch 1
+    assert [(e["task"], e["phase"], e["epoch"]) for e in resumed_epochs][0] == (2, "train", 2)
+    assert [e["loss"] for e in resumed_epochs] == [e["loss"] for e in reference_epochs][-len(resumed_epochs):]
+    assert resumed.history.acc_matrix == reference.history.acc_matrix
 
 
 def test_the_release_retrains_the_classifier_alone_on_a_balanced_subset_before_the_memory_update():

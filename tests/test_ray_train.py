@@ -124,7 +124,8 @@ def test_a_baseline_trains_on_two_workers_and_reports_both_classifiers(ray_head,
 
 def test_der_grows_a_backbone_a_task_on_two_workers(ray_head, tmp_path):
     """DER (a backbone per task: DDP prepared again as the model grows; the old backbones frozen) with
-    the release's classifier retraining, through Ray Train with 2 workers."""
+    the release's classifier handling (rebuilt each task, reset after the warm-up's epoch: rank 0's
+    draw sent to both workers; retrained after the task), through Ray Train with 2 workers."""
     proc = run_cli("configs/quickstart.yaml", "--address", ray_head.address, *FAST, *NO_REPORT,
                    "--set", "data.max_classes=6",
                    "--set", "method=der",

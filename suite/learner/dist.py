@@ -73,6 +73,16 @@ def wrap_ddp(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
     return DistributedDataParallel(model, device_ids=ids)
 
 
+def broadcast_parameters(module: torch.nn.Module) -> None:
+    """Rank 0's parameters of `module` on every worker: for a change made inside a phase, where DDP,
+    which sends them only when it wraps the model, would leave the workers apart."""
+    if is_alone():
+        return
+    with torch.no_grad():
+        for parameter in module.parameters():
+            dist.broadcast(parameter, src=0)
+
+
 def broadcast_buffers(model: torch.nn.Module) -> None:
     """Rank 0's buffers (BatchNorm's running statistics) on every worker. DDP sends them at the start
     of each training forward, and each worker's own last forward then updates its copy: after a

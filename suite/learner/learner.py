@@ -478,6 +478,7 @@ class Learner:
             start = time.perf_counter()
             what = f"task {task + 1}/{self.scenario.num_tasks} {phase.name:8s} epoch {epoch + 1}/{phase.epochs}"
             loss, seen = self._epoch(task, phase, epoch, what)
+            self.strategy.after_epoch(self.model, task, phase.name, epoch + 1)
             seconds = time.perf_counter() - start
             self.log(self.progress.epoch_done(what, loss, seen * dist.world_size(), seconds, work))
             self.on_epoch_end({"event": "epoch", "task": task + 1, "phase": phase.name, "epoch": epoch + 1,

@@ -13,8 +13,9 @@ checkpoints and resume, distributed training); a strategy says, for its method:
 - `after_growth(model, task, new_class_features)`: what it sets in the model once it has grown for
   a task (UCIR imprints the new classes' weights from their images' features);
 - `loss(out, teacher_out, targets, phase)`: its training objective for a batch;
-- `after_step(model)` and `after_phase(model, task, phase)`: what it changes in the model between
-  optimizer steps and after a phase (weight clipping, weight aligning).
+- `after_step(model)`, `after_epoch(model, task, phase, epochs_done)` and `after_phase(model,
+  task, phase)`: what it changes in the model between optimizer steps, epochs and after a phase
+  (weight clipping, DER's classifier reset after the warm-up, weight aligning).
 
 How it classifies (logits, nearest class mean) is in its record (`Method.classifiers`); the
 learner computes the class means from the memory at each evaluation where "nme" is one of them.
@@ -121,6 +122,11 @@ class Strategy:
 
     def after_step(self, model: nn.Module) -> None:
         """After every optimizer step."""
+
+    def after_epoch(self, model: nn.Module, task: int, phase: str, epochs_done: int) -> None:
+        """After each epoch of a phase (`epochs_done` of it so far), before a mid-task checkpoint. A
+        strategy that changes parameters here sends rank 0's to every worker (dist.broadcast_parameters):
+        DDP does so only when it wraps the model."""
 
     def after_phase(self, model: nn.Module, task: int, phase: str) -> None:
         """After a training phase's last epoch (before the memory's update, when TRAIN)."""

@@ -3,16 +3,21 @@ second task on, the auxiliary classifier's cross-entropy (weight 1) with every o
 no distillation (the old backbones are frozen instead). After each task's training, PyCIL aligns the
 new classes' classifier rows to the old ones' mean norm (WA's weight aligning).
 
-With finetune.retrain_classifier (the DER/DyTox-table preset), the DER release's classifier retraining
-("decouple") takes the aligning's place from the second task on: the classifier re-initialised, then
-trained alone, every backbone in eval mode, on a class-balanced subset of the task's training images
-(its new images and the memory it trained with, every class cut to the smallest one's count), for
-finetune.epochs at finetune.lr, x train.lr_decay after finetune.milestones, its logits divided by
-finetune.temperature; the memory is updated after it."""
+With finetune.retrain_classifier (the DER/DyTox-table preset) the classifiers are handled as the DER
+release's: built afresh each task, without the old classes' rows (its reuse_oldfc: False; Kaiming-normal
+weights, biases 0), re-initialised with the auxiliary one at the end of the warm-up (nn.Linear's own
+initialisation, SGD's momentum kept), and, from the second task on, its classifier retraining
+("decouple") takes the aligning's place: the classifier re-initialised, then trained alone, every
+backbone in eval mode, on a class-balanced subset of the task's training images (its new images and
+the memory it trained with, every class cut to the smallest one's count), for finetune.epochs at
+finetune.lr, x train.lr_decay after finetune.milestones, its logits divided by finetune.temperature;
+the memory is updated after it."""
 from __future__ import annotations
 
 import torch
+from torch import nn
 
+from suite.learner import dist
 from suite.learner.losses import classification_loss, divergence_targets
 from suite.methods import FINETUNE, TRAIN
 from suite.strategies.base import MEMORY, ExtraPhase, Strategy, register_strategy
@@ -32,6 +37,18 @@ class DER(Strategy):
         return ExtraPhase("balanced", cfg.lr, scheduled=False, mixup=False, shuffle=True,
                           milestones=tuple(cfg.milestones))
 
+    def after_growth(self, model, task: int, new_class_features) -> None:
+        if self.cfg.finetune.retrain_classifier:
+            for head in classifiers(model):
+                nn.init.kaiming_normal_(head.weight, nonlinearity="linear")
+                nn.init.zeros_(head.bias)
+
+    def after_epoch(self, model, task: int, phase: str, epochs_done: int) -> None:
+        if self.cfg.finetune.retrain_classifier and phase == TRAIN and epochs_done == self.cfg.train.warmup_epochs:
+            for head in classifiers(model):
+                head.reset_parameters()
+                dist.broadcast_parameters(head)
+
     def loss(self, out, teacher_out, targets: torch.Tensor, phase) -> torch.Tensor:
         logits = out.logits.float()
         if phase.name == FINETUNE:
@@ -50,3 +67,8 @@ class DER(Strategy):
                 head.reset_parameters()  # nn.Linear's own initialisation, as the release's reset
         else:
             align_weights(model.heads)
+
+
+def classifiers(model) -> list[nn.Linear]:
+    """DER's classifier (a layer a task) and its auxiliary one, where there is one."""
+    return [*model.heads, *([model.div_head] if model.div_head is not None else [])]
