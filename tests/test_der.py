@@ -122,11 +122,40 @@ def test_the_release_builds_the_classifiers_afresh_each_task_and_resets_them_aft
     assert len(epochs) == 3 * 2 + (2 * 2 if release else 0)  # every epoch: train, and finetuning from task 2
 
 
-def test_der_resumed_just_after_the_releases_warm_up_reset_ends_as_an_uninterrupted_run():
+def test_the_releases_reset_reaches_every_worker_and_needs_an_epoch_after_the_warm_up(monkeypatch):
+    """Rebuilt at growth: Kaiming-normal rows (beyond the uniform initialisation's bound), biases 0. At
+    the warm-up's end every classifier parameter is sent from rank 0 once; nothing when the warm-up
+    fills the phase (the release's epoch loop never reaches its reset then)."""
+    from suite.learner import dist
+    from suite.strategies import strategy_for
+
+    model = DERNet("cifar_resnet32", 3)
+    model.add_task(2)
+    model.add_task(2)
+    strategy = strategy_for(load([], [*DER, *DECOUPLE]))  # a warm-up epoch of 2
+    strategy.after_growth(model, 1, None)
+    bound = (3 / (2 * model.out_dim)) ** 0.5  # Kaiming-uniform's, with fan-in 2 x 64
+    assert all(head.weight.abs().max() > bound and not head.bias.any() for head in model.heads)
+    sent = []
+    monkeypatch.setattr(dist, "is_alone", lambda: False)
+    monkeypatch.setattr(dist.dist, "broadcast", lambda tensor, src: sent.append((tensor, src)))
+    for epochs_done in (1, 2):
+        strategy.after_epoch(model, 1, "train", epochs_done)
+    classifier = [p for head in (*model.heads, model.div_head) for p in head.parameters()]
+    assert [id(t) for t, _ in sent] == [id(p) for p in classifier] and {src for _, src in sent} == {0}
+    sent.clear()
+    strategy_for(load([], [*DER, *DECOUPLE, "train.warmup_epochs=2"])).after_epoch(model, 1, "train", 2)
+    assert not sent
+
+
+@pytest.mark.parametrize("schedule,epoch", [([], 1), (["train.warmup_epochs=2", "train.epochs=3"], 1)])
+def test_der_resumed_around_the_releases_warm_up_reset_ends_as_an_uninterrupted_run(schedule, epoch):
+    """From the checkpoint just after the reset (a warm-up epoch), or before it (two)."""
     reference, reference_epochs, resumed, resumed_epochs = resumed_inside_a_task(
-        load([], [*DER, *DECOUPLE, "train.checkpoint_every=1"]),
-        lambda learner: learner.next_task == 1 and learner.mid_task.phase == "train")  # task 2, epoch 1
-    assert [(e["task"], e["phase"], e["epoch"]) for e in resumed_epochs][0] == (2, "train", 2)
+        load([], [*DER, *DECOUPLE, *schedule, "train.checkpoint_every=1"]),
+        lambda learner: learner.next_task == 1 and learner.mid_task.phase == "train"
+        and learner.mid_task.epochs_done == epoch)
+    assert [(e["task"], e["phase"], e["epoch"]) for e in resumed_epochs][0] == (2, "train", epoch + 1)
     assert [e["loss"] for e in resumed_epochs] == [e["loss"] for e in reference_epochs][-len(resumed_epochs):]
     assert resumed.history.acc_matrix == reference.history.acc_matrix
 

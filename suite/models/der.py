@@ -6,7 +6,8 @@ frozen, their BatchNorm statistics too (kept in eval mode while the new one trai
 reads the concatenated features of every backbone: kept as one linear layer per task, as
 suite/models/cnn.py's, each widened when a backbone is added (its old weights in the old feature
 columns, the new columns initialised as a new layer is, its bias kept): the same function as PyCIL's
-single layer grown by copying. From the second task on, an auxiliary classifier on the newest
+single layer grown by copying (under DER's release's protocol its strategy draws every row afresh
+instead: suite/strategies/der.py). From the second task on, an auxiliary classifier on the newest
 backbone's features alone tells the task's classes apart from one bucket for all old classes
 (`div_head`: the role the ViTs' divergence head plays, and like it left out of the parameters
 counted at test time).

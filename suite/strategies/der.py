@@ -6,7 +6,7 @@ new classes' classifier rows to the old ones' mean norm (WA's weight aligning).
 With finetune.retrain_classifier (the DER/DyTox-table preset) the classifiers are handled as the DER
 release's: built afresh each task, without the old classes' rows (its reuse_oldfc: False; Kaiming-normal
 weights, biases 0), re-initialised with the auxiliary one at the end of the warm-up (nn.Linear's own
-initialisation, SGD's momentum kept), and, from the second task on, its classifier retraining
+initialisation, the bias, which the release's layers lack, at 0; SGD's momentum kept), and, from the second task on, its classifier retraining
 ("decouple") takes the aligning's place: the classifier re-initialised, then trained alone, every
 backbone in eval mode, on a class-balanced subset of the task's training images (its new images and
 the memory it trained with, every class cut to the smallest one's count), for finetune.epochs at
@@ -44,9 +44,11 @@ class DER(Strategy):
                 nn.init.zeros_(head.bias)
 
     def after_epoch(self, model, task: int, phase: str, epochs_done: int) -> None:
-        if self.cfg.finetune.retrain_classifier and phase == TRAIN and epochs_done == self.cfg.train.warmup_epochs:
+        """The release resets at the start of the epoch after the warm-up: never when there is none."""
+        warmup = self.cfg.train.warmup_epochs
+        if self.cfg.finetune.retrain_classifier and phase == TRAIN and epochs_done == warmup < self.epochs(task, TRAIN):
             for head in classifiers(model):
-                head.reset_parameters()
+                reset(head)
                 dist.broadcast_parameters(head)
 
     def loss(self, out, teacher_out, targets: torch.Tensor, phase) -> torch.Tensor:
@@ -64,9 +66,15 @@ class DER(Strategy):
             return
         if self.retrains_classifier(task):
             for head in model.heads:
-                head.reset_parameters()  # nn.Linear's own initialisation, as the release's reset
+                reset(head)
         else:
             align_weights(model.heads)
+
+
+def reset(head: nn.Linear) -> None:
+    """The release's reset (nn.Linear's own initialisation); the bias, which its layers lack, at 0."""
+    head.reset_parameters()
+    nn.init.zeros_(head.bias)
 
 
 def classifiers(model) -> list[nn.Linear]:
