@@ -6,12 +6,12 @@ new classes' classifier rows to the old ones' mean norm (WA's weight aligning).
 With finetune.retrain_classifier (the DER/DyTox-table preset) the classifiers are handled as the DER
 release's: built afresh each task, without the old classes' rows (its reuse_oldfc: False; Kaiming-normal
 weights, biases 0), re-initialised with the auxiliary one at the end of the warm-up (nn.Linear's own
-initialisation, the bias, which the release's layers lack, at 0; SGD's momentum kept), and, from the second task on, its classifier retraining
-("decouple") takes the aligning's place: the classifier re-initialised, then trained alone, every
-backbone in eval mode, on a class-balanced subset of the task's training images (its new images and
-the memory it trained with, every class cut to the smallest one's count), for finetune.epochs at
-finetune.lr, x train.lr_decay after finetune.milestones, its logits divided by finetune.temperature;
-the memory is updated after it."""
+initialisation, the bias, which the release's layers lack, at 0; SGD's momentum kept), and, from the
+second task on, its classifier retraining ("decouple") takes the aligning's place: the classifier
+re-initialised, then trained alone, every backbone in eval mode, on a class-balanced subset of the
+task's training images (its new images and the memory it trained with, every class cut to the
+smallest one's count), for finetune.epochs at finetune.lr, x train.lr_decay after
+finetune.milestones, its logits divided by finetune.temperature; the memory is updated after it."""
 from __future__ import annotations
 
 import torch
