@@ -2,18 +2,16 @@
 trials), then run them on Ray Tune (or print them with --dry-run), then the sweep's report."""
 from __future__ import annotations
 
-import shlex
 import sys
 from pathlib import Path
 
 from suite import schema
 from suite.errors import UserError
-from suite.run.interrupt import Interrupted, mark_interrupted
-from suite.run.layout import REPORT_DIR, check_lasting, check_output_base, check_writable, results_at
+from suite.run.layout import REPORT_DIR, check_lasting, check_output_base, check_writable
 from suite.run.plan import Plan, plan_run, resource_warnings, resources_there
 from suite.sweep.cost import cost_lines, load_rates
 from suite.sweep.spec import Sweep
-from suite.sweep.summary import SUMMARY, best_trials, trial_results, write_summary
+from suite.sweep.summary import SUMMARY, best_trials
 
 
 def plan_trials(sweep: Sweep, sweep_dir: Path) -> dict[str, Plan]:
@@ -62,10 +60,7 @@ def sweep_command(sweep: Sweep, basedir: Path, dry_run: bool, address: str | Non
     from suite.sweep.tune import run_sweep
 
     check_writable(basedir)
-    try:
-        summary = run_sweep(sweep, plans, sweep_dir, address)
-    except Interrupted as stop:
-        return record_interruption(sweep, plans, sweep_dir, stop)
+    summary = run_sweep(sweep, plans, sweep_dir, address)
     print(summary.to_string(index=False))
     for line in best_trials(summary):
         print(line)
@@ -81,20 +76,3 @@ def sweep_command(sweep: Sweep, basedir: Path, dry_run: bool, address: str | Non
               "run the same command again to continue", file=sys.stderr)
         return 1
     return 0
-
-
-def record_interruption(sweep: Sweep, plans: dict[str, Plan], sweep_dir: Path, stop: Interrupted) -> int:
-    """After a stop signal: Ray shut down (the running trials stop with it), each unfinished trial's
-    results.json says `interrupted` with the command that continues the sweep, the summary rewritten."""
-    from suite.run.cluster import shutdown_ray
-
-    shutdown_ray()
-    again = shlex.join(["python", "suite/run.py", *sys.argv[1:]])
-    for plan in plans.values():
-        mark_interrupted(results_at(plan.cfg, plan.run_dir), stop.signal_name, again)
-    write_summary(sweep, sweep_dir)
-    finished = sum((trial_results(plan.cfg, plan.run_dir) or {}).get("status") == schema.FINISHED
-                   for plan in plans.values())
-    print(f"error: the sweep was interrupted by {stop.signal_name}: {finished} of {len(plans)} trial(s) finished, "
-          f"kept in {sweep_dir}; the others continue from their last checkpoint: {again}", file=sys.stderr, flush=True)
-    return stop.exit_code

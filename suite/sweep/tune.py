@@ -19,7 +19,6 @@ from ray.tune.integration.ray_train import TuneReportCallback
 from suite.learner.progress import format_seconds
 from suite import schema
 from suite.run.cluster import cluster_nodes, init_ray, set_driver_env
-from suite.run.interrupt import stop_signals_raise
 from suite.run.plan import Plan
 from suite.run.ray_train import make_trainer
 from suite.run.supervise import fit
@@ -87,8 +86,7 @@ def sweep_trackers(sweep: Sweep) -> list[str]:
 
 
 def run_sweep(sweep: Sweep, plans: dict[str, Plan], sweep_dir: Path, address: str | None) -> pd.DataFrame:
-    """Run (or continue) every trial of its plan; returns the final summary. SIGTERM or SIGINT
-    raises `Interrupted` (installed after ray.init, whose own SIGTERM handler aborts the driver)."""
+    """Run (or continue) every trial of its plan; returns the final summary."""
     init_ray(address)
     stored = [ray.put(plans)]  # the trials of one data set share one copy of it (pickle keeps shared objects shared)
     trainable = tune.with_resources(tune.with_parameters(run_trial, stored=stored), {"CPU": TRIAL_DRIVER_CPUS})
@@ -108,7 +106,6 @@ def run_sweep(sweep: Sweep, plans: dict[str, Plan], sweep_dir: Path, address: st
                                              *tune_callbacks(sweep_trackers(sweep), str(sweep_dir))],
                                   failure_config=tune.FailureConfig(max_failures=1)),
     )
-    with stop_signals_raise():
-        tuner.fit()
+    tuner.fit()
     write_summary(sweep, sweep_dir)
     return summary_frame(sweep, sweep_dir)
