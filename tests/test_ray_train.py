@@ -20,21 +20,22 @@ pytestmark = pytest.mark.slow  # Ray clusters and real runs: tens of seconds eac
 
 FAST = ["--set", "train.epochs=2", "--set", "finetune.epochs=1", "--set", "memory.selection=random"]
 TWO_TASKS = ["--set", "data.max_classes=4"]  # the second task is where a baseline does its own things
+THREE_TASKS = ["--set", "data.max_classes=6"]  # a run whose worker is killed after task 2 still has a task to go
 NO_REPORT = ["--set", "report.at_end=false"]  # for the tests that read no report: it costs seconds
 NAME = "quickstart-daformer_m"
 
 
 @pytest.fixture(scope="module")
 def one_worker(tmp_path_factory):
-    """The quickstart as users run it (an embedded Ray, one worker), while another embedded Ray runs on
-    this host: the run directory, stdout and stderr."""
+    """The quickstart as users run it (an embedded Ray, one worker), its first 3 tasks, while another
+    embedded Ray runs on this host: the run directory, stdout and stderr."""
     base = tmp_path_factory.mktemp("one")
     other = subprocess.Popen([sys.executable, "-c", "import ray, time; ray.init(address='local', num_cpus=1, "
                               "include_dashboard=False); print('up', flush=True); time.sleep(600)"],
                              env={**os.environ, **ENV}, stdout=subprocess.PIPE, text=True, start_new_session=True)
     try:
         assert other.stdout.readline().strip() == "up"
-        proc = run_cli(*FAST, "--output-basedir", base, env={**ENV, "RAY_ADDRESS": ""})
+        proc = run_cli(*FAST, *THREE_TASKS, "--output-basedir", base, env={**ENV, "RAY_ADDRESS": ""})
     finally:
         os.killpg(other.pid, signal.SIGKILL)
         other.wait()
@@ -46,9 +47,9 @@ def test_quickstart_runs_on_ray_train(one_worker):
     run_dir, out, _ = one_worker
     doc = results(run_dir)
     assert doc["status"] == "finished" and doc["provenance"]["world_size"] == 1
-    assert len(doc["acc_matrix"]) == 5 and doc["memory_size"][-1] == 200
-    assert sorted(p.name for p in (run_dir / "ray" / NAME).glob("task_*")) == ["task_003", "task_004"]  # keeps 2
-    assert "task 5/5 finetune epoch 1/1" in out and "img/s" in out and "eta" in out
+    assert len(doc["acc_matrix"]) == 3 and doc["memory_size"] == [200, 200, 198]
+    assert sorted(p.name for p in (run_dir / "ray" / NAME).glob("task_*")) == ["task_001", "task_002"]  # keeps 2
+    assert "task 3/3 finetune epoch 1/1" in out and "img/s" in out and "eta" in out
     assert "average incremental accuracy" in out and str(run_dir / "results.json") in out
     assert (run_dir / "report" / "index.html").exists()
 
@@ -60,12 +61,12 @@ def test_a_run_on_ray_keeps_its_history(one_worker):
     records = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
     epochs = [r for r in records if r["event"] == "epoch"]
     train, finetune = doc["config"]["train"]["epochs"], doc["config"]["finetune"]["epochs"]
-    assert len(epochs) == 5 * train + 4 * finetune
-    assert [(r["task"], r["phase"], r["epoch"]) for r in epochs][-2:] == [(5, "train", train), (5, "finetune", 1)]
+    assert len(epochs) == 3 * train + 2 * finetune
+    assert [(r["task"], r["phase"], r["epoch"]) for r in epochs][-2:] == [(3, "train", train), (3, "finetune", 1)]
     assert all(r["loss"] > 0 and r["lr"] > 0 and r["img_per_s"] > 0 for r in epochs)
     assert [r["acc"] for r in records if r["event"] == "task"] == doc["acc"]
     lines = (run_dir / "train.log").read_text().splitlines()
-    assert "task 5/5 finetune epoch 1/1" in "\n".join(lines) and sum("accuracy: top-1" in line for line in lines) == 5
+    assert "task 3/3 finetune epoch 1/1" in "\n".join(lines) and sum("accuracy: top-1" in line for line in lines) == 3
 
 
 def test_two_embedded_rays_on_one_host(one_worker):
@@ -82,7 +83,7 @@ def test_killed_worker_restarts_from_a_storage_uri_and_finishes_identically(one_
     the task's checkpoint registered) is restarted by Ray Train from that checkpoint at the URI, and
     the run ends as an uninterrupted one."""
     store, runs = tmp_path / "store", tmp_path / "runs"
-    args = [*FAST, "--output-basedir", runs, "--set", f"output.storage_path=file://{store}", "--address", ray_head.address]
+    args = [*FAST, *THREE_TASKS, "--output-basedir", runs, "--set", f"output.storage_path=file://{store}", "--address", ray_head.address]
     pause = Pause(tmp_path / "pause", "task:2")
     proc = start_cli(*args, env={**ENV, **pause.env})
     try:
@@ -99,7 +100,7 @@ def test_killed_worker_restarts_from_a_storage_uri_and_finishes_identically(one_
     assert doc["status"] == "finished" and doc["acc_matrix"] == results(one_worker[0])["acc_matrix"]
     log = [json.loads(line) for line in (store / NAME / "log.jsonl").read_text().splitlines()]
     assert [e["next_task"] for e in log if e["event"] == "resume"] == [3]  # restarted once, after task 2
-    assert [p.name for p in sorted((store / NAME / "ray" / NAME).glob("task_*"))][-1] == "task_004"
+    assert [p.name for p in sorted((store / NAME / "ray" / NAME).glob("task_*"))][-1] == "task_002"
     assert results(runs / NAME) == doc and (runs / NAME / "report" / "index.html").exists()  # the driver's copy
     assert not (runs / NAME / "ray").exists()
 
@@ -110,14 +111,14 @@ def test_killed_worker_restarts_from_a_storage_uri_and_finishes_identically(one_
 
 def test_a_baseline_trains_on_two_workers_and_reports_both_classifiers(ray_head, tmp_path):
     """BiC (its bias phase, held-out images, class means) through Ray Train with 2 workers."""
-    proc = run_cli("configs/quickstart.yaml", "--address", ray_head.address, *FAST, "--set", "method=bic",
+    proc = run_cli("configs/quickstart.yaml", "--address", ray_head.address, *FAST, *TWO_TASKS, "--set", "method=bic",
                    "--set", "ray.num_workers=2", "--set", "ray.cpus_per_worker=1", "--output-basedir", tmp_path,
                    env={**ENV, "RAY_ADDRESS": ""})
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     doc = results(tmp_path / "quickstart-bic")
     assert doc["status"] == "finished" and doc["provenance"]["world_size"] == 2
     assert doc["label"] == "BiC (re-run)" and doc["classifier"] == "cnn" and set(doc["classifiers"]) == {"cnn", "nme"}
-    assert "task 5/5 bias     epoch 2/2" in proc.stdout and "nme top-1" in proc.stdout
+    assert "task 2/2 bias     epoch 2/2" in proc.stdout and "nme top-1" in proc.stdout
     main = (tmp_path / "quickstart-bic" / "report" / "tables" / "main_digits.md").read_text()
     assert "BiC (re-run) (classifier=nme)" in main and "BiC (re-run) (classifier=cnn)" in main
 

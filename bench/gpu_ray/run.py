@@ -118,12 +118,13 @@ GPU = Sizes(
               "ray-bf16-small": 90, "ray-bf16-large-compile": 180, "step-compiled": 120})
 
 # The same code on 2 CPU cores: 2 tasks of 2 classes of 8 images, batch 8, one epoch, fp32 eager, and
-# the runs and sweeps on a one-block model (the probe keeps the preset).
+# the runs and sweeps on a one-block model (the probe keeps the preset); each packing sweep is one
+# trial (the code path: a trial's Ray Train start-up is most of its cost here).
 SMOKE = replace(
     GPU, use_gpu=False, train_per_class=8, test_per_class=4, classes_per_task=2, memory=8, epochs=1,
     finetune_epochs=1, small_batch=8, large_batch_cap=8, loader_workers=0,
     variants=("ray-fp32-small", "inproc-fp32-small"), step_keys=(1, 2), step_repeats=2, step_warmup=1, step_inner=1,
-    loader_counts=(0, 1), loader_batches=2, loader_repeats=1, pack_trials=2, pack_train_per_class=8, pack_epochs=1,
+    loader_counts=(0, 1), loader_batches=2, loader_repeats=1, pack_trials=1, pack_train_per_class=8, pack_epochs=1,
     pack_cpus=1, pack_loader_workers=0, deadline_s=900, budget_s={k: 300 for k in GPU.budget_s},
     model={"model.embed_dim": 32, "model.depth": 1, "model.num_heads": 2})  # the code path, not the figures
 

@@ -49,7 +49,7 @@ def compare(case: Case, device: torch.device, repeats: int, warmup: int, inner: 
 
 def run_part(s, device: torch.device, peaks: dict[str, float], log: Callable[[str], None]) -> dict:
     """The quickstart step; in the full modes also the CIFAR 10-key step. `peaks`: matmul GFLOP/s by dtype."""
-    plan = [(Case("daformer_m", 5, batch=16, preset="quickstart"), s.compile_repeats, s.compile_inner)]
+    plan = [(Case("daformer_m", s.compile_keys, batch=16, preset="quickstart"), s.compile_repeats, s.compile_inner)]
     if s.compile_cifar:
         plan.append((Case("daformer_m", 10, dtype=s.compile_dtype, batch=s.large_batch or s.batch), s.repeats, s.inner))
     return run_plan(plan, device, s.warmup, peaks, log)

@@ -24,6 +24,7 @@ class Settings:
     # sample), the CIFAR 10-key step in full (the step part's repeats and inner)
     compile_repeats: int = 5
     compile_inner: int = 10
+    compile_keys: int = 5  # of the quickstart case: a smaller graph compiles in less time
     compile_cifar: bool = True
     compile_dtype: str = "fp32"  # of the CIFAR compile case
     # GPU only: a batch that fills the device (at batch 128 bf16 ran barely faster than fp32 on an H200);
@@ -58,16 +59,17 @@ class Settings:
 
 FULL = Settings()
 
-QUICK = Settings(batch=8, repeats=2, heavy_repeats=1, keys=(1, 10), matmul_n=1024, matmul_repeats=3,
+QUICK = Settings(batch=4, repeats=2, heavy_repeats=1, keys=(1, 10), matmul_n=1024, matmul_repeats=3,
                  bf16_probe_batch=2, bf16_probe_repeats=1, ray_small_repeats=3, ray_small_inner=5,
-                 ray_variants=("default", "passive"), ray_cifar=False, compile_repeats=3, compile_cifar=False, ray_background_s=10, contention_repeats=3, contention_inner=5, loader_batches=3, loader_repeats=2,
-                 sweep_trials=2, sweep_epochs=1, e2e_repeats=1, alloc_rounds=1, alloc_repeats=2,
-                 accuracy_seeds=(0, 1), accuracy_sets=("train.epochs=1", "finetune.epochs=1"))
+                 ray_variants=("default", "passive"), ray_cifar=False, compile_repeats=3, compile_keys=1,
+                 compile_cifar=False, ray_background_s=10, contention_repeats=3, contention_inner=5, loader_batches=3,
+                 loader_repeats=2, sweep_trials=2, sweep_epochs=1, e2e_repeats=1, alloc_rounds=1, alloc_repeats=2,
+                 accuracy_seeds=(0, 1), accuracy_sets=("train.epochs=1", "finetune.epochs=1", "data.max_classes=4"))
 
 # On a GPU a step is milliseconds: more samples, several steps each.
 GPU_FULL = replace(FULL, repeats=10, heavy_repeats=10, warmup=3, inner=5, matmul_n=8192, matmul_repeats=10,
                    large_batch=1024, compile_dtype="bf16")
-GPU_QUICK = replace(QUICK, repeats=5, heavy_repeats=5, warmup=2, inner=3, matmul_n=4096, large_batch=256,
+GPU_QUICK = replace(QUICK, batch=8, repeats=5, heavy_repeats=5, warmup=2, inner=3, matmul_n=4096, large_batch=256,
                     compile_dtype="bf16")
 
 
