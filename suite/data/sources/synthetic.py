@@ -17,7 +17,7 @@ def _prototypes(rng, num_classes: int, size: int) -> np.ndarray:
 
 
 def _sample(rng, protos: np.ndarray, per_class: int) -> Split:
-    num_classes, _size = protos.shape[0], protos.shape[1]
+    num_classes = protos.shape[0]
     labels = np.repeat(np.arange(num_classes), per_class)
     shifts = rng.integers(-1, 2, size=(len(labels), 2))
     images = np.stack([np.roll(protos[c], tuple(s), axis=(0, 1)) for c, s in zip(labels, shifts)])
