@@ -312,3 +312,5 @@ def test_a_baseline_shows_each_classifier_and_is_compared_only_within_its_protoc
     pycil, dytox_table = (next(i for i, line in enumerate(lines) if line.startswith(f"| {label} |"))
                           for label in ("iCaRL (published, PyCIL)", "iCaRL (published)"))
     assert pycil < dytox_table  # the DyTox table's rows, another protocol, are listed after ours
+    summary = read(tmp_path / "out" / "README.md").split("## Summary")[1].split("## ")[0]
+    assert "3 runs under 'runs' (3 finished)" in summary and "datasets: CIFAR-100." in summary  # not 6 (one a classifier)

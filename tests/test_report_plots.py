@@ -103,6 +103,7 @@ def test_accuracy_panels_per_setting_in_order_with_one_legend(curves):
     dytox = legend.legend_handles[0].get_color()
     assert all(len(line_of(ax, dytox)) == 1 for ax in figure.axes)  # one colour per label in every panel
     assert len({ax.get_ylim() for ax in figure.axes}) == 1 and figure.axes[0].get_ylim()[1] <= 100
+    assert [list(ax.get_xticks()) for ax in figure.axes[:2]] == [[2, 4], [2, 4, 6, 8]]  # where each task ends
 
 
 def test_a_method_has_its_records_colour_and_marker_in_every_figure(curves):

@@ -223,6 +223,7 @@ def test_every_latex_table_is_well_formed(paired):
     document = read(paired / "report.tex")
     assert document.count(r"\input{tables/") == len(tables)
     assert document.startswith(r"\documentclass") and document.rstrip().endswith(r"\end{document}")
+    assert "one row per run and task:\n\n\\texttt{results\\_tidy.csv}\\par" in document  # the files the summary names
 
 
 @pytest.mark.skipif(shutil.which("pdflatex") is None, reason="no pdflatex on this machine (the structural check "

@@ -11,6 +11,7 @@ from pathlib import Path
 import pandas as pd
 
 from suite.atomic import write_text
+from suite.datasets import dataset_title
 from suite.errors import UserError
 from suite.methods import HEADLINE, METHODS
 from suite.report import plots
@@ -85,13 +86,15 @@ def check_choice(key: str, value: str, choices: tuple[str, ...]) -> None:
 
 
 def summary_section(runs: pd.DataFrame, results_dir: Path, style: str) -> Section:
+    runs = runs[runs["headline_classifier"].astype(bool)]  # a run measured with two classifiers is one run
     counts = runs["status"].value_counts()
     states = ", ".join(f"{count} {status}" for status, count in counts.items())
     commits = sorted({str(c)[:12] for c in runs["git_commit"] if isinstance(c, str) and c})
     made_at = f"made at commit {', '.join(commits)}" if commits else "made outside a git checkout"
+    datasets = ", ".join(sorted(dataset_title(name) for name in runs["dataset"].unique()))
     return Section("Summary", paragraphs=[
         f"{len(runs)} run{'s' if len(runs) != 1 else ''} under '{results_dir.resolve().name}' ({states}), {made_at}; "
-        f"datasets: {', '.join(sorted(runs['dataset'].unique()))}. Report style: {style}; every table as "
+        f"datasets: {datasets}. Report style: {style}; every table as "
         "Markdown, CSV and a LaTeX tabular (booktabs), all of them in one LaTeX article. "
         "All results, one row per run and task:",
     ], files=[TIDY_CSV, "report.tex"])

@@ -30,6 +30,7 @@ def document(title: str, sections: list[Section]) -> str:
     for section in sections:
         parts.append(rf"\section*{{{latex_escape(section.title)}}}")
         parts += [latex_escape(text) + "\n" for text in section.paragraphs]
+        parts += [rf"\texttt{{{latex_escape(path)}}}\par" for path in section.files]  # beside the .tex
         parts += [table_block(table) for table in section.tables]
         if not section.small_plots:  # heat maps, one per run, stay on the web page
             parts += [figure_block(plot.stem, plot.caption) for plot in section.plots]

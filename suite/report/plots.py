@@ -179,6 +179,15 @@ def accuracy_curves(curves: pd.DataFrame, out_dir: Path, band: str) -> list[Plot
     return plots
 
 
+def classes_seen_ticks(ax, classes_seen: pd.Series, most: int = 12) -> None:
+    """A tick where each task ends (5, 10, ..., 25), or integer ticks where the tasks are too many to label."""
+    ends = sorted(classes_seen.unique())
+    if len(ends) <= most:
+        ax.set_xticks(ends)
+    else:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+
+
 def accuracy_figure(curves: pd.DataFrame, band: str) -> Figure:
     """One dataset's curves: a panel per setting, a line per method label, the same style in every panel."""
     labels = method_labels(curves)
@@ -190,7 +199,7 @@ def accuracy_figure(curves: pd.DataFrame, band: str) -> Figure:
             low, high = band_limits(line, "acc", band)
             handles[label] = draw_band(ax, line["classes_seen"], line["acc_mean"], low, high, styles[label])
         ax.set(title=setting_title(setting), xlabel="number of classes seen")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        classes_seen_ticks(ax, frame["classes_seen"])
         if ax.get_subplotspec().is_first_col():
             ax.set_ylabel("top-1 accuracy (%)")
     clip_to_percent(figure.axes[0])
