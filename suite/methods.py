@@ -76,7 +76,8 @@ _PLAIN_CNN = dict(architecture="cnn", release="the CNN baselines' backbone and r
                   **_PLAIN)
 
 # In the order tables list them (the CNN baselines as DyTox's table does): lower bound first, upper bound last.
-# Colours and markers: matplotlib's tab10 palette, told apart in greyscale print by the markers.
+# Colours and markers: matplotlib's tab10 palette for the ViT rows, a hue of its own for each CNN baseline, mid
+# tones (a method's second and third classifiers are drawn darker); the markers tell them apart in greyscale.
 METHODS: dict[str, Method] = {m.name: m for m in (
     Method("finetune", "Finetune", "plain ViT, no memory (lower bound)", rehearsal=False, bound="lower",
            color="#7f7f7f", marker="v", **_PLAIN),
@@ -116,19 +117,19 @@ METHODS: dict[str, Method] = {m.name: m for m in (
            classifiers=("cnn", "nme"), architecture="cnn", rerun=True,
            release="PyCIL (LAMDA-CL/PyCIL) models/podnet.py (its finetuning trains the backbone too; the table "
                    "in its docstring is NME)",
-           color="#8c6d31", marker="<"),
+           color="#1b9e77", marker="<"),
     Method("der", "DER w/o P", "DER without pruning: a new backbone per task, the old ones frozen, one classifier "
            "over all their features, an auxiliary classifier", distill=False, freezes_old_heads=False,
            classifiers=("cnn", "nme"), architecture="cnn", rerun=True,
            release="PyCIL (LAMDA-CL/PyCIL) models/der.py: weight aligning after each task, in place of the DER "
                    "release's classifier retraining",
-           color="#6a3d9a", marker="d"),
+           color="#5254a3", marker="d"),
     Method("foster", "FOSTER", "FOSTER: boosting with a second backbone and logit adjustment, then compression "
            "into one backbone by distillation", distill=False, divergence=False, freezes_old_heads=False,
            classifiers=("cnn", "nme", "student"), architecture="cnn", rerun=True,
            release="PyCIL (LAMDA-CL/PyCIL) models/foster.py: the boosted network evaluated, as PyCIL reports it "
                    "(its compressed student recorded beside)",
-           color="#31a354", marker="H"),
+           color="#e6ab02", marker="H"),
     Method("joint", "Joint", "plain ViT, every class in one task (upper bound)", rehearsal=False,
            single_task=True, bound="upper", color="#17becf", marker="*", **_PLAIN),
     Method("joint_cnn", "Joint (CNN)", "a CNN (model.backbone), every class in one task (the CNN rows' upper bound)",
