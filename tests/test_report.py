@@ -314,3 +314,6 @@ def test_a_baseline_shows_each_classifier_and_is_compared_only_within_its_protoc
     assert pycil < dytox_table  # the DyTox table's rows, another protocol, are listed after ours
     summary = read(tmp_path / "out" / "README.md").split("## Summary")[1].split("## ")[0]
     assert "3 runs under 'runs' (3 finished)" in summary and "datasets: CIFAR-100." in summary  # not 6 (one a classifier)
+    cost_md = read(tmp_path / "out" / "tables" / "cost_cifar100.md")
+    icarl = [line for line in cost_md.splitlines() if line.startswith("| iCaRL")]
+    assert len(icarl) == 1 and "(classifier=nme)" in icarl[0]  # a run's cost once, not per classifier

@@ -80,13 +80,18 @@ def build_report(results_dir: Path | str, out_dir: Path | str | None = None, sty
     return out_dir
 
 
+def own_classifier(runs: pd.DataFrame) -> pd.DataFrame:
+    """Each run once, as its own classifier judged it (the other classifiers' views left out)."""
+    return runs[runs["headline_classifier"].astype(bool)]
+
+
 def check_choice(key: str, value: str, choices: tuple[str, ...]) -> None:
     if value not in choices:
         raise UserError(f"report {key} '{value}' is not one of {', '.join(choices)}")
 
 
 def summary_section(runs: pd.DataFrame, results_dir: Path, style: str) -> Section:
-    runs = runs[runs["headline_classifier"].astype(bool)]  # a run measured with two classifiers is one run
+    runs = own_classifier(runs)  # a run measured with two classifiers is one run
     counts = runs["status"].value_counts()
     states = ", ".join(f"{count} {status}" for status, count in counts.items())
     commits = sorted({str(c)[:12] for c in runs["git_commit"] if isinstance(c, str) and c})
@@ -126,7 +131,8 @@ def results_sections(tasks: pd.DataFrame, finished: pd.DataFrame, out_dir: Path,
         sections.append(Section("Validation split", tables=[validation_table(d, frame) for d, frame in validated]))
     history = load_history(finished)
     return sections + [
-        Section("Cost", tables=[cost_table(dataset, frame) for dataset, frame in by_dataset]),
+        Section("Cost", tables=[cost_table(dataset, frame) for dataset, frame in main_stats(own_classifier(finished))
+                                .groupby("dataset")]),
         Section("Parameters", tables=[parameter_table(dataset, frame) for dataset, frame in curves.groupby("dataset")]),
         Section("Accuracy against classes seen", plots=plots.accuracy_curves(curves, out_dir, band)),
         Section("Training loss and learning rate", plots=plots.history_curves(history, out_dir),
