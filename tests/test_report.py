@@ -299,6 +299,21 @@ def baseline_result(seed: int, backbone: str, order: str) -> dict:
     return result
 
 
+def test_bold_ranks_each_method_by_its_own_classifier(tmp_path):
+    """A run's other classifier (here iCaRL's logits, made the best Avg of the table) is shown, not
+    ranked: bold goes to the best of the methods' own classifiers (and the published rows)."""
+    for seed in range(2):
+        result = baseline_result(seed, "cifar_resnet32", "cifar100_order_seed1993")
+        result["classifiers"]["cnn"].update(avg_incremental_accuracy=90.0)
+        write_run(tmp_path / "runs", f"icarl-{seed}", result)
+        write_run(tmp_path / "runs", f"wa-{seed}", make_result(method="wa", avg=68.0, last=40.0, seed=seed,
+                                                                  order="cifar100_order_seed1993", params=470_000))
+    main_md = read(build_report(tmp_path / "runs", tmp_path / "out") / "tables" / "main_cifar100.md")
+    assert table_row(main_md, "iCaRL (re-run) (classifier=cnn)")[2] == "90.00 ± 0.00"  # shown, not bold
+    assert table_row(main_md, "WA (re-run)")[2] == "**68.00 ± 0.00**"  # above the published rows' 67.33
+    assert "shown, not ranked" in main_md
+
+
 def test_a_baseline_shows_each_classifier_and_is_compared_only_within_its_protocol(tmp_path):
     for seed in range(3):
         write_run(tmp_path / "runs", f"icarl-{seed}", baseline_result(seed, "cifar_resnet32", "cifar100_order_seed1993"))

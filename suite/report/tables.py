@@ -75,7 +75,8 @@ def main_table(dataset: str, stats: pd.DataFrame, references: pd.DataFrame, runs
     same_protocol = shown["memory_protocol"].isin(ours["memory_protocol"]) & same_backbone(shown, ours)
     compared, listed = shown[same_protocol], shown[~same_protocol]
     layout = MainLayout(settings, metrics)
-    scored = published_rows(compared, layout) + our_rows(ours, layout, marked)
+    views = other_classifiers(runs)
+    scored = published_rows(compared, layout) + our_rows(ours, layout, marked, views)
     differences = difference_rows(ours, compared, layout)
     rows = [row for row, _ in scored] + [row for row, _ in differences] + [row for row, _ in
                                                                            published_rows(listed, layout)]
@@ -85,6 +86,9 @@ def main_table(dataset: str, stats: pd.DataFrame, references: pd.DataFrame, runs
     )
     block_starts = (compared["label"].nunique(), len(scored), len(scored) + len(differences))
     marks = [mark_note] if marked else []
+    if views & set(zip(ours["method"], ours["variant"])):
+        marks.append("Bold: the best of each method's own classifier; the rows of a run's other classifiers (its "
+                     "nearest mean beside its logits, say) are shown, not ranked.")
     return Table(
         name=f"main_{dataset}",
         title=f"{dataset_title(dataset)}: {metric_names(metrics)} accuracy (%) on the test split; #P: parameters (M) after the "
@@ -193,10 +197,17 @@ def published_rows(published: pd.DataFrame, layout: MainLayout) -> list[tuple[li
     return rows
 
 
-def our_rows(stats: pd.DataFrame, layout: MainLayout, marked: frozenset) -> list[tuple[list[str], dict[int, float]]]:
-    """One row per method variant: #P and mean ± std per setting (upper bounds never scored, and their
-    Avg left blank, as DyTox's table has it: they train one task); a † where the headline's paired
-    difference is significant."""
+def other_classifiers(runs: pd.DataFrame) -> set[tuple[str, str]]:
+    """(method, variant) of the rows that show a run as another classifier than its own judged it."""
+    views = runs[~runs["headline_classifier"].astype(bool)]
+    return set(zip(views["method"], views["variant"]))
+
+
+def our_rows(stats: pd.DataFrame, layout: MainLayout, marked: frozenset,
+             unranked: set = frozenset()) -> list[tuple[list[str], dict[int, float]]]:
+    """One row per method variant: #P and mean ± std per setting (upper bounds and the `unranked`
+    (method, variant) rows never scored, and the bounds' Avg left blank, as DyTox's table has it: they
+    train one task); a † where the headline's paired difference is significant."""
     rows = []
     for (method, variant, label), group in sort_rows(stats, ["method", "variant"]).groupby(
             ["method", "variant", "label"], sort=False):
@@ -211,7 +222,7 @@ def our_rows(stats: pd.DataFrame, layout: MainLayout, marked: frozenset) -> list
                 mark = SIGNIFICANCE_MARK if (setting, method, variant, prefix) in marked else ""
                 row.append(mean_std(cell[f"{prefix}_mean"], cell[f"{prefix}_std"]) + mark)
                 scores[layout.column(s_index, m_index)] = cell[f"{prefix}_mean"]
-        rows.append((row, {} if method in UPPER_BOUNDS else scores))
+        rows.append((row, {} if method in UPPER_BOUNDS or (method, variant) in unranked else scores))
     return rows
 
 
