@@ -118,6 +118,7 @@ def test_a_method_has_its_records_colour_and_marker_in_every_figure(curves):
         assert line.get_marker() == record.marker
     dytox = [line for line in both.axes[0].lines if to_rgb(line.get_color()) == to_rgb(METHODS["dytox"].color)]
     assert dytox and dytox[0].get_marker() == METHODS["dytox"].marker
+    assert line.get_zorder() > dytox[0].get_zorder()  # the headline drawn on top of the others
 
 
 def test_variants_of_one_method_keep_its_colour_darker_each(curves):
@@ -251,6 +252,8 @@ def test_history_figure_panels_task_boundaries_and_finetune_markers(history, tmp
     figure = plots.history_figure(history)
     loss, lr = figure.axes
     assert (loss.get_ylabel(), lr.get_ylabel(), lr.get_yscale()) == ("training loss", "learning rate", "log")
+    ends_at_zero = history.assign(lr=history["lr"].where(history["step"] != history["step"].max(), 0.0))
+    assert plots.history_figure(ends_at_zero).axes[1].get_yscale() == "log"  # an lr of 0 does not flatten the rest
     for ax in figure.axes:
         boundaries = [line.get_xdata()[0] for line in ax.lines if line.get_label() == plots.TASK_BOUNDARY]
         assert boundaries == [2.5, 6.5]  # tasks 2 and 3 last 4 epochs, as long as DAFormer-M's

@@ -20,7 +20,7 @@ from matplotlib.ticker import MaxNLocator
 
 from suite.atomic import write_bytes
 from suite.datasets import dataset_title
-from suite.methods import METHODS, TRAIN
+from suite.methods import HEADLINE, METHODS, TRAIN
 from suite.report.aggregate import Axis, method_rank, setting_rank, setting_title
 from suite.report_options import BANDS
 from suite import schema
@@ -64,7 +64,8 @@ def save(figure: Figure, out_dir: Path, stem: str, caption: str) -> Plot:
 def line_styles(frame: pd.DataFrame) -> dict[str, dict]:
     """Colour, marker and dash per label of `frame`: a method's colour and marker come from its
     record (suite/methods.py), the same in every figure; the variants of one method in a figure
-    (key counts, memory sizes, ...) keep its colour, darker each, with another dash and marker."""
+    (key counts, memory sizes, ...) keep its colour, darker each, with another dash and marker; the
+    headline method's lines lie on top."""
     method_of = dict(zip(frame["label"], frame["method"]))
     styles, variants = {}, {}
     for label in method_labels(frame):
@@ -73,7 +74,8 @@ def line_styles(frame: pd.DataFrame) -> dict[str, dict]:
         marker = method.marker if method else MARKERS[0]
         i = variants[method_of[label]] = variants.get(method_of[label], -1) + 1
         styles[label] = {"color": _darker(base, i), "marker": marker if i == 0 else MARKERS[i % len(MARKERS)],
-                         "linestyle": LINESTYLES[i % len(LINESTYLES)]}
+                         "linestyle": LINESTYLES[i % len(LINESTYLES)],
+                         "zorder": 3 if method_of[label] == HEADLINE else 2}
     return styles
 
 
@@ -337,8 +339,8 @@ def history_figure(history: pd.DataFrame) -> Figure:
                     markersize=2.5)
         for boundary in task_boundaries(epochs):
             ax.axvline(boundary, color="0.5", linewidth=0.7, alpha=0.5, label=TASK_BOUNDARY)
-    if (epochs["lr"] > 0).all():
-        lr_ax.set_yscale("log")
+    if (epochs["lr"] > 0).any():  # rates a hundredfold apart (SGD's and AdamW's) stay readable; an lr of 0 is left out
+        lr_ax.set_yscale("log", nonpositive="mask")
     loss_ax.set_ylabel("training loss")
     lr_ax.set(ylabel="learning rate", xlabel="epoch (tasks start together across methods)")
     handles = {label: Line2D([], [], color=styles[label]["color"], linestyle=styles[label]["linestyle"])
