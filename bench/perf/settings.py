@@ -24,7 +24,7 @@ class Settings:
     # sample), the CIFAR 10-key step in full (the step part's repeats and inner)
     compile_repeats: int = 5
     compile_inner: int = 10
-    compile_keys: int = 5  # of the quickstart case: a smaller graph compiles in less time
+    compile_keys: int = 5  # keys of the quickstart case (--quick: 1, the code path)
     compile_cifar: bool = True
     compile_dtype: str = "fp32"  # of the CIFAR compile case
     # GPU only: a batch that fills the device (at batch 128 bf16 ran barely faster than fp32 on an H200);

@@ -20,7 +20,7 @@ from suite.report.caveats import bound_caveats
 from suite.report.compare import comparison_table, paired_differences, significance_note, significant
 from suite.report.history import load_history
 from suite.report.latex_document import write_document
-from suite.report.load import load_results
+from suite.report.load import load_results, own_classifier
 from suite.report.page import Section, write_page
 from suite.report.references import load_references
 from suite.report.render import write_table
@@ -78,11 +78,6 @@ def build_report(results_dir: Path | str, out_dir: Path | str | None = None, sty
     write_document(out_dir, title, sections)
     write_page(out_dir, title, sections)
     return out_dir
-
-
-def own_classifier(runs: pd.DataFrame) -> pd.DataFrame:
-    """Each run once, as its own classifier judged it (the other classifiers' views left out)."""
-    return runs[runs["headline_classifier"].astype(bool)]
 
 
 def check_choice(key: str, value: str, choices: tuple[str, ...]) -> None:

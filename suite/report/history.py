@@ -8,6 +8,7 @@ from pathlib import Path
 import pandas as pd
 
 from suite.methods import PHASES
+from suite.report.load import own_classifier
 from suite.schema import LOG
 
 GROUP_COLUMNS = ["run", "label", "dataset", "setting", "method", "variant"]
@@ -20,7 +21,7 @@ def load_history(runs: pd.DataFrame) -> pd.DataFrame:
     epochs in run order: tasks in order, each task's main phase then its finetuning) and the run's group
     columns. A run measured with two classifiers trained once: its history is its headline classifier's."""
     if "headline_classifier" in runs:
-        runs = runs[runs["headline_classifier"].astype(bool)]
+        runs = own_classifier(runs)
     groups = [column for column in GROUP_COLUMNS if column in runs]
     columns = groups + EPOCH_FIELDS + ["step"]
     frames = [run_epochs(read_records(Path(run["path"]).parent / LOG)).assign(**run[groups].to_dict())

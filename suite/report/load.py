@@ -76,6 +76,11 @@ def classifier_views(result: dict, run: str) -> list[tuple[str, dict]]:
     return views
 
 
+def own_classifier(runs: pd.DataFrame) -> pd.DataFrame:
+    """Each run once, as its own classifier judged it (the rows of classifier_views' other views left out)."""
+    return runs[runs["headline_classifier"].astype(bool)]
+
+
 def run_rows(result: dict, run: str, path: Path) -> list[dict]:
     """One row per finished task, all carrying the run's fields."""
     fields = run_fields(result, run, path)

@@ -11,6 +11,7 @@ import pandas as pd
 from suite.datasets import TOP5_DATASETS, dataset_title
 from suite.methods import METHODS
 from suite.report.aggregate import RUN_GROUP, UPPER_BOUNDS, Axis, setting_rank, setting_title, sort_rows
+from suite.report.load import own_classifier
 from suite.report.references import DYTOX_TABLE_BACKBONES, MEMORY_PROTOCOLS, PROTOCOL_SWITCH, run_comparison
 from suite import schema
 
@@ -199,7 +200,7 @@ def published_rows(published: pd.DataFrame, layout: MainLayout) -> list[tuple[li
 
 def other_classifiers(runs: pd.DataFrame) -> set[tuple[str, str]]:
     """(method, variant) of the rows that show a run as another classifier than its own judged it."""
-    views = runs[~runs["headline_classifier"].astype(bool)]
+    views = runs.drop(own_classifier(runs).index)
     return set(zip(views["method"], views["variant"]))
 
 
